@@ -1,0 +1,38 @@
+//! Authorization server metadata (RFC 8414) and OpenID Provider metadata (Discovery 1.0).
+//! Every URL is derived from the configured issuer, never from a request.
+
+use serde_json::{json, Value};
+
+/// Paths of our endpoints, relative to the issuer.
+pub mod paths {
+    pub const AUTHORIZE: &str = "/authorize";
+    pub const TOKEN: &str = "/token";
+    pub const USERINFO: &str = "/userinfo";
+    pub const JWKS: &str = "/jwks";
+}
+
+/// The metadata document. `issuer` has no trailing slash.
+pub fn metadata(issuer: &str) -> Value {
+    json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}{}", paths::AUTHORIZE),
+        "token_endpoint": format!("{issuer}{}", paths::TOKEN),
+        "userinfo_endpoint": format!("{issuer}{}", paths::USERINFO),
+        "jwks_uri": format!("{issuer}{}", paths::JWKS),
+        "scopes_supported": ["openid", "email"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "at_hash", "azp", "email", "email_verified"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "claims_parameter_supported": false,
+        "userinfo_signing_alg_values_supported": [],
+    })
+}

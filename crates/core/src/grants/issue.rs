@@ -1,0 +1,104 @@
+//! Minting tokens: RFC 9068 access tokens, ID tokens and refresh tokens.
+
+use crate::authorize::response::new_jti;
+use crate::error::OAuthError;
+use crate::ids::{FamilyId, SessionId};
+use crate::jwt::{self, AccessClaims, IdClaims};
+use crate::model::{Client, RefreshToken, SigningAlg, User};
+use crate::scope;
+use crate::secret::{self, IssuedSecret, SecretKind};
+
+use super::TokenContext;
+
+/// Algorithm of access tokens.
+pub const ACCESS_TOKEN_ALG: SigningAlg = SigningAlg::ES256;
+
+/// An access token for `sub` (a user id, or the client id for client credentials).
+#[allow(clippy::too_many_arguments)]
+pub fn access_token(
+    ctx: &TokenContext<'_>,
+    client: &Client,
+    sub: &str,
+    audience: Option<&str>,
+    scopes: &[String],
+    auth_time: Option<i64>,
+    sid: Option<&SessionId>,
+) -> Result<String, OAuthError> {
+    let key = ctx.keys.active(ACCESS_TOKEN_ALG, ctx.now).map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let claims = AccessClaims {
+        iss: ctx.issuer.to_owned(),
+        sub: sub.to_owned(),
+        // With no API, the token is for this issuer's own userinfo endpoint.
+        aud: audience.unwrap_or(ctx.issuer).to_owned(),
+        exp: ctx.now + ctx.lifetimes.access_token,
+        iat: ctx.now,
+        jti: new_jti(),
+        client_id: client.id.to_string(),
+        scope: scope::join(scopes),
+        auth_time,
+        sid: sid.map(|s| s.to_string()),
+    };
+    jwt::sign(key, jwt::TYP_ACCESS_TOKEN, &claims).map_err(|e| OAuthError::server_error(e.to_string()))
+}
+
+/// An ID token for `user`, signed with the client's registered algorithm.
+pub fn id_token(
+    ctx: &TokenContext<'_>,
+    client: &Client,
+    user: &User,
+    scopes: &[String],
+    nonce: Option<String>,
+    sid: &SessionId,
+    auth_time: i64,
+    access_token: &str,
+) -> Result<String, OAuthError> {
+    let key = ctx.keys.active(client.id_token_alg, ctx.now).map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let with_email = scopes.iter().any(|s| s == scope::EMAIL);
+    let claims = IdClaims {
+        iss: ctx.issuer.to_owned(),
+        sub: user.id.to_string(),
+        aud: client.id.to_string(),
+        azp: client.id.to_string(),
+        exp: ctx.now + ctx.lifetimes.id_token,
+        iat: ctx.now,
+        auth_time,
+        nonce,
+        sid: sid.to_string(),
+        at_hash: Some(jwt::at_hash(access_token)),
+        email: with_email.then(|| user.email.clone()),
+        email_verified: with_email.then_some(user.email_verified),
+    };
+    jwt::sign(key, jwt::TYP_ID_TOKEN, &claims).map_err(|e| OAuthError::server_error(e.to_string()))
+}
+
+/// A new refresh token. Session-bound: it ends when the session ends (`expires_at` is the
+/// session's absolute end).
+#[allow(clippy::too_many_arguments)]
+pub fn refresh_token(
+    ctx: &TokenContext<'_>,
+    family_id: FamilyId,
+    client: &Client,
+    user: &User,
+    session_id: &SessionId,
+    scopes: &[String],
+    audience: Option<String>,
+    auth_time: i64,
+    expires_at: i64,
+) -> (RefreshToken, IssuedSecret) {
+    let issued = secret::issue(SecretKind::RefreshToken, ctx.hash_key);
+    let record = RefreshToken {
+        token_hash: issued.hash.clone(),
+        family_id,
+        client_id: client.id.clone(),
+        user_id: user.id.clone(),
+        session_id: session_id.clone(),
+        scope: scopes.to_vec(),
+        audience,
+        auth_time,
+        created_at: ctx.now,
+        expires_at,
+        rotated_at: None,
+        revoked_at: None,
+    };
+    (record, issued)
+}

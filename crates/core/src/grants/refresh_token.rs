@@ -1,0 +1,89 @@
+//! `grant_type=refresh_token`: every use rotates. A rotated token presented again within the
+//! grace window is refused; later it is treated as theft and the family and session are revoked
+//! by the store in the same transaction.
+
+use crate::error::OAuthError;
+use crate::model::Client;
+use crate::params::Params;
+use crate::scope;
+use crate::secret::{self, reveal, SecretKind};
+use crate::store::{RefreshRotation, Storage};
+
+use super::{issue, GrantEvent, TokenContext, TokenResponse};
+
+pub(super) async fn handle<S: Storage + ?Sized>(
+    params: &Params,
+    client: &Client,
+    store: &S,
+    ctx: &TokenContext<'_>,
+    events: &mut Vec<GrantEvent>,
+) -> Result<TokenResponse, OAuthError> {
+    let presented = params.require("refresh_token", 256)?;
+    let requested = match params.get("scope", 2048)? {
+        Some(s) => Some(scope::parse(s)?),
+        None => None,
+    };
+    let Some(hash) = secret::hash_presented(SecretKind::RefreshToken, presented, ctx.hash_key) else {
+        return Err(OAuthError::invalid_grant("the refresh token is invalid"));
+    };
+    let issued = std::sync::Mutex::new(None);
+    let make_next = |old: &crate::model::RefreshToken| {
+        let next = secret::issue(SecretKind::RefreshToken, ctx.hash_key);
+        let record = crate::model::RefreshToken {
+            token_hash: next.hash.clone(),
+            created_at: ctx.now,
+            rotated_at: None,
+            revoked_at: None,
+            ..old.clone()
+        };
+        if let Ok(mut slot) = issued.lock() {
+            *slot = Some(next);
+        }
+        record
+    };
+    let old = match store
+        .rotate_refresh_token(&hash, &client.id, ctx.now, ctx.lifetimes.refresh_reuse_grace, &make_next)
+        .await?
+    {
+        RefreshRotation::Rotated(old) => old,
+        RefreshRotation::RecentlyRotated => return Err(OAuthError::invalid_grant("the refresh token was already used")),
+        RefreshRotation::ReuseDetected { family_id, session_id, user_id } => {
+            events.push(GrantEvent::RefreshReuseDetected {
+                family_id: family_id.to_string(),
+                session_id: session_id.to_string(),
+                user_id: user_id.to_string(),
+            });
+            return Err(OAuthError::invalid_grant("the refresh token was already used"));
+        }
+        RefreshRotation::Invalid => return Err(OAuthError::invalid_grant("the refresh token is invalid or expired")),
+    };
+    let new_secret = issued
+        .into_inner()
+        .ok()
+        .flatten()
+        .ok_or_else(|| OAuthError::server_error("rotation stored no new token"))?;
+    // A narrower scope may be asked for; never a wider one (RFC 6749 §6).
+    let scopes = match requested {
+        Some(r) if r.iter().all(|s| old.scope.contains(s)) => r,
+        Some(_) => return Err(OAuthError::invalid_scope("scope exceeds the original grant")),
+        None => old.scope.clone(),
+    };
+    let user = match store.user_by_id(&old.user_id).await? {
+        Some(u) if !u.disabled => u,
+        _ => return Err(OAuthError::invalid_grant("the user is no longer active")),
+    };
+    let access = issue::access_token(ctx, client, user.id.as_str(), old.audience.as_deref(), &scopes, Some(old.auth_time), Some(&old.session_id))?;
+    let id_token = if scopes.iter().any(|s| s == scope::OPENID) {
+        Some(issue::id_token(ctx, client, &user, &scopes, None, &old.session_id, old.auth_time, &access)?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in: ctx.lifetimes.access_token,
+        scope: scope::join(&scopes),
+        id_token,
+        refresh_token: Some(reveal(&new_secret.value).to_owned()),
+    })
+}

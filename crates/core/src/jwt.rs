@@ -1,0 +1,210 @@
+//! Compact JWS for the tokens Portcullis issues (RFC 7515, RFC 9068, OIDC Core §2), and
+//! verification of its own tokens. The algorithm always comes from the key the `kid` names,
+//! never from the token header; `alg: none`, HMAC and unknown keys are refused.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::keys::{KeyError, KeySet, LoadedKey};
+
+/// `typ` of access tokens (RFC 9068).
+pub const TYP_ACCESS_TOKEN: &str = "at+jwt";
+/// `typ` of ID tokens.
+pub const TYP_ID_TOKEN: &str = "JWT";
+
+/// Signs `claims` with `key`.
+pub fn sign<C: Serialize>(key: &LoadedKey, typ: &str, claims: &C) -> Result<String, KeyError> {
+    let header = serde_json::json!({"alg": key.alg.as_str(), "typ": typ, "kid": key.kid.as_str()});
+    let header = serde_json::to_vec(&header).map_err(|_| KeyError::Sign)?;
+    let body = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
+    let mut out = String::with_capacity(64 + body.len() * 4 / 3 + 360);
+    out.push_str(&URL_SAFE_NO_PAD.encode(header));
+    out.push('.');
+    out.push_str(&URL_SAFE_NO_PAD.encode(body));
+    let sig = key.sign(out.as_bytes())?;
+    out.push('.');
+    out.push_str(&URL_SAFE_NO_PAD.encode(sig));
+    Ok(out)
+}
+
+/// Claims of an access token (RFC 9068 §2.2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+impl AccessClaims {
+    pub fn has_scope(&self, s: &str) -> bool {
+        self.scope.split(' ').any(|x| x == s)
+    }
+}
+
+/// Claims of an ID token (OIDC Core §2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub azp: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub sid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+}
+
+/// `at_hash`: the left half of SHA-256 of the access token, base64url (OIDC Core §3.1.3.6).
+pub fn at_hash(access_token: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, access_token.as_bytes());
+    URL_SAFE_NO_PAD.encode(&d.as_ref()[..16])
+}
+
+/// Why a token was refused (for logs; clients only learn `invalid_token`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    #[error("not a compact JWS")]
+    Malformed,
+    #[error("unknown or missing kid")]
+    UnknownKey,
+    #[error("header alg does not match the key")]
+    Algorithm,
+    #[error("wrong typ")]
+    Type,
+    #[error("bad signature")]
+    Signature,
+    #[error("wrong issuer")]
+    Issuer,
+    #[error("expired")]
+    Expired,
+}
+
+/// Verifies a token signed by one of our keys and returns its claims as JSON.
+pub fn verify(token: &str, keys: &KeySet, expected_typ: &str) -> Result<Value, VerifyError> {
+    if token.len() > 16 * 1024 {
+        return Err(VerifyError::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(VerifyError::Malformed);
+    };
+    let header: Value = URL_SAFE_NO_PAD
+        .decode(h)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(VerifyError::Malformed)?;
+    let kid = header.get("kid").and_then(Value::as_str).ok_or(VerifyError::UnknownKey)?;
+    let key = keys.by_kid(kid).ok_or(VerifyError::UnknownKey)?;
+    if header.get("alg").and_then(Value::as_str) != Some(key.alg.as_str()) {
+        return Err(VerifyError::Algorithm);
+    }
+    if header.get("typ").and_then(Value::as_str).map(str::to_ascii_lowercase) != Some(expected_typ.to_ascii_lowercase()) {
+        return Err(VerifyError::Type);
+    }
+    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| VerifyError::Malformed)?;
+    let signed_len = h.len() + 1 + p.len();
+    if !key.verify(&token.as_bytes()[..signed_len], &sig) {
+        return Err(VerifyError::Signature);
+    }
+    URL_SAFE_NO_PAD
+        .decode(p)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(VerifyError::Malformed)
+}
+
+/// Verifies one of our access tokens: signature, `typ`, issuer and expiry at `now`.
+pub fn verify_access_token(token: &str, keys: &KeySet, issuer: &str, now: i64) -> Result<AccessClaims, VerifyError> {
+    let v = verify(token, keys, TYP_ACCESS_TOKEN)?;
+    let claims: AccessClaims = serde_json::from_value(v).map_err(|_| VerifyError::Malformed)?;
+    if claims.iss != issuer {
+        return Err(VerifyError::Issuer);
+    }
+    if now >= claims.exp {
+        return Err(VerifyError::Expired);
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{Encrypter, KeyBytes};
+    use crate::keys::{generate, load};
+    use crate::model::SigningAlg;
+
+    fn keyset() -> KeySet {
+        let enc = Encrypter::new(&KeyBytes::from_hex(&KeyBytes::generate_hex()).unwrap(), None).unwrap();
+        let es = load(&generate(SigningAlg::ES256, &enc, 0, 0).unwrap(), &enc).unwrap();
+        let rs = load(&generate(SigningAlg::RS256, &enc, 0, 0).unwrap(), &enc).unwrap();
+        KeySet::new(vec![es, rs])
+    }
+
+    fn claims(exp: i64) -> AccessClaims {
+        AccessClaims { iss: "https://as.example".into(), sub: "usr_1".into(), aud: "https://api.example".into(),
+            exp, iat: 0, jti: "j".into(), client_id: "cl_1".into(), scope: "openid".into(), auth_time: None, sid: None }
+    }
+
+    #[test]
+    fn round_trip_both_algorithms() {
+        let ks = keyset();
+        for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+            let t = sign(ks.active(alg, 0).unwrap(), TYP_ACCESS_TOKEN, &claims(100)).unwrap();
+            assert_eq!(verify_access_token(&t, &ks, "https://as.example", 50).unwrap(), claims(100));
+            assert_eq!(verify_access_token(&t, &ks, "https://as.example", 100), Err(VerifyError::Expired));
+            assert_eq!(verify_access_token(&t, &ks, "https://other.example", 50), Err(VerifyError::Issuer));
+            assert_eq!(verify(&t, &ks, TYP_ID_TOKEN), Err(VerifyError::Type));
+        }
+    }
+
+    #[test]
+    fn header_tricks_are_refused() {
+        let ks = keyset();
+        let key = ks.active(SigningAlg::ES256, 0).unwrap();
+        let t = sign(key, TYP_ACCESS_TOKEN, &claims(100)).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
+        for header in [
+            serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": key.kid.as_str()}),
+            serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": key.kid.as_str()}),
+            serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": key.kid.as_str()}),
+            serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": "../../dev/null"}),
+            serde_json::json!({"alg": "ES256", "typ": "at+jwt", "jku": "https://evil.example/jwks"}),
+        ] {
+            for sig in [parts[2], ""] {
+                let forged = format!("{}.{}.{}", enc(header.clone()), parts[1], sig);
+                assert!(verify(&forged, &ks, TYP_ACCESS_TOKEN).is_err(), "{header}");
+            }
+        }
+        // A tampered payload fails the signature.
+        let forged = format!("{}.{}.{}", parts[0], enc(serde_json::to_value(claims(999)).unwrap()), parts[2]);
+        assert_eq!(verify(&forged, &ks, TYP_ACCESS_TOKEN), Err(VerifyError::Signature));
+    }
+
+    #[test]
+    fn at_hash_matches_spec_example() {
+        // OIDC Core A.3 example values.
+        assert_eq!(at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
+    }
+}

@@ -1,0 +1,220 @@
+//! The domain records that storage keeps. Secrets appear here only as keyed hashes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ClientId, FamilyId, KeyId, SessionId, UserId};
+
+/// A person who signs in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    /// Normalised address as shown (domain lower-cased and punycoded).
+    pub email: String,
+    /// Comparison key: one mailbox, one account.
+    pub email_key: String,
+    pub email_verified: bool,
+    /// PHC string (Argon2id).
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+/// How a client authenticates at the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// Holds a secret (`client_secret_basic` or `client_secret_post`).
+    Confidential,
+    /// Cannot keep a secret (browser or native app): `none`, PKCE only.
+    Public,
+}
+
+/// Grants a client may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "authorization_code" => Some(GrantType::AuthorizationCode),
+            "refresh_token" => Some(GrantType::RefreshToken),
+            "client_credentials" => Some(GrantType::ClientCredentials),
+            _ => None,
+        }
+    }
+}
+
+/// Signature algorithms Portcullis signs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigningAlg {
+    RS256,
+    ES256,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::RS256 => "RS256",
+            SigningAlg::ES256 => "ES256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RS256" => Some(SigningAlg::RS256),
+            "ES256" => Some(SigningAlg::ES256),
+            _ => None,
+        }
+    }
+}
+
+/// A registered application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub id: ClientId,
+    pub name: String,
+    pub kind: ClientKind,
+    /// Validated at registration; matched as exact strings.
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grants: Vec<GrantType>,
+    /// Audiences of the APIs this client may get tokens for; the first is the default.
+    pub apis: Vec<String>,
+    /// API scopes this client may request.
+    pub scopes: Vec<String>,
+    /// First-party confidential clients get silent single sign-on.
+    pub first_party: bool,
+    pub id_token_alg: SigningAlg,
+    pub disabled: bool,
+    /// Keyed hashes of the active secrets (at most two: rotation overlap).
+    pub secret_hashes: Vec<String>,
+    pub created_at: i64,
+}
+
+impl Client {
+    pub fn allows_grant(&self, g: GrantType) -> bool {
+        self.grants.contains(&g)
+    }
+}
+
+/// An API (resource server) that access tokens can be issued for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Api {
+    /// The `aud` of its tokens (an absolute URI).
+    pub audience: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: i64,
+}
+
+/// A signing key as stored: the private part encrypted at rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    pub kid: KeyId,
+    pub alg: SigningAlg,
+    /// `Encrypter` blob of the PKCS#8 private key (AAD binds it to kid and purpose).
+    pub private_key_blob: String,
+    pub created_at: i64,
+    /// When it may start signing (published in JWKS before that).
+    pub activates_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+/// A signed-in browser session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    /// Keyed hash of the cookie value.
+    pub cookie_hash: String,
+    pub user_id: UserId,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl Session {
+    pub fn is_active(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
+/// A validated authorization request, waiting for the user (the "flow").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationRequest {
+    pub client_id: ClientId,
+    pub redirect_uri: String,
+    pub scope: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+    pub prompt_none: bool,
+    pub prompt_login: bool,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+    /// The API audience the access token will carry.
+    pub audience: Option<String>,
+}
+
+/// A pending flow as stored: the request plus its CSRF secret, keyed by the cookie's hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub cookie_hash: String,
+    pub csrf_token: String,
+    pub request: AuthorizationRequest,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// An issued authorization code (stored by hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthCode {
+    pub code_hash: String,
+    pub client_id: ClientId,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub scope: Vec<String>,
+    pub audience: Option<String>,
+    pub nonce: Option<String>,
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Set at the first (only valid) redemption.
+    pub consumed_at: Option<i64>,
+    /// The refresh-token family the first redemption created, revoked if the code is replayed.
+    pub family_id: Option<FamilyId>,
+}
+
+/// A refresh token (stored by hash), one link of a rotation family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub family_id: FamilyId,
+    pub client_id: ClientId,
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub scope: Vec<String>,
+    pub audience: Option<String>,
+    pub auth_time: i64,
+    pub created_at: i64,
+    /// Absolute end of the whole family.
+    pub expires_at: i64,
+    pub rotated_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}

@@ -1,0 +1,234 @@
+//! Passwords: the policy of NIST SP 800-63B (length, NFKC, a list of common and breached
+//! passwords, context words, no composition rules) and Argon2id hashing off the async runtime
+//! with bounded concurrency.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+use unicode_normalization::UnicodeNormalization;
+
+static COMMON_TEXT: &str = include_str!("../data/common-passwords.txt");
+
+fn common_passwords() -> &'static HashSet<&'static str> {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| COMMON_TEXT.lines().filter(|l| !l.starts_with("# ") && !l.is_empty()).collect())
+}
+
+/// How many entries the bundled list holds.
+pub fn common_password_count() -> usize {
+    common_passwords().len()
+}
+
+/// The password rules in force.
+#[derive(Clone, Debug)]
+pub struct PasswordPolicy {
+    /// Minimum length in characters (15 by default; 8 at the least).
+    pub min_chars: usize,
+    /// Maximum length in characters (256).
+    pub max_chars: usize,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self { min_chars: 15, max_chars: 256 }
+    }
+}
+
+/// Why a new password was refused; safe to show the person choosing it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PasswordError {
+    #[error("the password must be at least {0} characters long")]
+    TooShort(usize),
+    #[error("the password must be at most {0} characters long")]
+    TooLong(usize),
+    #[error("the password is on a list of common or breached passwords")]
+    Common,
+    #[error("the password is too close to the service name or the e-mail address")]
+    Context,
+    #[error("the password repeats too few different characters")]
+    Repetitive,
+    #[error("the password contains control characters")]
+    Control,
+}
+
+/// NFKC form of a password: what is checked and hashed, so the same password typed on
+/// different keyboards verifies.
+pub fn normalize(password: &str) -> SecretString {
+    SecretString::from(password.nfkc().collect::<String>())
+}
+
+impl PasswordPolicy {
+    /// Checks a new password (already NFKC-normalised) against the policy, with the context
+    /// words of this account (the product name and the e-mail's local part are added here).
+    pub fn check(&self, password: &SecretString, context: &[&str]) -> Result<(), PasswordError> {
+        let pw = password.expose_secret();
+        if pw.chars().any(char::is_control) {
+            return Err(PasswordError::Control);
+        }
+        let n = pw.chars().count();
+        if n < self.min_chars {
+            return Err(PasswordError::TooShort(self.min_chars));
+        }
+        if n > self.max_chars {
+            return Err(PasswordError::TooLong(self.max_chars));
+        }
+        let lower = pw.to_lowercase();
+        if common_passwords().contains(lower.as_str()) {
+            return Err(PasswordError::Common);
+        }
+        let distinct: HashSet<char> = lower.chars().collect();
+        if distinct.len() < 4 {
+            return Err(PasswordError::Repetitive);
+        }
+        let mut rest = lower.clone();
+        for word in context.iter().copied().chain(["portcullis"]) {
+            let w = word.to_lowercase();
+            if w.chars().count() >= 3 {
+                rest = rest.replace(&w, "");
+            }
+        }
+        if rest != lower {
+            let remaining: String = rest.chars().filter(|c| c.is_alphanumeric()).collect();
+            if remaining.chars().count() < self.min_chars / 2 || common_passwords().contains(remaining.as_str()) {
+                return Err(PasswordError::Context);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hashing failures (not "wrong password", which is `Ok(false)`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashError {
+    #[error("password hashing failed: {0}")]
+    Internal(String),
+    #[error("too many password checks are waiting")]
+    Overloaded,
+}
+
+/// Argon2id (OWASP: m = 19 MiB, t = 2, p = 1) on blocking threads, at most `concurrency` at a
+/// time. Unknown accounts are verified against a dummy hash so they cost what known ones cost.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    permits: Arc<Semaphore>,
+    params: Params,
+    dummy_hash: Arc<String>,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher").finish_non_exhaustive()
+    }
+}
+
+fn argon(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+impl PasswordHasher {
+    /// OWASP parameters.
+    pub fn new(concurrency: usize) -> Result<Self, HashError> {
+        Self::with_params(concurrency, 19 * 1024, 2, 1)
+    }
+
+    pub fn with_params(concurrency: usize, m_kib: u32, t: u32, p: u32) -> Result<Self, HashError> {
+        let params = Params::new(m_kib, t, p, None).map_err(|e| HashError::Internal(e.to_string()))?;
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let dummy = argon(&params)
+            .hash_password(b"portcullis dummy password for unknown accounts", &salt)
+            .map_err(|e| HashError::Internal(e.to_string()))?
+            .to_string();
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            params,
+            dummy_hash: Arc::new(dummy),
+        })
+    }
+
+    /// Hashes a (normalised) password into a PHC string.
+    pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
+        let _permit = self.permits.acquire().await.map_err(|_| HashError::Overloaded)?;
+        let params = self.params.clone();
+        tokio::task::spawn_blocking(move || {
+            let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+            argon(&params)
+                .hash_password(password.expose_secret().as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| HashError::Internal(e.to_string()))
+        })
+        .await
+        .map_err(|e| HashError::Internal(e.to_string()))?
+    }
+
+    /// Verifies a (normalised) password against a stored hash, or against the dummy hash when
+    /// `stored` is `None` (unknown account: same cost, always false).
+    pub async fn verify(&self, password: SecretString, stored: Option<String>) -> Result<bool, HashError> {
+        let _permit = self.permits.acquire().await.map_err(|_| HashError::Overloaded)?;
+        let known = stored.is_some();
+        let hash = stored.unwrap_or_else(|| self.dummy_hash.as_str().to_owned());
+        let params = self.params.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            let parsed = PasswordHash::new(&hash).map_err(|e| HashError::Internal(e.to_string()))?;
+            Ok::<bool, HashError>(argon(&params).verify_password(password.expose_secret().as_bytes(), &parsed).is_ok())
+        })
+        .await
+        .map_err(|e| HashError::Internal(e.to_string()))??;
+        Ok(ok && known)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: &str) -> SecretString {
+        normalize(x)
+    }
+
+    #[test]
+    fn bundled_list_is_large() {
+        assert!(common_password_count() >= 100_000, "{}", common_password_count());
+    }
+
+    #[test]
+    fn policy_rules() {
+        let p = PasswordPolicy::default();
+        assert_eq!(p.check(&s("short"), &[]), Err(PasswordError::TooShort(15)));
+        assert_eq!(p.check(&s(&"x".repeat(257)), &[]), Err(PasswordError::TooLong(256)));
+        assert!(p.check(&s("aaaaaaaaaaaaaaaaaaaa"), &[]).is_err());
+        assert_eq!(p.check(&s("abababababababab1"), &[]), Err(PasswordError::Repetitive));
+        assert_eq!(p.check(&s("1qaz2wsx3edc4rfv"), &[]), Err(PasswordError::Common));
+        assert_eq!(p.check(&s("alice.smith2024!!"), &["alice.smith"]), Err(PasswordError::Context));
+        assert_eq!(p.check(&s("Portcullis123456"), &[]), Err(PasswordError::Context));
+        assert!(p.check(&s("correct horse battery staple"), &["alice"]).is_ok());
+        // 256 characters is allowed; multibyte characters count once.
+        assert!(p.check(&s(&"é🔑abc".repeat(51)), &[]).is_ok());
+    }
+
+    #[test]
+    fn nfkc_makes_variants_equal() {
+        assert_eq!(normalize("ｐａｓｓ").expose_secret(), "pass");
+    }
+
+    #[tokio::test]
+    async fn hashes_and_verifies_with_dummy_for_unknown() {
+        let h = PasswordHasher::with_params(2, 1024, 1, 1).unwrap();
+        let stored = h.hash(s("correct horse battery staple")).await.unwrap();
+        assert!(stored.starts_with("$argon2id$"));
+        assert!(h.verify(s("correct horse battery staple"), Some(stored.clone())).await.unwrap());
+        assert!(!h.verify(s("wrong horse battery staple"), Some(stored)).await.unwrap());
+        assert!(!h.verify(s("portcullis dummy password for unknown accounts"), None).await.unwrap());
+    }
+
+    #[test]
+    fn owasp_parameters_by_default() {
+        let h = PasswordHasher::new(1).unwrap();
+        assert!(h.dummy_hash.contains("m=19456,t=2,p=1"));
+    }
+}

@@ -1,0 +1,170 @@
+//! Storage traits: one small trait per aggregate, so each piece of core logic names only the
+//! stores it uses. Backends live in `portcullis-store`; all take `now` from the caller.
+
+use async_trait::async_trait;
+
+use crate::ids::{ClientId, FamilyId, SessionId, UserId};
+use crate::model::{Api, AuthCode, Client, Flow, RefreshToken, Session, StoredSigningKey, User};
+
+/// Storage failures. The detail is for logs; callers map them to `server_error`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A uniqueness rule was violated (e.g. the e-mail key of a user, an API audience).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The database is locked or overloaded; the request may be retried.
+    #[error("storage is busy")]
+    Busy,
+    /// Stored data could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Fails with `Conflict` when the e-mail key is taken.
+    async fn create_user(&self, user: &User) -> StoreResult<()>;
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>>;
+    async fn user_by_email_key(&self, email_key: &str) -> StoreResult<Option<User>>;
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Disabling also revokes every session and refresh token of the user, in one transaction.
+    /// Returns false when no such user exists.
+    async fn set_user_disabled(&self, id: &UserId, disabled: bool, now: i64) -> StoreResult<bool>;
+    /// Deletes the user with its sessions, codes and tokens. False when absent.
+    async fn delete_user(&self, id: &UserId) -> StoreResult<bool>;
+    /// Replaces the password hash and revokes the user's refresh tokens. False when absent.
+    async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Stores the client and its initial secret hashes.
+    async fn create_client(&self, client: &Client) -> StoreResult<()>;
+    /// The client with its active secret hashes (newest first).
+    async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>>;
+    async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+    /// Disabling also revokes the client's refresh tokens. False when absent.
+    async fn set_client_disabled(&self, id: &ClientId, disabled: bool, now: i64) -> StoreResult<bool>;
+    /// Adds a secret hash; only the two newest stay active. False when absent.
+    async fn add_client_secret(&self, id: &ClientId, secret_hash: &str, now: i64) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait ApiStore: Send + Sync {
+    /// Fails with `Conflict` when the audience is taken.
+    async fn create_api(&self, api: &Api) -> StoreResult<()>;
+    async fn api_by_audience(&self, audience: &str) -> StoreResult<Option<Api>>;
+    async fn list_apis(&self) -> StoreResult<Vec<Api>>;
+}
+
+#[async_trait]
+pub trait SigningKeyStore: Send + Sync {
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
+    /// Every key not yet removed, oldest first.
+    async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+}
+
+#[async_trait]
+pub trait FlowStore: Send + Sync {
+    async fn insert_flow(&self, flow: &Flow) -> StoreResult<()>;
+    /// The flow if it exists and has not expired.
+    async fn flow_by_hash(&self, cookie_hash: &str, now: i64) -> StoreResult<Option<Flow>>;
+    /// Removes the flow atomically; returns it if it was there and live (single use).
+    async fn take_flow(&self, cookie_hash: &str, now: i64) -> StoreResult<Option<Flow>>;
+    /// Deletes expired flows; returns how many.
+    async fn purge_expired_flows(&self, now: i64) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    /// The session by cookie hash, active or not.
+    async fn session_by_cookie_hash(&self, cookie_hash: &str) -> StoreResult<Option<Session>>;
+    async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>>;
+    async fn touch_session(&self, id: &SessionId, now: i64) -> StoreResult<()>;
+    /// Revokes the session and its refresh tokens in one transaction.
+    async fn revoke_session(&self, id: &SessionId, now: i64) -> StoreResult<bool>;
+}
+
+/// The outcome of consuming an authorization code.
+#[derive(Debug)]
+pub enum CodeRedemption {
+    /// First use: the code is now marked consumed.
+    Redeemed(AuthCode),
+    /// Already used: whatever the first use issued (its family) has been revoked.
+    Replayed,
+    /// No such code.
+    Unknown,
+}
+
+/// The outcome of presenting a refresh token for rotation.
+#[derive(Debug)]
+pub enum RefreshRotation {
+    /// The token was live and is now rotated; the new token has been stored.
+    Rotated(RefreshToken),
+    /// The token was already rotated within the grace window: refused, nothing revoked.
+    RecentlyRotated,
+    /// The token was already rotated before the grace window: the family and its session
+    /// have been revoked in the same transaction.
+    ReuseDetected { family_id: FamilyId, session_id: SessionId, user_id: UserId },
+    /// Unknown, revoked, expired, or belonging to another client.
+    Invalid,
+}
+
+#[async_trait]
+pub trait CodeStore: Send + Sync {
+    async fn insert_code(&self, code: &AuthCode) -> StoreResult<()>;
+    /// Atomically marks the code consumed (single statement or transaction). A second
+    /// redemption revokes the family recorded by the first one.
+    async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption>;
+    /// Records which refresh-token family the redemption created.
+    async fn set_code_family(&self, code_hash: &str, family_id: &FamilyId) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait RefreshTokenStore: Send + Sync {
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// In one transaction: mark `old_hash` rotated if it is live, belongs to `client_id` and
+    /// its session is active, and store `next` (whose family and binding the caller copies
+    /// from the returned record, so `next` is built by `make_next`). Reuse after
+    /// `grace_seconds` revokes the family and its session.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        client_id: &ClientId,
+        now: i64,
+        grace_seconds: i64,
+        make_next: &(dyn Fn(&RefreshToken) -> RefreshToken + Send + Sync),
+    ) -> StoreResult<RefreshRotation>;
+    async fn revoke_family(&self, family_id: &FamilyId, now: i64) -> StoreResult<()>;
+}
+
+/// Everything the server needs, as one object.
+pub trait Storage:
+    UserStore
+    + ClientStore
+    + ApiStore
+    + SigningKeyStore
+    + FlowStore
+    + SessionStore
+    + CodeStore
+    + RefreshTokenStore
+{
+}
+
+impl<T> Storage for T where
+    T: UserStore
+        + ClientStore
+        + ApiStore
+        + SigningKeyStore
+        + FlowStore
+        + SessionStore
+        + CodeStore
+        + RefreshTokenStore
+{
+}
