@@ -1,0 +1,388 @@
+//! Management commands. Each validates its input with the same core types the server uses.
+
+use std::io::Read;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use portcullis_core::crypto::HashKey;
+use portcullis_core::email::Email;
+use portcullis_core::ids::{ClientId, UserId};
+use portcullis_core::model::{Api, Client, ClientKind, GrantType, SigningAlg, User};
+use portcullis_core::password::{self, PasswordHasher, PasswordPolicy};
+use portcullis_core::redirect_uri::RedirectUri;
+use portcullis_core::scope;
+use portcullis_core::secret::{self, reveal, SecretKind};
+use portcullis_core::store::{ApiStore, ClientStore, StoreError, UserStore};
+use portcullis_server::config::Config;
+use portcullis_server::state::now;
+use serde_json::json;
+
+#[derive(Subcommand)]
+pub enum ApisCommand {
+    /// Register an API.
+    Create {
+        /// The API's identifier, used as the `aud` of its tokens (an absolute URI).
+        #[arg(long)]
+        audience: String,
+        /// A scope the API defines (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A display name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List APIs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client application; prints its client_id and (confidential clients) its
+    /// client_secret, exactly once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A redirect URI (repeatable), matched exactly.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A post-logout redirect URI (repeatable).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A public client (browser or native app): no secret, PKCE only.
+        #[arg(long)]
+        public: bool,
+        /// An allowed grant (repeatable): authorization_code, refresh_token, client_credentials.
+        /// Default: authorization_code and refresh_token.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// An API this client may get tokens for (repeatable; the first is the default).
+        #[arg(long = "api")]
+        apis: Vec<String>,
+        /// An API scope this client may request (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A first-party app: confidential first-party clients get silent single sign-on.
+        #[arg(long)]
+        first_party: bool,
+        /// ID token signing algorithm (RS256 by default, as OpenID Connect requires).
+        #[arg(long, default_value = "RS256")]
+        id_token_alg: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a client: its tokens can no longer be refreshed and it cannot authenticate.
+    Disable { client_id: String },
+    /// Enable a disabled client.
+    Enable { client_id: String },
+    /// Issue a new secret; the previous one stays valid until the next rotation (two at most).
+    RotateSecret {
+        client_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (the only way to pass it).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Mark the address as verified (only if you have proven it).
+        #[arg(long)]
+        email_verified: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: ends all their sessions and tokens at once.
+    Disable { email: String },
+    /// Enable a disabled user.
+    Enable { email: String },
+    /// Delete a user with all their sessions and tokens.
+    Delete { email: String },
+    /// Set a new password (read from standard input); ends the user's refresh tokens.
+    SetPassword {
+        email: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn conflict(e: StoreError, what: &str) -> anyhow::Error {
+    match e {
+        StoreError::Conflict(_) => anyhow::anyhow!("{what} already exists"),
+        other => anyhow::Error::new(other),
+    }
+}
+
+fn valid_name(name: &str) -> anyhow::Result<String> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 100 || n.chars().any(char::is_control) {
+        bail!("--name must be 1 to 100 characters without control characters");
+    }
+    Ok(n.to_owned())
+}
+
+fn valid_audience(a: &str) -> anyhow::Result<()> {
+    let url = url::Url::parse(a).map_err(|_| anyhow::anyhow!("--audience must be an absolute URI, e.g. https://api.example.com"))?;
+    if url.fragment().is_some() || a.len() > 2000 || a.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+        bail!("--audience must be an absolute URI without a fragment or spaces");
+    }
+    Ok(())
+}
+
+pub async fn apis(config: &Config, cmd: ApisCommand) -> anyhow::Result<()> {
+    let store = portcullis_server::open_store(config).await?;
+    match cmd {
+        ApisCommand::Create { audience, scopes, name, json } => {
+            valid_audience(&audience)?;
+            for s in &scopes {
+                if !scope::is_valid_token(s) || scope::IDENTITY_SCOPES.contains(&s.as_str()) {
+                    bail!("--scope {s:?} is not a valid API scope");
+                }
+            }
+            let api = Api { audience: audience.clone(), name: valid_name(name.as_deref().unwrap_or(&audience))?, scopes, created_at: now() };
+            store.create_api(&api).await.map_err(|e| conflict(e, "an API with this audience"))?;
+            if json {
+                println!("{}", json!({"audience": api.audience, "scopes": api.scopes}));
+            } else {
+                println!("API created: {}", api.audience);
+            }
+        }
+        ApisCommand::List { json } => {
+            let list = store.list_apis().await?;
+            if json {
+                println!("{}", serde_json::Value::Array(list.iter().map(|a| json!({"audience": a.audience, "name": a.name, "scopes": a.scopes})).collect()));
+            } else {
+                for a in list {
+                    println!("{}\t{}\t{}", a.audience, a.name, a.scopes.join(" "));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_client_id(s: &str) -> anyhow::Result<ClientId> {
+    ClientId::parse(s).ok_or_else(|| anyhow::anyhow!("{s:?} is not a client id"))
+}
+
+pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()> {
+    let store = portcullis_server::open_store(config).await?;
+    let key = HashKey::new(&config.hash_key);
+    match cmd {
+        ClientsCommand::Create { name, redirect_uris, post_logout_redirect_uris, public, grants, apis, scopes, first_party, id_token_alg, json } => {
+            let name = valid_name(&name)?;
+            let mut grant_list = Vec::new();
+            let grant_names = if grants.is_empty() { vec!["authorization_code".to_owned(), "refresh_token".to_owned()] } else { grants };
+            for g in &grant_names {
+                let parsed = GrantType::parse(g).ok_or_else(|| anyhow::anyhow!("--grant {g:?} is not one of authorization_code, refresh_token, client_credentials"))?;
+                if !grant_list.contains(&parsed) {
+                    grant_list.push(parsed);
+                }
+            }
+            let kind = if public { ClientKind::Public } else { ClientKind::Confidential };
+            if public && grant_list.contains(&GrantType::ClientCredentials) {
+                bail!("a public client cannot use client_credentials");
+            }
+            for u in redirect_uris.iter().chain(post_logout_redirect_uris.iter()) {
+                RedirectUri::parse(u).map_err(|e| anyhow::anyhow!("{u:?}: {e}"))?;
+            }
+            if grant_list.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+                bail!("--redirect-uri is required for the authorization_code grant");
+            }
+            if !grant_list.contains(&GrantType::AuthorizationCode) && !redirect_uris.is_empty() {
+                bail!("--redirect-uri is only for clients with the authorization_code grant");
+            }
+            if grant_list == [GrantType::RefreshToken] {
+                bail!("refresh_token alone is useless: add authorization_code");
+            }
+            let mut defined_scopes = Vec::new();
+            for a in &apis {
+                let api = store.api_by_audience(a).await?.ok_or_else(|| anyhow::anyhow!("--api {a:?} is not a registered API (create it with `portcullis apis create`)"))?;
+                defined_scopes.extend(api.scopes);
+            }
+            for s in &scopes {
+                if !defined_scopes.contains(s) {
+                    bail!("--scope {s:?} is not defined by any of the client's APIs");
+                }
+            }
+            let alg = SigningAlg::parse(&id_token_alg).ok_or_else(|| anyhow::anyhow!("--id-token-alg must be RS256 or ES256"))?;
+            let issued = (kind == ClientKind::Confidential).then(|| secret::issue(SecretKind::ClientSecret, &key));
+            let client = Client {
+                id: ClientId::generate(),
+                name,
+                kind,
+                redirect_uris,
+                post_logout_redirect_uris,
+                grants: grant_list,
+                apis,
+                scopes,
+                first_party,
+                id_token_alg: alg,
+                disabled: false,
+                secret_hashes: issued.iter().map(|s| s.hash.clone()).collect(),
+                created_at: now(),
+            };
+            store.create_client(&client).await?;
+            let secret_text = issued.as_ref().map(|s| reveal(&s.value).to_owned());
+            if json {
+                let mut v = json!({"client_id": client.id.as_str()});
+                if let Some(s) = &secret_text {
+                    v["client_secret"] = json!(s);
+                }
+                println!("{v}");
+            } else {
+                println!("client_id:     {}", client.id);
+                if let Some(s) = &secret_text {
+                    println!("client_secret: {s}");
+                    println!("(the secret is shown only this once; store it in your app's secret store)");
+                }
+            }
+        }
+        ClientsCommand::Disable { client_id } => {
+            if !store.set_client_disabled(&parse_client_id(&client_id)?, true, now()).await? {
+                bail!("no such client");
+            }
+            println!("client disabled");
+        }
+        ClientsCommand::Enable { client_id } => {
+            if !store.set_client_disabled(&parse_client_id(&client_id)?, false, now()).await? {
+                bail!("no such client");
+            }
+            println!("client enabled");
+        }
+        ClientsCommand::RotateSecret { client_id, json } => {
+            let id = parse_client_id(&client_id)?;
+            match store.client_by_id(&id).await? {
+                Some(c) if c.kind == ClientKind::Confidential => {}
+                Some(_) => bail!("public clients have no secret"),
+                None => bail!("no such client"),
+            }
+            let issued = secret::issue(SecretKind::ClientSecret, &key);
+            store.add_client_secret(&id, &issued.hash, now()).await?;
+            if json {
+                println!("{}", json!({"client_id": id.as_str(), "client_secret": reveal(&issued.value)}));
+            } else {
+                println!("client_secret: {}", reveal(&issued.value));
+                println!("(the previous secret stays valid until the next rotation)");
+            }
+        }
+        ClientsCommand::List { json } => {
+            let list = store.list_clients().await?;
+            if json {
+                println!("{}", serde_json::Value::Array(list.iter().map(|c| json!({
+                    "client_id": c.id.as_str(), "name": c.name, "public": c.kind == ClientKind::Public,
+                    "redirect_uris": c.redirect_uris, "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+                    "apis": c.apis, "scopes": c.scopes, "first_party": c.first_party, "disabled": c.disabled,
+                })).collect()));
+            } else {
+                for c in list {
+                    println!("{}\t{}\t{}{}", c.id, c.name, if c.kind == ClientKind::Public { "public" } else { "confidential" }, if c.disabled { "\tdisabled" } else { "" });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut buf = String::new();
+    std::io::stdin().take(4096).read_to_string(&mut buf).context("reading the password from standard input")?;
+    let trimmed = buf.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&buf);
+    Ok(trimmed.to_owned())
+}
+
+async fn user_by_email<S: UserStore>(store: &S, email: &str) -> anyhow::Result<User> {
+    let e = Email::parse(email).map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.user_by_email_key(e.key()).await?.ok_or_else(|| anyhow::anyhow!("no such user"))
+}
+
+async fn checked_hash(config: &Config, email: &Email, pw: &str) -> anyhow::Result<String> {
+    let normalized = password::normalize(pw);
+    let policy = PasswordPolicy { min_chars: config.password_min_length, ..PasswordPolicy::default() };
+    policy.check(&normalized, &[email.local_part()]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hasher = PasswordHasher::new(1)?;
+    Ok(hasher.hash(normalized).await?)
+}
+
+pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
+    let store = portcullis_server::open_store(config).await?;
+    match cmd {
+        UsersCommand::Create { email, password_stdin: _, email_verified, json } => {
+            let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let pw = read_password()?;
+            let hash = checked_hash(config, &email, &pw).await?;
+            let user = User {
+                id: UserId::generate(),
+                email: email.as_str().to_owned(),
+                email_key: email.key().to_owned(),
+                email_verified,
+                password_hash: hash,
+                disabled: false,
+                created_at: now(),
+            };
+            store.create_user(&user).await.map_err(|e| conflict(e, "a user with this e-mail address"))?;
+            if email_verified {
+                tracing::info!(event = "user.email_verified_by_admin", user_id = %user.id);
+            }
+            if json {
+                println!("{}", json!({"user_id": user.id.as_str(), "email": user.email}));
+            } else {
+                println!("user created: {} ({})", user.email, user.id);
+            }
+        }
+        UsersCommand::Disable { email } => {
+            let u = user_by_email(&store, &email).await?;
+            store.set_user_disabled(&u.id, true, now()).await?;
+            println!("user disabled; their sessions and tokens have ended");
+        }
+        UsersCommand::Enable { email } => {
+            let u = user_by_email(&store, &email).await?;
+            store.set_user_disabled(&u.id, false, now()).await?;
+            println!("user enabled");
+        }
+        UsersCommand::Delete { email } => {
+            let u = user_by_email(&store, &email).await?;
+            store.delete_user(&u.id).await?;
+            println!("user deleted");
+        }
+        UsersCommand::SetPassword { email, password_stdin: _ } => {
+            let u = user_by_email(&store, &email).await?;
+            let parsed = Email::parse(&u.email).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let pw = read_password()?;
+            let hash = checked_hash(config, &parsed, &pw).await?;
+            store.set_password_hash(&u.id, &hash, now()).await?;
+            println!("password changed; the user's refresh tokens have ended");
+        }
+        UsersCommand::List { json } => {
+            let list = store.list_users().await?;
+            if json {
+                println!("{}", serde_json::Value::Array(list.iter().map(|u| json!({"user_id": u.id.as_str(), "email": u.email, "email_verified": u.email_verified, "disabled": u.disabled})).collect()));
+            } else {
+                for u in list {
+                    println!("{}\t{}{}", u.id, u.email, if u.disabled { "\tdisabled" } else { "" });
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! The `portcullis` binary: `serve`, `migrate`, and management of APIs, clients and users.
+//! Commands act on the same database as the server, configured the same way; a running server
+//! sees each change on its next request.
+#![forbid(unsafe_code)]
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "A self-hosted, secure-by-default OpenID Connect provider")]
+struct Cli {
+    /// Development mode: generate missing secrets and a self-signed certificate into the data
+    /// directory on first run, and reuse them later. Never for production.
+    #[arg(long, global = true)]
+    dev: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (applies migrations first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage the APIs (resource servers) access tokens are issued for.
+    Apis {
+        #[command(subcommand)]
+        command: commands::ApisCommand,
+    },
+    /// Manage client applications.
+    Clients {
+        #[command(subcommand)]
+        command: commands::ClientsCommand,
+    },
+    /// Manage users.
+    Users {
+        #[command(subcommand)]
+        command: commands::UsersCommand,
+    },
+}
+
+fn init_logging() {
+    let filter = std::env::var("PORTCULLIS_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).with_current_span(false).init();
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    portcullis_server::config::load_dotenv(std::path::Path::new(".env"))?;
+    let config = portcullis_server::config::load(&portcullis_server::config::ProcessEnv, cli.dev)?;
+    match cli.command {
+        Command::Serve => portcullis_server::serve(config).await,
+        Command::Migrate => {
+            portcullis_server::open_store(&config).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Apis { command } => commands::apis(&config, command).await,
+        Command::Clients { command } => commands::clients(&config, command).await,
+        Command::Users { command } => commands::users(&config, command).await,
+    }
+}

@@ -1,0 +1,96 @@
+//! `__Host-` cookies: `Secure`, `HttpOnly`, `Path=/`, no `Domain`, an explicit `SameSite`.
+//! Deletion repeats the same attributes, so browsers match and remove the cookie.
+
+use http::header::{HeaderMap, HeaderValue, COOKIE};
+
+/// `SameSite` values we use (never `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    /// Sent on top-level cross-site navigations (the pre-authentication cookie).
+    Lax,
+    /// Never sent cross-site (the session cookie).
+    Strict,
+}
+
+/// A cookie definition: a `__Host-` name and its `SameSite` rule.
+#[derive(Clone, Copy, Debug)]
+pub struct HostCookie {
+    name: &'static str,
+    same_site: SameSite,
+}
+
+impl HostCookie {
+    /// `name` must start with `__Host-`; anything else is a programming error caught in tests.
+    pub const fn new(name: &'static str, same_site: SameSite) -> Self {
+        Self { name, same_site }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn attrs(&self) -> &'static str {
+        match self.same_site {
+            SameSite::Lax => "Path=/; Secure; HttpOnly; SameSite=Lax",
+            SameSite::Strict => "Path=/; Secure; HttpOnly; SameSite=Strict",
+        }
+    }
+
+    /// `Set-Cookie` value setting `value` for `max_age` seconds. `value` must be cookie-safe
+    /// (our issued secrets are base64url); anything else yields `None`.
+    pub fn set(&self, value: &str, max_age: i64) -> Option<HeaderValue> {
+        if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return None;
+        }
+        HeaderValue::from_str(&format!("{}={value}; {}; Max-Age={}", self.name, self.attrs(), max_age.max(0))).ok()
+    }
+
+    /// `Set-Cookie` value deleting the cookie, with identical attributes.
+    pub fn delete(&self) -> Option<HeaderValue> {
+        HeaderValue::from_str(&format!("{}=; {}; Max-Age=0", self.name, self.attrs())).ok()
+    }
+
+    /// The cookie's value in a request. If the name appears more than once (cookie tossing
+    /// from a sibling domain), it counts as absent.
+    pub fn get(&self, headers: &HeaderMap) -> Option<String> {
+        let mut found: Option<String> = None;
+        for header in headers.get_all(COOKIE) {
+            let Ok(text) = header.to_str() else { continue };
+            for pair in text.split(';') {
+                let pair = pair.trim();
+                if let Some(v) = pair.strip_prefix(self.name).and_then(|r| r.strip_prefix('=')) {
+                    if found.is_some() {
+                        return None;
+                    }
+                    found = Some(v.to_owned());
+                }
+            }
+        }
+        found.filter(|v| !v.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_and_deletion_match() {
+        let c = HostCookie::new("__Host-s", SameSite::Strict);
+        assert_eq!(c.set("abc", 60).unwrap(), "__Host-s=abc; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=60");
+        assert_eq!(c.delete().unwrap(), "__Host-s=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+        assert!(c.set("a;b", 60).is_none());
+    }
+
+    #[test]
+    fn duplicate_names_count_as_absent() {
+        let c = HostCookie::new("__Host-s", SameSite::Lax);
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("x=1; __Host-s=abc"));
+        assert_eq!(c.get(&h).as_deref(), Some("abc"));
+        h.insert(COOKIE, HeaderValue::from_static("__Host-s=abc; __Host-s=evil"));
+        assert_eq!(c.get(&h), None);
+        h.insert(COOKIE, HeaderValue::from_static("__Host-sx=abc"));
+        assert_eq!(c.get(&h), None);
+    }
+}

@@ -1,0 +1,66 @@
+//! The router: routes, body limits, host check, security headers, request log.
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use portcullis_core::discovery::paths;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::routes;
+use crate::state::AppState;
+
+/// Largest request body any endpoint accepts (forms and token requests are small).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Builds the application router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(routes::index::index))
+        .route("/static/portcullis.css", get(routes::index::stylesheet))
+        .route("/.well-known/openid-configuration", get(routes::discovery::metadata))
+        .route("/.well-known/oauth-authorization-server", get(routes::discovery::metadata))
+        .route(paths::JWKS, get(routes::discovery::jwks))
+        .route(paths::AUTHORIZE, get(routes::authorize::authorize))
+        .route("/authorize/resume", get(routes::resume::resume))
+        .route("/authorize/continue", post(routes::resume::continue_as))
+        .route("/login", post(routes::login::login))
+        .route(paths::TOKEN, post(routes::token::token))
+        .route(paths::USERINFO, get(routes::userinfo::userinfo).post(routes::userinfo::userinfo))
+        .fallback(routes::index::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), host_check))
+        .layer(middleware::from_fn(request_log))
+        .layer(CatchPanicLayer::custom(|_| {
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response()
+        }))
+        .layer(middleware::from_fn(portcullis_guard::headers::security_headers))
+        .with_state(state)
+}
+
+/// A request that names another host gets 421: every URL we emit comes from the issuer, and
+/// we answer only for it.
+async fn host_check(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
+    match host {
+        Some(h) if st.issuer_hosts.iter().any(|ok| ok.eq_ignore_ascii_case(&h)) => next.run(req).await,
+        _ => (StatusCode::MISDIRECTED_REQUEST, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Misdirected request: this server answers only for its issuer host\n").into_response(),
+    }
+}
+
+/// One structured line per request: method, path (never the query, which may hold codes),
+/// status and latency.
+async fn request_log(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().chars().take(200).collect::<String>();
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    tracing::info!(target: "portcullis::http", %method, path = %path, status = res.status().as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0);
+    res
+}

@@ -1,0 +1,458 @@
+//! Configuration: environment variables, a `.env` file and an optional TOML file.
+//!
+//! Secrets come only from the environment (or `.env`), are validated at start, and are never
+//! printed: errors name the variable, never its value. Unknown TOML keys and close misspellings
+//! of our variables are errors; other `PORTCULLIS_*` variables are ignored with one warning.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use portcullis_core::crypto::KeyBytes;
+use portcullis_core::policy::Lifetimes;
+use serde::Deserialize;
+
+/// Every variable Portcullis reads.
+pub const KNOWN_VARS: &[&str] = &[
+    "PORTCULLIS_CONFIG",
+    "PORTCULLIS_ISSUER",
+    "PORTCULLIS_LISTEN",
+    "PORTCULLIS_HTTP_REDIRECT_LISTEN",
+    "PORTCULLIS_DATABASE_URL",
+    "PORTCULLIS_DATA_DIR",
+    "PORTCULLIS_TLS_CERT",
+    "PORTCULLIS_TLS_KEY",
+    "PORTCULLIS_ENCRYPTION_KEY",
+    "PORTCULLIS_ENCRYPTION_KEY_PREVIOUS",
+    "PORTCULLIS_TOKEN_HASH_KEY",
+    "PORTCULLIS_TRUSTED_PROXIES",
+    "PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY",
+    "PORTCULLIS_ACCESS_TOKEN_TTL",
+    "PORTCULLIS_SESSION_TTL",
+    "PORTCULLIS_PASSWORD_MIN_LENGTH",
+    "PORTCULLIS_HASHING_CONCURRENCY",
+    "PORTCULLIS_LOG_LEVEL",
+];
+
+/// A configuration problem, naming the setting (never a secret's value).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// Settings allowed in the TOML file (no secrets: those come from the environment only).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    issuer: Option<String>,
+    listen: Option<String>,
+    http_redirect_listen: Option<String>,
+    database_url: Option<String>,
+    data_dir: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    access_token_ttl: Option<i64>,
+    session_ttl: Option<i64>,
+    password_min_length: Option<usize>,
+    hashing_concurrency: Option<usize>,
+}
+
+/// TLS certificate and key files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// The loaded configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Public https URL, without a trailing slash.
+    pub issuer: String,
+    /// `scheme://host[:port]` of the issuer (for Origin checks).
+    pub issuer_origin: String,
+    /// Host header values that name us.
+    pub issuer_hosts: Vec<String>,
+    pub listen: SocketAddr,
+    pub http_redirect_listen: Option<SocketAddr>,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    /// `None` only in plain-HTTP-behind-proxy mode.
+    pub tls: Option<TlsFiles>,
+    pub encryption_key: KeyBytes,
+    pub encryption_key_previous: Option<KeyBytes>,
+    pub hash_key: KeyBytes,
+    pub trusted_proxies: Vec<IpNet>,
+    pub dangerous_plain_http_behind_proxy: bool,
+    pub lifetimes: Lifetimes,
+    pub password_min_length: usize,
+    pub hashing_concurrency: usize,
+    pub dev: bool,
+    /// Warnings to log once the logger is up.
+    pub warnings: Vec<String>,
+}
+
+/// Where variables come from (the process environment, in tests a map).
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+    fn portcullis_names(&self) -> Vec<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+    fn portcullis_names(&self) -> Vec<String> {
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with("PORTCULLIS_"))
+            .collect()
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        BTreeMap::get(self, name).cloned().filter(|v| !v.is_empty())
+    }
+    fn portcullis_names(&self) -> Vec<String> {
+        self.keys().filter(|k| k.starts_with("PORTCULLIS_")).cloned().collect()
+    }
+}
+
+/// Checks variable names: misspellings of ours are errors, other `PORTCULLIS_*` names are
+/// returned to be warned about once.
+pub fn check_names(names: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut ignored = Vec::new();
+    for name in names {
+        if KNOWN_VARS.contains(&name.as_str()) {
+            continue;
+        }
+        let close = KNOWN_VARS.iter().find(|k| {
+            let d = strsim::damerau_levenshtein(k, name);
+            d <= 2 || (d <= 3 && name.len() > 28)
+        });
+        if let Some(k) = close {
+            return err(format!("{name} is not a Portcullis setting; did you mean {k}?"));
+        }
+        ignored.push(name.clone());
+    }
+    ignored.sort();
+    Ok(ignored)
+}
+
+/// Loads `.env` from the working directory into the process environment (existing variables
+/// win). Called by the binary before [`load`].
+pub fn load_dotenv(path: &Path) -> Result<(), ConfigError> {
+    match dotenvy::from_path(path) {
+        Ok(()) => Ok(()),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => err(format!("could not read {}: {}", path.display(), redact_dotenv_error(&e))),
+    }
+}
+
+fn redact_dotenv_error(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(_, idx) => format!("syntax error at byte {idx}"),
+        dotenvy::Error::Io(io) => io.to_string(),
+        _ => "invalid file".to_owned(),
+    }
+}
+
+fn parse_key(env: &dyn Env, name: &str, required: bool) -> Result<Option<KeyBytes>, ConfigError> {
+    match env.get(name) {
+        None if required => err(format!(
+            "{name} is not set: it must be 32 random bytes written as 64 hex characters (for example the output of `openssl rand -hex 32`)"
+        )),
+        None => Ok(None),
+        Some(v) => KeyBytes::from_hex(&v)
+            .map(Some)
+            .map_err(|e| ConfigError(format!("{name} is invalid: {e}"))),
+    }
+}
+
+fn parse_issuer(raw: &str, dev: bool) -> Result<(String, String, Vec<String>), ConfigError> {
+    let url = url::Url::parse(raw).map_err(|_| ConfigError("PORTCULLIS_ISSUER is not an absolute URL".into()))?;
+    let host = url.host_str().ok_or_else(|| ConfigError("PORTCULLIS_ISSUER has no host".into()))?;
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+    match url.scheme() {
+        "https" => {}
+        "http" if dev && loopback => {}
+        _ => return err("PORTCULLIS_ISSUER must be an https:// URL"),
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+        return err("PORTCULLIS_ISSUER must not contain userinfo, a query or a fragment");
+    }
+    if url.path() != "/" {
+        return err("PORTCULLIS_ISSUER must not have a path (Portcullis serves from the root)");
+    }
+    let origin = url.origin().ascii_serialization();
+    let mut hosts = Vec::new();
+    match url.port() {
+        Some(p) => hosts.push(format!("{host}:{p}")),
+        None => {
+            hosts.push(host.to_owned());
+            hosts.push(format!("{host}:{}", url.port_or_known_default().unwrap_or(443)));
+        }
+    }
+    Ok((origin.clone(), origin, hosts))
+}
+
+fn parse_addr(name: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse().map_err(|_| ConfigError(format!("{name} must be an address:port such as 0.0.0.0:8443")))
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, v: Option<String>, file: Option<T>) -> Result<Option<T>, ConfigError> {
+    match v {
+        Some(s) => s.parse().map(Some).map_err(|_| ConfigError(format!("{name} must be a number"))),
+        None => Ok(file),
+    }
+}
+
+/// Loads and validates the configuration. In `dev` mode, missing secrets and the TLS
+/// certificate are generated into the data directory (see [`crate::dev`]).
+pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
+    let ignored = check_names(&env.portcullis_names())?;
+    let mut warnings = Vec::new();
+    if !ignored.is_empty() {
+        warnings.push(format!("ignoring environment variables that are not Portcullis server settings: {}", ignored.join(", ")));
+    }
+    let file: FileConfig = match env.get("PORTCULLIS_CONFIG") {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("PORTCULLIS_CONFIG: cannot read {path}: {e}")))?;
+            toml::from_str(&text).map_err(|e| ConfigError(format!("PORTCULLIS_CONFIG {path}: {}", e.message())))?
+        }
+        None => FileConfig::default(),
+    };
+    let data_dir = PathBuf::from(env.get("PORTCULLIS_DATA_DIR").or(file.data_dir).unwrap_or_else(|| "portcullis-data".into()));
+    let dev_env = if dev { Some(crate::dev::prepare(&data_dir)?) } else { None };
+    // In dev mode, values generated into the data directory fill what the environment lacks.
+    let get = |name: &str| env.get(name).or_else(|| dev_env.as_ref().and_then(|d| d.get(name).cloned()));
+    struct Merged<'a>(&'a dyn Fn(&str) -> Option<String>);
+    impl Env for Merged<'_> {
+        fn get(&self, name: &str) -> Option<String> {
+            (self.0)(name)
+        }
+        fn portcullis_names(&self) -> Vec<String> {
+            Vec::new()
+        }
+    }
+    let merged = Merged(&get);
+
+    let issuer_raw = match get("PORTCULLIS_ISSUER").or(file.issuer) {
+        Some(i) => i,
+        None if dev => "https://localhost:8443".to_owned(),
+        None => return err("PORTCULLIS_ISSUER is not set: the public https URL of this server, e.g. https://id.example.com"),
+    };
+    let (issuer, issuer_origin, issuer_hosts) = parse_issuer(&issuer_raw, dev)?;
+    let listen = match get("PORTCULLIS_LISTEN").or(file.listen) {
+        Some(v) => parse_addr("PORTCULLIS_LISTEN", &v)?,
+        None if dev => parse_addr("PORTCULLIS_LISTEN", "127.0.0.1:8443")?,
+        None => parse_addr("PORTCULLIS_LISTEN", "0.0.0.0:8443")?,
+    };
+    let http_redirect_listen = match get("PORTCULLIS_HTTP_REDIRECT_LISTEN").or(file.http_redirect_listen) {
+        Some(v) => Some(parse_addr("PORTCULLIS_HTTP_REDIRECT_LISTEN", &v)?),
+        None => None,
+    };
+    let database_url = get("PORTCULLIS_DATABASE_URL")
+        .or(file.database_url)
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("portcullis.sqlite3").display()));
+
+    let encryption_key = parse_key(&merged, "PORTCULLIS_ENCRYPTION_KEY", true)?
+        .ok_or_else(|| ConfigError("PORTCULLIS_ENCRYPTION_KEY is not set".into()))?;
+    let encryption_key_previous = parse_key(&merged, "PORTCULLIS_ENCRYPTION_KEY_PREVIOUS", false)?;
+    let hash_key = parse_key(&merged, "PORTCULLIS_TOKEN_HASH_KEY", true)?
+        .ok_or_else(|| ConfigError("PORTCULLIS_TOKEN_HASH_KEY is not set".into()))?;
+    let norm = |v: Option<String>| v.map(|s| s.trim().to_ascii_lowercase());
+    if norm(get("PORTCULLIS_ENCRYPTION_KEY")) == norm(get("PORTCULLIS_TOKEN_HASH_KEY")) {
+        return err("PORTCULLIS_TOKEN_HASH_KEY must differ from PORTCULLIS_ENCRYPTION_KEY");
+    }
+
+    let trusted_proxies = match get("PORTCULLIS_TRUSTED_PROXIES") {
+        Some(v) => v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+        None => file.trusted_proxies.unwrap_or_default(),
+    }
+    .iter()
+    .map(|s| parse_cidr(s))
+    .collect::<Result<Vec<_>, _>>()?;
+    let dangerous_plain = match get("PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY").as_deref() {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(_) => return err("PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY must be 1 or 0"),
+    };
+    let tls = if dangerous_plain {
+        if trusted_proxies.is_empty() {
+            return err("PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY=1 needs PORTCULLIS_TRUSTED_PROXIES (the only addresses then accepted)");
+        }
+        warnings.push("PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY=1: serving plain HTTP, accepted only from PORTCULLIS_TRUSTED_PROXIES; the proxy must terminate TLS".into());
+        None
+    } else {
+        match (get("PORTCULLIS_TLS_CERT").or(file.tls_cert), get("PORTCULLIS_TLS_KEY").or(file.tls_key)) {
+            (Some(c), Some(k)) => Some(TlsFiles { cert: c.into(), key: k.into() }),
+            (None, None) => return err("PORTCULLIS_TLS_CERT and PORTCULLIS_TLS_KEY are not set (PEM files); Portcullis serves HTTPS only"),
+            _ => return err("set both PORTCULLIS_TLS_CERT and PORTCULLIS_TLS_KEY"),
+        }
+    };
+
+    let mut lifetimes = Lifetimes::default();
+    if let Some(t) = parse_num("PORTCULLIS_ACCESS_TOKEN_TTL", get("PORTCULLIS_ACCESS_TOKEN_TTL"), file.access_token_ttl)? {
+        lifetimes.access_token = t;
+    }
+    if let Some(t) = parse_num("PORTCULLIS_SESSION_TTL", get("PORTCULLIS_SESSION_TTL"), file.session_ttl)? {
+        lifetimes.session_absolute = t;
+    }
+    lifetimes.validate().map_err(ConfigError)?;
+    let password_min_length = parse_num("PORTCULLIS_PASSWORD_MIN_LENGTH", get("PORTCULLIS_PASSWORD_MIN_LENGTH"), file.password_min_length)?.unwrap_or(15);
+    if !(8..=64).contains(&password_min_length) {
+        return err("PORTCULLIS_PASSWORD_MIN_LENGTH must be between 8 and 64");
+    }
+    if password_min_length < 15 {
+        warnings.push(format!("PORTCULLIS_PASSWORD_MIN_LENGTH={password_min_length} is below the recommended 15 characters (NIST SP 800-63B for single-factor passwords)"));
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let hashing_concurrency = parse_num("PORTCULLIS_HASHING_CONCURRENCY", get("PORTCULLIS_HASHING_CONCURRENCY"), file.hashing_concurrency)?.unwrap_or(cores);
+    if !(1..=256).contains(&hashing_concurrency) {
+        return err("PORTCULLIS_HASHING_CONCURRENCY must be between 1 and 256");
+    }
+    if dev {
+        warnings.push(format!(
+            "development mode: secrets and a self-signed certificate were generated in {}; never use --dev in production",
+            data_dir.display()
+        ));
+    }
+    Ok(Config {
+        issuer,
+        issuer_origin,
+        issuer_hosts,
+        listen,
+        http_redirect_listen,
+        database_url,
+        data_dir,
+        tls,
+        encryption_key,
+        encryption_key_previous,
+        hash_key,
+        trusted_proxies,
+        dangerous_plain_http_behind_proxy: dangerous_plain,
+        lifetimes,
+        password_min_length,
+        hashing_concurrency,
+        dev,
+        warnings,
+    })
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, ConfigError> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| ConfigError(format!("PORTCULLIS_TRUSTED_PROXIES: '{s}' is not an address or CIDR")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn base() -> Vec<(&'static str, String)> {
+        vec![
+            ("PORTCULLIS_ISSUER", "https://id.example.com".into()),
+            ("PORTCULLIS_ENCRYPTION_KEY", KeyBytes::generate_hex()),
+            ("PORTCULLIS_TOKEN_HASH_KEY", KeyBytes::generate_hex()),
+            ("PORTCULLIS_TLS_CERT", "/c.pem".into()),
+            ("PORTCULLIS_TLS_KEY", "/k.pem".into()),
+        ]
+    }
+
+    fn with(extra: &[(&str, &str)], drop: &[&str]) -> BTreeMap<String, String> {
+        let mut m: BTreeMap<String, String> = base().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        for d in drop {
+            m.remove(*d);
+        }
+        for (k, v) in extra {
+            m.insert(k.to_string(), v.to_string());
+        }
+        m
+    }
+
+    #[test]
+    fn loads_a_valid_production_config() {
+        let c = load(&with(&[], &[]), false).unwrap();
+        assert_eq!(c.issuer, "https://id.example.com");
+        assert_eq!(c.issuer_hosts, vec!["id.example.com", "id.example.com:443"]);
+        assert_eq!(c.lifetimes.access_token, 300);
+    }
+
+    #[test]
+    fn secrets_errors_name_the_variable_never_the_value() {
+        let short = "abcd1234";
+        let e = load(&with(&[("PORTCULLIS_ENCRYPTION_KEY", short)], &[]), false).unwrap_err().0;
+        assert!(e.contains("PORTCULLIS_ENCRYPTION_KEY") && !e.contains(short), "{e}");
+        let sample = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let e = load(&with(&[("PORTCULLIS_TOKEN_HASH_KEY", sample)], &[]), false).unwrap_err().0;
+        assert!(e.contains("PORTCULLIS_TOKEN_HASH_KEY") && e.contains("sample") && !e.contains(sample), "{e}");
+        let e = load(&with(&[], &["PORTCULLIS_ENCRYPTION_KEY"]), false).unwrap_err().0;
+        assert!(e.contains("PORTCULLIS_ENCRYPTION_KEY is not set"), "{e}");
+        let k = KeyBytes::generate_hex();
+        let e = load(&with(&[("PORTCULLIS_ENCRYPTION_KEY", &k), ("PORTCULLIS_TOKEN_HASH_KEY", &k)], &[]), false).unwrap_err().0;
+        assert!(e.contains("must differ") && !e.contains(&k), "{e}");
+    }
+
+    #[test]
+    fn misspellings_fail_and_foreign_variables_warn() {
+        let e = load(&with(&[("PORTCULLIS_ISSUR", "x")], &[]), false).unwrap_err().0;
+        assert!(e.contains("did you mean PORTCULLIS_ISSUER"), "{e}");
+        let e = load(&with(&[("PORTCULLIS_TLS_CRT", "x")], &[]), false).unwrap_err().0;
+        assert!(e.contains("PORTCULLIS_TLS_CERT"), "{e}");
+        let c = load(
+            &with(&[("PORTCULLIS_PORT", "tcp://10.0.0.1:443"), ("PORTCULLIS_CLIENT_ID", "x"), ("PORTCULLIS_ENVIRONMENT_URL", "x"), ("PORTCULLIS_CLIENT_SECRET", "x"), ("PORTCULLIS_SERVICE_HOST", "x")], &[]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("PORTCULLIS_PORT"));
+    }
+
+    #[test]
+    fn issuer_must_be_https_and_plain_http_needs_both_settings() {
+        assert!(load(&with(&[("PORTCULLIS_ISSUER", "http://id.example.com")], &[]), false).is_err());
+        assert!(load(&with(&[("PORTCULLIS_ISSUER", "https://id.example.com/x?y")], &[]), false).is_err());
+        let e = load(&with(&[("PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY", "1")], &[]), false).unwrap_err().0;
+        assert!(e.contains("PORTCULLIS_TRUSTED_PROXIES"));
+        let c = load(&with(&[("PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY", "1"), ("PORTCULLIS_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1")], &["PORTCULLIS_TLS_CERT", "PORTCULLIS_TLS_KEY"]), false).unwrap();
+        assert!(c.tls.is_none());
+        assert!(c.warnings.iter().any(|w| w.contains("DANGEROUS")));
+        assert!(load(&with(&[], &["PORTCULLIS_TLS_KEY"]), false).is_err());
+    }
+
+    #[test]
+    fn toml_unknown_keys_are_errors() {
+        let dir = tempfile_dir();
+        let p = dir.join("p.toml");
+        std::fs::write(&p, "issuer = \"https://id.example.com\"\nlisen = \"0.0.0.0:1\"\n").unwrap();
+        let e = load(&with(&[("PORTCULLIS_CONFIG", p.to_str().unwrap())], &[]), false).unwrap_err().0;
+        assert!(e.contains("lisen"), "{e}");
+        std::fs::write(&p, "encryption_key = \"x\"\n").unwrap();
+        assert!(load(&with(&[("PORTCULLIS_CONFIG", p.to_str().unwrap())], &[]), false).is_err());
+        std::fs::write(&p, "listen = \"127.0.0.1:9999\"\n").unwrap();
+        let c = load(&with(&[("PORTCULLIS_CONFIG", p.to_str().unwrap())], &[]), false).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        let _ = env(&[]);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("portcullis-cfg-{}", portcullis_core::crypto::random_token(6)));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

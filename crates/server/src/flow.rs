@@ -1,0 +1,82 @@
+//! The pending sign-in ("flow") and the browser session, as seen from requests, and the last
+//! step every path shares: issuing the code.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use portcullis_core::authorize::response;
+use portcullis_core::model::{Client, Flow, Session, User};
+use portcullis_core::secret::{self, reveal, SecretKind};
+
+use crate::cookies::{FLOW, SESSION};
+use crate::respond::{self, with_cookie};
+use crate::state::AppState;
+
+/// The live flow named by the browser's flow cookie.
+pub async fn load_flow(st: &AppState, headers: &HeaderMap, now: i64) -> Result<Option<Flow>, Response> {
+    let Some(value) = FLOW.get(headers) else { return Ok(None) };
+    let Some(hash) = secret::hash_presented(SecretKind::FlowCookie, &value, &st.hash_key) else { return Ok(None) };
+    st.store.flow_by_hash(&hash, now).await.map_err(|e| store_failure(st, e))
+}
+
+/// The browser's active session and its enabled user, if any.
+pub async fn load_session(st: &AppState, headers: &HeaderMap, now: i64) -> Result<Option<(Session, User)>, Response> {
+    let Some(value) = SESSION.get(headers) else { return Ok(None) };
+    let Some(hash) = secret::hash_presented(SecretKind::SessionCookie, &value, &st.hash_key) else { return Ok(None) };
+    let Some(session) = st.store.session_by_cookie_hash(&hash).await.map_err(|e| store_failure(st, e))? else {
+        return Ok(None);
+    };
+    if !session.is_active(now) {
+        return Ok(None);
+    }
+    match st.store.user_by_id(&session.user_id).await.map_err(|e| store_failure(st, e))? {
+        Some(u) if !u.disabled => Ok(Some((session, u))),
+        _ => Ok(None),
+    }
+}
+
+/// The origin of a redirect URI, for the page's `form-action` (browsers apply it to the
+/// redirect that follows a form post).
+pub fn redirect_origin(redirect_uri: &str) -> Option<String> {
+    url::Url::parse(redirect_uri).ok().map(|u| u.origin().ascii_serialization()).filter(|o| o != "null")
+}
+
+pub fn store_failure(st: &AppState, e: portcullis_core::store::StoreError) -> Response {
+    tracing::error!(error = %e, "storage failure");
+    respond::error_page(st, StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", "Please try again in a moment.", None)
+}
+
+/// Consumes the flow and sends the browser back to the client with a code.
+pub async fn finish(
+    st: &AppState,
+    flow: &Flow,
+    client: &Client,
+    session: &Session,
+    user: &User,
+    after_post: bool,
+    now: i64,
+) -> Response {
+    // Single use: a second tab or a replayed form finds nothing.
+    let taken = match st.store.take_flow(&flow.cookie_hash, now).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return respond::flow_expired(st),
+        Err(e) => return store_failure(st, e),
+    };
+    let req = &taken.request;
+    let (code, issued) =
+        response::new_code(req, user, &session.id, session.auth_time, &st.hash_key, now, st.lifetimes.authorization_code);
+    if let Err(e) = st.store.insert_code(&code).await {
+        return store_failure(st, e);
+    }
+    let _ = st.store.touch_session(&session.id, now).await;
+    tracing::info!(event = "authorization.code_issued", client_id = %client.id, user_id = %user.id, session_id = %session.id);
+    let location = response::code_redirect(&req.redirect_uri, reveal(&issued.value), req.state.as_deref(), &st.issuer);
+    with_cookie(respond::redirect(&location, after_post), FLOW.delete())
+}
+
+/// Consumes the flow and sends an error to the client.
+pub async fn fail(st: &AppState, flow: &Flow, error: &portcullis_core::OAuthError, after_post: bool, now: i64) -> Response {
+    let _ = st.store.take_flow(&flow.cookie_hash, now).await;
+    let req = &flow.request;
+    let location = response::error_redirect(&req.redirect_uri, req.state.as_deref(), error, &st.issuer);
+    with_cookie(respond::redirect(&location, after_post), FLOW.delete())
+}

@@ -1,0 +1,193 @@
+//! Portcullis server: the axum layer. Handlers extract, call core, and map errors; TLS,
+//! configuration and startup live here too.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod cookies;
+pub mod dev;
+pub mod flow;
+pub mod respond;
+pub mod routes;
+pub mod state;
+pub mod templates;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use portcullis_core::crypto::{Encrypter, HashKey};
+use portcullis_core::keys::{self, KeySet};
+use portcullis_core::model::SigningAlg;
+use portcullis_core::password::PasswordHasher;
+use portcullis_core::store::SigningKeyStore;
+use portcullis_store::SqliteStore;
+
+use crate::config::Config;
+use crate::state::{now, AppState};
+
+/// Opens the database named by the configuration and applies migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    let store = portcullis_store::connect(&config.database_url).await.context("opening the database")?;
+    store.migrate().await.context("applying database migrations")?;
+    Ok(store)
+}
+
+/// Loads the signing keys, generating the first ES256 and RS256 keys on first start.
+pub async fn load_keys(store: &SqliteStore, config: &Config) -> anyhow::Result<KeySet> {
+    let enc = Encrypter::new(&config.encryption_key, config.encryption_key_previous.as_ref())
+        .context("PORTCULLIS_ENCRYPTION_KEY")?;
+    let mut stored = store.list_signing_keys().await?;
+    for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+        if !stored.iter().any(|k| k.alg == alg && k.retired_at.is_none()) {
+            let t = now();
+            let key = keys::generate(alg, &enc, t, t)?;
+            store.insert_signing_key(&key).await?;
+            tracing::info!(kid = %key.kid, alg = alg.as_str(), "generated a signing key");
+            stored.push(key);
+        }
+    }
+    let loaded = stored
+        .iter()
+        .map(|k| keys::load(k, &enc))
+        .collect::<Result<Vec<_>, _>>()
+        .context("decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?)")?;
+    Ok(KeySet::new(loaded))
+}
+
+/// Builds the shared state from a configuration and an open store.
+pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<AppState> {
+    let keys = load_keys(&store, config).await?;
+    let metadata = serde_json::to_vec(&portcullis_core::discovery::metadata(&config.issuer))?;
+    let jwks = serde_json::to_vec(&keys.jwks())?;
+    Ok(AppState {
+        store: Arc::new(store),
+        keys: Arc::new(keys),
+        hash_key: Arc::new(HashKey::new(&config.hash_key)),
+        hasher: PasswordHasher::new(config.hashing_concurrency)?,
+        lifetimes: config.lifetimes.clone(),
+        issuer: config.issuer.clone().into(),
+        issuer_origin: config.issuer_origin.clone().into(),
+        issuer_hosts: config.issuer_hosts.clone().into(),
+        templates: Arc::new(templates::Templates::new()?),
+        metadata: metadata.into(),
+        jwks: jwks.into(),
+    })
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let store = open_store(&config).await?;
+    let state = build_state(&config, store).await?;
+    let purge_store = state.store.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let _ = purge_store.purge_expired_flows(now()).await;
+        }
+    });
+    let app = app::router(state);
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        shutdown.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    if let Some(addr) = config.http_redirect_listen {
+        spawn_http_redirect(addr, config.issuer.clone()).await?;
+    }
+    match &config.tls {
+        Some(files) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(files)?);
+            tls::spawn_reloader(files.clone(), tls.clone());
+            let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+            listener.set_nonblocking(true)?;
+            let local = listener.local_addr()?;
+            tracing::info!(issuer = %config.issuer, "listening on https://{local}");
+            println!("Portcullis is listening on https://{local} (issuer {})", config.issuer);
+            axum_server::from_tcp_rustls(listener, tls)
+                .handle(handle)
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                .await?;
+        }
+        None => {
+            let proxies = config.trusted_proxies.clone();
+            let app = app.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
+                let proxies = proxies.clone();
+                async move { only_from_proxies(&proxies, req, next).await }
+            }));
+            let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+            listener.set_nonblocking(true)?;
+            let local = listener.local_addr()?;
+            tracing::warn!(issuer = %config.issuer, "listening on plain http://{local} behind a trusted proxy");
+            println!("Portcullis is listening on http://{local} behind a trusted proxy (issuer {})", config.issuer);
+            axum_server::from_tcp(listener)
+                .handle(handle)
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn only_from_proxies(proxies: &[ipnet::IpNet], req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    match peer {
+        Some(ip) if proxies.iter().any(|n| n.contains(&ip)) => next.run(req).await,
+        _ => (StatusCode::FORBIDDEN, "Forbidden\n").into_response(),
+    }
+}
+
+/// The optional plain-HTTP listener: it only redirects to the issuer, with no body and no
+/// cookies.
+async fn spawn_http_redirect(addr: SocketAddr, issuer: String) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let issuer: Arc<str> = issuer.into();
+    let app = axum::Router::new().fallback(move |uri: Uri| {
+        let issuer = issuer.clone();
+        async move {
+            let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let mut res = StatusCode::PERMANENT_REDIRECT.into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("{issuer}{path}")) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            res
+        }
+    });
+    tracing::info!("redirecting plain http://{addr} to https");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "http redirect listener stopped");
+        }
+    });
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,46 @@
+//! `GET /authorize`: validate, store the pending request, set the Lax flow cookie, and hop
+//! through a same-site interstitial so the Strict session cookie can be read.
+
+use axum::extract::{OriginalUri, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use portcullis_core::authorize::{self, response, AuthorizeError};
+use portcullis_core::model::Flow;
+use portcullis_core::params::Params;
+use portcullis_core::secret::{self, reveal, SecretKind};
+use portcullis_guard::csrf;
+
+use crate::cookies::FLOW;
+use crate::flow::store_failure;
+use crate::respond::{self, page, with_cookie};
+use crate::state::{now, AppState};
+
+pub async fn authorize(State(st): State<AppState>, OriginalUri(uri): OriginalUri) -> Response {
+    let now = now();
+    let params = match Params::parse(uri.query().unwrap_or("").as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return respond::oauth_error_page(&st, &e),
+    };
+    let (req, _client) = match authorize::validate(&params, &*st.store).await {
+        Ok(v) => v,
+        Err(AuthorizeError::Page(e)) => return respond::oauth_error_page(&st, &e),
+        Err(AuthorizeError::Redirect { redirect_uri, state, error }) => {
+            tracing::info!(event = "authorization.error", error = error.code.as_str(), "authorization request refused");
+            let location = response::error_redirect(&redirect_uri, state.as_deref(), &error, &st.issuer);
+            return respond::redirect(&location, false);
+        }
+    };
+    let cookie = secret::issue(SecretKind::FlowCookie, &st.hash_key);
+    let flow = Flow {
+        cookie_hash: cookie.hash.clone(),
+        csrf_token: csrf::new_token(),
+        request: req,
+        created_at: now,
+        expires_at: now + st.lifetimes.flow,
+    };
+    if let Err(e) = st.store.insert_flow(&flow).await {
+        return store_failure(&st, e);
+    }
+    let html = st.templates.render("interstitial.html", minijinja::context! {});
+    with_cookie(page(StatusCode::OK, html, None), FLOW.set(reveal(&cookie.value), st.lifetimes.flow))
+}

@@ -1,0 +1,69 @@
+//! `POST /login`: CSRF (same-origin and synchronizer token), then the password check. Every
+//! failure renders the same page with "Invalid credentials"; success starts a new session (a new
+//! id at every sign-in) and answers 303 to the client.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use portcullis_core::login::{self, LoginError};
+use portcullis_core::params::Params;
+use portcullis_core::secret::reveal;
+use portcullis_guard::csrf;
+
+use crate::cookies::SESSION;
+use crate::flow::{self, load_flow, load_session, store_failure};
+use crate::respond::{self, with_cookie};
+use crate::routes::resume::login_page;
+use crate::state::{now, AppState};
+
+/// The one message every failed sign-in gets.
+pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
+
+pub async fn login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = now();
+    if csrf::check_same_origin(&headers, &st.issuer_origin).is_err() {
+        tracing::warn!(event = "login.csrf_refused", reason = "cross_site");
+        return respond::csrf_refused(&st);
+    }
+    let flow = match load_flow(&st, &headers, now).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return respond::flow_expired(&st),
+        Err(r) => return r,
+    };
+    let Ok(form) = Params::parse(&body) else { return respond::csrf_refused(&st) };
+    if csrf::check_token(form.get("csrf_token", 128).ok().flatten(), &flow.csrf_token).is_err() {
+        tracing::warn!(event = "login.csrf_refused", reason = "token");
+        return respond::csrf_refused(&st);
+    }
+    let client = match st.store.client_by_id(&flow.request.client_id).await {
+        Ok(Some(c)) if !c.disabled => c,
+        Ok(_) => return respond::flow_expired(&st),
+        Err(e) => return store_failure(&st, e),
+    };
+    let email = form.get_text("email", 320).ok().flatten().unwrap_or("");
+    let password = form.get_text("password", 1024).ok().flatten().unwrap_or("");
+    let user = match login::verify_credentials(&*st.store, &st.hasher, email, password).await {
+        Ok(u) => u,
+        Err(LoginError::Failed(reason)) => {
+            tracing::info!(event = "login.failed", reason = reason.as_str(), client_id = %client.id);
+            return login_page(&st, &flow, &client, StatusCode::UNAUTHORIZED, Some(INVALID_CREDENTIALS));
+        }
+        Err(LoginError::Store(e)) => return store_failure(&st, e),
+        Err(LoginError::Hash(e)) => {
+            tracing::error!(error = %e, "password check failed");
+            return respond::error_page(&st, StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", "Please try again in a moment.", None);
+        }
+    };
+    // No fixation: whatever session this browser had ends, and a new one starts.
+    if let Ok(Some((old, _))) = load_session(&st, &headers, now).await {
+        let _ = st.store.revoke_session(&old.id, now).await;
+    }
+    let (session, cookie) = login::new_session(&user, &st.hash_key, now, st.lifetimes.session_absolute);
+    if let Err(e) = st.store.insert_session(&session).await {
+        return store_failure(&st, e);
+    }
+    tracing::info!(event = "login.succeeded", user_id = %user.id, client_id = %client.id, session_id = %session.id);
+    let res = flow::finish(&st, &flow, &client, &session, &user, true, now).await;
+    with_cookie(res, SESSION.set(reveal(&cookie.value), st.lifetimes.session_absolute))
+}

@@ -1,0 +1,9 @@
+//! One module per endpoint.
+
+pub mod authorize;
+pub mod discovery;
+pub mod index;
+pub mod login;
+pub mod resume;
+pub mod token;
+pub mod userinfo;

@@ -1,0 +1,47 @@
+//! `GET|POST /userinfo` with a bearer access token (RFC 6750 header form only).
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use portcullis_core::error::ErrorCode;
+use portcullis_core::userinfo;
+
+use crate::respond::{json_no_store, oauth_json_error};
+use crate::state::{now, AppState};
+
+fn challenge(mut res: Response, error: Option<&str>) -> Response {
+    let value = match error {
+        Some(e) => format!("Bearer realm=\"portcullis\", error=\"{e}\""),
+        None => "Bearer realm=\"portcullis\"".to_owned(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    res
+}
+
+pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_owned());
+    let Some(token) = token else {
+        let mut res = json_no_store(StatusCode::UNAUTHORIZED, &serde_json::json!({"error": "invalid_token", "error_description": "a bearer access token is required"}));
+        res = challenge(res, None);
+        return res;
+    };
+    match userinfo::claims(&token, &st.keys, &st.issuer, &*st.store, now()).await {
+        Ok(doc) => json_no_store(StatusCode::OK, &doc),
+        Err(e) => {
+            let code = e.code;
+            let res = oauth_json_error(&e);
+            if code == ErrorCode::InvalidToken {
+                challenge(res, Some("invalid_token"))
+            } else {
+                res
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Shared state of the axum layer.
+
+use std::sync::Arc;
+
+use portcullis_core::crypto::HashKey;
+use portcullis_core::keys::KeySet;
+use portcullis_core::password::PasswordHasher;
+use portcullis_core::policy::Lifetimes;
+use portcullis_core::store::Storage;
+
+use crate::templates::Templates;
+
+/// Everything handlers need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Storage>,
+    pub keys: Arc<KeySet>,
+    pub hash_key: Arc<HashKey>,
+    pub hasher: PasswordHasher,
+    pub lifetimes: Lifetimes,
+    pub issuer: Arc<str>,
+    pub issuer_origin: Arc<str>,
+    pub issuer_hosts: Arc<[String]>,
+    pub templates: Arc<Templates>,
+    pub metadata: Arc<[u8]>,
+    pub jwks: Arc<[u8]>,
+}
+
+/// Current Unix time in seconds: read here, at the edge, and passed into core.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
