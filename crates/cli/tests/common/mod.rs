@@ -1,0 +1,325 @@
+//! Test harness: spawns the real `portcullis` binary on a free port with TLS (a test CA and a
+//! `localhost` certificate), a temporary data directory and a fresh SQLite database.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+pub const API: &str = "https://api.example.com";
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub issuer: String,
+    pub ca_pem: String,
+    pub env: HashMap<String, String>,
+    child: Option<Child>,
+    pub log_path: PathBuf,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn hex32() -> String {
+    let mut s = String::new();
+    for _ in 0..4 {
+        s.push_str(&format!("{:016x}", rand_u64()));
+    }
+    s
+}
+
+fn rand_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let f = std::fs::File::open("/dev/urandom").unwrap();
+    use std::io::Read;
+    (&f).read_exact(&mut b).unwrap();
+    u64::from_le_bytes(b)
+}
+
+impl TestServer {
+    /// Starts a server with extra environment variables.
+    pub fn start_with(extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        // A test CA and a leaf certificate for localhost / 127.0.0.1.
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "Portcullis test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf_params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+        let cert_path = dir.path().join("cert.pem");
+        let key_path = dir.path().join("key.pem");
+        std::fs::write(&cert_path, leaf.pem()).unwrap();
+        std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
+        let issuer = format!("https://localhost:{port}");
+        let mut env: HashMap<String, String> = HashMap::new();
+        env.insert("PORTCULLIS_ISSUER".into(), issuer.clone());
+        env.insert("PORTCULLIS_LISTEN".into(), format!("127.0.0.1:{port}"));
+        env.insert("PORTCULLIS_DATA_DIR".into(), dir.path().display().to_string());
+        env.insert("PORTCULLIS_TLS_CERT".into(), cert_path.display().to_string());
+        env.insert("PORTCULLIS_TLS_KEY".into(), key_path.display().to_string());
+        env.insert("PORTCULLIS_ENCRYPTION_KEY".into(), hex32());
+        env.insert("PORTCULLIS_TOKEN_HASH_KEY".into(), hex32());
+        env.insert("PORTCULLIS_LOG_LEVEL".into(), "debug".into());
+        for (k, v) in extra {
+            env.insert((*k).into(), (*v).into());
+        }
+        let log_path = dir.path().join("server.log");
+        let mut s = TestServer { dir, port, issuer, ca_pem: ca.pem(), env, child: None, log_path };
+        s.spawn();
+        s
+    }
+
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        c.env_clear();
+        c.env("PATH", std::env::var("PATH").unwrap_or_default());
+        c.envs(&self.env);
+        c.current_dir(self.dir.path());
+        c
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
+        let child = self
+            .command()
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        // Wait until it answers over TLS.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("server did not start: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+
+    /// Runs a CLI command against the same database; returns stdout, panics on failure.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.cli_raw(args, stdin);
+        assert!(out.status.success(), "portcullis {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn cli_raw(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            let mut si = child.stdin.take().unwrap();
+            if let Some(s) = stdin {
+                si.write_all(s.as_bytes()).unwrap();
+            }
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn cli_json(&self, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.cli(&a, stdin)).unwrap()
+    }
+
+    /// An HTTP client that trusts the test CA and follows no redirects.
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap()])
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// Registers the standard API, a confidential first-party web client, a public client, a
+    /// machine client, and a user. Returns their ids and secrets.
+    pub fn seed(&self) -> Seed {
+        self.cli(&["apis", "create", "--audience", API, "--scope", "read:things", "--scope", "write:things"], None);
+        let web = self.cli_json(&["clients", "create", "--name", "Web <App>", "--redirect-uri", "https://app.example.com/cb", "--redirect-uri", "http://127.0.0.1/cb", "--api", API, "--scope", "read:things", "--first-party"], None);
+        let public = self.cli_json(&["clients", "create", "--name", "SPA", "--public", "--redirect-uri", "https://app.example.com/cb", "--redirect-uri", "http://127.0.0.1/cb", "--api", API, "--scope", "read:things"], None);
+        let machine = self.cli_json(&["clients", "create", "--name", "Machine", "--grant", "client_credentials", "--api", API, "--scope", "read:things"], None);
+        let user = self.cli_json(&["users", "create", "--email", "alice@example.com", "--password-stdin"], Some(PASSWORD));
+        Seed {
+            web_id: web["client_id"].as_str().unwrap().to_owned(),
+            web_secret: web["client_secret"].as_str().unwrap().to_owned(),
+            public_id: public["client_id"].as_str().unwrap().to_owned(),
+            machine_id: machine["client_id"].as_str().unwrap().to_owned(),
+            machine_secret: machine["client_secret"].as_str().unwrap().to_owned(),
+            user_id: user["user_id"].as_str().unwrap().to_owned(),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct Seed {
+    pub web_id: String,
+    pub web_secret: String,
+    pub public_id: String,
+    pub machine_id: String,
+    pub machine_secret: String,
+    pub user_id: String,
+}
+
+/// A PKCE pair (verifier, S256 challenge).
+pub fn pkce() -> (String, String) {
+    let verifier = URL_SAFE_NO_PAD.encode((0..4).flat_map(|_| rand_u64().to_le_bytes()).collect::<Vec<u8>>());
+    let digest = aws_sha256(verifier.as_bytes());
+    (verifier, URL_SAFE_NO_PAD.encode(digest))
+}
+
+fn aws_sha256(data: &[u8]) -> Vec<u8> {
+    // An independent SHA-256 (the `sha2` crate), so PKCE is checked against another library.
+    use sha2::Digest;
+    sha2::Sha256::digest(data).to_vec()
+}
+
+/// A browser-like cookie jar that keeps whole `Set-Cookie` lines for attribute checks.
+#[derive(Default, Clone)]
+pub struct Jar {
+    pub cookies: HashMap<String, String>,
+    pub set_cookie_lines: Vec<String>,
+}
+
+impl Jar {
+    pub fn absorb(&mut self, res: &reqwest::Response) {
+        for v in res.headers().get_all("set-cookie") {
+            let line = v.to_str().unwrap().to_owned();
+            let first = line.split(';').next().unwrap();
+            let (name, value) = first.split_once('=').unwrap();
+            if value.is_empty() || line.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+            self.set_cookie_lines.push(line);
+        }
+    }
+
+    pub fn header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+}
+
+/// Extracts the hidden `csrf_token` value from a page.
+pub fn csrf_of(html: &str) -> String {
+    let i = html.find("name=\"csrf_token\" value=\"").expect("no csrf token in page");
+    let rest = &html[i + 25..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Query parameters of a URL.
+pub fn query_of(location: &str) -> HashMap<String, String> {
+    url::Url::parse(location).unwrap().query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+/// Drives the hosted pages like a browser: /authorize, the interstitial hop, the login form.
+/// Returns the final response (303 to the client, or the login page on failure).
+pub async fn browser_login(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    authorize_url: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    let res = http.get(authorize_url).header("cookie", jar.header()).send().await.unwrap();
+    assert_eq!(res.status(), 200, "authorize: {:?}", res.headers().get("location"));
+    jar.absorb(&res);
+    let res = http.get(srv.url("/authorize/resume")).header("cookie", jar.header()).send().await.unwrap();
+    jar.absorb(&res);
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    let csrf = csrf_of(&html);
+    let res = http
+        .post(srv.url("/login"))
+        .header("cookie", jar.header())
+        .header("origin", &srv.issuer)
+        .form(&[("csrf_token", csrf.as_str()), ("email", email), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(&res);
+    res
+}
+
+/// A standard authorization URL for `client_id`.
+pub fn authorize_url(srv: &TestServer, client_id: &str, redirect_uri: &str, challenge: &str, extra: &[(&str, &str)]) -> String {
+    let mut u = url::Url::parse(&srv.url("/authorize")).unwrap();
+    {
+        let mut q = u.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("scope", "openid email")
+            .append_pair("state", "s1")
+            .append_pair("nonce", "n1")
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256");
+        for (k, v) in extra {
+            q.append_pair(k, v);
+        }
+    }
+    u.to_string()
+}
+
+/// Signs in and returns the authorization code.
+pub async fn get_code(srv: &TestServer, http: &reqwest::Client, client_id: &str, redirect_uri: &str, challenge: &str) -> String {
+    let mut jar = Jar::default();
+    let res = browser_login(srv, http, &mut jar, &authorize_url(srv, client_id, redirect_uri, challenge, &[]), "alice@example.com", PASSWORD).await;
+    assert_eq!(res.status(), 303);
+    let loc = res.headers()["location"].to_str().unwrap().to_owned();
+    query_of(&loc)["code"].clone()
+}
