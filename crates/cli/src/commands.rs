@@ -142,8 +142,11 @@ fn valid_name(name: &str) -> anyhow::Result<String> {
 }
 
 fn valid_audience(a: &str) -> anyhow::Result<()> {
-    let url = url::Url::parse(a).map_err(|_| anyhow::anyhow!("--audience must be an absolute URI, e.g. https://api.example.com"))?;
-    if url.fragment().is_some() || a.len() > 2000 || a.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+    let url = url::Url::parse(a).map_err(|_| {
+        anyhow::anyhow!("--audience must be an absolute URI, e.g. https://api.example.com")
+    })?;
+    if url.fragment().is_some() || a.len() > 2000 || a.bytes().any(|b| !(0x21..=0x7e).contains(&b))
+    {
         bail!("--audience must be an absolute URI without a fragment or spaces");
     }
     Ok(())
@@ -152,17 +155,33 @@ fn valid_audience(a: &str) -> anyhow::Result<()> {
 pub async fn apis(config: &Config, cmd: ApisCommand) -> anyhow::Result<()> {
     let store = portcullis_server::open_store(config).await?;
     match cmd {
-        ApisCommand::Create { audience, scopes, name, json } => {
+        ApisCommand::Create {
+            audience,
+            scopes,
+            name,
+            json,
+        } => {
             valid_audience(&audience)?;
             for s in &scopes {
                 if !scope::is_valid_token(s) || scope::IDENTITY_SCOPES.contains(&s.as_str()) {
                     bail!("--scope {s:?} is not a valid API scope");
                 }
             }
-            let api = Api { audience: audience.clone(), name: valid_name(name.as_deref().unwrap_or(&audience))?, scopes, created_at: now() };
-            store.create_api(&api).await.map_err(|e| conflict(e, "an API with this audience"))?;
+            let api = Api {
+                audience: audience.clone(),
+                name: valid_name(name.as_deref().unwrap_or(&audience))?,
+                scopes,
+                created_at: now(),
+            };
+            store
+                .create_api(&api)
+                .await
+                .map_err(|e| conflict(e, "an API with this audience"))?;
             if json {
-                println!("{}", json!({"audience": api.audience, "scopes": api.scopes}));
+                println!(
+                    "{}",
+                    json!({"audience": api.audience, "scopes": api.scopes})
+                );
             } else {
                 println!("API created: {}", api.audience);
             }
@@ -189,17 +208,36 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
     let store = portcullis_server::open_store(config).await?;
     let key = HashKey::new(&config.hash_key);
     match cmd {
-        ClientsCommand::Create { name, redirect_uris, post_logout_redirect_uris, public, grants, apis, scopes, first_party, id_token_alg, json } => {
+        ClientsCommand::Create {
+            name,
+            redirect_uris,
+            post_logout_redirect_uris,
+            public,
+            grants,
+            apis,
+            scopes,
+            first_party,
+            id_token_alg,
+            json,
+        } => {
             let name = valid_name(&name)?;
             let mut grant_list = Vec::new();
-            let grant_names = if grants.is_empty() { vec!["authorization_code".to_owned(), "refresh_token".to_owned()] } else { grants };
+            let grant_names = if grants.is_empty() {
+                vec!["authorization_code".to_owned(), "refresh_token".to_owned()]
+            } else {
+                grants
+            };
             for g in &grant_names {
                 let parsed = GrantType::parse(g).ok_or_else(|| anyhow::anyhow!("--grant {g:?} is not one of authorization_code, refresh_token, client_credentials"))?;
                 if !grant_list.contains(&parsed) {
                     grant_list.push(parsed);
                 }
             }
-            let kind = if public { ClientKind::Public } else { ClientKind::Confidential };
+            let kind = if public {
+                ClientKind::Public
+            } else {
+                ClientKind::Confidential
+            };
             if public && grant_list.contains(&GrantType::ClientCredentials) {
                 bail!("a public client cannot use client_credentials");
             }
@@ -225,8 +263,10 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
                     bail!("--scope {s:?} is not defined by any of the client's APIs");
                 }
             }
-            let alg = SigningAlg::parse(&id_token_alg).ok_or_else(|| anyhow::anyhow!("--id-token-alg must be RS256 or ES256"))?;
-            let issued = (kind == ClientKind::Confidential).then(|| secret::issue(SecretKind::ClientSecret, &key));
+            let alg = SigningAlg::parse(&id_token_alg)
+                .ok_or_else(|| anyhow::anyhow!("--id-token-alg must be RS256 or ES256"))?;
+            let issued = (kind == ClientKind::Confidential)
+                .then(|| secret::issue(SecretKind::ClientSecret, &key));
             let client = Client {
                 id: ClientId::generate(),
                 name,
@@ -254,18 +294,26 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
                 println!("client_id:     {}", client.id);
                 if let Some(s) = &secret_text {
                     println!("client_secret: {s}");
-                    println!("(the secret is shown only this once; store it in your app's secret store)");
+                    println!(
+                        "(the secret is shown only this once; store it in your app's secret store)"
+                    );
                 }
             }
         }
         ClientsCommand::Disable { client_id } => {
-            if !store.set_client_disabled(&parse_client_id(&client_id)?, true, now()).await? {
+            if !store
+                .set_client_disabled(&parse_client_id(&client_id)?, true, now())
+                .await?
+            {
                 bail!("no such client");
             }
             println!("client disabled");
         }
         ClientsCommand::Enable { client_id } => {
-            if !store.set_client_disabled(&parse_client_id(&client_id)?, false, now()).await? {
+            if !store
+                .set_client_disabled(&parse_client_id(&client_id)?, false, now())
+                .await?
+            {
                 bail!("no such client");
             }
             println!("client enabled");
@@ -280,7 +328,10 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
             let issued = secret::issue(SecretKind::ClientSecret, &key);
             store.add_client_secret(&id, &issued.hash, now()).await?;
             if json {
-                println!("{}", json!({"client_id": id.as_str(), "client_secret": reveal(&issued.value)}));
+                println!(
+                    "{}",
+                    json!({"client_id": id.as_str(), "client_secret": reveal(&issued.value)})
+                );
             } else {
                 println!("client_secret: {}", reveal(&issued.value));
                 println!("(the previous secret stays valid until the next rotation)");
@@ -296,7 +347,17 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
                 })).collect()));
             } else {
                 for c in list {
-                    println!("{}\t{}\t{}{}", c.id, c.name, if c.kind == ClientKind::Public { "public" } else { "confidential" }, if c.disabled { "\tdisabled" } else { "" });
+                    println!(
+                        "{}\t{}\t{}{}",
+                        c.id,
+                        c.name,
+                        if c.kind == ClientKind::Public {
+                            "public"
+                        } else {
+                            "confidential"
+                        },
+                        if c.disabled { "\tdisabled" } else { "" }
+                    );
                 }
             }
         }
@@ -306,20 +367,34 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
 
 fn read_password() -> anyhow::Result<String> {
     let mut buf = String::new();
-    std::io::stdin().take(4096).read_to_string(&mut buf).context("reading the password from standard input")?;
-    let trimmed = buf.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&buf);
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut buf)
+        .context("reading the password from standard input")?;
+    let trimmed = buf
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(&buf);
     Ok(trimmed.to_owned())
 }
 
 async fn user_by_email<S: UserStore>(store: &S, email: &str) -> anyhow::Result<User> {
     let e = Email::parse(email).map_err(|e| anyhow::anyhow!("{e}"))?;
-    store.user_by_email_key(e.key()).await?.ok_or_else(|| anyhow::anyhow!("no such user"))
+    store
+        .user_by_email_key(e.key())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no such user"))
 }
 
 async fn checked_hash(config: &Config, email: &Email, pw: &str) -> anyhow::Result<String> {
     let normalized = password::normalize(pw);
-    let policy = PasswordPolicy { min_chars: config.password_min_length, ..PasswordPolicy::default() };
-    policy.check(&normalized, &[email.local_part()]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy = PasswordPolicy {
+        min_chars: config.password_min_length,
+        ..PasswordPolicy::default()
+    };
+    policy
+        .check(&normalized, &[email.local_part()])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let hasher = PasswordHasher::new(1)?;
     Ok(hasher.hash(normalized).await?)
 }
@@ -327,7 +402,12 @@ async fn checked_hash(config: &Config, email: &Email, pw: &str) -> anyhow::Resul
 pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
     let store = portcullis_server::open_store(config).await?;
     match cmd {
-        UsersCommand::Create { email, password_stdin: _, email_verified, json } => {
+        UsersCommand::Create {
+            email,
+            password_stdin: _,
+            email_verified,
+            json,
+        } => {
             let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
             let pw = read_password()?;
             let hash = checked_hash(config, &email, &pw).await?;
@@ -340,12 +420,18 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
                 disabled: false,
                 created_at: now(),
             };
-            store.create_user(&user).await.map_err(|e| conflict(e, "a user with this e-mail address"))?;
+            store
+                .create_user(&user)
+                .await
+                .map_err(|e| conflict(e, "a user with this e-mail address"))?;
             if email_verified {
                 tracing::info!(event = "user.email_verified_by_admin", user_id = %user.id);
             }
             if json {
-                println!("{}", json!({"user_id": user.id.as_str(), "email": user.email}));
+                println!(
+                    "{}",
+                    json!({"user_id": user.id.as_str(), "email": user.email})
+                );
             } else {
                 println!("user created: {} ({})", user.email, user.id);
             }
@@ -365,7 +451,10 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
             store.delete_user(&u.id).await?;
             println!("user deleted");
         }
-        UsersCommand::SetPassword { email, password_stdin: _ } => {
+        UsersCommand::SetPassword {
+            email,
+            password_stdin: _,
+        } => {
             let u = user_by_email(&store, &email).await?;
             let parsed = Email::parse(&u.email).map_err(|e| anyhow::anyhow!("{e}"))?;
             let pw = read_password()?;
@@ -379,7 +468,12 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::Value::Array(list.iter().map(|u| json!({"user_id": u.id.as_str(), "email": u.email, "email_verified": u.email_verified, "disabled": u.disabled})).collect()));
             } else {
                 for u in list {
-                    println!("{}\t{}{}", u.id, u.email, if u.disabled { "\tdisabled" } else { "" });
+                    println!(
+                        "{}\t{}{}",
+                        u.id,
+                        u.email,
+                        if u.disabled { "\tdisabled" } else { "" }
+                    );
                 }
             }
         }

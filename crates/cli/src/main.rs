@@ -8,7 +8,11 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "A self-hosted, secure-by-default OpenID Connect provider")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A self-hosted, secure-by-default OpenID Connect provider"
+)]
 struct Cli {
     /// Development mode: generate missing secrets and a self-signed certificate into the data
     /// directory on first run, and reuse them later. Never for production.
@@ -43,8 +47,14 @@ enum Command {
 
 fn init_logging() {
     let filter = std::env::var("PORTCULLIS_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).with_current_span(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .init();
 }
 
 #[tokio::main]

@@ -7,7 +7,12 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-async fn token(srv: &TestServer, http: &reqwest::Client, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> (u16, Value, reqwest::header::HeaderMap) {
+async fn token(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> (u16, Value, reqwest::header::HeaderMap) {
     let mut req = http.post(srv.url("/token")).form(form);
     if let Some((id, secret)) = basic {
         req = req.basic_auth(id, Some(secret));
@@ -20,7 +25,12 @@ async fn token(srv: &TestServer, http: &reqwest::Client, basic: Option<(&str, &s
 }
 
 fn code_form<'a>(code: &'a str, redirect: &'a str, verifier: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect), ("code_verifier", verifier)]
+    vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect),
+        ("code_verifier", verifier),
+    ]
 }
 
 const CB: &str = "https://app.example.com/cb";
@@ -35,25 +45,65 @@ async fn authorization_codes_are_single_use_and_bound() {
     // Wrong redirect URI, foreign client, missing and wrong verifier: each fails and burns the code.
     let (v, c) = pkce();
     let code = get_code(&srv, &http, &seed.web_id, CB, &c).await;
-    let (s, b, h) = token(&srv, &http, Some(web), &code_form(&code, "http://127.0.0.1/cb", &v)).await;
+    let (s, b, h) = token(
+        &srv,
+        &http,
+        Some(web),
+        &code_form(&code, "http://127.0.0.1/cb", &v),
+    )
+    .await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")));
     assert_eq!(h["cache-control"], "no-store");
 
     let (v, c) = pkce();
     let code = get_code(&srv, &http, &seed.web_id, CB, &c).await;
-    let (s, b, _) = token(&srv, &http, None, &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB), ("code_verifier", &v), ("client_id", &seed.public_id)]).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")), "foreign client");
+    let (s, b, _) = token(
+        &srv,
+        &http,
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", &v),
+            ("client_id", &seed.public_id),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "foreign client"
+    );
 
     let (_v, c) = pkce();
     let code = get_code(&srv, &http, &seed.web_id, CB, &c).await;
-    let (s, b, _) = token(&srv, &http, Some(web), &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", CB)]).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")), "missing verifier");
+    let (s, b, _) = token(
+        &srv,
+        &http,
+        Some(web),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "missing verifier"
+    );
 
     let (_v, c) = pkce();
     let (v2, _) = pkce();
     let code = get_code(&srv, &http, &seed.web_id, CB, &c).await;
     let (s, b, _) = token(&srv, &http, Some(web), &code_form(&code, CB, &v2)).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")), "wrong verifier");
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "wrong verifier"
+    );
     // The challenge itself is not a valid verifier ("plain" never works).
     let (_v, c) = pkce();
     let code = get_code(&srv, &http, &seed.web_id, CB, &c).await;
@@ -66,10 +116,24 @@ async fn authorization_codes_are_single_use_and_bound() {
     let (s, first, _) = token(&srv, &http, Some(web), &code_form(&code, CB, &v)).await;
     assert_eq!(s, 200, "{first}");
     let (s, b, _) = token(&srv, &http, Some(web), &code_form(&code, CB, &v)).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")), "replayed code");
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "replayed code"
+    );
     let rt = first["refresh_token"].as_str().unwrap();
-    let (s, b, _) = token(&srv, &http, Some(web), &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")), "replay revoked the first use's refresh token");
+    let (s, b, _) = token(
+        &srv,
+        &http,
+        Some(web),
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "replay revoked the first use's refresh token"
+    );
 
     // A code that is not ours, or garbage.
     for bogus in ["pca_AAAA", "x", &"a".repeat(300)] {
@@ -86,54 +150,188 @@ async fn client_authentication_rules() {
     let http = srv.http();
     let cc = [("grant_type", "client_credentials")];
     // Right secret: 200, via Basic and via POST.
-    let (s, _, _) = token(&srv, &http, Some((&seed.machine_id, &seed.machine_secret)), &cc).await;
+    let (s, _, _) = token(
+        &srv,
+        &http,
+        Some((&seed.machine_id, &seed.machine_secret)),
+        &cc,
+    )
+    .await;
     assert_eq!(s, 200);
-    let (s, _, _) = token(&srv, &http, None, &[("grant_type", "client_credentials"), ("client_id", &seed.machine_id), ("client_secret", &seed.machine_secret)]).await;
+    let (s, _, _) = token(
+        &srv,
+        &http,
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &seed.machine_id),
+            ("client_secret", &seed.machine_secret),
+        ],
+    )
+    .await;
     assert_eq!(s, 200);
     // Bad secret, secret with a broken checksum, missing secret, unknown client.
     let mut tampered = seed.machine_secret.clone();
     tampered.replace_range(10..11, if &tampered[10..11] == "A" { "B" } else { "A" });
-    for (id, secret) in [(seed.machine_id.as_str(), "pcs_wrong"), (seed.machine_id.as_str(), tampered.as_str()), ("cl_doesnotexist", seed.machine_secret.as_str())] {
+    for (id, secret) in [
+        (seed.machine_id.as_str(), "pcs_wrong"),
+        (seed.machine_id.as_str(), tampered.as_str()),
+        ("cl_doesnotexist", seed.machine_secret.as_str()),
+    ] {
         let (s, b, h) = token(&srv, &http, Some((id, secret)), &cc).await;
         assert_eq!((s, b["error"].as_str()), (401, Some("invalid_client")));
         assert!(h.contains_key("www-authenticate"));
     }
-    let (s, b, _) = token(&srv, &http, None, &[("grant_type", "client_credentials"), ("client_id", &seed.machine_id)]).await;
-    assert_eq!((s, b["error"].as_str()), (401, Some("invalid_client")), "missing secret");
+    let (s, b, _) = token(
+        &srv,
+        &http,
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &seed.machine_id),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (401, Some("invalid_client")),
+        "missing secret"
+    );
     // Two methods in one request.
-    let (s, b, _) = token(&srv, &http, Some((&seed.machine_id, &seed.machine_secret)), &[("grant_type", "client_credentials"), ("client_secret", &seed.machine_secret)]).await;
+    let (s, b, _) = token(
+        &srv,
+        &http,
+        Some((&seed.machine_id, &seed.machine_secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_secret", &seed.machine_secret),
+        ],
+    )
+    .await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_request")));
     // A public client cannot use client credentials, nor present a secret.
-    let (s, b, _) = token(&srv, &http, None, &[("grant_type", "client_credentials"), ("client_id", &seed.public_id)]).await;
+    let (s, b, _) = token(
+        &srv,
+        &http,
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &seed.public_id),
+        ],
+    )
+    .await;
     assert_eq!((s, b["error"].as_str()), (400, Some("unauthorized_client")));
     // Disallowed grant, API and scope.
     let (s, b, _) = token(&srv, &http, Some((&seed.web_id, &seed.web_secret)), &cc).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("unauthorized_client")), "web client lacks client_credentials");
-    let (s, b, _) = token(&srv, &http, Some((&seed.machine_id, &seed.machine_secret)), &[("grant_type", "client_credentials"), ("resource", "https://other.example.com")]).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("unauthorized_client")),
+        "web client lacks client_credentials"
+    );
+    let (s, b, _) = token(
+        &srv,
+        &http,
+        Some((&seed.machine_id, &seed.machine_secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://other.example.com"),
+        ],
+    )
+    .await;
     assert_eq!((s, b["error"].as_str()), (400, Some("invalid_target")));
-    let (s, b, _) = token(&srv, &http, Some((&seed.machine_id, &seed.machine_secret)), &[("grant_type", "client_credentials"), ("scope", "write:things")]).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_scope")), "scope the API has but the client may not use");
-    let (s, b, _) = token(&srv, &http, Some((&seed.machine_id, &seed.machine_secret)), &[("grant_type", "password")]).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("unsupported_grant_type")));
+    let (s, b, _) = token(
+        &srv,
+        &http,
+        Some((&seed.machine_id, &seed.machine_secret)),
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "write:things"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "scope the API has but the client may not use"
+    );
+    let (s, b, _) = token(
+        &srv,
+        &http,
+        Some((&seed.machine_id, &seed.machine_secret)),
+        &[("grant_type", "password")],
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
     // Malformed bodies: duplicates, wrong content type, oversized.
-    let res = http.post(srv.url("/token")).basic_auth(&seed.machine_id, Some(&seed.machine_secret)).header("content-type", "application/x-www-form-urlencoded").body("grant_type=client_credentials&grant_type=client_credentials").send().await.unwrap();
+    let res = http
+        .post(srv.url("/token"))
+        .basic_auth(&seed.machine_id, Some(&seed.machine_secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("grant_type"));
-    let res = http.post(srv.url("/token")).basic_auth(&seed.machine_id, Some(&seed.machine_secret)).json(&serde_json::json!({"grant_type": "client_credentials"})).send().await.unwrap();
+    let res = http
+        .post(srv.url("/token"))
+        .basic_auth(&seed.machine_id, Some(&seed.machine_secret))
+        .json(&serde_json::json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
-    let res = http.post(srv.url("/token")).header("content-type", "application/x-www-form-urlencoded").body(vec![b'a'; 70_000]).send().await.unwrap();
+    let res = http
+        .post(srv.url("/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 70_000])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 413);
     // Rotation keeps the previous secret valid, and the CLI's changes are seen at once.
     let rotated = srv.cli_json(&["clients", "rotate-secret", &seed.machine_id], None);
     let new_secret = rotated["client_secret"].as_str().unwrap();
-    assert_eq!(token(&srv, &http, Some((&seed.machine_id, new_secret)), &cc).await.0, 200);
-    assert_eq!(token(&srv, &http, Some((&seed.machine_id, &seed.machine_secret)), &cc).await.0, 200);
+    assert_eq!(
+        token(&srv, &http, Some((&seed.machine_id, new_secret)), &cc)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        token(
+            &srv,
+            &http,
+            Some((&seed.machine_id, &seed.machine_secret)),
+            &cc
+        )
+        .await
+        .0,
+        200
+    );
     srv.cli(&["clients", "disable", &seed.machine_id], None);
-    assert_eq!(token(&srv, &http, Some((&seed.machine_id, new_secret)), &cc).await.0, 401, "disabled client refused at once");
+    assert_eq!(
+        token(&srv, &http, Some((&seed.machine_id, new_secret)), &cc)
+            .await
+            .0,
+        401,
+        "disabled client refused at once"
+    );
     srv.cli(&["clients", "enable", &seed.machine_id], None);
-    assert_eq!(token(&srv, &http, Some((&seed.machine_id, new_secret)), &cc).await.0, 200);
+    assert_eq!(
+        token(&srv, &http, Some((&seed.machine_id, new_secret)), &cc)
+            .await
+            .0,
+        200
+    );
     let log = srv.log();
-    assert!(!log.contains(&seed.machine_secret) && !log.contains(new_secret), "secret in log");
+    assert!(
+        !log.contains(&seed.machine_secret) && !log.contains(new_secret),
+        "secret in log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,19 +341,49 @@ async fn authorize_refuses_bad_requests_without_redirecting() {
     let http = srv.http();
     let (_v, c) = pkce();
     // Unregistered or altered redirect URIs, unknown client: our error page, never a redirect.
-    for redirect in ["https://evil.example/cb", "https://app.example.com/cb/", "https://app.example.com/CB", "https://app.example.com/cb?x=1", "https://app.example.com/cb#x", "https://app.example.com.evil.example/cb", "https://app.example.com@evil.example/cb"] {
-        let res = http.get(authorize_url(&srv, &seed.web_id, redirect, &c, &[])).send().await.unwrap();
+    for redirect in [
+        "https://evil.example/cb",
+        "https://app.example.com/cb/",
+        "https://app.example.com/CB",
+        "https://app.example.com/cb?x=1",
+        "https://app.example.com/cb#x",
+        "https://app.example.com.evil.example/cb",
+        "https://app.example.com@evil.example/cb",
+    ] {
+        let res = http
+            .get(authorize_url(&srv, &seed.web_id, redirect, &c, &[]))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 400, "{redirect}");
         assert!(res.headers().get("location").is_none());
-        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
     }
-    let res = http.get(authorize_url(&srv, "cl_unknown", CB, &c, &[])).send().await.unwrap();
+    let res = http
+        .get(authorize_url(&srv, "cl_unknown", CB, &c, &[]))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
     // A08: no challenge, `plain`, method omitted: error redirect with invalid_request, state and iss.
-    for (drop, extra) in [("code_challenge", vec![]), ("", vec![("code_challenge_method", "plain")]), ("code_challenge_method", vec![])] {
+    for (drop, extra) in [
+        ("code_challenge", vec![]),
+        ("", vec![("code_challenge_method", "plain")]),
+        ("code_challenge_method", vec![]),
+    ] {
         let mut u = url::Url::parse(&authorize_url(&srv, &seed.public_id, CB, &c, &[])).unwrap();
-        let pairs: Vec<(String, String)> = u.query_pairs().filter(|(k, _)| k != drop && !(k == "code_challenge_method" && !extra.is_empty())).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs).extend_pairs(extra.clone());
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(k, _)| k != drop && (extra.is_empty() || k != "code_challenge_method"))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        u.query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .extend_pairs(extra.clone());
         let res = http.get(u.as_str()).send().await.unwrap();
         assert_eq!(res.status(), 302, "{drop} {extra:?}");
         let q = query_of(res.headers()["location"].to_str().unwrap());
@@ -164,45 +392,114 @@ async fn authorize_refuses_bad_requests_without_redirecting() {
         assert_eq!(q["iss"], srv.issuer);
     }
     // Duplicated parameters: refused (before the client is proven, so no redirect).
-    let dup = format!("{}&state=s2", authorize_url(&srv, &seed.web_id, CB, &c, &[]));
+    let dup = format!(
+        "{}&state=s2",
+        authorize_url(&srv, &seed.web_id, CB, &c, &[])
+    );
     assert_eq!(http.get(dup).send().await.unwrap().status(), 400);
     // Unsupported response type, request objects, unknown scope: error redirects.
-    for (k, v, err) in [("response_type", "token", "unsupported_response_type"), ("request", "eyJhbGciOiJub25lIn0.e30.", "request_not_supported"), ("scope", "openid admin", "invalid_scope")] {
+    for (k, v, err) in [
+        ("response_type", "token", "unsupported_response_type"),
+        (
+            "request",
+            "eyJhbGciOiJub25lIn0.e30.",
+            "request_not_supported",
+        ),
+        ("scope", "openid admin", "invalid_scope"),
+    ] {
         let mut u = url::Url::parse(&authorize_url(&srv, &seed.web_id, CB, &c, &[])).unwrap();
-        let pairs: Vec<(String, String)> = u.query_pairs().filter(|(x, _)| x != k).map(|(a, b)| (a.into_owned(), b.into_owned())).collect();
-        u.query_pairs_mut().clear().extend_pairs(pairs).append_pair(k, v);
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .filter(|(x, _)| x != k)
+            .map(|(a, b)| (a.into_owned(), b.into_owned()))
+            .collect();
+        u.query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .append_pair(k, v);
         let res = http.get(u.as_str()).send().await.unwrap();
         assert_eq!(res.status(), 302);
-        assert_eq!(query_of(res.headers()["location"].to_str().unwrap())["error"], err);
+        assert_eq!(
+            query_of(res.headers()["location"].to_str().unwrap())["error"],
+            err
+        );
     }
     // Unknown parameters are ignored and never echoed.
-    let res = http.get(authorize_url(&srv, &seed.web_id, CB, &c, &[("xyz<script>", "<script>")])).send().await.unwrap();
+    let res = http
+        .get(authorize_url(
+            &srv,
+            &seed.web_id,
+            CB,
+            &c,
+            &[("xyz<script>", "<script>")],
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert!(!res.text().await.unwrap().contains("<script>"));
     // prompt=none without a session: login_required.
-    let res = http.get(authorize_url(&srv, &seed.web_id, CB, &c, &[("prompt", "none")])).send().await.unwrap();
+    let res = http
+        .get(authorize_url(
+            &srv,
+            &seed.web_id,
+            CB,
+            &c,
+            &[("prompt", "none")],
+        ))
+        .send()
+        .await
+        .unwrap();
     let mut jar = Jar::default();
     jar.absorb(&res);
-    let res = http.get(srv.url("/authorize/resume")).header("cookie", jar.header()).send().await.unwrap();
+    let res = http
+        .get(srv.url("/authorize/resume"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 302);
-    assert_eq!(query_of(res.headers()["location"].to_str().unwrap())["error"], "login_required");
+    assert_eq!(
+        query_of(res.headers()["location"].to_str().unwrap())["error"],
+        "login_required"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_look_identical_and_disabling_ends_everything() {
     let srv = TestServer::start();
     let seed = srv.seed();
-    srv.cli(&["users", "create", "--email", "dave@example.com", "--password-stdin"], Some("another long passphrase here"));
+    srv.cli(
+        &[
+            "users",
+            "create",
+            "--email",
+            "dave@example.com",
+            "--password-stdin",
+        ],
+        Some("another long passphrase here"),
+    );
     srv.cli(&["users", "disable", "dave@example.com"], None);
     let http = srv.http();
     let (_v, c) = pkce();
     let url = authorize_url(&srv, &seed.web_id, CB, &c, &[]);
     let mut shapes = Vec::new();
-    for (email, pw) in [("nobody@example.com", "wrong password long enough"), ("alice@example.com", "wrong password long enough"), ("dave@example.com", "another long passphrase here"), ("not an email", "x"), ("ALICE@EXAMPLE.COM", "wrong password long enough")] {
+    for (email, pw) in [
+        ("nobody@example.com", "wrong password long enough"),
+        ("alice@example.com", "wrong password long enough"),
+        ("dave@example.com", "another long passphrase here"),
+        ("not an email", "x"),
+        ("ALICE@EXAMPLE.COM", "wrong password long enough"),
+    ] {
         let mut jar = Jar::default();
         let res = browser_login(&srv, &http, &mut jar, &url, email, pw).await;
         let status = res.status().as_u16();
-        let mut names: Vec<String> = res.headers().keys().map(|k| k.to_string()).filter(|k| k != "date").collect();
+        let mut names: Vec<String> = res
+            .headers()
+            .keys()
+            .map(|k| k.to_string())
+            .filter(|k| k != "date")
+            .collect();
         names.sort();
         let body = res.text().await.unwrap();
         let masked = body.replace(&csrf_of(&body), "CSRF");
@@ -217,22 +514,62 @@ async fn failed_logins_look_identical_and_disabling_ends_everything() {
     // Sign alice in, then disable her: userinfo and refresh stop working at once.
     let (v, c) = pkce();
     let code = get_code(&srv, &http, &seed.web_id, CB, &c).await;
-    let (s, t, _) = token(&srv, &http, Some((&seed.web_id, &seed.web_secret)), &code_form(&code, CB, &v)).await;
+    let (s, t, _) = token(
+        &srv,
+        &http,
+        Some((&seed.web_id, &seed.web_secret)),
+        &code_form(&code, CB, &v),
+    )
+    .await;
     assert_eq!(s, 200);
     let at = t["access_token"].as_str().unwrap();
     let ui = |tok: String| {
         let http = http.clone();
         let url = srv.url("/userinfo");
-        async move { http.get(url).bearer_auth(tok).send().await.unwrap().status().as_u16() }
+        async move {
+            http.get(url)
+                .bearer_auth(tok)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
     };
     assert_eq!(ui(at.to_owned()).await, 200);
     srv.cli(&["users", "disable", "alice@example.com"], None);
-    assert_eq!(ui(at.to_owned()).await, 401, "disabled user's access token refused by userinfo");
-    let (s, b, _) = token(&srv, &http, Some((&seed.web_id, &seed.web_secret)), &[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())]).await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_grant")), "disabled user's refresh token refused");
+    assert_eq!(
+        ui(at.to_owned()).await,
+        401,
+        "disabled user's access token refused by userinfo"
+    );
+    let (s, b, _) = token(
+        &srv,
+        &http,
+        Some((&seed.web_id, &seed.web_secret)),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", t["refresh_token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "disabled user's refresh token refused"
+    );
     // Client-credentials tokens (no user) are not for userinfo; garbage neither.
-    let (_, cc, _) = token(&srv, &http, Some((&seed.machine_id, &seed.machine_secret)), &[("grant_type", "client_credentials")]).await;
-    assert_eq!(ui(cc["access_token"].as_str().unwrap().to_owned()).await, 401);
+    let (_, cc, _) = token(
+        &srv,
+        &http,
+        Some((&seed.machine_id, &seed.machine_secret)),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(
+        ui(cc["access_token"].as_str().unwrap().to_owned()).await,
+        401
+    );
     assert_eq!(ui("eyJhbGciOiJub25lIn0.e30.".to_owned()).await, 401);
 }
 
@@ -242,35 +579,106 @@ async fn hosts_headers_csrf_and_redirect_statuses() {
     let seed = srv.seed();
     let http = srv.http();
     // Another host: 421, with HSTS.
-    let res = http.get(srv.url("/.well-known/openid-configuration")).header("host", "evil.example").send().await.unwrap();
+    let res = http
+        .get(srv.url("/.well-known/openid-configuration"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 421);
-    assert_eq!(res.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains");
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
     // HSTS on errors, 404 and 405 too; discovery issuer identical everywhere.
-    for (m, p, status) in [("GET", "/nope", 404), ("GET", "/token", 405), ("POST", "/token", 400), ("GET", "/", 200), ("GET", "/jwks", 200), ("HEAD", "/", 200)] {
-        let res = http.request(m.parse().unwrap(), srv.url(p)).send().await.unwrap();
+    for (m, p, status) in [
+        ("GET", "/nope", 404),
+        ("GET", "/token", 405),
+        ("POST", "/token", 400),
+        ("GET", "/", 200),
+        ("GET", "/jwks", 200),
+        ("HEAD", "/", 200),
+    ] {
+        let res = http
+            .request(m.parse().unwrap(), srv.url(p))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status().as_u16(), status, "{m} {p}");
-        assert_eq!(res.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains", "{m} {p}");
+        assert_eq!(
+            res.headers()["strict-transport-security"],
+            "max-age=31536000; includeSubDomains",
+            "{m} {p}"
+        );
         assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     }
-    for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
-        let meta: Value = http.get(srv.url(path)).send().await.unwrap().json().await.unwrap();
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let meta: Value = http
+            .get(srv.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(meta["issuer"], srv.issuer);
-        assert_eq!(meta["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+        assert_eq!(
+            meta["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
         assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
-        assert!(meta["id_token_signing_alg_values_supported"].as_array().unwrap().contains(&Value::from("RS256")));
-        for k in ["authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri", "response_types_supported", "subject_types_supported"] {
+        assert!(meta["id_token_signing_alg_values_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("RS256")));
+        for k in [
+            "authorization_endpoint",
+            "token_endpoint",
+            "userinfo_endpoint",
+            "jwks_uri",
+            "response_types_supported",
+            "subject_types_supported",
+        ] {
             assert!(!meta[k].is_null(), "{k}");
         }
     }
     // The login form refuses cross-site and token-less posts (403) and changes nothing.
     let (_v, c) = pkce();
     let mut jar = Jar::default();
-    let res = http.get(authorize_url(&srv, &seed.web_id, CB, &c, &[])).send().await.unwrap();
+    let res = http
+        .get(authorize_url(&srv, &seed.web_id, CB, &c, &[]))
+        .send()
+        .await
+        .unwrap();
     jar.absorb(&res);
-    let html = http.get(srv.url("/authorize/resume")).header("cookie", jar.header()).send().await.unwrap().text().await.unwrap();
+    let html = http
+        .get(srv.url("/authorize/resume"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let csrf = csrf_of(&html);
-    for (origin, site, token) in [(Some("https://evil.example"), None, csrf.as_str()), (Some("null"), None, csrf.as_str()), (None, None, csrf.as_str()), (Some(srv.issuer.as_str()), Some("cross-site"), csrf.as_str()), (Some(srv.issuer.as_str()), None, "forged")] {
-        let mut req = http.post(srv.url("/login")).header("cookie", jar.header()).form(&[("csrf_token", token), ("email", "alice@example.com"), ("password", PASSWORD)]);
+    for (origin, site, token) in [
+        (Some("https://evil.example"), None, csrf.as_str()),
+        (Some("null"), None, csrf.as_str()),
+        (None, None, csrf.as_str()),
+        (Some(srv.issuer.as_str()), Some("cross-site"), csrf.as_str()),
+        (Some(srv.issuer.as_str()), None, "forged"),
+    ] {
+        let mut req = http
+            .post(srv.url("/login"))
+            .header("cookie", jar.header())
+            .form(&[
+                ("csrf_token", token),
+                ("email", "alice@example.com"),
+                ("password", PASSWORD),
+            ]);
         if let Some(o) = origin {
             req = req.header("origin", o);
         }
@@ -282,7 +690,18 @@ async fn hosts_headers_csrf_and_redirect_statuses() {
         assert!(res.headers().get("set-cookie").is_none());
     }
     // The real form still works afterwards, answering 303 (never 307/308), and cookies are right.
-    let res = http.post(srv.url("/login")).header("cookie", jar.header()).header("origin", &srv.issuer).form(&[("csrf_token", csrf.as_str()), ("email", "alice@example.com"), ("password", PASSWORD)]).send().await.unwrap();
+    let res = http
+        .post(srv.url("/login"))
+        .header("cookie", jar.header())
+        .header("origin", &srv.issuer)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "alice@example.com"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 303);
     jar.absorb(&res);
     for line in &jar.set_cookie_lines {
@@ -292,9 +711,26 @@ async fn hosts_headers_csrf_and_redirect_statuses() {
         }
         assert!(!line.to_ascii_lowercase().contains("domain="));
     }
-    assert!(jar.set_cookie_lines.iter().any(|l| l.starts_with("__Host-portcullis-session=") && l.contains("SameSite=Strict")));
-    assert!(jar.set_cookie_lines.iter().any(|l| l.starts_with("__Host-portcullis-flow=") && l.contains("SameSite=Lax")));
+    assert!(jar
+        .set_cookie_lines
+        .iter()
+        .any(|l| l.starts_with("__Host-portcullis-session=") && l.contains("SameSite=Strict")));
+    assert!(jar
+        .set_cookie_lines
+        .iter()
+        .any(|l| l.starts_with("__Host-portcullis-flow=") && l.contains("SameSite=Lax")));
     // The flow is single use: posting the same form again finds nothing.
-    let res = http.post(srv.url("/login")).header("cookie", format!("__Host-portcullis-flow={}", "pcf_gone")).header("origin", &srv.issuer).form(&[("csrf_token", csrf.as_str()), ("email", "alice@example.com"), ("password", PASSWORD)]).send().await.unwrap();
+    let res = http
+        .post(srv.url("/login"))
+        .header("cookie", format!("__Host-portcullis-flow={}", "pcf_gone"))
+        .header("origin", &srv.issuer)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "alice@example.com"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
 }

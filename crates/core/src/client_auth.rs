@@ -19,13 +19,16 @@ pub struct BasicCredentials {
 
 impl std::fmt::Debug for BasicCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BasicCredentials").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("BasicCredentials")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
 fn form_decode(s: &str) -> Option<String> {
-    let pairs: Vec<(String, String)> =
-        url::form_urlencoded::parse(format!("x={s}").as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     pairs.into_iter().next().map(|(_, v)| v)
 }
 
@@ -40,26 +43,33 @@ pub async fn authenticate<S: ClientStore + ?Sized>(
     let body_secret = params.get("client_secret", 256)?;
     let (id, secret): (String, Option<String>) = match (basic, body_secret) {
         (Some(_), Some(_)) => {
-            return Err(OAuthError::invalid_request("use only one client authentication method"));
+            return Err(OAuthError::invalid_request(
+                "use only one client authentication method",
+            ));
         }
         (Some(b), None) => {
             let id = form_decode(&b.id).ok_or_else(OAuthError::invalid_client)?;
             let secret = form_decode(&b.secret).ok_or_else(OAuthError::invalid_client)?;
             if body_id.is_some_and(|bid| bid != id) {
-                return Err(OAuthError::invalid_request("client_id in the body differs from the Authorization header"));
+                return Err(OAuthError::invalid_request(
+                    "client_id in the body differs from the Authorization header",
+                ));
             }
             (id, Some(secret))
         }
         (None, Some(s)) => {
-            let id = body_id.ok_or_else(|| OAuthError::invalid_request("parameter 'client_id' is missing"))?;
+            let id = body_id
+                .ok_or_else(|| OAuthError::invalid_request("parameter 'client_id' is missing"))?;
             (id.to_owned(), Some(s.to_owned()))
         }
         (None, None) => {
-            let id = body_id.ok_or_else(|| OAuthError::invalid_request("parameter 'client_id' is missing"))?;
+            let id = body_id
+                .ok_or_else(|| OAuthError::invalid_request("parameter 'client_id' is missing"))?;
             (id.to_owned(), None)
         }
     };
-    let client_id = ClientId::parse(&id).ok_or_else(|| OAuthError::invalid_client().with_detail("malformed client_id"))?;
+    let client_id = ClientId::parse(&id)
+        .ok_or_else(|| OAuthError::invalid_client().with_detail("malformed client_id"))?;
     let client = store
         .client_by_id(&client_id)
         .await?
@@ -69,11 +79,17 @@ pub async fn authenticate<S: ClientStore + ?Sized>(
     }
     match (client.kind, secret) {
         (ClientKind::Public, None) => Ok(client),
-        (ClientKind::Public, Some(_)) => Err(OAuthError::invalid_client().with_detail("public client sent a secret")),
-        (ClientKind::Confidential, None) => Err(OAuthError::invalid_client().with_detail("confidential client without secret")),
+        (ClientKind::Public, Some(_)) => {
+            Err(OAuthError::invalid_client().with_detail("public client sent a secret"))
+        }
+        (ClientKind::Confidential, None) => {
+            Err(OAuthError::invalid_client().with_detail("confidential client without secret"))
+        }
         (ClientKind::Confidential, Some(s)) => {
             let Some(hash) = secret::hash_presented(SecretKind::ClientSecret, &s, key) else {
-                return Err(OAuthError::invalid_client().with_detail("secret has a bad shape or checksum"));
+                return Err(
+                    OAuthError::invalid_client().with_detail("secret has a bad shape or checksum")
+                );
             };
             let mut matched = false;
             for stored in &client.secret_hashes {

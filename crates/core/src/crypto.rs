@@ -143,7 +143,9 @@ pub struct Encrypter {
 
 impl fmt::Debug for Encrypter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Encrypter").field("key_id", &self.current.0).finish_non_exhaustive()
+        f.debug_struct("Encrypter")
+            .field("key_id", &self.current.0)
+            .finish_non_exhaustive()
     }
 }
 
@@ -211,12 +213,15 @@ impl Encrypter {
                 _ => return Err(CryptoError::UnknownKey(kid.to_owned())),
             }
         };
-        let raw = URL_SAFE_NO_PAD.decode(body).map_err(|_| CryptoError::MalformedBlob)?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| CryptoError::MalformedBlob)?;
         if raw.len() < NONCE_LEN + 16 {
             return Err(CryptoError::MalformedBlob);
         }
         let (nonce, rest) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::MalformedBlob)?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::MalformedBlob)?;
         let mut buf = rest.to_vec();
         let plain = key
             .open_in_place(nonce, Aad::from(Self::aad(purpose, row)), &mut buf)
@@ -237,9 +242,18 @@ mod tests {
 
     #[test]
     fn sample_and_short_keys_are_refused() {
-        assert_eq!(KeyBytes::from_hex("abcd").unwrap_err(), CryptoError::BadKeyLength);
-        assert_eq!(KeyBytes::from_hex(&"0".repeat(64)).unwrap_err(), CryptoError::SampleKey);
-        assert_eq!(KeyBytes::from_hex(&"ab".repeat(32)).unwrap_err(), CryptoError::WeakKey);
+        assert_eq!(
+            KeyBytes::from_hex("abcd").unwrap_err(),
+            CryptoError::BadKeyLength
+        );
+        assert_eq!(
+            KeyBytes::from_hex(&"0".repeat(64)).unwrap_err(),
+            CryptoError::SampleKey
+        );
+        assert_eq!(
+            KeyBytes::from_hex(&"ab".repeat(32)).unwrap_err(),
+            CryptoError::WeakKey
+        );
         assert!(format!("{:?}", key()).contains("redacted"));
     }
 
@@ -249,10 +263,19 @@ mod tests {
         let blob = e.seal("signing_key", "k_1", b"secret");
         assert!(blob.starts_with(&format!("v1.{}.", e.current_key_id())));
         assert_eq!(e.open("signing_key", "k_1", &blob).unwrap(), b"secret");
-        assert_eq!(e.open("signing_key", "k_2", &blob).unwrap_err(), CryptoError::Unauthentic);
-        assert_eq!(e.open("totp", "k_1", &blob).unwrap_err(), CryptoError::Unauthentic);
+        assert_eq!(
+            e.open("signing_key", "k_2", &blob).unwrap_err(),
+            CryptoError::Unauthentic
+        );
+        assert_eq!(
+            e.open("totp", "k_1", &blob).unwrap_err(),
+            CryptoError::Unauthentic
+        );
         let other = Encrypter::new(&key(), None).unwrap();
-        assert!(matches!(other.open("signing_key", "k_1", &blob), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(
+            other.open("signing_key", "k_1", &blob),
+            Err(CryptoError::UnknownKey(_))
+        ));
     }
 
     #[test]

@@ -112,14 +112,17 @@ fn valid_dns_name(d: &str) -> bool {
         return false;
     }
     let labels: Vec<&str> = d.split('.').collect();
-    let tld_ok = labels.last().is_some_and(|t| t.chars().any(|c| c.is_ascii_alphabetic()));
+    let tld_ok = labels
+        .last()
+        .is_some_and(|t| t.chars().any(|c| c.is_ascii_alphabetic()));
     tld_ok
         && labels.iter().all(|l| {
             !l.is_empty()
                 && l.len() <= 63
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         })
 }
 
@@ -144,9 +147,23 @@ mod tests {
     #[test]
     fn refuses_bad_shapes() {
         for bad in [
-            "", "a", "a@", "@b.example", "a@b", "a@@b.example", "a b@c.example", "a..b@c.example",
-            ".a@c.example", "a@c..example", "a@-c.example", "a\u{200B}@c.example", "a@c.example\n",
-            "\"quoted\"@c.example", "a@[127.0.0.1]", "a@c.123", "a\u{0000}@c.example",
+            "",
+            "a",
+            "a@",
+            "@b.example",
+            "a@b",
+            "a@@b.example",
+            "a b@c.example",
+            "a..b@c.example",
+            ".a@c.example",
+            "a@c..example",
+            "a@-c.example",
+            "a\u{200B}@c.example",
+            "a@c.example\n",
+            "\"quoted\"@c.example",
+            "a@[127.0.0.1]",
+            "a@c.123",
+            "a\u{0000}@c.example",
         ] {
             assert!(Email::parse(bad).is_err(), "accepted {bad:?}");
         }

@@ -88,7 +88,11 @@ impl std::error::Error for OAuthError {}
 
 impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
-        Self { code, description: description.into(), detail: None }
+        Self {
+            code,
+            description: description.into(),
+            detail: None,
+        }
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
@@ -109,17 +113,21 @@ impl OAuthError {
         Self::new(ErrorCode::InvalidScope, d)
     }
     pub fn server_error(detail: impl Into<String>) -> Self {
-        Self::new(ErrorCode::ServerError, "the server could not complete the request")
-            .with_detail(detail)
+        Self::new(
+            ErrorCode::ServerError,
+            "the server could not complete the request",
+        )
+        .with_detail(detail)
     }
 }
 
 impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
-            crate::store::StoreError::Busy => {
-                Self::new(ErrorCode::TemporarilyUnavailable, "the server is busy, try again")
-            }
+            crate::store::StoreError::Busy => Self::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the server is busy, try again",
+            ),
             other => Self::server_error(other.to_string()),
         }
     }

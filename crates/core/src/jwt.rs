@@ -106,7 +106,9 @@ pub fn verify(token: &str, keys: &KeySet, expected_typ: &str) -> Result<Value, V
         return Err(VerifyError::Malformed);
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(VerifyError::Malformed);
     };
     let header: Value = URL_SAFE_NO_PAD
@@ -114,15 +116,25 @@ pub fn verify(token: &str, keys: &KeySet, expected_typ: &str) -> Result<Value, V
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(VerifyError::Malformed)?;
-    let kid = header.get("kid").and_then(Value::as_str).ok_or(VerifyError::UnknownKey)?;
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or(VerifyError::UnknownKey)?;
     let key = keys.by_kid(kid).ok_or(VerifyError::UnknownKey)?;
     if header.get("alg").and_then(Value::as_str) != Some(key.alg.as_str()) {
         return Err(VerifyError::Algorithm);
     }
-    if header.get("typ").and_then(Value::as_str).map(str::to_ascii_lowercase) != Some(expected_typ.to_ascii_lowercase()) {
+    if header
+        .get("typ")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+        != Some(expected_typ.to_ascii_lowercase())
+    {
         return Err(VerifyError::Type);
     }
-    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| VerifyError::Malformed)?;
+    let sig = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| VerifyError::Malformed)?;
     let signed_len = h.len() + 1 + p.len();
     if !key.verify(&token.as_bytes()[..signed_len], &sig) {
         return Err(VerifyError::Signature);
@@ -135,7 +147,12 @@ pub fn verify(token: &str, keys: &KeySet, expected_typ: &str) -> Result<Value, V
 }
 
 /// Verifies one of our access tokens: signature, `typ`, issuer and expiry at `now`.
-pub fn verify_access_token(token: &str, keys: &KeySet, issuer: &str, now: i64) -> Result<AccessClaims, VerifyError> {
+pub fn verify_access_token(
+    token: &str,
+    keys: &KeySet,
+    issuer: &str,
+    now: i64,
+) -> Result<AccessClaims, VerifyError> {
     let v = verify(token, keys, TYP_ACCESS_TOKEN)?;
     let claims: AccessClaims = serde_json::from_value(v).map_err(|_| VerifyError::Malformed)?;
     if claims.iss != issuer {
@@ -155,15 +172,29 @@ mod tests {
     use crate::model::SigningAlg;
 
     fn keyset() -> KeySet {
-        let enc = Encrypter::new(&KeyBytes::from_hex(&KeyBytes::generate_hex()).unwrap(), None).unwrap();
+        let enc = Encrypter::new(
+            &KeyBytes::from_hex(&KeyBytes::generate_hex()).unwrap(),
+            None,
+        )
+        .unwrap();
         let es = load(&generate(SigningAlg::ES256, &enc, 0, 0).unwrap(), &enc).unwrap();
         let rs = load(&generate(SigningAlg::RS256, &enc, 0, 0).unwrap(), &enc).unwrap();
         KeySet::new(vec![es, rs])
     }
 
     fn claims(exp: i64) -> AccessClaims {
-        AccessClaims { iss: "https://as.example".into(), sub: "usr_1".into(), aud: "https://api.example".into(),
-            exp, iat: 0, jti: "j".into(), client_id: "cl_1".into(), scope: "openid".into(), auth_time: None, sid: None }
+        AccessClaims {
+            iss: "https://as.example".into(),
+            sub: "usr_1".into(),
+            aud: "https://api.example".into(),
+            exp,
+            iat: 0,
+            jti: "j".into(),
+            client_id: "cl_1".into(),
+            scope: "openid".into(),
+            auth_time: None,
+            sid: None,
+        }
     }
 
     #[test]
@@ -171,9 +202,18 @@ mod tests {
         let ks = keyset();
         for alg in [SigningAlg::ES256, SigningAlg::RS256] {
             let t = sign(ks.active(alg, 0).unwrap(), TYP_ACCESS_TOKEN, &claims(100)).unwrap();
-            assert_eq!(verify_access_token(&t, &ks, "https://as.example", 50).unwrap(), claims(100));
-            assert_eq!(verify_access_token(&t, &ks, "https://as.example", 100), Err(VerifyError::Expired));
-            assert_eq!(verify_access_token(&t, &ks, "https://other.example", 50), Err(VerifyError::Issuer));
+            assert_eq!(
+                verify_access_token(&t, &ks, "https://as.example", 50).unwrap(),
+                claims(100)
+            );
+            assert_eq!(
+                verify_access_token(&t, &ks, "https://as.example", 100),
+                Err(VerifyError::Expired)
+            );
+            assert_eq!(
+                verify_access_token(&t, &ks, "https://other.example", 50),
+                Err(VerifyError::Issuer)
+            );
             assert_eq!(verify(&t, &ks, TYP_ID_TOKEN), Err(VerifyError::Type));
         }
     }
@@ -198,13 +238,24 @@ mod tests {
             }
         }
         // A tampered payload fails the signature.
-        let forged = format!("{}.{}.{}", parts[0], enc(serde_json::to_value(claims(999)).unwrap()), parts[2]);
-        assert_eq!(verify(&forged, &ks, TYP_ACCESS_TOKEN), Err(VerifyError::Signature));
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            enc(serde_json::to_value(claims(999)).unwrap()),
+            parts[2]
+        );
+        assert_eq!(
+            verify(&forged, &ks, TYP_ACCESS_TOKEN),
+            Err(VerifyError::Signature)
+        );
     }
 
     #[test]
     fn at_hash_matches_spec_example() {
         // OIDC Core A.3 example values.
-        assert_eq!(at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
+        assert_eq!(
+            at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
     }
 }

@@ -57,7 +57,10 @@ pub struct LoadedKey {
 
 impl std::fmt::Debug for LoadedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("LoadedKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -66,7 +69,12 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// Generates a new key of `alg` and returns it sealed for storage.
-pub fn generate(alg: SigningAlg, enc: &Encrypter, now: i64, activates_at: i64) -> Result<StoredSigningKey, KeyError> {
+pub fn generate(
+    alg: SigningAlg,
+    enc: &Encrypter,
+    now: i64,
+    activates_at: i64,
+) -> Result<StoredSigningKey, KeyError> {
     let kid = KeyId::generate();
     let mut pkcs8 = match alg {
         SigningAlg::ES256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
@@ -81,14 +89,25 @@ pub fn generate(alg: SigningAlg, enc: &Encrypter, now: i64, activates_at: i64) -
     };
     let blob = enc.seal(KEY_PURPOSE, &format!("{}:{}", kid, alg.as_str()), &pkcs8);
     pkcs8.zeroize();
-    Ok(StoredSigningKey { kid, alg, private_key_blob: blob, created_at: now, activates_at, retired_at: None })
+    Ok(StoredSigningKey {
+        kid,
+        alg,
+        private_key_blob: blob,
+        created_at: now,
+        activates_at,
+        retired_at: None,
+    })
 }
 
 /// Decrypts and parses a stored key.
 pub fn load(stored: &StoredSigningKey, enc: &Encrypter) -> Result<LoadedKey, KeyError> {
     let kid = stored.kid.clone();
     let mut pkcs8 = enc
-        .open(KEY_PURPOSE, &format!("{}:{}", kid, stored.alg.as_str()), &stored.private_key_blob)
+        .open(
+            KEY_PURPOSE,
+            &format!("{}:{}", kid, stored.alg.as_str()),
+            &stored.private_key_blob,
+        )
         .map_err(|e| KeyError::Decrypt(kid.to_string(), e))?;
     let result = match stored.alg {
         SigningAlg::ES256 => {
@@ -104,7 +123,8 @@ pub fn load(stored: &StoredSigningKey, enc: &Encrypter) -> Result<LoadedKey, Key
             (Signer::Ec(kp), point, jwk)
         }
         SigningAlg::RS256 => {
-            let kp = RsaKeyPair::from_pkcs8(&pkcs8).map_err(|_| KeyError::Parse(kid.to_string()))?;
+            let kp =
+                RsaKeyPair::from_pkcs8(&pkcs8).map_err(|_| KeyError::Parse(kid.to_string()))?;
             let public = kp.public_key();
             let n = public.modulus().big_endian_without_leading_zero().to_vec();
             let e = public.exponent().big_endian_without_leading_zero().to_vec();
@@ -115,7 +135,15 @@ pub fn load(stored: &StoredSigningKey, enc: &Encrypter) -> Result<LoadedKey, Key
     };
     pkcs8.zeroize();
     let (signer, public_der, jwk) = result;
-    Ok(LoadedKey { kid, alg: stored.alg, activates_at: stored.activates_at, retired_at: stored.retired_at, signer, public_der, jwk })
+    Ok(LoadedKey {
+        kid,
+        alg: stored.alg,
+        activates_at: stored.activates_at,
+        retired_at: stored.retired_at,
+        signer,
+        public_der,
+        jwk,
+    })
 }
 
 impl LoadedKey {
@@ -127,10 +155,14 @@ impl LoadedKey {
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         let rng = SystemRandom::new();
         match &self.signer {
-            Signer::Ec(kp) => kp.sign(&rng, message).map(|s| s.as_ref().to_vec()).map_err(|_| KeyError::Sign),
+            Signer::Ec(kp) => kp
+                .sign(&rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| KeyError::Sign),
             Signer::Rsa(kp) => {
                 let mut sig = vec![0u8; kp.public_modulus_len()];
-                kp.sign(&RSA_PKCS1_SHA256, &rng, message, &mut sig).map_err(|_| KeyError::Sign)?;
+                kp.sign(&RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .map_err(|_| KeyError::Sign)?;
                 Ok(sig)
             }
         }
@@ -142,7 +174,9 @@ impl LoadedKey {
             SigningAlg::ES256 => &ECDSA_P256_SHA256_FIXED,
             SigningAlg::RS256 => &RSA_PKCS1_2048_8192_SHA256,
         };
-        UnparsedPublicKey::new(alg, &self.public_der).verify(message, sig).is_ok()
+        UnparsedPublicKey::new(alg, &self.public_der)
+            .verify(message, sig)
+            .is_ok()
     }
 }
 
@@ -172,7 +206,9 @@ impl KeySet {
 
     /// Does the set already hold a usable key of `alg`?
     pub fn has(&self, alg: SigningAlg) -> bool {
-        self.keys.iter().any(|k| k.alg == alg && k.retired_at.is_none())
+        self.keys
+            .iter()
+            .any(|k| k.alg == alg && k.retired_at.is_none())
     }
 
     /// The JWKS document.

@@ -4,11 +4,11 @@
 
 use secrecy::SecretString;
 
+use crate::crypto::HashKey;
 use crate::email::Email;
 use crate::ids::SessionId;
 use crate::model::{Session, User};
 use crate::password::{self, HashError, PasswordHasher};
-use crate::crypto::HashKey;
 use crate::secret::{self, IssuedSecret, SecretKind};
 use crate::store::{StoreError, UserStore};
 
@@ -49,11 +49,17 @@ pub async fn verify_credentials<S: UserStore + ?Sized>(
 ) -> Result<User, LoginError> {
     let pw: SecretString = password::normalize(password);
     let user = match Email::parse(email) {
-        Ok(e) => store.user_by_email_key(e.key()).await.map_err(LoginError::Store)?,
+        Ok(e) => store
+            .user_by_email_key(e.key())
+            .await
+            .map_err(LoginError::Store)?,
         Err(_) => None,
     };
     let malformed = Email::parse(email).is_err();
-    let ok = hasher.verify(pw, user.as_ref().map(|u| u.password_hash.clone())).await.map_err(LoginError::Hash)?;
+    let ok = hasher
+        .verify(pw, user.as_ref().map(|u| u.password_hash.clone()))
+        .await
+        .map_err(LoginError::Hash)?;
     match user {
         None if malformed => Err(LoginError::Failed(FailureReason::MalformedEmail)),
         None => Err(LoginError::Failed(FailureReason::UnknownUser)),
@@ -65,7 +71,12 @@ pub async fn verify_credentials<S: UserStore + ?Sized>(
 }
 
 /// A new session for `user` (a new id at every sign-in: no fixation).
-pub fn new_session(user: &User, key: &HashKey, now: i64, absolute_lifetime: i64) -> (Session, IssuedSecret) {
+pub fn new_session(
+    user: &User,
+    key: &HashKey,
+    now: i64,
+    absolute_lifetime: i64,
+) -> (Session, IssuedSecret) {
     let cookie = secret::issue(SecretKind::SessionCookie, key);
     let session = Session {
         id: SessionId::generate(),

@@ -31,7 +31,9 @@ impl Params {
         Ok(Self { map })
     }
 
-    pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Result<Self, OAuthError> {
+    pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(
+        pairs: I,
+    ) -> Result<Self, OAuthError> {
         let mut map = HashMap::new();
         for (k, v) in pairs {
             if map.insert(k.clone(), v).is_some() {
@@ -97,12 +99,39 @@ fn duplicate(name: &str) -> OAuthError {
 
 fn is_known(name: &str) -> bool {
     const KNOWN: &[&str] = &[
-        "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "prompt",
-        "max_age", "login_hint", "resource", "code_challenge", "code_challenge_method",
-        "grant_type", "code", "code_verifier", "refresh_token", "client_secret", "request",
-        "request_uri", "response_mode", "email", "password", "csrf_token", "token",
-        "token_type_hint", "id_token_hint", "post_logout_redirect_uri", "ui_locales", "display",
-        "claims", "registration", "acr_values", "id_token_hint",
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "prompt",
+        "max_age",
+        "login_hint",
+        "resource",
+        "code_challenge",
+        "code_challenge_method",
+        "grant_type",
+        "code",
+        "code_verifier",
+        "refresh_token",
+        "client_secret",
+        "request",
+        "request_uri",
+        "response_mode",
+        "email",
+        "password",
+        "csrf_token",
+        "token",
+        "token_type_hint",
+        "id_token_hint",
+        "post_logout_redirect_uri",
+        "ui_locales",
+        "display",
+        "claims",
+        "registration",
+        "acr_values",
+        "id_token_hint",
     ];
     KNOWN.contains(&name)
 }
@@ -110,7 +139,9 @@ fn is_known(name: &str) -> bool {
 /// Hand-written over `form_urlencoded` to keep the raw pairs in order; that crate is the
 /// well-kept parser and we only collect its output.
 fn form_urlencoded_parse(input: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(input).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    url::form_urlencoded::parse(input)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 #[cfg(test)]

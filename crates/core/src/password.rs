@@ -15,7 +15,12 @@ static COMMON_TEXT: &str = include_str!("../data/common-passwords.txt");
 
 fn common_passwords() -> &'static HashSet<&'static str> {
     static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    SET.get_or_init(|| COMMON_TEXT.lines().filter(|l| !l.starts_with("# ") && !l.is_empty()).collect())
+    SET.get_or_init(|| {
+        COMMON_TEXT
+            .lines()
+            .filter(|l| !l.starts_with("# ") && !l.is_empty())
+            .collect()
+    })
 }
 
 /// How many entries the bundled list holds.
@@ -34,7 +39,10 @@ pub struct PasswordPolicy {
 
 impl Default for PasswordPolicy {
     fn default() -> Self {
-        Self { min_chars: 15, max_chars: 256 }
+        Self {
+            min_chars: 15,
+            max_chars: 256,
+        }
     }
 }
 
@@ -94,7 +102,9 @@ impl PasswordPolicy {
         }
         if rest != lower {
             let remaining: String = rest.chars().filter(|c| c.is_alphanumeric()).collect();
-            if remaining.chars().count() < self.min_chars / 2 || common_passwords().contains(remaining.as_str()) {
+            if remaining.chars().count() < self.min_chars / 2
+                || common_passwords().contains(remaining.as_str())
+            {
                 return Err(PasswordError::Context);
             }
         }
@@ -138,7 +148,8 @@ impl PasswordHasher {
     }
 
     pub fn with_params(concurrency: usize, m_kib: u32, t: u32, p: u32) -> Result<Self, HashError> {
-        let params = Params::new(m_kib, t, p, None).map_err(|e| HashError::Internal(e.to_string()))?;
+        let params =
+            Params::new(m_kib, t, p, None).map_err(|e| HashError::Internal(e.to_string()))?;
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
         let dummy = argon(&params)
             .hash_password(b"portcullis dummy password for unknown accounts", &salt)
@@ -153,7 +164,11 @@ impl PasswordHasher {
 
     /// Hashes a (normalised) password into a PHC string.
     pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|_| HashError::Overloaded)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| HashError::Overloaded)?;
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
@@ -168,14 +183,27 @@ impl PasswordHasher {
 
     /// Verifies a (normalised) password against a stored hash, or against the dummy hash when
     /// `stored` is `None` (unknown account: same cost, always false).
-    pub async fn verify(&self, password: SecretString, stored: Option<String>) -> Result<bool, HashError> {
-        let _permit = self.permits.acquire().await.map_err(|_| HashError::Overloaded)?;
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        stored: Option<String>,
+    ) -> Result<bool, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| HashError::Overloaded)?;
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.as_str().to_owned());
         let params = self.params.clone();
         let ok = tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&hash).map_err(|e| HashError::Internal(e.to_string()))?;
-            Ok::<bool, HashError>(argon(&params).verify_password(password.expose_secret().as_bytes(), &parsed).is_ok())
+            let parsed =
+                PasswordHash::new(&hash).map_err(|e| HashError::Internal(e.to_string()))?;
+            Ok::<bool, HashError>(
+                argon(&params)
+                    .verify_password(password.expose_secret().as_bytes(), &parsed)
+                    .is_ok(),
+            )
         })
         .await
         .map_err(|e| HashError::Internal(e.to_string()))??;
@@ -193,20 +221,41 @@ mod tests {
 
     #[test]
     fn bundled_list_is_large() {
-        assert!(common_password_count() >= 100_000, "{}", common_password_count());
+        assert!(
+            common_password_count() >= 100_000,
+            "{}",
+            common_password_count()
+        );
     }
 
     #[test]
     fn policy_rules() {
         let p = PasswordPolicy::default();
         assert_eq!(p.check(&s("short"), &[]), Err(PasswordError::TooShort(15)));
-        assert_eq!(p.check(&s(&"x".repeat(257)), &[]), Err(PasswordError::TooLong(256)));
+        assert_eq!(
+            p.check(&s(&"x".repeat(257)), &[]),
+            Err(PasswordError::TooLong(256))
+        );
         assert!(p.check(&s("aaaaaaaaaaaaaaaaaaaa"), &[]).is_err());
-        assert_eq!(p.check(&s("abababababababab1"), &[]), Err(PasswordError::Repetitive));
-        assert_eq!(p.check(&s("1qaz2wsx3edc4rfv"), &[]), Err(PasswordError::Common));
-        assert_eq!(p.check(&s("alice.smith2024!!"), &["alice.smith"]), Err(PasswordError::Context));
-        assert_eq!(p.check(&s("Portcullis123456"), &[]), Err(PasswordError::Context));
-        assert!(p.check(&s("correct horse battery staple"), &["alice"]).is_ok());
+        assert_eq!(
+            p.check(&s("abababababababab1"), &[]),
+            Err(PasswordError::Repetitive)
+        );
+        assert_eq!(
+            p.check(&s("1qaz2wsx3edc4rfv"), &[]),
+            Err(PasswordError::Common)
+        );
+        assert_eq!(
+            p.check(&s("alice.smith2024!!"), &["alice.smith"]),
+            Err(PasswordError::Context)
+        );
+        assert_eq!(
+            p.check(&s("Portcullis123456"), &[]),
+            Err(PasswordError::Context)
+        );
+        assert!(p
+            .check(&s("correct horse battery staple"), &["alice"])
+            .is_ok());
         // 256 characters is allowed; multibyte characters count once.
         assert!(p.check(&s(&"é🔑abc".repeat(51)), &[]).is_ok());
     }
@@ -221,9 +270,18 @@ mod tests {
         let h = PasswordHasher::with_params(2, 1024, 1, 1).unwrap();
         let stored = h.hash(s("correct horse battery staple")).await.unwrap();
         assert!(stored.starts_with("$argon2id$"));
-        assert!(h.verify(s("correct horse battery staple"), Some(stored.clone())).await.unwrap());
-        assert!(!h.verify(s("wrong horse battery staple"), Some(stored)).await.unwrap());
-        assert!(!h.verify(s("portcullis dummy password for unknown accounts"), None).await.unwrap());
+        assert!(h
+            .verify(s("correct horse battery staple"), Some(stored.clone()))
+            .await
+            .unwrap());
+        assert!(!h
+            .verify(s("wrong horse battery staple"), Some(stored))
+            .await
+            .unwrap());
+        assert!(!h
+            .verify(s("portcullis dummy password for unknown accounts"), None)
+            .await
+            .unwrap());
     }
 
     #[test]

@@ -25,7 +25,9 @@ pub enum RedirectUriError {
     Scheme,
     #[error("redirect URI must not contain userinfo ('@') or percent-encoding in its authority")]
     Authority,
-    #[error("redirect URI path must not contain dot segments, ';' parameters or encoded separators")]
+    #[error(
+        "redirect URI path must not contain dot segments, ';' parameters or encoded separators"
+    )]
     Path,
     #[error("redirect URI is not in canonical form; register it exactly as browsers send it: {0}")]
     NotCanonical(String),
@@ -41,7 +43,10 @@ impl RedirectUri {
         if raw.is_empty() || raw.len() > 2000 {
             return Err(RedirectUriError::Length);
         }
-        if raw.bytes().any(|b| !(0x21..=0x7e).contains(&b) || b == b'\\') {
+        if raw
+            .bytes()
+            .any(|b| !(0x21..=0x7e).contains(&b) || b == b'\\')
+        {
             return Err(RedirectUriError::Characters);
         }
         if raw.contains('#') {
@@ -109,7 +114,10 @@ fn is_loopback_host(host: Option<Host<&str>>) -> bool {
 
 fn path_is_safe(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    if lower.contains(';') || lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00")
+    if lower.contains(';')
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains("%00")
     {
         return false;
     }
@@ -122,7 +130,9 @@ fn path_is_safe(path: &str) -> bool {
 /// Does the `presented` redirect URI match one of the `registered` ones? Exact string match;
 /// for an `http` loopback IP literal any port is allowed (RFC 8252 §7.3), nothing else varies.
 pub fn matches(registered: &[String], presented: &str) -> bool {
-    registered.iter().any(|r| r == presented || loopback_port_match(r, presented))
+    registered
+        .iter()
+        .any(|r| r == presented || loopback_port_match(r, presented))
 }
 
 fn loopback_port_match(registered: &str, presented: &str) -> bool {
@@ -143,7 +153,9 @@ fn loopback_port_match(registered: &str, presented: &str) -> bool {
     let Some(after_colon) = after_host.strip_prefix(':') else {
         return after_host == reg_rest;
     };
-    let digits_end = after_colon.find(|c: char| !c.is_ascii_digit()).unwrap_or(after_colon.len());
+    let digits_end = after_colon
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(after_colon.len());
     let (port, rest) = after_colon.split_at(digits_end);
     let port_ok = !port.is_empty()
         && port.len() <= 5
@@ -159,22 +171,42 @@ mod tests {
     #[test]
     fn registration_refuses_the_whole_kind() {
         for bad in [
-            "https://app.example.com*", "https://*.example.com/cb", "https://app.example.com/cb#x",
-            "JaVaScRiPt:alert(1)", "DATA:text/html,x", "vbscript:x", " javascript:x",
-            "java%0Ascript:x", "javascript%3Ax", "http://app.example.com/cb",
-            "https://user@app.example.com/cb", "https://app.example.com@evil.example/cb",
-            "https://app.example.com%2F@evil.example/cb", "https://app.example.com/cb/..;/x",
-            "https://app.example.com/cb/%2e%2e/x", "https://app.example.com/cb/..%2fx",
-            "https://app.example.com/cb/./../x", "https://app.example.com/cb;x",
-            "https://APP.example.com/cb", "https://app.example.com", "https://аpp.example.com/cb",
-            "https://app.example.com/c\\b", "https://app.example.com:443/cb", "ftp://x.example/",
-            "https://app.example.com/%2e/cb", "https:app.example.com/cb", "https:///cb",
+            "https://app.example.com*",
+            "https://*.example.com/cb",
+            "https://app.example.com/cb#x",
+            "JaVaScRiPt:alert(1)",
+            "DATA:text/html,x",
+            "vbscript:x",
+            " javascript:x",
+            "java%0Ascript:x",
+            "javascript%3Ax",
+            "http://app.example.com/cb",
+            "https://user@app.example.com/cb",
+            "https://app.example.com@evil.example/cb",
+            "https://app.example.com%2F@evil.example/cb",
+            "https://app.example.com/cb/..;/x",
+            "https://app.example.com/cb/%2e%2e/x",
+            "https://app.example.com/cb/..%2fx",
+            "https://app.example.com/cb/./../x",
+            "https://app.example.com/cb;x",
+            "https://APP.example.com/cb",
+            "https://app.example.com",
+            "https://аpp.example.com/cb",
+            "https://app.example.com/c\\b",
+            "https://app.example.com:443/cb",
+            "ftp://x.example/",
+            "https://app.example.com/%2e/cb",
+            "https:app.example.com/cb",
+            "https:///cb",
         ] {
             assert!(RedirectUri::parse(bad).is_err(), "accepted {bad:?}");
         }
         for good in [
-            "https://app.example.com/cb", "https://app.example.com/cb?tenant=1",
-            "http://127.0.0.1/cb", "http://[::1]:8080/cb", "http://localhost:3000/callback",
+            "https://app.example.com/cb",
+            "https://app.example.com/cb?tenant=1",
+            "http://127.0.0.1/cb",
+            "http://[::1]:8080/cb",
+            "http://localhost:3000/callback",
             "https://app.example.com/",
         ] {
             assert!(RedirectUri::parse(good).is_ok(), "refused {good:?}");
@@ -183,16 +215,27 @@ mod tests {
 
     #[test]
     fn matching_is_exact_except_loopback_port() {
-        let reg = vec!["http://127.0.0.1/cb".to_owned(), "https://app.example.com/cb".to_owned()];
+        let reg = vec![
+            "http://127.0.0.1/cb".to_owned(),
+            "https://app.example.com/cb".to_owned(),
+        ];
         assert!(matches(&reg, "http://127.0.0.1/cb"));
         assert!(matches(&reg, "http://127.0.0.1:51004/cb"));
         for bad in [
-            "http://127.0.0.1.evil.example/cb", "http://127.0.0.1:51004@evil.example/cb",
-            "http://127.0.0.1:51004/other", "http://127.0.0.1:51004/cb/../x",
-            "http://localhost.evil.example/cb", "https://evil.example/cb",
-            "http://127.0.0.1:51004/cb?extra=1", "https://app.example.com:51004/cb",
-            "http://127.0.0.1:0/cb", "http://127.0.0.1:065535/cb", "http://127.0.0.1:99999/cb",
-            "https://app.example.com/cb/", "https://APP.example.com/cb", "https://app.example.com/CB",
+            "http://127.0.0.1.evil.example/cb",
+            "http://127.0.0.1:51004@evil.example/cb",
+            "http://127.0.0.1:51004/other",
+            "http://127.0.0.1:51004/cb/../x",
+            "http://localhost.evil.example/cb",
+            "https://evil.example/cb",
+            "http://127.0.0.1:51004/cb?extra=1",
+            "https://app.example.com:51004/cb",
+            "http://127.0.0.1:0/cb",
+            "http://127.0.0.1:065535/cb",
+            "http://127.0.0.1:99999/cb",
+            "https://app.example.com/cb/",
+            "https://APP.example.com/cb",
+            "https://app.example.com/CB",
         ] {
             assert!(!matches(&reg, bad), "matched {bad:?}");
         }

@@ -18,7 +18,9 @@ pub fn parse(value: &str) -> Result<Vec<String>, OAuthError> {
             continue;
         }
         if token.len() > 128 || !token.bytes().all(valid_scope_byte) {
-            return Err(OAuthError::invalid_scope("scope contains an invalid scope token"));
+            return Err(OAuthError::invalid_scope(
+                "scope contains an invalid scope token",
+            ));
         }
         if !out.iter().any(|t| t == token) {
             out.push(token.to_owned());
@@ -47,7 +49,10 @@ pub fn join(scopes: &[String]) -> String {
 mod tests {
     #[test]
     fn parses_and_dedupes() {
-        assert_eq!(super::parse("openid  email openid").unwrap(), vec!["openid", "email"]);
+        assert_eq!(
+            super::parse("openid  email openid").unwrap(),
+            vec!["openid", "email"]
+        );
         assert!(super::parse("a\"b").is_err());
         assert!(super::parse("a\\b").is_err());
     }

@@ -39,7 +39,9 @@ pub struct IssuedSecret {
 
 impl std::fmt::Debug for IssuedSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedSecret").field("hash", &self.hash).finish_non_exhaustive()
+        f.debug_struct("IssuedSecret")
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
     }
 }
 
@@ -53,7 +55,10 @@ pub fn issue(kind: SecretKind, key: &HashKey) -> IssuedSecret {
     let body = URL_SAFE_NO_PAD.encode(random_bytes(32));
     let value = format!("{}{}{}", kind.prefix(), body, checksum(&body));
     let hash = key.hash(&value);
-    IssuedSecret { value: SecretString::from(value), hash }
+    IssuedSecret {
+        value: SecretString::from(value),
+        hash,
+    }
 }
 
 /// Checks prefix, length and checksum of a presented secret and returns its lookup hash.
@@ -87,8 +92,14 @@ mod tests {
         let s = issue(SecretKind::RefreshToken, &key);
         let text = reveal(&s.value).to_owned();
         assert!(text.starts_with("pcr_"));
-        assert_eq!(hash_presented(SecretKind::RefreshToken, &text, &key), Some(s.hash.clone()));
-        assert_eq!(hash_presented(SecretKind::AuthorizationCode, &text, &key), None);
+        assert_eq!(
+            hash_presented(SecretKind::RefreshToken, &text, &key),
+            Some(s.hash.clone())
+        );
+        assert_eq!(
+            hash_presented(SecretKind::AuthorizationCode, &text, &key),
+            None
+        );
         let mut typo = text.clone();
         typo.replace_range(10..11, if &text[10..11] == "A" { "B" } else { "A" });
         assert_eq!(hash_presented(SecretKind::RefreshToken, &typo, &key), None);

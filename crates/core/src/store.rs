@@ -49,9 +49,19 @@ pub trait ClientStore: Send + Sync {
     async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>>;
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
     /// Disabling also revokes the client's refresh tokens. False when absent.
-    async fn set_client_disabled(&self, id: &ClientId, disabled: bool, now: i64) -> StoreResult<bool>;
+    async fn set_client_disabled(
+        &self,
+        id: &ClientId,
+        disabled: bool,
+        now: i64,
+    ) -> StoreResult<bool>;
     /// Adds a secret hash; only the two newest stay active. False when absent.
-    async fn add_client_secret(&self, id: &ClientId, secret_hash: &str, now: i64) -> StoreResult<bool>;
+    async fn add_client_secret(
+        &self,
+        id: &ClientId,
+        secret_hash: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
 }
 
 #[async_trait]
@@ -95,7 +105,7 @@ pub trait SessionStore: Send + Sync {
 #[derive(Debug)]
 pub enum CodeRedemption {
     /// First use: the code is now marked consumed.
-    Redeemed(AuthCode),
+    Redeemed(Box<AuthCode>),
     /// Already used: whatever the first use issued (its family) has been revoked.
     Replayed,
     /// No such code.
@@ -111,7 +121,11 @@ pub enum RefreshRotation {
     RecentlyRotated,
     /// The token was already rotated before the grace window: the family and its session
     /// have been revoked in the same transaction.
-    ReuseDetected { family_id: FamilyId, session_id: SessionId, user_id: UserId },
+    ReuseDetected {
+        family_id: FamilyId,
+        session_id: SessionId,
+        user_id: UserId,
+    },
     /// Unknown, revoked, expired, or belonging to another client.
     Invalid,
 }
@@ -139,7 +153,7 @@ pub trait RefreshTokenStore: Send + Sync {
         client_id: &ClientId,
         now: i64,
         grace_seconds: i64,
-        make_next: &(dyn Fn(&RefreshToken) -> RefreshToken + Send + Sync),
+        make_next: &(dyn for<'a> Fn(&'a RefreshToken) -> RefreshToken + Send + Sync),
     ) -> StoreResult<RefreshRotation>;
     async fn revoke_family(&self, family_id: &FamilyId, now: i64) -> StoreResult<()>;
 }

@@ -22,9 +22,13 @@ pub async fn claims<S: UserStore + SessionStore + ?Sized>(
     store: &S,
     now: i64,
 ) -> Result<Value, OAuthError> {
-    let at: AccessClaims = jwt::verify_access_token(token, keys, issuer, now).map_err(|e| invalid(e.to_string()))?;
+    let at: AccessClaims =
+        jwt::verify_access_token(token, keys, issuer, now).map_err(|e| invalid(e.to_string()))?;
     if !at.has_scope(scope::OPENID) {
-        return Err(OAuthError::new(ErrorCode::InvalidToken, "the access token lacks the openid scope"));
+        return Err(OAuthError::new(
+            ErrorCode::InvalidToken,
+            "the access token lacks the openid scope",
+        ));
     }
     let user_id = UserId::parse(&at.sub).ok_or_else(|| invalid("subject is not a user"))?;
     let user = match store.user_by_id(&user_id).await? {

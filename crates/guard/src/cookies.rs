@@ -39,10 +39,19 @@ impl HostCookie {
     /// `Set-Cookie` value setting `value` for `max_age` seconds. `value` must be cookie-safe
     /// (our issued secrets are base64url); anything else yields `None`.
     pub fn set(&self, value: &str, max_age: i64) -> Option<HeaderValue> {
-        if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return None;
         }
-        HeaderValue::from_str(&format!("{}={value}; {}; Max-Age={}", self.name, self.attrs(), max_age.max(0))).ok()
+        HeaderValue::from_str(&format!(
+            "{}={value}; {}; Max-Age={}",
+            self.name,
+            self.attrs(),
+            max_age.max(0)
+        ))
+        .ok()
     }
 
     /// `Set-Cookie` value deleting the cookie, with identical attributes.
@@ -58,7 +67,10 @@ impl HostCookie {
             let Ok(text) = header.to_str() else { continue };
             for pair in text.split(';') {
                 let pair = pair.trim();
-                if let Some(v) = pair.strip_prefix(self.name).and_then(|r| r.strip_prefix('=')) {
+                if let Some(v) = pair
+                    .strip_prefix(self.name)
+                    .and_then(|r| r.strip_prefix('='))
+                {
                     if found.is_some() {
                         return None;
                     }
@@ -77,8 +89,14 @@ mod tests {
     #[test]
     fn attributes_and_deletion_match() {
         let c = HostCookie::new("__Host-s", SameSite::Strict);
-        assert_eq!(c.set("abc", 60).unwrap(), "__Host-s=abc; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=60");
-        assert_eq!(c.delete().unwrap(), "__Host-s=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+        assert_eq!(
+            c.set("abc", 60).unwrap(),
+            "__Host-s=abc; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=60"
+        );
+        assert_eq!(
+            c.delete().unwrap(),
+            "__Host-s=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"
+        );
         assert!(c.set("a;b", 60).is_none());
     }
 
@@ -88,7 +106,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(COOKIE, HeaderValue::from_static("x=1; __Host-s=abc"));
         assert_eq!(c.get(&h).as_deref(), Some("abc"));
-        h.insert(COOKIE, HeaderValue::from_static("__Host-s=abc; __Host-s=evil"));
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("__Host-s=abc; __Host-s=evil"),
+        );
         assert_eq!(c.get(&h), None);
         h.insert(COOKIE, HeaderValue::from_static("__Host-sx=abc"));
         assert_eq!(c.get(&h), None);

@@ -15,7 +15,11 @@ pub enum CsrfError {
 /// Checks that a POST comes from a page of `origin` (e.g. `https://id.example.com`).
 pub fn check_same_origin(headers: &HeaderMap, origin: &str) -> Result<(), CsrfError> {
     if let Some(site) = headers.get("sec-fetch-site") {
-        return if site.as_bytes() == b"same-origin" { Ok(()) } else { Err(CsrfError::CrossSite) };
+        return if site.as_bytes() == b"same-origin" {
+            Ok(())
+        } else {
+            Err(CsrfError::CrossSite)
+        };
     }
     match headers.get(http::header::ORIGIN) {
         Some(o) if o.as_bytes() == origin.as_bytes() => Ok(()),
@@ -28,7 +32,13 @@ pub fn check_same_origin(headers: &HeaderMap, origin: &str) -> Result<(), CsrfEr
 pub fn check_token(submitted: Option<&str>, expected: &str) -> Result<(), CsrfError> {
     use subtle::ConstantTimeEq;
     match submitted {
-        Some(s) if !expected.is_empty() && s.len() == expected.len() && bool::from(s.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+        Some(s)
+            if !expected.is_empty()
+                && s.len() == expected.len()
+                && bool::from(s.as_bytes().ct_eq(expected.as_bytes())) =>
+        {
+            Ok(())
+        }
         _ => Err(CsrfError::BadToken),
     }
 }

@@ -27,9 +27,18 @@ fn is_html(res: &Response) -> bool {
 pub fn apply(res: &mut Response) {
     let html = is_html(res);
     let h = res.headers_mut();
-    h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // `same-origin` on pages: `no-referrer` would make browsers send `Origin: null` on the
     // page's own forms, which our CSRF check (rightly) refuses.
@@ -68,10 +77,21 @@ mod tests {
         let app = Router::new()
             .route("/", get(|| async { axum::response::Html("<p>x</p>") }))
             .layer(axum::middleware::from_fn(security_headers));
-        for (method, path) in [("GET", "/"), ("GET", "/missing"), ("POST", "/"), ("HEAD", "/")] {
+        for (method, path) in [
+            ("GET", "/"),
+            ("GET", "/missing"),
+            ("POST", "/"),
+            ("HEAD", "/"),
+        ] {
             let res = app
                 .clone()
-                .oneshot(http::Request::builder().method(method).uri(path).body(Body::empty()).unwrap())
+                .oneshot(
+                    http::Request::builder()
+                        .method(method)
+                        .uri(path)
+                        .body(Body::empty())
+                        .unwrap(),
+                )
                 .await
                 .unwrap();
             let h = res.headers();

@@ -20,15 +20,25 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(routes::index::index))
         .route("/static/portcullis.css", get(routes::index::stylesheet))
-        .route("/.well-known/openid-configuration", get(routes::discovery::metadata))
-        .route("/.well-known/oauth-authorization-server", get(routes::discovery::metadata))
+        .route("/favicon.ico", get(routes::index::favicon))
+        .route(
+            "/.well-known/openid-configuration",
+            get(routes::discovery::metadata),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(routes::discovery::metadata),
+        )
         .route(paths::JWKS, get(routes::discovery::jwks))
         .route(paths::AUTHORIZE, get(routes::authorize::authorize))
         .route("/authorize/resume", get(routes::resume::resume))
         .route("/authorize/continue", post(routes::resume::continue_as))
         .route("/login", post(routes::login::login))
         .route(paths::TOKEN, post(routes::token::token))
-        .route(paths::USERINFO, get(routes::userinfo::userinfo).post(routes::userinfo::userinfo))
+        .route(
+            paths::USERINFO,
+            get(routes::userinfo::userinfo).post(routes::userinfo::userinfo),
+        )
         .fallback(routes::index::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), host_check))
@@ -36,7 +46,9 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response()
         }))
-        .layer(middleware::from_fn(portcullis_guard::headers::security_headers))
+        .layer(middleware::from_fn(
+            portcullis_guard::headers::security_headers,
+        ))
         .with_state(state)
 }
 
@@ -47,10 +59,22 @@ async fn host_check(State(st): State<AppState>, req: Request, next: Next) -> Res
         .uri()
         .authority()
         .map(|a| a.as_str().to_owned())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned));
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        });
     match host {
-        Some(h) if st.issuer_hosts.iter().any(|ok| ok.eq_ignore_ascii_case(&h)) => next.run(req).await,
-        _ => (StatusCode::MISDIRECTED_REQUEST, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Misdirected request: this server answers only for its issuer host\n").into_response(),
+        Some(h) if st.issuer_hosts.iter().any(|ok| ok.eq_ignore_ascii_case(&h)) => {
+            next.run(req).await
+        }
+        _ => (
+            StatusCode::MISDIRECTED_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "Misdirected request: this server answers only for its issuer host\n",
+        )
+            .into_response(),
     }
 }
 

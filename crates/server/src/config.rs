@@ -123,7 +123,10 @@ impl Env for BTreeMap<String, String> {
         BTreeMap::get(self, name).cloned().filter(|v| !v.is_empty())
     }
     fn portcullis_names(&self) -> Vec<String> {
-        self.keys().filter(|k| k.starts_with("PORTCULLIS_")).cloned().collect()
+        self.keys()
+            .filter(|k| k.starts_with("PORTCULLIS_"))
+            .cloned()
+            .collect()
     }
 }
 
@@ -140,7 +143,9 @@ pub fn check_names(names: &[String]) -> Result<Vec<String>, ConfigError> {
             d <= 2 || (d <= 3 && name.len() > 28)
         });
         if let Some(k) = close {
-            return err(format!("{name} is not a Portcullis setting; did you mean {k}?"));
+            return err(format!(
+                "{name} is not a Portcullis setting; did you mean {k}?"
+            ));
         }
         ignored.push(name.clone());
     }
@@ -154,7 +159,11 @@ pub fn load_dotenv(path: &Path) -> Result<(), ConfigError> {
     match dotenvy::from_path(path) {
         Ok(()) => Ok(()),
         Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => err(format!("could not read {}: {}", path.display(), redact_dotenv_error(&e))),
+        Err(e) => err(format!(
+            "could not read {}: {}",
+            path.display(),
+            redact_dotenv_error(&e)
+        )),
     }
 }
 
@@ -179,15 +188,22 @@ fn parse_key(env: &dyn Env, name: &str, required: bool) -> Result<Option<KeyByte
 }
 
 fn parse_issuer(raw: &str, dev: bool) -> Result<(String, String, Vec<String>), ConfigError> {
-    let url = url::Url::parse(raw).map_err(|_| ConfigError("PORTCULLIS_ISSUER is not an absolute URL".into()))?;
-    let host = url.host_str().ok_or_else(|| ConfigError("PORTCULLIS_ISSUER has no host".into()))?;
+    let url = url::Url::parse(raw)
+        .map_err(|_| ConfigError("PORTCULLIS_ISSUER is not an absolute URL".into()))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| ConfigError("PORTCULLIS_ISSUER has no host".into()))?;
     let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
     match url.scheme() {
         "https" => {}
         "http" if dev && loopback => {}
         _ => return err("PORTCULLIS_ISSUER must be an https:// URL"),
     }
-    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
         return err("PORTCULLIS_ISSUER must not contain userinfo, a query or a fragment");
     }
     if url.path() != "/" {
@@ -199,19 +215,33 @@ fn parse_issuer(raw: &str, dev: bool) -> Result<(String, String, Vec<String>), C
         Some(p) => hosts.push(format!("{host}:{p}")),
         None => {
             hosts.push(host.to_owned());
-            hosts.push(format!("{host}:{}", url.port_or_known_default().unwrap_or(443)));
+            hosts.push(format!(
+                "{host}:{}",
+                url.port_or_known_default().unwrap_or(443)
+            ));
         }
     }
     Ok((origin.clone(), origin, hosts))
 }
 
 fn parse_addr(name: &str, v: &str) -> Result<SocketAddr, ConfigError> {
-    v.parse().map_err(|_| ConfigError(format!("{name} must be an address:port such as 0.0.0.0:8443")))
+    v.parse().map_err(|_| {
+        ConfigError(format!(
+            "{name} must be an address:port such as 0.0.0.0:8443"
+        ))
+    })
 }
 
-fn parse_num<T: std::str::FromStr>(name: &str, v: Option<String>, file: Option<T>) -> Result<Option<T>, ConfigError> {
+fn parse_num<T: std::str::FromStr>(
+    name: &str,
+    v: Option<String>,
+    file: Option<T>,
+) -> Result<Option<T>, ConfigError> {
     match v {
-        Some(s) => s.parse().map(Some).map_err(|_| ConfigError(format!("{name} must be a number"))),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| ConfigError(format!("{name} must be a number"))),
         None => Ok(file),
     }
 }
@@ -222,20 +252,35 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     let ignored = check_names(&env.portcullis_names())?;
     let mut warnings = Vec::new();
     if !ignored.is_empty() {
-        warnings.push(format!("ignoring environment variables that are not Portcullis server settings: {}", ignored.join(", ")));
+        warnings.push(format!(
+            "ignoring environment variables that are not Portcullis server settings: {}",
+            ignored.join(", ")
+        ));
     }
     let file: FileConfig = match env.get("PORTCULLIS_CONFIG") {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError(format!("PORTCULLIS_CONFIG: cannot read {path}: {e}")))?;
-            toml::from_str(&text).map_err(|e| ConfigError(format!("PORTCULLIS_CONFIG {path}: {}", e.message())))?
+            toml::from_str(&text)
+                .map_err(|e| ConfigError(format!("PORTCULLIS_CONFIG {path}: {}", e.message())))?
         }
         None => FileConfig::default(),
     };
-    let data_dir = PathBuf::from(env.get("PORTCULLIS_DATA_DIR").or(file.data_dir).unwrap_or_else(|| "portcullis-data".into()));
-    let dev_env = if dev { Some(crate::dev::prepare(&data_dir)?) } else { None };
+    let data_dir = PathBuf::from(
+        env.get("PORTCULLIS_DATA_DIR")
+            .or(file.data_dir)
+            .unwrap_or_else(|| "portcullis-data".into()),
+    );
+    let dev_env = if dev {
+        Some(crate::dev::prepare(&data_dir)?)
+    } else {
+        None
+    };
     // In dev mode, values generated into the data directory fill what the environment lacks.
-    let get = |name: &str| env.get(name).or_else(|| dev_env.as_ref().and_then(|d| d.get(name).cloned()));
+    let get = |name: &str| {
+        env.get(name)
+            .or_else(|| dev_env.as_ref().and_then(|d| d.get(name).cloned()))
+    };
     struct Merged<'a>(&'a dyn Fn(&str) -> Option<String>);
     impl Env for Merged<'_> {
         fn get(&self, name: &str) -> Option<String> {
@@ -258,10 +303,11 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         None if dev => parse_addr("PORTCULLIS_LISTEN", "127.0.0.1:8443")?,
         None => parse_addr("PORTCULLIS_LISTEN", "0.0.0.0:8443")?,
     };
-    let http_redirect_listen = match get("PORTCULLIS_HTTP_REDIRECT_LISTEN").or(file.http_redirect_listen) {
-        Some(v) => Some(parse_addr("PORTCULLIS_HTTP_REDIRECT_LISTEN", &v)?),
-        None => None,
-    };
+    let http_redirect_listen =
+        match get("PORTCULLIS_HTTP_REDIRECT_LISTEN").or(file.http_redirect_listen) {
+            Some(v) => Some(parse_addr("PORTCULLIS_HTTP_REDIRECT_LISTEN", &v)?),
+            None => None,
+        };
     let database_url = get("PORTCULLIS_DATABASE_URL")
         .or(file.database_url)
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("portcullis.sqlite3").display()));
@@ -277,7 +323,12 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     }
 
     let trusted_proxies = match get("PORTCULLIS_TRUSTED_PROXIES") {
-        Some(v) => v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+        Some(v) => v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
         None => file.trusted_proxies.unwrap_or_default(),
     }
     .iter()
@@ -303,29 +354,49 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     };
 
     let mut lifetimes = Lifetimes::default();
-    if let Some(t) = parse_num("PORTCULLIS_ACCESS_TOKEN_TTL", get("PORTCULLIS_ACCESS_TOKEN_TTL"), file.access_token_ttl)? {
+    if let Some(t) = parse_num(
+        "PORTCULLIS_ACCESS_TOKEN_TTL",
+        get("PORTCULLIS_ACCESS_TOKEN_TTL"),
+        file.access_token_ttl,
+    )? {
         lifetimes.access_token = t;
     }
-    if let Some(t) = parse_num("PORTCULLIS_SESSION_TTL", get("PORTCULLIS_SESSION_TTL"), file.session_ttl)? {
+    if let Some(t) = parse_num(
+        "PORTCULLIS_SESSION_TTL",
+        get("PORTCULLIS_SESSION_TTL"),
+        file.session_ttl,
+    )? {
         lifetimes.session_absolute = t;
     }
     lifetimes.validate().map_err(ConfigError)?;
-    let password_min_length = parse_num("PORTCULLIS_PASSWORD_MIN_LENGTH", get("PORTCULLIS_PASSWORD_MIN_LENGTH"), file.password_min_length)?.unwrap_or(15);
+    let password_min_length = parse_num(
+        "PORTCULLIS_PASSWORD_MIN_LENGTH",
+        get("PORTCULLIS_PASSWORD_MIN_LENGTH"),
+        file.password_min_length,
+    )?
+    .unwrap_or(15);
     if !(8..=64).contains(&password_min_length) {
         return err("PORTCULLIS_PASSWORD_MIN_LENGTH must be between 8 and 64");
     }
     if password_min_length < 15 {
         warnings.push(format!("PORTCULLIS_PASSWORD_MIN_LENGTH={password_min_length} is below the recommended 15 characters (NIST SP 800-63B for single-factor passwords)"));
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let hashing_concurrency = parse_num("PORTCULLIS_HASHING_CONCURRENCY", get("PORTCULLIS_HASHING_CONCURRENCY"), file.hashing_concurrency)?.unwrap_or(cores);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let hashing_concurrency = parse_num(
+        "PORTCULLIS_HASHING_CONCURRENCY",
+        get("PORTCULLIS_HASHING_CONCURRENCY"),
+        file.hashing_concurrency,
+    )?
+    .unwrap_or(cores);
     if !(1..=256).contains(&hashing_concurrency) {
         return err("PORTCULLIS_HASHING_CONCURRENCY must be between 1 and 256");
     }
     if dev {
         warnings.push(format!(
-            "development mode: secrets and a self-signed certificate were generated in {}; never use --dev in production",
-            data_dir.display()
+            "development mode: secrets and a development certificate live in {dir}; never use --dev in production. To avoid the browser's certificate warning, trust {dir}/dev-ca.pem",
+            dir = data_dir.display()
         ));
     }
     Ok(Config {
@@ -353,7 +424,11 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
 fn parse_cidr(s: &str) -> Result<IpNet, ConfigError> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| ConfigError(format!("PORTCULLIS_TRUSTED_PROXIES: '{s}' is not an address or CIDR")))
+        .map_err(|_| {
+            ConfigError(format!(
+                "PORTCULLIS_TRUSTED_PROXIES: '{s}' is not an address or CIDR"
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -361,7 +436,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn base() -> Vec<(&'static str, String)> {
@@ -375,7 +453,10 @@ mod tests {
     }
 
     fn with(extra: &[(&str, &str)], drop: &[&str]) -> BTreeMap<String, String> {
-        let mut m: BTreeMap<String, String> = base().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut m: BTreeMap<String, String> = base()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         for d in drop {
             m.remove(*d);
         }
@@ -396,26 +477,62 @@ mod tests {
     #[test]
     fn secrets_errors_name_the_variable_never_the_value() {
         let short = "abcd1234";
-        let e = load(&with(&[("PORTCULLIS_ENCRYPTION_KEY", short)], &[]), false).unwrap_err().0;
-        assert!(e.contains("PORTCULLIS_ENCRYPTION_KEY") && !e.contains(short), "{e}");
+        let e = load(&with(&[("PORTCULLIS_ENCRYPTION_KEY", short)], &[]), false)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("PORTCULLIS_ENCRYPTION_KEY") && !e.contains(short),
+            "{e}"
+        );
         let sample = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        let e = load(&with(&[("PORTCULLIS_TOKEN_HASH_KEY", sample)], &[]), false).unwrap_err().0;
-        assert!(e.contains("PORTCULLIS_TOKEN_HASH_KEY") && e.contains("sample") && !e.contains(sample), "{e}");
-        let e = load(&with(&[], &["PORTCULLIS_ENCRYPTION_KEY"]), false).unwrap_err().0;
+        let e = load(&with(&[("PORTCULLIS_TOKEN_HASH_KEY", sample)], &[]), false)
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("PORTCULLIS_TOKEN_HASH_KEY") && e.contains("sample") && !e.contains(sample),
+            "{e}"
+        );
+        let e = load(&with(&[], &["PORTCULLIS_ENCRYPTION_KEY"]), false)
+            .unwrap_err()
+            .0;
         assert!(e.contains("PORTCULLIS_ENCRYPTION_KEY is not set"), "{e}");
         let k = KeyBytes::generate_hex();
-        let e = load(&with(&[("PORTCULLIS_ENCRYPTION_KEY", &k), ("PORTCULLIS_TOKEN_HASH_KEY", &k)], &[]), false).unwrap_err().0;
+        let e = load(
+            &with(
+                &[
+                    ("PORTCULLIS_ENCRYPTION_KEY", &k),
+                    ("PORTCULLIS_TOKEN_HASH_KEY", &k),
+                ],
+                &[],
+            ),
+            false,
+        )
+        .unwrap_err()
+        .0;
         assert!(e.contains("must differ") && !e.contains(&k), "{e}");
     }
 
     #[test]
     fn misspellings_fail_and_foreign_variables_warn() {
-        let e = load(&with(&[("PORTCULLIS_ISSUR", "x")], &[]), false).unwrap_err().0;
+        let e = load(&with(&[("PORTCULLIS_ISSUR", "x")], &[]), false)
+            .unwrap_err()
+            .0;
         assert!(e.contains("did you mean PORTCULLIS_ISSUER"), "{e}");
-        let e = load(&with(&[("PORTCULLIS_TLS_CRT", "x")], &[]), false).unwrap_err().0;
+        let e = load(&with(&[("PORTCULLIS_TLS_CRT", "x")], &[]), false)
+            .unwrap_err()
+            .0;
         assert!(e.contains("PORTCULLIS_TLS_CERT"), "{e}");
         let c = load(
-            &with(&[("PORTCULLIS_PORT", "tcp://10.0.0.1:443"), ("PORTCULLIS_CLIENT_ID", "x"), ("PORTCULLIS_ENVIRONMENT_URL", "x"), ("PORTCULLIS_CLIENT_SECRET", "x"), ("PORTCULLIS_SERVICE_HOST", "x")], &[]),
+            &with(
+                &[
+                    ("PORTCULLIS_PORT", "tcp://10.0.0.1:443"),
+                    ("PORTCULLIS_CLIENT_ID", "x"),
+                    ("PORTCULLIS_ENVIRONMENT_URL", "x"),
+                    ("PORTCULLIS_CLIENT_SECRET", "x"),
+                    ("PORTCULLIS_SERVICE_HOST", "x"),
+                ],
+                &[],
+            ),
             false,
         )
         .unwrap();
@@ -425,11 +542,37 @@ mod tests {
 
     #[test]
     fn issuer_must_be_https_and_plain_http_needs_both_settings() {
-        assert!(load(&with(&[("PORTCULLIS_ISSUER", "http://id.example.com")], &[]), false).is_err());
-        assert!(load(&with(&[("PORTCULLIS_ISSUER", "https://id.example.com/x?y")], &[]), false).is_err());
-        let e = load(&with(&[("PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY", "1")], &[]), false).unwrap_err().0;
+        assert!(load(
+            &with(&[("PORTCULLIS_ISSUER", "http://id.example.com")], &[]),
+            false
+        )
+        .is_err());
+        assert!(load(
+            &with(&[("PORTCULLIS_ISSUER", "https://id.example.com/x?y")], &[]),
+            false
+        )
+        .is_err());
+        let e = load(
+            &with(
+                &[("PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY", "1")],
+                &[],
+            ),
+            false,
+        )
+        .unwrap_err()
+        .0;
         assert!(e.contains("PORTCULLIS_TRUSTED_PROXIES"));
-        let c = load(&with(&[("PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY", "1"), ("PORTCULLIS_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1")], &["PORTCULLIS_TLS_CERT", "PORTCULLIS_TLS_KEY"]), false).unwrap();
+        let c = load(
+            &with(
+                &[
+                    ("PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY", "1"),
+                    ("PORTCULLIS_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1"),
+                ],
+                &["PORTCULLIS_TLS_CERT", "PORTCULLIS_TLS_KEY"],
+            ),
+            false,
+        )
+        .unwrap();
         assert!(c.tls.is_none());
         assert!(c.warnings.iter().any(|w| w.contains("DANGEROUS")));
         assert!(load(&with(&[], &["PORTCULLIS_TLS_KEY"]), false).is_err());
@@ -439,19 +582,39 @@ mod tests {
     fn toml_unknown_keys_are_errors() {
         let dir = tempfile_dir();
         let p = dir.join("p.toml");
-        std::fs::write(&p, "issuer = \"https://id.example.com\"\nlisen = \"0.0.0.0:1\"\n").unwrap();
-        let e = load(&with(&[("PORTCULLIS_CONFIG", p.to_str().unwrap())], &[]), false).unwrap_err().0;
+        std::fs::write(
+            &p,
+            "issuer = \"https://id.example.com\"\nlisen = \"0.0.0.0:1\"\n",
+        )
+        .unwrap();
+        let e = load(
+            &with(&[("PORTCULLIS_CONFIG", p.to_str().unwrap())], &[]),
+            false,
+        )
+        .unwrap_err()
+        .0;
         assert!(e.contains("lisen"), "{e}");
         std::fs::write(&p, "encryption_key = \"x\"\n").unwrap();
-        assert!(load(&with(&[("PORTCULLIS_CONFIG", p.to_str().unwrap())], &[]), false).is_err());
+        assert!(load(
+            &with(&[("PORTCULLIS_CONFIG", p.to_str().unwrap())], &[]),
+            false
+        )
+        .is_err());
         std::fs::write(&p, "listen = \"127.0.0.1:9999\"\n").unwrap();
-        let c = load(&with(&[("PORTCULLIS_CONFIG", p.to_str().unwrap())], &[]), false).unwrap();
+        let c = load(
+            &with(&[("PORTCULLIS_CONFIG", p.to_str().unwrap())], &[]),
+            false,
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 9999);
         let _ = env(&[]);
     }
 
     fn tempfile_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("portcullis-cfg-{}", portcullis_core::crypto::random_token(6)));
+        let d = std::env::temp_dir().join(format!(
+            "portcullis-cfg-{}",
+            portcullis_core::crypto::random_token(6)
+        ));
         std::fs::create_dir_all(&d).unwrap();
         d
     }

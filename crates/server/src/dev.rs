@@ -23,7 +23,8 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), ConfigError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| io_err(&format!("create {}", path.display()), e))?;
-    f.write_all(contents).map_err(|e| io_err(&format!("write {}", path.display()), e))
+    f.write_all(contents)
+        .map_err(|e| io_err(&format!("write {}", path.display()), e))
 }
 
 #[cfg(not(unix))]
@@ -50,22 +51,52 @@ pub fn prepare(data_dir: &Path) -> Result<BTreeMap<String, String>, ConfigError>
         write_private(&env_path, text.as_bytes())?;
     }
     let mut vars = BTreeMap::new();
-    let iter = dotenvy::from_path_iter(&env_path).map_err(|_| ConfigError(format!("--dev: cannot read {}", env_path.display())))?;
+    let iter = dotenvy::from_path_iter(&env_path)
+        .map_err(|_| ConfigError(format!("--dev: cannot read {}", env_path.display())))?;
     for item in iter {
-        let (k, v) = item.map_err(|_| ConfigError(format!("--dev: {} is malformed", env_path.display())))?;
+        let (k, v) =
+            item.map_err(|_| ConfigError(format!("--dev: {} is malformed", env_path.display())))?;
         vars.insert(k, v);
     }
     let cert = data_dir.join("dev-tls-cert.pem");
     let key = data_dir.join("dev-tls-key.pem");
-    if !cert.exists() || !key.exists() {
+    let ca_cert = data_dir.join("dev-ca.pem");
+    if !cert.exists() || !key.exists() || !ca_cert.exists() {
         let _ = std::fs::remove_file(&cert);
         let _ = std::fs::remove_file(&key);
-        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-        let ck = rcgen::generate_simple_self_signed(names).map_err(|e| ConfigError(format!("--dev: certificate generation failed: {e}")))?;
-        write_private(&key, ck.key_pair.serialize_pem().as_bytes())?;
-        std::fs::write(&cert, ck.cert.pem()).map_err(|e| io_err("write the certificate", e))?;
+        let _ = std::fs::remove_file(&ca_cert);
+        let (ca_pem, leaf_pem, leaf_key_pem) = dev_certificates()?;
+        write_private(&key, leaf_key_pem.as_bytes())?;
+        std::fs::write(&cert, leaf_pem).map_err(|e| io_err("write the certificate", e))?;
+        std::fs::write(&ca_cert, ca_pem).map_err(|e| io_err("write the development CA", e))?;
     }
     vars.insert("PORTCULLIS_TLS_CERT".into(), cert.display().to_string());
     vars.insert("PORTCULLIS_TLS_KEY".into(), key.display().to_string());
     Ok(vars)
+}
+
+/// A development CA (its key is discarded at once, so it can sign nothing else) and a
+/// certificate for `localhost`, `127.0.0.1` and `::1` signed by it, like mkcert does. Trusting
+/// `dev-ca.pem` in a browser removes the certificate warning.
+fn dev_certificates() -> Result<(String, String, String), ConfigError> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let fail = |e: rcgen::Error| ConfigError(format!("--dev: certificate generation failed: {e}"));
+    let ca_key = KeyPair::generate().map_err(fail)?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Portcullis development CA");
+    let ca = ca_params.self_signed(&ca_key).map_err(fail)?;
+    let leaf_key = KeyPair::generate().map_err(fail)?;
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let leaf = CertificateParams::new(names)
+        .map_err(fail)?
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .map_err(fail)?;
+    Ok((ca.pem(), leaf.pem(), leaf_key.serialize_pem()))
 }

@@ -12,23 +12,52 @@ use crate::respond::{self, with_cookie};
 use crate::state::AppState;
 
 /// The live flow named by the browser's flow cookie.
-pub async fn load_flow(st: &AppState, headers: &HeaderMap, now: i64) -> Result<Option<Flow>, Response> {
-    let Some(value) = FLOW.get(headers) else { return Ok(None) };
-    let Some(hash) = secret::hash_presented(SecretKind::FlowCookie, &value, &st.hash_key) else { return Ok(None) };
-    st.store.flow_by_hash(&hash, now).await.map_err(|e| store_failure(st, e))
+pub async fn load_flow(
+    st: &AppState,
+    headers: &HeaderMap,
+    now: i64,
+) -> Result<Option<Flow>, Response> {
+    let Some(value) = FLOW.get(headers) else {
+        return Ok(None);
+    };
+    let Some(hash) = secret::hash_presented(SecretKind::FlowCookie, &value, &st.hash_key) else {
+        return Ok(None);
+    };
+    st.store
+        .flow_by_hash(&hash, now)
+        .await
+        .map_err(|e| store_failure(st, e))
 }
 
 /// The browser's active session and its enabled user, if any.
-pub async fn load_session(st: &AppState, headers: &HeaderMap, now: i64) -> Result<Option<(Session, User)>, Response> {
-    let Some(value) = SESSION.get(headers) else { return Ok(None) };
-    let Some(hash) = secret::hash_presented(SecretKind::SessionCookie, &value, &st.hash_key) else { return Ok(None) };
-    let Some(session) = st.store.session_by_cookie_hash(&hash).await.map_err(|e| store_failure(st, e))? else {
+pub async fn load_session(
+    st: &AppState,
+    headers: &HeaderMap,
+    now: i64,
+) -> Result<Option<(Session, User)>, Response> {
+    let Some(value) = SESSION.get(headers) else {
+        return Ok(None);
+    };
+    let Some(hash) = secret::hash_presented(SecretKind::SessionCookie, &value, &st.hash_key) else {
+        return Ok(None);
+    };
+    let Some(session) = st
+        .store
+        .session_by_cookie_hash(&hash)
+        .await
+        .map_err(|e| store_failure(st, e))?
+    else {
         return Ok(None);
     };
     if !session.is_active(now) {
         return Ok(None);
     }
-    match st.store.user_by_id(&session.user_id).await.map_err(|e| store_failure(st, e))? {
+    match st
+        .store
+        .user_by_id(&session.user_id)
+        .await
+        .map_err(|e| store_failure(st, e))?
+    {
         Some(u) if !u.disabled => Ok(Some((session, u))),
         _ => Ok(None),
     }
@@ -37,12 +66,21 @@ pub async fn load_session(st: &AppState, headers: &HeaderMap, now: i64) -> Resul
 /// The origin of a redirect URI, for the page's `form-action` (browsers apply it to the
 /// redirect that follows a form post).
 pub fn redirect_origin(redirect_uri: &str) -> Option<String> {
-    url::Url::parse(redirect_uri).ok().map(|u| u.origin().ascii_serialization()).filter(|o| o != "null")
+    url::Url::parse(redirect_uri)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
 }
 
 pub fn store_failure(st: &AppState, e: portcullis_core::store::StoreError) -> Response {
     tracing::error!(error = %e, "storage failure");
-    respond::error_page(st, StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", "Please try again in a moment.", None)
+    respond::error_page(
+        st,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Temporarily unavailable",
+        "Please try again in a moment.",
+        None,
+    )
 }
 
 /// Consumes the flow and sends the browser back to the client with a code.
@@ -62,21 +100,40 @@ pub async fn finish(
         Err(e) => return store_failure(st, e),
     };
     let req = &taken.request;
-    let (code, issued) =
-        response::new_code(req, user, &session.id, session.auth_time, &st.hash_key, now, st.lifetimes.authorization_code);
+    let (code, issued) = response::new_code(
+        req,
+        user,
+        &session.id,
+        session.auth_time,
+        &st.hash_key,
+        now,
+        st.lifetimes.authorization_code,
+    );
     if let Err(e) = st.store.insert_code(&code).await {
         return store_failure(st, e);
     }
     let _ = st.store.touch_session(&session.id, now).await;
     tracing::info!(event = "authorization.code_issued", client_id = %client.id, user_id = %user.id, session_id = %session.id);
-    let location = response::code_redirect(&req.redirect_uri, reveal(&issued.value), req.state.as_deref(), &st.issuer);
+    let location = response::code_redirect(
+        &req.redirect_uri,
+        reveal(&issued.value),
+        req.state.as_deref(),
+        &st.issuer,
+    );
     with_cookie(respond::redirect(&location, after_post), FLOW.delete())
 }
 
 /// Consumes the flow and sends an error to the client.
-pub async fn fail(st: &AppState, flow: &Flow, error: &portcullis_core::OAuthError, after_post: bool, now: i64) -> Response {
+pub async fn fail(
+    st: &AppState,
+    flow: &Flow,
+    error: &portcullis_core::OAuthError,
+    after_post: bool,
+    now: i64,
+) -> Response {
     let _ = st.store.take_flow(&flow.cookie_hash, now).await;
     let req = &flow.request;
-    let location = response::error_redirect(&req.redirect_uri, req.state.as_deref(), error, &st.issuer);
+    let location =
+        response::error_redirect(&req.redirect_uri, req.state.as_deref(), error, &st.issuer);
     with_cookie(respond::redirect(&location, after_post), FLOW.delete())
 }

@@ -35,18 +35,29 @@ use crate::state::{now, AppState};
 
 /// Opens the database named by the configuration and applies migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    let store = portcullis_store::connect(&config.database_url).await.context("opening the database")?;
-    store.migrate().await.context("applying database migrations")?;
+    let store = portcullis_store::connect(&config.database_url)
+        .await
+        .context("opening the database")?;
+    store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
     Ok(store)
 }
 
 /// Loads the signing keys, generating the first ES256 and RS256 keys on first start.
 pub async fn load_keys(store: &SqliteStore, config: &Config) -> anyhow::Result<KeySet> {
-    let enc = Encrypter::new(&config.encryption_key, config.encryption_key_previous.as_ref())
-        .context("PORTCULLIS_ENCRYPTION_KEY")?;
+    let enc = Encrypter::new(
+        &config.encryption_key,
+        config.encryption_key_previous.as_ref(),
+    )
+    .context("PORTCULLIS_ENCRYPTION_KEY")?;
     let mut stored = store.list_signing_keys().await?;
     for alg in [SigningAlg::ES256, SigningAlg::RS256] {
-        if !stored.iter().any(|k| k.alg == alg && k.retired_at.is_none()) {
+        if !stored
+            .iter()
+            .any(|k| k.alg == alg && k.retired_at.is_none())
+        {
             let t = now();
             let key = keys::generate(alg, &enc, t, t)?;
             store.insert_signing_key(&key).await?;
@@ -58,7 +69,9 @@ pub async fn load_keys(store: &SqliteStore, config: &Config) -> anyhow::Result<K
         .iter()
         .map(|k| keys::load(k, &enc))
         .collect::<Result<Vec<_>, _>>()
-        .context("decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?)")?;
+        .context(
+            "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?)",
+        )?;
     Ok(KeySet::new(loaded))
 }
 
@@ -109,13 +122,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     match &config.tls {
         Some(files) => {
-            let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(files)?);
+            let tls =
+                axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(files)?);
             tls::spawn_reloader(files.clone(), tls.clone());
-            let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+            let listener = std::net::TcpListener::bind(config.listen)
+                .with_context(|| format!("binding {}", config.listen))?;
             listener.set_nonblocking(true)?;
             let local = listener.local_addr()?;
             tracing::info!(issuer = %config.issuer, "listening on https://{local}");
-            println!("Portcullis is listening on https://{local} (issuer {})", config.issuer);
+            println!(
+                "Portcullis is listening on https://{local} (issuer {})",
+                config.issuer
+            );
             axum_server::from_tcp_rustls(listener, tls)
                 .handle(handle)
                 .serve(app.into_make_service_with_connect_info::<SocketAddr>())
@@ -123,15 +141,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
         None => {
             let proxies = config.trusted_proxies.clone();
-            let app = app.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-                let proxies = proxies.clone();
-                async move { only_from_proxies(&proxies, req, next).await }
-            }));
-            let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+            let app = app.layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| {
+                    let proxies = proxies.clone();
+                    async move { only_from_proxies(&proxies, req, next).await }
+                },
+            ));
+            let listener = std::net::TcpListener::bind(config.listen)
+                .with_context(|| format!("binding {}", config.listen))?;
             listener.set_nonblocking(true)?;
             let local = listener.local_addr()?;
             tracing::warn!(issuer = %config.issuer, "listening on plain http://{local} behind a trusted proxy");
-            println!("Portcullis is listening on http://{local} behind a trusted proxy (issuer {})", config.issuer);
+            println!(
+                "Portcullis is listening on http://{local} behind a trusted proxy (issuer {})",
+                config.issuer
+            );
             axum_server::from_tcp(listener)
                 .handle(handle)
                 .serve(app.into_make_service_with_connect_info::<SocketAddr>())
@@ -142,7 +166,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn only_from_proxies(proxies: &[ipnet::IpNet], req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     match peer {
         Some(ip) if proxies.iter().any(|n| n.contains(&ip)) => next.run(req).await,
         _ => (StatusCode::FORBIDDEN, "Forbidden\n").into_response(),
@@ -152,7 +179,9 @@ async fn only_from_proxies(proxies: &[ipnet::IpNet], req: Request, next: Next) -
 /// The optional plain-HTTP listener: it only redirects to the issuer, with no body and no
 /// cookies.
 async fn spawn_http_redirect(addr: SocketAddr, issuer: String) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     let issuer: Arc<str> = issuer.into();
     let app = axum::Router::new().fallback(move |uri: Uri| {
         let issuer = issuer.clone();

@@ -10,7 +10,12 @@ use crate::state::AppState;
 
 /// An HTML page with an optional CSP naming the redirect origin in `form-action`.
 pub fn page(status: StatusCode, html: String, form_action_extra: Option<&str>) -> Response {
-    let mut res = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    let mut res = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response();
     let csp = match form_action_extra {
         Some(origin) => format!(
             "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self' {origin}"
@@ -24,7 +29,13 @@ pub fn page(status: StatusCode, html: String, form_action_extra: Option<&str>) -
 }
 
 /// Our own error page: never a redirect.
-pub fn error_page(st: &AppState, status: StatusCode, title: &str, message: &str, code: Option<&str>) -> Response {
+pub fn error_page(
+    st: &AppState,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    code: Option<&str>,
+) -> Response {
     let html = st.templates.render(
         "error.html",
         minijinja::context! { title => title, message => message, code => code },
@@ -42,7 +53,13 @@ pub fn oauth_error_page(st: &AppState, e: &OAuthError) -> Response {
         ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
-    error_page(st, status, "This sign-in request cannot be completed", &e.description, Some(e.code.as_str()))
+    error_page(
+        st,
+        status,
+        "This sign-in request cannot be completed",
+        &e.description,
+        Some(e.code.as_str()),
+    )
 }
 
 /// The page shown when a flow cookie is missing or expired.
@@ -69,7 +86,11 @@ pub fn csrf_refused(st: &AppState) -> Response {
 
 /// A redirect: 302 answers a GET, 303 answers a POST (never 307/308, which would re-post).
 pub fn redirect(location: &str, after_post: bool) -> Response {
-    let status = if after_post { StatusCode::SEE_OTHER } else { StatusCode::FOUND };
+    let status = if after_post {
+        StatusCode::SEE_OTHER
+    } else {
+        StatusCode::FOUND
+    };
     match HeaderValue::from_str(location) {
         Ok(v) => {
             let mut res = Response::new(Body::empty());
@@ -85,8 +106,10 @@ pub fn redirect(location: &str, after_post: bool) -> Response {
 pub fn json_no_store<T: Serialize>(status: StatusCode, body: &T) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut res = (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     res
 }
 
@@ -102,7 +125,13 @@ pub fn oauth_json_error(e: &OAuthError) -> Response {
         tracing::info!(error = e.code.as_str(), detail = %d, "oauth error");
     }
     let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    json_no_store(status, &ErrorBody { error: e.code.as_str(), error_description: &e.description })
+    json_no_store(
+        status,
+        &ErrorBody {
+            error: e.code.as_str(),
+            error_description: &e.description,
+        },
+    )
 }
 
 /// Adds a `Set-Cookie` header if the value could be built.

@@ -15,7 +15,10 @@ impl Templates {
         env.add_template("base.html", include_str!("../templates/base.html"))?;
         env.add_template("login.html", include_str!("../templates/login.html"))?;
         env.add_template("continue.html", include_str!("../templates/continue.html"))?;
-        env.add_template("interstitial.html", include_str!("../templates/interstitial.html"))?;
+        env.add_template(
+            "interstitial.html",
+            include_str!("../templates/interstitial.html"),
+        )?;
         env.add_template("error.html", include_str!("../templates/error.html"))?;
         env.add_template("index.html", include_str!("../templates/index.html"))?;
         Ok(Self { env })
@@ -42,13 +45,22 @@ mod tests {
         let t = Templates::new().unwrap();
         let evil = "<script>alert(1)</script>\"'&";
         for name in ["login.html", "continue.html", "error.html"] {
-            let html = t.render(name, minijinja::context! {
-                client_name => evil, login_hint => evil, error => evil, user_email => evil,
-                title => evil, message => evil, code => evil, csrf_token => "t",
-            });
+            let html = t.render(
+                name,
+                minijinja::context! {
+                    client_name => evil, login_hint => evil, error => evil, user_email => evil,
+                    title => evil, message => evil, code => evil, csrf_token => "t",
+                },
+            );
             assert!(!html.contains("<script>alert(1)"), "{name} did not escape");
-            assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"), "{name}: {html}");
-            assert!(!html.contains("style=") && !html.contains("onclick") && !html.contains("<script"), "{name} has inline script or style");
+            assert!(
+                html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+                "{name}: {html}"
+            );
+            assert!(
+                !html.contains("style=") && !html.contains("onclick") && !html.contains("<script"),
+                "{name} has inline script or style"
+            );
         }
     }
 }

@@ -55,10 +55,13 @@ impl TestServer {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "Portcullis test CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Portcullis test CA");
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let leaf_key = KeyPair::generate().unwrap();
-        let leaf_params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        let leaf_params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
         let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
         let cert_path = dir.path().join("cert.pem");
         let key_path = dir.path().join("key.pem");
@@ -68,8 +71,14 @@ impl TestServer {
         let mut env: HashMap<String, String> = HashMap::new();
         env.insert("PORTCULLIS_ISSUER".into(), issuer.clone());
         env.insert("PORTCULLIS_LISTEN".into(), format!("127.0.0.1:{port}"));
-        env.insert("PORTCULLIS_DATA_DIR".into(), dir.path().display().to_string());
-        env.insert("PORTCULLIS_TLS_CERT".into(), cert_path.display().to_string());
+        env.insert(
+            "PORTCULLIS_DATA_DIR".into(),
+            dir.path().display().to_string(),
+        );
+        env.insert(
+            "PORTCULLIS_TLS_CERT".into(),
+            cert_path.display().to_string(),
+        );
         env.insert("PORTCULLIS_TLS_KEY".into(), key_path.display().to_string());
         env.insert("PORTCULLIS_ENCRYPTION_KEY".into(), hex32());
         env.insert("PORTCULLIS_TOKEN_HASH_KEY".into(), hex32());
@@ -78,7 +87,15 @@ impl TestServer {
             env.insert((*k).into(), (*v).into());
         }
         let log_path = dir.path().join("server.log");
-        let mut s = TestServer { dir, port, issuer, ca_pem: ca.pem(), env, child: None, log_path };
+        let mut s = TestServer {
+            dir,
+            port,
+            issuer,
+            ca_pem: ca.pem(),
+            env,
+            child: None,
+            log_path,
+        };
         s.spawn();
         s
     }
@@ -97,7 +114,11 @@ impl TestServer {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
         let child = self
             .command()
             .arg("serve")
@@ -142,7 +163,11 @@ impl TestServer {
     /// Runs a CLI command against the same database; returns stdout, panics on failure.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.cli_raw(args, stdin);
-        assert!(out.status.success(), "portcullis {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "portcullis {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -182,11 +207,80 @@ impl TestServer {
     /// Registers the standard API, a confidential first-party web client, a public client, a
     /// machine client, and a user. Returns their ids and secrets.
     pub fn seed(&self) -> Seed {
-        self.cli(&["apis", "create", "--audience", API, "--scope", "read:things", "--scope", "write:things"], None);
-        let web = self.cli_json(&["clients", "create", "--name", "Web <App>", "--redirect-uri", "https://app.example.com/cb", "--redirect-uri", "http://127.0.0.1/cb", "--api", API, "--scope", "read:things", "--first-party"], None);
-        let public = self.cli_json(&["clients", "create", "--name", "SPA", "--public", "--redirect-uri", "https://app.example.com/cb", "--redirect-uri", "http://127.0.0.1/cb", "--api", API, "--scope", "read:things"], None);
-        let machine = self.cli_json(&["clients", "create", "--name", "Machine", "--grant", "client_credentials", "--api", API, "--scope", "read:things"], None);
-        let user = self.cli_json(&["users", "create", "--email", "alice@example.com", "--password-stdin"], Some(PASSWORD));
+        self.cli(
+            &[
+                "apis",
+                "create",
+                "--audience",
+                API,
+                "--scope",
+                "read:things",
+                "--scope",
+                "write:things",
+            ],
+            None,
+        );
+        let web = self.cli_json(
+            &[
+                "clients",
+                "create",
+                "--name",
+                "Web <App>",
+                "--redirect-uri",
+                "https://app.example.com/cb",
+                "--redirect-uri",
+                "http://127.0.0.1/cb",
+                "--api",
+                API,
+                "--scope",
+                "read:things",
+                "--first-party",
+            ],
+            None,
+        );
+        let public = self.cli_json(
+            &[
+                "clients",
+                "create",
+                "--name",
+                "SPA",
+                "--public",
+                "--redirect-uri",
+                "https://app.example.com/cb",
+                "--redirect-uri",
+                "http://127.0.0.1/cb",
+                "--api",
+                API,
+                "--scope",
+                "read:things",
+            ],
+            None,
+        );
+        let machine = self.cli_json(
+            &[
+                "clients",
+                "create",
+                "--name",
+                "Machine",
+                "--grant",
+                "client_credentials",
+                "--api",
+                API,
+                "--scope",
+                "read:things",
+            ],
+            None,
+        );
+        let user = self.cli_json(
+            &[
+                "users",
+                "create",
+                "--email",
+                "alice@example.com",
+                "--password-stdin",
+            ],
+            Some(PASSWORD),
+        );
         Seed {
             web_id: web["client_id"].as_str().unwrap().to_owned(),
             web_secret: web["client_secret"].as_str().unwrap().to_owned(),
@@ -215,7 +309,11 @@ pub struct Seed {
 
 /// A PKCE pair (verifier, S256 challenge).
 pub fn pkce() -> (String, String) {
-    let verifier = URL_SAFE_NO_PAD.encode((0..4).flat_map(|_| rand_u64().to_le_bytes()).collect::<Vec<u8>>());
+    let verifier = URL_SAFE_NO_PAD.encode(
+        (0..4)
+            .flat_map(|_| rand_u64().to_le_bytes())
+            .collect::<Vec<u8>>(),
+    );
     let digest = aws_sha256(verifier.as_bytes());
     (verifier, URL_SAFE_NO_PAD.encode(digest))
 }
@@ -249,20 +347,30 @@ impl Jar {
     }
 
     pub fn header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
 /// Extracts the hidden `csrf_token` value from a page.
 pub fn csrf_of(html: &str) -> String {
-    let i = html.find("name=\"csrf_token\" value=\"").expect("no csrf token in page");
+    let i = html
+        .find("name=\"csrf_token\" value=\"")
+        .expect("no csrf token in page");
     let rest = &html[i + 25..];
     rest[..rest.find('"').unwrap()].to_owned()
 }
 
 /// Query parameters of a URL.
 pub fn query_of(location: &str) -> HashMap<String, String> {
-    url::Url::parse(location).unwrap().query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// Drives the hosted pages like a browser: /authorize, the interstitial hop, the login form.
@@ -275,10 +383,25 @@ pub async fn browser_login(
     email: &str,
     password: &str,
 ) -> reqwest::Response {
-    let res = http.get(authorize_url).header("cookie", jar.header()).send().await.unwrap();
-    assert_eq!(res.status(), 200, "authorize: {:?}", res.headers().get("location"));
+    let res = http
+        .get(authorize_url)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "authorize: {:?}",
+        res.headers().get("location")
+    );
     jar.absorb(&res);
-    let res = http.get(srv.url("/authorize/resume")).header("cookie", jar.header()).send().await.unwrap();
+    let res = http
+        .get(srv.url("/authorize/resume"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
     jar.absorb(&res);
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
@@ -287,7 +410,11 @@ pub async fn browser_login(
         .post(srv.url("/login"))
         .header("cookie", jar.header())
         .header("origin", &srv.issuer)
-        .form(&[("csrf_token", csrf.as_str()), ("email", email), ("password", password)])
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+        ])
         .send()
         .await
         .unwrap();
@@ -296,7 +423,13 @@ pub async fn browser_login(
 }
 
 /// A standard authorization URL for `client_id`.
-pub fn authorize_url(srv: &TestServer, client_id: &str, redirect_uri: &str, challenge: &str, extra: &[(&str, &str)]) -> String {
+pub fn authorize_url(
+    srv: &TestServer,
+    client_id: &str,
+    redirect_uri: &str,
+    challenge: &str,
+    extra: &[(&str, &str)],
+) -> String {
     let mut u = url::Url::parse(&srv.url("/authorize")).unwrap();
     {
         let mut q = u.query_pairs_mut();
@@ -316,9 +449,23 @@ pub fn authorize_url(srv: &TestServer, client_id: &str, redirect_uri: &str, chal
 }
 
 /// Signs in and returns the authorization code.
-pub async fn get_code(srv: &TestServer, http: &reqwest::Client, client_id: &str, redirect_uri: &str, challenge: &str) -> String {
+pub async fn get_code(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    client_id: &str,
+    redirect_uri: &str,
+    challenge: &str,
+) -> String {
     let mut jar = Jar::default();
-    let res = browser_login(srv, http, &mut jar, &authorize_url(srv, client_id, redirect_uri, challenge, &[]), "alice@example.com", PASSWORD).await;
+    let res = browser_login(
+        srv,
+        http,
+        &mut jar,
+        &authorize_url(srv, client_id, redirect_uri, challenge, &[]),
+        "alice@example.com",
+        PASSWORD,
+    )
+    .await;
     assert_eq!(res.status(), 303);
     let loc = res.headers()["location"].to_str().unwrap().to_owned();
     query_of(&loc)["code"].clone()

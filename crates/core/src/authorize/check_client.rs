@@ -6,7 +6,10 @@ use crate::model::Client;
 use crate::params::Params;
 use crate::store::ClientStore;
 
-pub(super) async fn run<S: ClientStore + ?Sized>(params: &Params, store: &S) -> Result<Client, OAuthError> {
+pub(super) async fn run<S: ClientStore + ?Sized>(
+    params: &Params,
+    store: &S,
+) -> Result<Client, OAuthError> {
     let raw = params.require("client_id", 128)?;
     let id = ClientId::parse(raw).ok_or_else(unknown)?;
     match store.client_by_id(&id).await? {

@@ -20,20 +20,39 @@ pub(super) fn run(params: &Params) -> Result<Prompt, OAuthError> {
                 "none" => none = true,
                 "login" => login = true,
                 "consent" | "select_account" => {}
-                _ => return Err(OAuthError::invalid_request("prompt must be none, login, consent or select_account")),
+                _ => {
+                    return Err(OAuthError::invalid_request(
+                        "prompt must be none, login, consent or select_account",
+                    ))
+                }
             }
         }
         if none && p.split(' ').filter(|v| !v.is_empty()).count() > 1 {
-            return Err(OAuthError::invalid_request("prompt=none cannot be combined with other values"));
+            return Err(OAuthError::invalid_request(
+                "prompt=none cannot be combined with other values",
+            ));
         }
     }
     let max_age = match params.get("max_age", 12)? {
         None => None,
         Some(v) => match v.parse::<i64>() {
-            Ok(n) if (0..=366 * 24 * 3600).contains(&n) && v.bytes().all(|b| b.is_ascii_digit()) => Some(n),
-            _ => return Err(OAuthError::invalid_request("max_age must be a non-negative number of seconds")),
+            Ok(n)
+                if (0..=366 * 24 * 3600).contains(&n) && v.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Some(n)
+            }
+            _ => {
+                return Err(OAuthError::invalid_request(
+                    "max_age must be a non-negative number of seconds",
+                ))
+            }
         },
     };
     let login_hint = params.get_text("login_hint", 320)?.map(str::to_owned);
-    Ok(Prompt { none, login, max_age, login_hint })
+    Ok(Prompt {
+        none,
+        login,
+        max_age,
+        login_hint,
+    })
 }

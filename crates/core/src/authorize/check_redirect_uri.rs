@@ -10,6 +10,8 @@ pub(super) fn run(params: &Params, client: &Client) -> Result<String, OAuthError
     if redirect_uri::matches(&client.redirect_uris, presented) {
         Ok(presented.to_owned())
     } else {
-        Err(OAuthError::invalid_request("redirect_uri is not registered for this client"))
+        Err(OAuthError::invalid_request(
+            "redirect_uri is not registered for this client",
+        ))
     }
 }

@@ -10,7 +10,10 @@ pub fn resolve(resource: Option<&str>, client: &Client) -> Result<Option<String>
     match resource {
         None => Ok(client.apis.first().cloned()),
         Some(r) if client.apis.iter().any(|a| a == r) => Ok(Some(r.to_owned())),
-        Some(_) => Err(OAuthError::new(ErrorCode::InvalidTarget, "resource is not an API this client may use")),
+        Some(_) => Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "resource is not an API this client may use",
+        )),
     }
 }
 

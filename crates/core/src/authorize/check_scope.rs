@@ -25,9 +25,13 @@ pub async fn allowed<S: ApiStore + ?Sized>(
             continue;
         }
         let client_ok = client.scopes.iter().any(|c| c == s);
-        let api_ok = api.as_ref().is_some_and(|a| a.scopes.iter().any(|x| x == s));
+        let api_ok = api
+            .as_ref()
+            .is_some_and(|a| a.scopes.iter().any(|x| x == s));
         if !(client_ok && api_ok) {
-            return Err(OAuthError::invalid_scope("a requested scope is not allowed for this client"));
+            return Err(OAuthError::invalid_scope(
+                "a requested scope is not allowed for this client",
+            ));
         }
     }
     Ok(requested)

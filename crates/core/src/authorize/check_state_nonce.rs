@@ -9,7 +9,9 @@ fn visible(name: &str, params: &Params) -> Result<Option<String>, OAuthError> {
     match params.get(name, MAX)? {
         None => Ok(None),
         Some(v) if v.bytes().all(|b| (0x21..=0x7e).contains(&b)) => Ok(Some(v.to_owned())),
-        Some(_) => Err(OAuthError::invalid_request(format!("parameter '{name}' must be visible ASCII without spaces"))),
+        Some(_) => Err(OAuthError::invalid_request(format!(
+            "parameter '{name}' must be visible ASCII without spaces"
+        ))),
     }
 }
 

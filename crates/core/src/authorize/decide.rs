@@ -24,7 +24,12 @@ pub fn silent_sso_allowed(client: &Client) -> bool {
 }
 
 /// Decides the next step. `session` is the browser's active session with its (enabled) user.
-pub fn next(req: &AuthorizationRequest, client: &Client, session: Option<(&Session, &User)>, now: i64) -> Next {
+pub fn next(
+    req: &AuthorizationRequest,
+    client: &Client,
+    session: Option<(&Session, &User)>,
+    now: i64,
+) -> Next {
     let needs_login = match session {
         None => true,
         Some((s, u)) => {
@@ -36,7 +41,10 @@ pub fn next(req: &AuthorizationRequest, client: &Client, session: Option<(&Sessi
     };
     if needs_login {
         return if req.prompt_none {
-            Next::Fail(OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in"))
+            Next::Fail(OAuthError::new(
+                ErrorCode::LoginRequired,
+                "the user is not signed in",
+            ))
         } else {
             Next::Login
         };
@@ -44,7 +52,10 @@ pub fn next(req: &AuthorizationRequest, client: &Client, session: Option<(&Sessi
     if silent_sso_allowed(client) {
         Next::IssueCode
     } else if req.prompt_none {
-        Next::Fail(OAuthError::new(ErrorCode::InteractionRequired, "the user must confirm to continue"))
+        Next::Fail(OAuthError::new(
+            ErrorCode::InteractionRequired,
+            "the user must confirm to continue",
+        ))
     } else {
         Next::ConfirmContinue
     }

@@ -27,7 +27,11 @@ pub enum AuthorizeError {
     /// Client or redirect URI not proven: render an error page, never redirect.
     Page(OAuthError),
     /// Send the error to the (registered) redirect URI.
-    Redirect { redirect_uri: String, state: Option<String>, error: OAuthError },
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: OAuthError,
+    },
 }
 
 /// Runs every check and returns the validated request and its client.
@@ -35,7 +39,9 @@ pub async fn validate<S: ClientStore + ApiStore + ?Sized>(
     params: &Params,
     store: &S,
 ) -> Result<(AuthorizationRequest, Client), AuthorizeError> {
-    let client = check_client::run(params, store).await.map_err(AuthorizeError::Page)?;
+    let client = check_client::run(params, store)
+        .await
+        .map_err(AuthorizeError::Page)?;
     let redirect_uri = check_redirect_uri::run(params, &client).map_err(AuthorizeError::Page)?;
     // From here on, errors are redirected. `state` is echoed only if it is itself valid.
     let state = check_state_nonce::state(params).ok().flatten();
@@ -53,9 +59,14 @@ pub async fn validate<S: ClientStore + ApiStore + ?Sized>(
         let prompt = check_prompt::run(params)?;
         let audience = check_resource::run(params, &client)?;
         let scope = check_scope::run(params, &client, audience.as_deref(), store).await?;
-        if scope.iter().any(|s| s == crate::scope::OPENID) && client.kind == crate::model::ClientKind::Public && nonce.is_none() {
+        if scope.iter().any(|s| s == crate::scope::OPENID)
+            && client.kind == crate::model::ClientKind::Public
+            && nonce.is_none()
+        {
             // Public clients must bind the ID token to the browser with a nonce.
-            return Err(OAuthError::invalid_request("parameter 'nonce' is required for public clients"));
+            return Err(OAuthError::invalid_request(
+                "parameter 'nonce' is required for public clients",
+            ));
         }
         Ok::<_, OAuthError>(AuthorizationRequest {
             client_id: client.id.clone(),
@@ -74,7 +85,9 @@ pub async fn validate<S: ClientStore + ApiStore + ?Sized>(
     .await;
     match result {
         Ok(req) => Ok((req, client)),
-        Err(e) if e.code == ErrorCode::ServerError || e.code == ErrorCode::TemporarilyUnavailable => {
+        Err(e)
+            if e.code == ErrorCode::ServerError || e.code == ErrorCode::TemporarilyUnavailable =>
+        {
             Err(AuthorizeError::Page(e))
         }
         Err(e) => Err(to_redirect(e)),

@@ -2,11 +2,11 @@
 //! `state` and `iss` (RFC 9207), each exactly once.
 
 use crate::crypto::random_token;
+use crate::crypto::HashKey;
 use crate::error::OAuthError;
 use crate::ids::{FamilyId, SessionId};
 use crate::model::{AuthCode, AuthorizationRequest, User};
 use crate::secret::{self, IssuedSecret, SecretKind};
-use crate::crypto::HashKey;
 
 fn append(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
@@ -18,8 +18,16 @@ fn append(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 /// `redirect_uri?error=..&error_description=..&state=..&iss=..`
-pub fn error_redirect(redirect_uri: &str, state: Option<&str>, error: &OAuthError, issuer: &str) -> String {
-    let mut pairs = vec![("error", error.code.as_str()), ("error_description", error.description.as_str())];
+pub fn error_redirect(
+    redirect_uri: &str,
+    state: Option<&str>,
+    error: &OAuthError,
+    issuer: &str,
+) -> String {
+    let mut pairs = vec![
+        ("error", error.code.as_str()),
+        ("error_description", error.description.as_str()),
+    ];
     if let Some(s) = state {
         pairs.push(("state", s));
     }
@@ -79,9 +87,21 @@ mod tests {
 
     #[test]
     fn keeps_registered_query_and_adds_each_parameter_once() {
-        let u = code_redirect("https://app.example.com/cb?tenant=1", "pca_x", Some("s 1&x"), "https://as.example");
+        let u = code_redirect(
+            "https://app.example.com/cb?tenant=1",
+            "pca_x",
+            Some("s 1&x"),
+            "https://as.example",
+        );
         assert_eq!(u, "https://app.example.com/cb?tenant=1&code=pca_x&state=s+1%26x&iss=https%3A%2F%2Fas.example");
-        let e = error_redirect("https://app.example.com/cb", None, &OAuthError::invalid_request("bad"), "https://as.example");
-        assert!(e.starts_with("https://app.example.com/cb?error=invalid_request&error_description=bad&iss="));
+        let e = error_redirect(
+            "https://app.example.com/cb",
+            None,
+            &OAuthError::invalid_request("bad"),
+            "https://as.example",
+        );
+        assert!(e.starts_with(
+            "https://app.example.com/cb?error=invalid_request&error_description=bad&iss="
+        ));
     }
 }

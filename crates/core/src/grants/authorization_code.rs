@@ -22,31 +22,50 @@ pub(super) async fn handle<S: Storage + ?Sized>(
     let code = params.require("code", 256)?;
     let redirect_uri = params.require("redirect_uri", 2000)?;
     let verifier = params.get("code_verifier", 256)?;
-    let Some(hash) = secret::hash_presented(SecretKind::AuthorizationCode, code, ctx.hash_key) else {
-        return Err(OAuthError::invalid_grant("the authorization code is invalid"));
+    let Some(hash) = secret::hash_presented(SecretKind::AuthorizationCode, code, ctx.hash_key)
+    else {
+        return Err(OAuthError::invalid_grant(
+            "the authorization code is invalid",
+        ));
     };
     let code = match store.redeem_code(&hash, ctx.now).await? {
         CodeRedemption::Redeemed(c) => c,
         CodeRedemption::Replayed => {
             events.push(GrantEvent::CodeReplayed);
-            return Err(OAuthError::invalid_grant("the authorization code was already used"));
+            return Err(OAuthError::invalid_grant(
+                "the authorization code was already used",
+            ));
         }
-        CodeRedemption::Unknown => return Err(OAuthError::invalid_grant("the authorization code is invalid")),
+        CodeRedemption::Unknown => {
+            return Err(OAuthError::invalid_grant(
+                "the authorization code is invalid",
+            ))
+        }
     };
     if ctx.now >= code.expires_at {
-        return Err(OAuthError::invalid_grant("the authorization code has expired"));
+        return Err(OAuthError::invalid_grant(
+            "the authorization code has expired",
+        ));
     }
     if code.client_id != client.id {
-        return Err(OAuthError::invalid_grant("the authorization code was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was issued to another client",
+        ));
     }
     if code.redirect_uri != redirect_uri {
-        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
     }
     // Every code carries a challenge (PKCE is required at /authorize); no verifier, or a wrong
     // one, fails. A verifier is never "ignored".
     match verifier {
         Some(v) if check_pkce::verify(v, &code.code_challenge) => {}
-        Some(_) => return Err(OAuthError::invalid_grant("code_verifier does not match the code_challenge")),
+        Some(_) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier does not match the code_challenge",
+            ))
+        }
         None => return Err(OAuthError::invalid_grant("code_verifier is required")),
     }
     let user = match store.user_by_id(&code.user_id).await? {
@@ -57,15 +76,42 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         Some(s) if s.is_active(ctx.now) => s,
         _ => return Err(OAuthError::invalid_grant("the session has ended")),
     };
-    let access = issue::access_token(ctx, client, user.id.as_str(), code.audience.as_deref(), &code.scope, Some(code.auth_time), Some(&session.id))?;
+    let access = issue::access_token(
+        ctx,
+        client,
+        user.id.as_str(),
+        code.audience.as_deref(),
+        &code.scope,
+        Some(code.auth_time),
+        Some(&session.id),
+    )?;
     let id_token = if code.scope.iter().any(|s| s == crate::scope::OPENID) {
-        Some(issue::id_token(ctx, client, &user, &code.scope, code.nonce.clone(), &session.id, code.auth_time, &access)?)
+        Some(issue::id_token(
+            ctx,
+            client,
+            &user,
+            &code.scope,
+            code.nonce.clone(),
+            &session.id,
+            code.auth_time,
+            &access,
+        )?)
     } else {
         None
     };
     let refresh_token = if client.allows_grant(GrantType::RefreshToken) {
         let family = FamilyId::generate();
-        let (record, issued) = issue::refresh_token(ctx, family.clone(), client, &user, &session.id, &code.scope, code.audience.clone(), code.auth_time, session.expires_at);
+        let (record, issued) = issue::refresh_token(
+            ctx,
+            family.clone(),
+            client,
+            &user,
+            &session.id,
+            &code.scope,
+            code.audience.clone(),
+            code.auth_time,
+            session.expires_at,
+        );
         store.insert_refresh_token(&record).await?;
         store.set_code_family(&code.code_hash, &family).await?;
         Some(reveal(&issued.value).to_owned())

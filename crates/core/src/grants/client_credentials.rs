@@ -17,13 +17,29 @@ pub(super) async fn handle<S: Storage + ?Sized>(
     ctx: &TokenContext<'_>,
 ) -> Result<TokenResponse, OAuthError> {
     if client.kind != ClientKind::Confidential {
-        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "public clients cannot use client_credentials"));
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "public clients cannot use client_credentials",
+        ));
     }
-    let audience = check_resource::resolve(params.get("resource", 2000)?, client)?
-        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidTarget, "the client has no API to get a token for"))?;
+    let audience =
+        check_resource::resolve(params.get("resource", 2000)?, client)?.ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "the client has no API to get a token for",
+            )
+        })?;
     let requested = scope::parse(params.get("scope", 2048)?.unwrap_or(""))?;
     let scopes = check_scope::allowed(requested, client, Some(&audience), false, store).await?;
-    let access = issue::access_token(ctx, client, client.id.as_str(), Some(&audience), &scopes, None, None)?;
+    let access = issue::access_token(
+        ctx,
+        client,
+        client.id.as_str(),
+        Some(&audience),
+        &scopes,
+        None,
+        None,
+    )?;
     Ok(TokenResponse {
         access_token: access,
         token_type: "Bearer",

@@ -24,7 +24,10 @@ pub fn access_token(
     auth_time: Option<i64>,
     sid: Option<&SessionId>,
 ) -> Result<String, OAuthError> {
-    let key = ctx.keys.active(ACCESS_TOKEN_ALG, ctx.now).map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let key = ctx
+        .keys
+        .active(ACCESS_TOKEN_ALG, ctx.now)
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
     let claims = AccessClaims {
         iss: ctx.issuer.to_owned(),
         sub: sub.to_owned(),
@@ -38,10 +41,12 @@ pub fn access_token(
         auth_time,
         sid: sid.map(|s| s.to_string()),
     };
-    jwt::sign(key, jwt::TYP_ACCESS_TOKEN, &claims).map_err(|e| OAuthError::server_error(e.to_string()))
+    jwt::sign(key, jwt::TYP_ACCESS_TOKEN, &claims)
+        .map_err(|e| OAuthError::server_error(e.to_string()))
 }
 
 /// An ID token for `user`, signed with the client's registered algorithm.
+#[allow(clippy::too_many_arguments)]
 pub fn id_token(
     ctx: &TokenContext<'_>,
     client: &Client,
@@ -52,7 +57,10 @@ pub fn id_token(
     auth_time: i64,
     access_token: &str,
 ) -> Result<String, OAuthError> {
-    let key = ctx.keys.active(client.id_token_alg, ctx.now).map_err(|e| OAuthError::server_error(e.to_string()))?;
+    let key = ctx
+        .keys
+        .active(client.id_token_alg, ctx.now)
+        .map_err(|e| OAuthError::server_error(e.to_string()))?;
     let with_email = scopes.iter().any(|s| s == scope::EMAIL);
     let claims = IdClaims {
         iss: ctx.issuer.to_owned(),

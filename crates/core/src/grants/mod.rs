@@ -44,7 +44,11 @@ pub struct TokenResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrantEvent {
     CodeReplayed,
-    RefreshReuseDetected { family_id: String, session_id: String, user_id: String },
+    RefreshReuseDetected {
+        family_id: String,
+        session_id: String,
+        user_id: String,
+    },
 }
 
 /// A token request's outcome, with the events it produced.
@@ -64,25 +68,61 @@ pub async fn dispatch<S: Storage + ?Sized>(
     let mut events = Vec::new();
     let grant = match params.require("grant_type", 64) {
         Ok(g) => g.to_owned(),
-        Err(e) => return GrantOutcome { result: Err(e), client_id: None, events },
+        Err(e) => {
+            return GrantOutcome {
+                result: Err(e),
+                client_id: None,
+                events,
+            }
+        }
     };
     let client = match client_auth::authenticate(params, basic, store, ctx.hash_key).await {
         Ok(c) => c,
-        Err(e) => return GrantOutcome { result: Err(e), client_id: None, events },
+        Err(e) => {
+            return GrantOutcome {
+                result: Err(e),
+                client_id: None,
+                events,
+            }
+        }
     };
     let client_id = Some(client.id.to_string());
     let Some(grant_type) = GrantType::parse(&grant) else {
-        let e = OAuthError::new(ErrorCode::UnsupportedGrantType, "grant_type is not supported");
-        return GrantOutcome { result: Err(e), client_id, events };
+        let e = OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "grant_type is not supported",
+        );
+        return GrantOutcome {
+            result: Err(e),
+            client_id,
+            events,
+        };
     };
     if !client.allows_grant(grant_type) {
-        let e = OAuthError::new(ErrorCode::UnauthorizedClient, "client may not use this grant_type");
-        return GrantOutcome { result: Err(e), client_id, events };
+        let e = OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "client may not use this grant_type",
+        );
+        return GrantOutcome {
+            result: Err(e),
+            client_id,
+            events,
+        };
     }
     let result = match grant_type {
-        GrantType::AuthorizationCode => authorization_code::handle(params, &client, store, ctx, &mut events).await,
-        GrantType::RefreshToken => refresh_token::handle(params, &client, store, ctx, &mut events).await,
-        GrantType::ClientCredentials => client_credentials::handle(params, &client, store, ctx).await,
+        GrantType::AuthorizationCode => {
+            authorization_code::handle(params, &client, store, ctx, &mut events).await
+        }
+        GrantType::RefreshToken => {
+            refresh_token::handle(params, &client, store, ctx, &mut events).await
+        }
+        GrantType::ClientCredentials => {
+            client_credentials::handle(params, &client, store, ctx).await
+        }
     };
-    GrantOutcome { result, client_id, events }
+    GrantOutcome {
+        result,
+        client_id,
+        events,
+    }
 }

@@ -23,7 +23,8 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         Some(s) => Some(scope::parse(s)?),
         None => None,
     };
-    let Some(hash) = secret::hash_presented(SecretKind::RefreshToken, presented, ctx.hash_key) else {
+    let Some(hash) = secret::hash_presented(SecretKind::RefreshToken, presented, ctx.hash_key)
+    else {
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     };
     let issued = std::sync::Mutex::new(None);
@@ -42,20 +43,40 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         record
     };
     let old = match store
-        .rotate_refresh_token(&hash, &client.id, ctx.now, ctx.lifetimes.refresh_reuse_grace, &make_next)
+        .rotate_refresh_token(
+            &hash,
+            &client.id,
+            ctx.now,
+            ctx.lifetimes.refresh_reuse_grace,
+            &make_next,
+        )
         .await?
     {
         RefreshRotation::Rotated(old) => old,
-        RefreshRotation::RecentlyRotated => return Err(OAuthError::invalid_grant("the refresh token was already used")),
-        RefreshRotation::ReuseDetected { family_id, session_id, user_id } => {
+        RefreshRotation::RecentlyRotated => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used",
+            ))
+        }
+        RefreshRotation::ReuseDetected {
+            family_id,
+            session_id,
+            user_id,
+        } => {
             events.push(GrantEvent::RefreshReuseDetected {
                 family_id: family_id.to_string(),
                 session_id: session_id.to_string(),
                 user_id: user_id.to_string(),
             });
-            return Err(OAuthError::invalid_grant("the refresh token was already used"));
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used",
+            ));
         }
-        RefreshRotation::Invalid => return Err(OAuthError::invalid_grant("the refresh token is invalid or expired")),
+        RefreshRotation::Invalid => {
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid or expired",
+            ))
+        }
     };
     let new_secret = issued
         .into_inner()
@@ -65,16 +86,37 @@ pub(super) async fn handle<S: Storage + ?Sized>(
     // A narrower scope may be asked for; never a wider one (RFC 6749 §6).
     let scopes = match requested {
         Some(r) if r.iter().all(|s| old.scope.contains(s)) => r,
-        Some(_) => return Err(OAuthError::invalid_scope("scope exceeds the original grant")),
+        Some(_) => {
+            return Err(OAuthError::invalid_scope(
+                "scope exceeds the original grant",
+            ))
+        }
         None => old.scope.clone(),
     };
     let user = match store.user_by_id(&old.user_id).await? {
         Some(u) if !u.disabled => u,
         _ => return Err(OAuthError::invalid_grant("the user is no longer active")),
     };
-    let access = issue::access_token(ctx, client, user.id.as_str(), old.audience.as_deref(), &scopes, Some(old.auth_time), Some(&old.session_id))?;
+    let access = issue::access_token(
+        ctx,
+        client,
+        user.id.as_str(),
+        old.audience.as_deref(),
+        &scopes,
+        Some(old.auth_time),
+        Some(&old.session_id),
+    )?;
     let id_token = if scopes.iter().any(|s| s == scope::OPENID) {
-        Some(issue::id_token(ctx, client, &user, &scopes, None, &old.session_id, old.auth_time, &access)?)
+        Some(issue::id_token(
+            ctx,
+            client,
+            &user,
+            &scopes,
+            None,
+            &old.session_id,
+            old.auth_time,
+            &access,
+        )?)
     } else {
         None
     };

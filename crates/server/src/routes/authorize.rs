@@ -24,9 +24,18 @@ pub async fn authorize(State(st): State<AppState>, OriginalUri(uri): OriginalUri
     let (req, _client) = match authorize::validate(&params, &*st.store).await {
         Ok(v) => v,
         Err(AuthorizeError::Page(e)) => return respond::oauth_error_page(&st, &e),
-        Err(AuthorizeError::Redirect { redirect_uri, state, error }) => {
-            tracing::info!(event = "authorization.error", error = error.code.as_str(), "authorization request refused");
-            let location = response::error_redirect(&redirect_uri, state.as_deref(), &error, &st.issuer);
+        Err(AuthorizeError::Redirect {
+            redirect_uri,
+            state,
+            error,
+        }) => {
+            tracing::info!(
+                event = "authorization.error",
+                error = error.code.as_str(),
+                "authorization request refused"
+            );
+            let location =
+                response::error_redirect(&redirect_uri, state.as_deref(), &error, &st.issuer);
             return respond::redirect(&location, false);
         }
     };
@@ -41,6 +50,11 @@ pub async fn authorize(State(st): State<AppState>, OriginalUri(uri): OriginalUri
     if let Err(e) = st.store.insert_flow(&flow).await {
         return store_failure(&st, e);
     }
-    let html = st.templates.render("interstitial.html", minijinja::context! {});
-    with_cookie(page(StatusCode::OK, html, None), FLOW.set(reveal(&cookie.value), st.lifetimes.flow))
+    let html = st
+        .templates
+        .render("interstitial.html", minijinja::context! {});
+    with_cookie(
+        page(StatusCode::OK, html, None),
+        FLOW.set(reveal(&cookie.value), st.lifetimes.flow),
+    )
 }

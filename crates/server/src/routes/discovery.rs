@@ -9,7 +9,8 @@ use crate::state::AppState;
 
 fn public_json(bytes: &[u8], max_age: &'static str) -> Response {
     let mut res = ([(header::CONTENT_TYPE, "application/json")], bytes.to_vec()).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(max_age));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(max_age));
     res
 }
 

@@ -31,7 +31,9 @@ pub async fn login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(None) => return respond::flow_expired(&st),
         Err(r) => return r,
     };
-    let Ok(form) = Params::parse(&body) else { return respond::csrf_refused(&st) };
+    let Ok(form) = Params::parse(&body) else {
+        return respond::csrf_refused(&st);
+    };
     if csrf::check_token(form.get("csrf_token", 128).ok().flatten(), &flow.csrf_token).is_err() {
         tracing::warn!(event = "login.csrf_refused", reason = "token");
         return respond::csrf_refused(&st);
@@ -47,23 +49,39 @@ pub async fn login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(u) => u,
         Err(LoginError::Failed(reason)) => {
             tracing::info!(event = "login.failed", reason = reason.as_str(), client_id = %client.id);
-            return login_page(&st, &flow, &client, StatusCode::UNAUTHORIZED, Some(INVALID_CREDENTIALS));
+            return login_page(
+                &st,
+                &flow,
+                &client,
+                StatusCode::UNAUTHORIZED,
+                Some(INVALID_CREDENTIALS),
+            );
         }
         Err(LoginError::Store(e)) => return store_failure(&st, e),
         Err(LoginError::Hash(e)) => {
             tracing::error!(error = %e, "password check failed");
-            return respond::error_page(&st, StatusCode::SERVICE_UNAVAILABLE, "Temporarily unavailable", "Please try again in a moment.", None);
+            return respond::error_page(
+                &st,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Temporarily unavailable",
+                "Please try again in a moment.",
+                None,
+            );
         }
     };
     // No fixation: whatever session this browser had ends, and a new one starts.
     if let Ok(Some((old, _))) = load_session(&st, &headers, now).await {
         let _ = st.store.revoke_session(&old.id, now).await;
     }
-    let (session, cookie) = login::new_session(&user, &st.hash_key, now, st.lifetimes.session_absolute);
+    let (session, cookie) =
+        login::new_session(&user, &st.hash_key, now, st.lifetimes.session_absolute);
     if let Err(e) = st.store.insert_session(&session).await {
         return store_failure(&st, e);
     }
     tracing::info!(event = "login.succeeded", user_id = %user.id, client_id = %client.id, session_id = %session.id);
     let res = flow::finish(&st, &flow, &client, &session, &user, true, now).await;
-    with_cookie(res, SESSION.set(reveal(&cookie.value), st.lifetimes.session_absolute))
+    with_cookie(
+        res,
+        SESSION.set(reveal(&cookie.value), st.lifetimes.session_absolute),
+    )
 }

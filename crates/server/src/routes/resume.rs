@@ -17,13 +17,25 @@ use crate::state::{now, AppState};
 async fn client_of(st: &AppState, flow: &Flow) -> Result<Client, Response> {
     match st.store.client_by_id(&flow.request.client_id).await {
         Ok(Some(c)) if !c.disabled => Ok(c),
-        Ok(_) => Err(respond::error_page(st, StatusCode::BAD_REQUEST, "Application unavailable", "This application has been disabled.", None)),
+        Ok(_) => Err(respond::error_page(
+            st,
+            StatusCode::BAD_REQUEST,
+            "Application unavailable",
+            "This application has been disabled.",
+            None,
+        )),
         Err(e) => Err(store_failure(st, e)),
     }
 }
 
 /// The login form for `flow`.
-pub fn login_page(st: &AppState, flow: &Flow, client: &Client, status: StatusCode, error: Option<&str>) -> Response {
+pub fn login_page(
+    st: &AppState,
+    flow: &Flow,
+    client: &Client,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
     let html = st.templates.render(
         "login.html",
         minijinja::context! {
@@ -33,7 +45,11 @@ pub fn login_page(st: &AppState, flow: &Flow, client: &Client, status: StatusCod
             error => error,
         },
     );
-    page(status, html, redirect_origin(&flow.request.redirect_uri).as_deref())
+    page(
+        status,
+        html,
+        redirect_origin(&flow.request.redirect_uri).as_deref(),
+    )
 }
 
 pub async fn resume(State(st): State<AppState>, headers: HeaderMap) -> Response {
@@ -51,18 +67,30 @@ pub async fn resume(State(st): State<AppState>, headers: HeaderMap) -> Response 
         Ok(s) => s,
         Err(r) => return r,
     };
-    match decide::next(&flow.request, &client, session.as_ref().map(|(s, u)| (s, u)), now) {
+    match decide::next(
+        &flow.request,
+        &client,
+        session.as_ref().map(|(s, u)| (s, u)),
+        now,
+    ) {
         Next::IssueCode => match &session {
             Some((s, u)) => flow::finish(&st, &flow, &client, s, u, false, now).await,
             None => login_page(&st, &flow, &client, StatusCode::OK, None),
         },
         Next::ConfirmContinue => {
-            let email = session.as_ref().map(|(_, u)| u.email.clone()).unwrap_or_default();
+            let email = session
+                .as_ref()
+                .map(|(_, u)| u.email.clone())
+                .unwrap_or_default();
             let html = st.templates.render(
                 "continue.html",
                 minijinja::context! { client_name => &client.name, user_email => email, csrf_token => &flow.csrf_token },
             );
-            page(StatusCode::OK, html, redirect_origin(&flow.request.redirect_uri).as_deref())
+            page(
+                StatusCode::OK,
+                html,
+                redirect_origin(&flow.request.redirect_uri).as_deref(),
+            )
         }
         Next::Login => login_page(&st, &flow, &client, StatusCode::OK, None),
         Next::Fail(e) => flow::fail(&st, &flow, &e, false, now).await,
@@ -79,7 +107,9 @@ pub async fn continue_as(State(st): State<AppState>, headers: HeaderMap, body: B
         Ok(None) => return respond::flow_expired(&st),
         Err(r) => return r,
     };
-    let Ok(form) = Params::parse(&body) else { return respond::csrf_refused(&st) };
+    let Ok(form) = Params::parse(&body) else {
+        return respond::csrf_refused(&st);
+    };
     if csrf::check_token(form.get("csrf_token", 128).ok().flatten(), &flow.csrf_token).is_err() {
         return respond::csrf_refused(&st);
     }
@@ -98,7 +128,9 @@ pub async fn continue_as(State(st): State<AppState>, headers: HeaderMap, body: B
             match decide::next(&flow.request, &client, Some((&s, &u)), now) {
                 Next::Login => login_page(&st, &flow, &client, StatusCode::OK, None),
                 Next::Fail(e) => flow::fail(&st, &flow, &e, true, now).await,
-                Next::IssueCode | Next::ConfirmContinue => flow::finish(&st, &flow, &client, &s, &u, true, now).await,
+                Next::IssueCode | Next::ConfirmContinue => {
+                    flow::finish(&st, &flow, &client, &s, &u, true, now).await
+                }
             }
         }
         _ => login_page(&st, &flow, &client, StatusCode::OK, None),

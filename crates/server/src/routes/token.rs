@@ -17,19 +17,30 @@ use crate::state::{now, AppState};
 
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>, OAuthError> {
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else { return Ok(None) };
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
     if values.next().is_some() {
         return Err(OAuthError::invalid_request("repeated Authorization header"));
     }
     let text = value.to_str().map_err(|_| OAuthError::invalid_client())?;
-    let Some((scheme, rest)) = text.split_once(' ') else { return Err(OAuthError::invalid_client()) };
+    let Some((scheme, rest)) = text.split_once(' ') else {
+        return Err(OAuthError::invalid_client());
+    };
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(OAuthError::invalid_client().with_detail("unsupported Authorization scheme"));
     }
-    let decoded = STANDARD.decode(rest.trim()).map_err(|_| OAuthError::invalid_client())?;
+    let decoded = STANDARD
+        .decode(rest.trim())
+        .map_err(|_| OAuthError::invalid_client())?;
     let decoded = String::from_utf8(decoded).map_err(|_| OAuthError::invalid_client())?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(OAuthError::invalid_client)?;
-    Ok(Some(BasicCredentials { id: id.to_owned(), secret: secret.to_owned() }))
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(OAuthError::invalid_client)?;
+    Ok(Some(BasicCredentials {
+        id: id.to_owned(),
+        secret: secret.to_owned(),
+    }))
 }
 
 pub async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -37,9 +48,16 @@ pub async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded")));
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
     if !form_type {
-        return oauth_json_error(&OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"));
+        return oauth_json_error(&OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
     }
     let params = match Params::parse(&body) {
         Ok(p) => p,
@@ -49,14 +67,27 @@ pub async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(b) => b,
         Err(e) => return oauth_json_error(&e),
     };
-    let ctx = TokenContext { issuer: &st.issuer, keys: &st.keys, hash_key: &st.hash_key, lifetimes: &st.lifetimes, now };
+    let ctx = TokenContext {
+        issuer: &st.issuer,
+        keys: &st.keys,
+        hash_key: &st.hash_key,
+        lifetimes: &st.lifetimes,
+        now,
+    };
     let outcome = grants::dispatch(&params, basic.as_ref(), &*st.store, &ctx).await;
     for ev in &outcome.events {
         match ev {
             GrantEvent::CodeReplayed => {
-                tracing::warn!(event = "token.code_replayed", client_id = outcome.client_id.as_deref().unwrap_or(""));
+                tracing::warn!(
+                    event = "token.code_replayed",
+                    client_id = outcome.client_id.as_deref().unwrap_or("")
+                );
             }
-            GrantEvent::RefreshReuseDetected { family_id, session_id, user_id } => {
+            GrantEvent::RefreshReuseDetected {
+                family_id,
+                session_id,
+                user_id,
+            } => {
                 tracing::warn!(event = "token.reuse_detected", client_id = outcome.client_id.as_deref().unwrap_or(""), %family_id, %session_id, %user_id);
             }
         }
@@ -66,7 +97,10 @@ pub async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
         Err(e) => {
             let mut res = oauth_json_error(&e);
             if e.code == ErrorCode::InvalidClient && basic.is_some() {
-                res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"portcullis\""));
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"portcullis\""),
+                );
             }
             res
         }

@@ -28,7 +28,10 @@ pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> Respons
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim().to_owned());
     let Some(token) = token else {
-        let mut res = json_no_store(StatusCode::UNAUTHORIZED, &serde_json::json!({"error": "invalid_token", "error_description": "a bearer access token is required"}));
+        let mut res = json_no_store(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"error": "invalid_token", "error_description": "a bearer access token is required"}),
+        );
         res = challenge(res, None);
         return res;
     };

@@ -1,0 +1,522 @@
+//! A real browser (Debian's Chromium, driven by `playwright-core` from `tests/browser/`) signs
+//! in through the hosted pages: a cross-site link from an app, the interstitial hop, the login
+//! form, silent single sign-on for the confidential first-party client, "Continue as" for the
+//! public client, and a forged cross-site POST to `/login`. The app is a tiny HTTP/1.1 server on
+//! a loopback port (RFC 8252: `http://127.0.0.1:<any port>/cb` matches the registered
+//! `http://127.0.0.1/cb`).
+//!
+//! Needs `node`, `/usr/bin/chromium` (or `$CHROMIUM`) and `npm ci --prefix tests/browser`; a
+//! missing piece fails the test with the command that installs it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const EMAIL: &str = "alice@example.com";
+
+/// One authorization the app can start: its URL and the PKCE verifier behind it.
+struct Start {
+    url: String,
+    verifier: String,
+    nonce: String,
+}
+
+/// The app's state: the links it serves and the callbacks it received.
+struct App {
+    issuer: String,
+    starts: HashMap<String, Start>,
+    callbacks: Mutex<Vec<String>>,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body>{body}</body></html>")
+}
+
+/// Answers one request of the app. Returns (status line, extra header lines, body).
+fn app_route(app: &App, target: &str) -> (&'static str, &'static str, String) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let attempt = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("attempt="))
+        .unwrap_or("1");
+    match path {
+        "/start-web" | "/start-public" => {
+            let kind = if path == "/start-web" {
+                "web"
+            } else {
+                "public"
+            };
+            match app.starts.get(&format!("{kind}-{attempt}")) {
+                Some(s) => (
+                    "200 OK",
+                    "",
+                    page("Example app", &format!("<h1>Example app</h1><p><a id=\"signin\" href=\"{}\">Sign in with Portcullis</a></p>", html_escape(&s.url))),
+                ),
+                None => ("404 Not Found", "", page("Not found", "<p>no such attempt</p>")),
+            }
+        }
+        // An attacker's page on another site: a form posting credentials to the issuer's /login
+        // (login CSRF). It has no CSRF token to offer and no flow cookie is sent cross-site.
+        "/forge" => (
+            "200 OK",
+            "",
+            page(
+                "Win a prize",
+                &format!(
+                    "<h1>Win a prize</h1><form id=\"forge\" method=\"post\" action=\"{}/login\">\
+                     <input type=\"hidden\" name=\"csrf_token\" value=\"forged\">\
+                     <input type=\"hidden\" name=\"email\" value=\"{EMAIL}\">\
+                     <input type=\"hidden\" name=\"password\" value=\"{}\">\
+                     <button id=\"forge-submit\" type=\"submit\">Claim</button></form>",
+                    html_escape(&app.issuer),
+                    html_escape(PASSWORD)
+                ),
+            ),
+        ),
+        "/cb" => {
+            app.callbacks.lock().unwrap().push(query.to_owned());
+            (
+                "200 OK",
+                "",
+                page("Signed in", "<h1 id=\"callback\">Back at the app</h1>"),
+            )
+        }
+        // Proves that the browser script's CSP-violation and console-error recording works: this
+        // page forbids images and shows one, so exactly that violation must be recorded.
+        "/csp-canary" => (
+            "200 OK",
+            "Content-Security-Policy: img-src 'none'\r\n",
+            page(
+                "Canary",
+                "<h1 id=\"canary\">Canary</h1><img src=\"/favicon.ico\" alt=\"\">",
+            ),
+        ),
+        "/favicon.ico" => ("204 No Content", "", String::new()),
+        _ => ("404 Not Found", "", page("Not found", "<p>not found</p>")),
+    }
+}
+
+async fn serve_conn(app: Arc<App>, mut sock: TcpStream) {
+    // GET-only, one request per connection: read the head, answer, close.
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 2048];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), sock.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+        if buf.len() > 64 * 1024 {
+            return;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let mut parts = head.lines().next().unwrap_or("").split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+    let (status, extra, body) = if method == "GET" {
+        app_route(&app, target)
+    } else {
+        ("405 Method Not Allowed", "", String::new())
+    };
+    let res = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nReferrer-Policy: no-referrer\r\n{extra}Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = sock.write_all(res.as_bytes()).await;
+    let _ = sock.shutdown().await;
+}
+
+/// Builds an authorization URL for `client_id` with its own state, nonce and PKCE pair.
+fn start(srv: &TestServer, client_id: &str, redirect_uri: &str, label: &str) -> Start {
+    let (verifier, challenge) = pkce();
+    let nonce = format!("nonce-{label}");
+    let mut url = url::Url::parse(&authorize_url(
+        srv,
+        client_id,
+        redirect_uri,
+        &challenge,
+        &[],
+    ))
+    .unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = match &*k {
+                "state" => format!("state-{label}"),
+                "nonce" => nonce.clone(),
+                _ => v.into_owned(),
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    Start {
+        url: url.to_string(),
+        verifier,
+        nonce,
+    }
+}
+
+/// Fails with the command that installs what is missing.
+fn prerequisites(root: &Path) -> (PathBuf, String) {
+    let script = root.join("tests/browser/signin.mjs");
+    assert!(script.is_file(), "missing {}", script.display());
+    let modules = root.join("tests/browser/node_modules/playwright-core");
+    assert!(
+        modules.is_dir(),
+        "{} is missing: run `npm ci --prefix tests/browser` in {} (the browser test does not install anything itself)",
+        modules.display(),
+        root.display()
+    );
+    let node_ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        node_ok,
+        "`node` is not on PATH: install Node.js 20 or newer"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        Path::new(&chromium).is_file(),
+        "{chromium} is missing: run `apt-get install -y chromium` (or set CHROMIUM)"
+    );
+    (script, chromium)
+}
+
+fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(v, |v, k| &v[k])
+}
+
+fn str_of<'a>(v: &'a Value, path: &str) -> &'a str {
+    field(v, path)
+        .as_str()
+        .unwrap_or_else(|| panic!("{path} missing in the browser's report: {v}"))
+}
+
+/// base64(SHA-256(SubjectPublicKeyInfo)) of the server's certificate key, for Chromium's
+/// `--ignore-certificate-errors-spki-list`: the browser then accepts exactly this certificate
+/// as if it chained to a trusted root (Secure and `__Host-` cookies behave as in production),
+/// instead of ignoring every certificate error.
+fn spki_hash(srv: &TestServer) -> String {
+    use sha2::Digest;
+    let key_pem = std::fs::read_to_string(srv.dir.path().join("key.pem")).unwrap();
+    let key = rcgen::KeyPair::from_pem(&key_pem).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(key.public_key_der()))
+}
+
+fn decode_jwt_claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_signs_in_through_the_hosted_pages() {
+    let started = Instant::now();
+    let root = workspace_root();
+    let (script, chromium) = prerequisites(&root);
+    let artifacts = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("browser-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let spki = spki_hash(&srv);
+
+    // The app, on a loopback port.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_port = listener.local_addr().unwrap().port();
+    let app_base = format!("http://127.0.0.1:{app_port}");
+    let redirect_uri = format!("{app_base}/cb");
+    let mut starts = HashMap::new();
+    for label in ["web-1", "web-2", "web-3"] {
+        starts.insert(
+            label.to_owned(),
+            start(&srv, &seed.web_id, &redirect_uri, label),
+        );
+    }
+    starts.insert(
+        "public-1".to_owned(),
+        start(&srv, &seed.public_id, &redirect_uri, "public-1"),
+    );
+    let app = Arc::new(App {
+        issuer: srv.issuer.clone(),
+        starts,
+        callbacks: Mutex::new(Vec::new()),
+    });
+    let server_app = app.clone();
+    let app_task = tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(serve_conn(server_app.clone(), sock));
+        }
+    });
+
+    // The browser.
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(&script)
+        .current_dir(root.join("tests/browser"))
+        .env("PORTCULLIS_ISSUER", &srv.issuer)
+        .env("APP_BASE", &app_base)
+        .env("WEB_CLIENT_ID", &seed.web_id)
+        .env("PUBLIC_CLIENT_ID", &seed.public_id)
+        .env("USER_EMAIL", EMAIL)
+        .env("USER_PASSWORD", PASSWORD)
+        .env("ARTIFACTS_DIR", &artifacts)
+        .env("IGNORE_CERT_SPKI", &spki)
+        .env("CHROMIUM", &chromium)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("the browser script did not finish within 120 s")
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("--- browser stderr ---\n{stderr}--- browser report ---\n{stdout}");
+    assert!(
+        out.status.success(),
+        "the browser script failed ({}). stderr:\n{stderr}\nstdout:\n{stdout}\nserver log (tail):\n{}",
+        out.status,
+        srv.log().lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .expect("no JSON line from the browser script");
+    let r: Value = serde_json::from_str(line).expect("the browser's JSON line");
+    assert_eq!(r["ok"], true, "{r}");
+
+    // Codes, state echoed, iss is the issuer (RFC 9207), for every authorization.
+    for (key, label) in [
+        ("web1", "web-1"),
+        ("web2", "web-2"),
+        ("public", "public-1"),
+        ("web3", "web-3"),
+    ] {
+        assert!(
+            !str_of(&r, &format!("{key}.code")).is_empty(),
+            "{key}: no code"
+        );
+        assert_eq!(
+            str_of(&r, &format!("{key}.state")),
+            format!("state-{label}"),
+            "{key}: state not echoed"
+        );
+        assert_eq!(str_of(&r, &format!("{key}.iss")), srv.issuer, "{key}: iss");
+        assert_eq!(
+            str_of(&r, &format!("{key}.url")),
+            redirect_uri,
+            "{key}: landed elsewhere"
+        );
+    }
+    let codes: Vec<&str> = ["web1", "web2", "public", "web3"]
+        .iter()
+        .map(|k| str_of(&r, &format!("{k}.code")))
+        .collect();
+    for (i, c) in codes.iter().enumerate() {
+        assert!(!codes[..i].contains(c), "codes must all differ: {codes:?}");
+    }
+    // The app's own listener saw the same callbacks the browser reported.
+    let seen = app.callbacks.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4, "callbacks at the app: {}", seen.len());
+    for (q, code) in seen.iter().zip(&codes) {
+        let q = query_of(&format!("http://x/?{q}"));
+        assert_eq!(q.get("code").map(String::as_str), Some(*code));
+    }
+
+    // The seeded client's name "Web <App>" was escaped: the browser shows it as text.
+    assert_eq!(r["web1"]["client_name_text"], "Web <App>");
+    assert_eq!(r["web1"]["client_name_became_markup"], false);
+
+    // Silent single sign-on for the confidential first-party client: no password prompt.
+    assert_eq!(
+        r["web2"]["login_form_shown"], false,
+        "second authorization showed the login form"
+    );
+    assert_eq!(
+        r["web3"]["login_form_shown"], false,
+        "authorization after the forged POST showed the login form"
+    );
+    let web2_docs: Vec<String> = r["web2"]["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} {}",
+                d["method"].as_str().unwrap(),
+                d["url"].as_str().unwrap(),
+                d["status"]
+            )
+        })
+        .collect();
+    let resume = format!("GET {}/authorize/resume 302", srv.issuer);
+    assert!(
+        web2_docs.contains(&resume),
+        "silent SSO must answer /authorize/resume with 302: {web2_docs:?}"
+    );
+
+    // The public client asked "Continue as <email>" and got a code after one click.
+    assert_eq!(r["public"]["continue_shown"], true);
+    assert!(
+        str_of(&r, "public.continue_text").contains(EMAIL),
+        "{}",
+        r["public"]
+    );
+    assert_eq!(r["public"]["login_form_shown"], false);
+
+    // The recorders work: the canary page's one forbidden image was seen both ways.
+    let canary_violations = r["canary"]["csp_violations"].as_array().unwrap();
+    assert!(
+        canary_violations
+            .iter()
+            .any(|v| v["effectiveDirective"] == "img-src"),
+        "the CSP canary was not recorded, so zero violations would prove nothing: {}",
+        r["canary"]
+    );
+    assert!(
+        r["canary"]["console_errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Content Security Policy")),
+        "the CSP canary's console error was not recorded: {}",
+        r["canary"]
+    );
+
+    // No CSP violation, no console error, no script error on the hosted pages or the app.
+    assert_eq!(
+        r["csp_violations"].as_array().unwrap().len(),
+        0,
+        "CSP violations: {}",
+        r["csp_violations"]
+    );
+    let mut unexpected = Vec::new();
+    for e in r["console_errors"].as_array().unwrap() {
+        let (step, text, url) = (str_of(e, "step"), str_of(e, "text"), str_of(e, "url"));
+        let failed_load = |status: &str| {
+            text.starts_with("Failed to load resource")
+                && text.contains(&format!("status of {status}"))
+        };
+        if step == "forge" && url == srv.url("/login") && failed_load("403") {
+            // The refused forged POST itself: Chrome logs every error status of a document.
+            continue;
+        }
+        unexpected.push(e.clone());
+    }
+    assert!(unexpected.is_empty(), "console errors: {unexpected:?}");
+    assert_eq!(
+        r["page_errors"].as_array().unwrap().len(),
+        0,
+        "page errors: {}",
+        r["page_errors"]
+    );
+
+    // The session cookie: __Host- rules (Secure, Path=/, host-only), HttpOnly, SameSite=Strict.
+    let cookies = r["cookies"].as_array().unwrap();
+    let session = cookies
+        .iter()
+        .find(|c| c["name"] == "__Host-portcullis-session")
+        .expect("session cookie");
+    assert_eq!(session["secure"], true);
+    assert_eq!(session["httpOnly"], true);
+    assert_eq!(session["sameSite"], "Strict");
+    assert_eq!(session["path"], "/");
+    assert_eq!(session["hostOnly"], true);
+    assert_eq!(session["domain"], "localhost");
+    // The flow cookie is single use: deleted once the code is issued.
+    assert!(
+        cookies
+            .iter()
+            .all(|c| c["name"] != "__Host-portcullis-flow"),
+        "flow cookie left behind: {cookies:?}"
+    );
+
+    // The forged cross-site POST was refused and changed nothing.
+    assert_eq!(r["forge"]["status"], 403);
+    assert_eq!(r["forge"]["heading"], "Request refused");
+    assert_eq!(
+        r["forge"]["set_cookie"], false,
+        "the refused POST must set no cookie"
+    );
+    assert_eq!(r["forge"]["session_unchanged"], true);
+
+    // The first code is real: exchange it with the client's secret and PKCE verifier.
+    let web1 = &app.starts["web-1"];
+    let http = srv.http();
+    let res = http
+        .post(srv.url("/token"))
+        .basic_auth(&seed.web_id, Some(&seed.web_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", str_of(&r, "web1.code")),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("code_verifier", web1.verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let tokens: Value = res.json().await.unwrap();
+    assert_eq!(status, 200, "token exchange: {tokens}");
+    assert!(tokens["access_token"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
+    let claims = decode_jwt_claims(tokens["id_token"].as_str().expect("an ID token"));
+    assert_eq!(claims["iss"], srv.issuer.as_str());
+    let aud_ok = claims["aud"] == seed.web_id.as_str()
+        || claims["aud"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == seed.web_id.as_str()));
+    assert!(aud_ok, "ID token aud: {}", claims["aud"]);
+    assert_eq!(claims["sub"], seed.user_id.as_str());
+    assert_eq!(claims["nonce"], web1.nonce.as_str());
+
+    app_task.abort();
+    eprintln!(
+        "browser test: {} ({}) passed in {:.1} s; artifacts in {}",
+        r["browser"],
+        if r["spki_pinned"] == true {
+            "SPKI pinned"
+        } else {
+            "ignoreHTTPSErrors"
+        },
+        started.elapsed().as_secs_f64(),
+        artifacts.display()
+    );
+}

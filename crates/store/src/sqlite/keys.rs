@@ -1,0 +1,67 @@
+//! Signing keys, their private parts encrypted by the caller before they get here.
+
+use async_trait::async_trait;
+use portcullis_core::ids::KeyId;
+use portcullis_core::model::{SigningAlg, StoredSigningKey};
+use portcullis_core::store::{SigningKeyStore, StoreError, StoreResult};
+
+use super::{map_err, map_err_conflict, SqliteStore};
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    kid: String,
+    alg: String,
+    private_key_blob: String,
+    created_at: i64,
+    activates_at: i64,
+    retired_at: Option<i64>,
+}
+
+impl TryFrom<KeyRow> for StoredSigningKey {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> StoreResult<Self> {
+        let alg = SigningAlg::parse(&row.alg)
+            .ok_or_else(|| StoreError::Corrupt(format!("signing key alg {:?}", row.alg)))?;
+        Ok(StoredSigningKey {
+            kid: KeyId::from_trusted(row.kid),
+            alg,
+            private_key_blob: row.private_key_blob,
+            created_at: row.created_at,
+            activates_at: row.activates_at,
+            retired_at: row.retired_at,
+        })
+    }
+}
+
+#[async_trait]
+impl SigningKeyStore for SqliteStore {
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_key_blob, created_at, activates_at, \
+             retired_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key.kid.as_str())
+        .bind(key.alg.as_str())
+        .bind(&key.private_key_blob)
+        .bind(key.created_at)
+        .bind(key.activates_at)
+        .bind(key.retired_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| map_err_conflict(e, |_| "kid"))?;
+        Ok(())
+    }
+
+    async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+        // The rowid breaks ties between keys created in the same second (insertion order).
+        let rows: Vec<KeyRow> = sqlx::query_as(
+            "SELECT kid, alg, private_key_blob, created_at, activates_at, retired_at \
+             FROM signing_keys ORDER BY created_at, rowid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.into_iter().map(StoredSigningKey::try_from).collect()
+    }
+}

@@ -1,0 +1,249 @@
+//! Refresh tokens: stored by hash, rotated on use, revoked by family. Reuse of a token rotated
+//! longer ago than the grace window is taken as theft and ends the family and its session.
+
+use async_trait::async_trait;
+use portcullis_core::ids::{ClientId, FamilyId, SessionId, UserId};
+use portcullis_core::model::RefreshToken;
+use portcullis_core::store::{RefreshRotation, RefreshTokenStore, StoreError, StoreResult};
+use sqlx::SqliteConnection;
+
+use super::sessions::revoke_session_in;
+use super::{from_json, map_err, map_err_conflict, to_json, SqliteStore};
+
+#[derive(sqlx::FromRow)]
+struct RefreshRow {
+    token_hash: String,
+    family_id: String,
+    client_id: String,
+    user_id: String,
+    session_id: String,
+    scope: String,
+    audience: Option<String>,
+    auth_time: i64,
+    created_at: i64,
+    expires_at: i64,
+    rotated_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<RefreshRow> for RefreshToken {
+    type Error = StoreError;
+
+    fn try_from(row: RefreshRow) -> StoreResult<Self> {
+        Ok(RefreshToken {
+            token_hash: row.token_hash,
+            family_id: FamilyId::from_trusted(row.family_id),
+            client_id: ClientId::from_trusted(row.client_id),
+            user_id: UserId::from_trusted(row.user_id),
+            session_id: SessionId::from_trusted(row.session_id),
+            scope: from_json("scope", &row.scope)?,
+            audience: row.audience,
+            auth_time: row.auth_time,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            rotated_at: row.rotated_at,
+            revoked_at: row.revoked_at,
+        })
+    }
+}
+
+/// Every refresh-token column, as one string literal for `concat!`.
+macro_rules! refresh_columns {
+    () => {
+        "token_hash, family_id, client_id, user_id, session_id, scope, audience, auth_time, \
+         created_at, expires_at, rotated_at, revoked_at"
+    };
+}
+
+/// Inside the caller's transaction: revokes every not yet revoked token of the family.
+pub(super) async fn revoke_family_in(
+    conn: &mut SqliteConnection,
+    family_id: &FamilyId,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(family_id.as_str())
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Stores a token in one statement. If an authorization code that started this family has
+/// been replayed, the token is stored already revoked (as of the replay): this closes the race
+/// where a replay lands between the first redemption and the issuing of its tokens.
+async fn insert_refresh_in(conn: &mut SqliteConnection, token: &RefreshToken) -> StoreResult<()> {
+    sqlx::query(concat!(
+        "INSERT INTO refresh_tokens (",
+        refresh_columns!(),
+        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, \
+         (SELECT MIN(replayed_at) FROM auth_codes WHERE family_id = ?)))"
+    ))
+    .bind(&token.token_hash)
+    .bind(token.family_id.as_str())
+    .bind(token.client_id.as_str())
+    .bind(token.user_id.as_str())
+    .bind(token.session_id.as_str())
+    .bind(to_json(&token.scope)?)
+    .bind(token.audience.as_deref())
+    .bind(token.auth_time)
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .bind(token.rotated_at)
+    .bind(token.revoked_at)
+    .bind(token.family_id.as_str())
+    .execute(conn)
+    .await
+    .map_err(|e| map_err_conflict(e, |_| "refresh token"))?;
+    Ok(())
+}
+
+/// Refuses a successor that `make_next` did not bind to the same family, client, user and
+/// session, or that outlives the family: such a token would escape family revocation.
+fn check_successor(old: &RefreshToken, next: &RefreshToken) -> StoreResult<()> {
+    if next.family_id != old.family_id
+        || next.client_id != old.client_id
+        || next.user_id != old.user_id
+        || next.session_id != old.session_id
+        || next.expires_at > old.expires_at
+        || next.token_hash == old.token_hash
+        || next.rotated_at.is_some()
+        || next.revoked_at.is_some()
+    {
+        return Err(StoreError::Backend(
+            "the rotated refresh token is not a live successor bound to the same family".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Decides what presenting `token`, which could not be rotated, means; revokes the family and
+/// the session (in the caller's transaction) on reuse after the grace window.
+async fn settle_unrotatable(
+    conn: &mut SqliteConnection,
+    token: RefreshToken,
+    client_id: &ClientId,
+    now: i64,
+    grace_seconds: i64,
+) -> StoreResult<RefreshRotation> {
+    let rotated_at = match token.rotated_at {
+        Some(at)
+            if token.revoked_at.is_none()
+                && token.expires_at > now
+                && token.client_id == *client_id =>
+        {
+            at
+        }
+        // Unknown client, revoked or expired; or never rotated yet not rotatable (which the
+        // UPDATE's conditions make impossible): refused.
+        _ => return Ok(RefreshRotation::Invalid),
+    };
+    if now.saturating_sub(rotated_at) <= grace_seconds {
+        return Ok(RefreshRotation::RecentlyRotated);
+    }
+    // Reuse of a token replaced before the grace window: someone else holds the family.
+    revoke_family_in(conn, &token.family_id, now).await?;
+    revoke_session_in(conn, &token.session_id, now).await?;
+    Ok(RefreshRotation::ReuseDetected {
+        family_id: token.family_id,
+        session_id: token.session_id,
+        user_id: token.user_id,
+    })
+}
+
+#[async_trait]
+impl RefreshTokenStore for SqliteStore {
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        insert_refresh_in(&mut conn, token).await
+    }
+
+    /// Also refuses (and revokes the family of) a token whose user or client is disabled.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        client_id: &ClientId,
+        now: i64,
+        grace_seconds: i64,
+        make_next: &(dyn for<'a> Fn(&'a RefreshToken) -> RefreshToken + Send + Sync),
+    ) -> StoreResult<RefreshRotation> {
+        // BEGIN IMMEDIATE, then a write first: concurrent rotations of one token queue on the
+        // write lock, and exactly one of them finds `rotated_at IS NULL`.
+        let mut tx = self.begin_write().await?;
+        let rotated: Vec<RefreshRow> = sqlx::query_as(concat!(
+            "UPDATE refresh_tokens SET rotated_at = ? \
+             WHERE token_hash = ? AND client_id = ? AND rotated_at IS NULL \
+             AND revoked_at IS NULL AND expires_at > ? RETURNING ",
+            refresh_columns!()
+        ))
+        .bind(now)
+        .bind(old_hash)
+        .bind(client_id.as_str())
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+
+        if let Some(row) = rotated.into_iter().next() {
+            let old = RefreshToken::try_from(row)?;
+            let live: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM sessions s \
+                 JOIN users u ON u.id = s.user_id \
+                 JOIN clients c ON c.id = ? \
+                 WHERE s.id = ? AND s.user_id = ? AND s.revoked_at IS NULL AND s.expires_at > ? \
+                 AND u.disabled = 0 AND c.disabled = 0",
+            )
+            .bind(old.client_id.as_str())
+            .bind(old.session_id.as_str())
+            .bind(old.user_id.as_str())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if live.is_none() {
+                revoke_family_in(&mut tx, &old.family_id, now).await?;
+                tx.commit().await.map_err(map_err)?;
+                return Ok(RefreshRotation::Invalid);
+            }
+            let next = make_next(&old);
+            check_successor(&old, &next)?;
+            insert_refresh_in(&mut tx, &next).await?;
+            tx.commit().await.map_err(map_err)?;
+            return Ok(RefreshRotation::Rotated(old));
+        }
+
+        let row: Option<RefreshRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            refresh_columns!(),
+            " FROM refresh_tokens WHERE token_hash = ?"
+        ))
+        .bind(old_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let outcome = match row {
+            Some(row) => {
+                settle_unrotatable(
+                    &mut tx,
+                    RefreshToken::try_from(row)?,
+                    client_id,
+                    now,
+                    grace_seconds,
+                )
+                .await?
+            }
+            None => RefreshRotation::Invalid,
+        };
+        // Commit (not drop) so the write lock is released before the connection is reused.
+        tx.commit().await.map_err(map_err)?;
+        Ok(outcome)
+    }
+
+    async fn revoke_family(&self, family_id: &FamilyId, now: i64) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        revoke_family_in(&mut conn, family_id, now).await
+    }
+}

@@ -1,0 +1,149 @@
+//! Browser sessions, keyed by ID and found by the hash of their cookie.
+
+use async_trait::async_trait;
+use portcullis_core::ids::{SessionId, UserId};
+use portcullis_core::model::Session;
+use portcullis_core::store::{SessionStore, StoreResult};
+use sqlx::SqliteConnection;
+
+use super::{map_err, map_err_conflict, SqliteStore};
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    cookie_hash: String,
+    user_id: String,
+    auth_time: i64,
+    created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl From<SessionRow> for Session {
+    fn from(row: SessionRow) -> Self {
+        Session {
+            id: SessionId::from_trusted(row.id),
+            cookie_hash: row.cookie_hash,
+            user_id: UserId::from_trusted(row.user_id),
+            auth_time: row.auth_time,
+            created_at: row.created_at,
+            last_seen_at: row.last_seen_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// `SELECT <every session column> FROM sessions <tail>`, as one string literal.
+macro_rules! select_session {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, cookie_hash, user_id, auth_time, created_at, last_seen_at, expires_at, \
+             revoked_at FROM sessions ",
+            $tail
+        )
+    };
+}
+
+/// Inside the caller's write transaction: revokes the session (keeping an earlier revocation
+/// time), every refresh token bound to it, and deletes its unredeemed codes. Returns whether
+/// the session exists.
+pub(super) async fn revoke_session_in(
+    conn: &mut SqliteConnection,
+    id: &SessionId,
+    now: i64,
+) -> StoreResult<bool> {
+    let found =
+        sqlx::query("UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+            > 0;
+    if found {
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE session_id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        sqlx::query("DELETE FROM auth_codes WHERE session_id = ? AND consumed_at IS NULL")
+            .bind(id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    Ok(found)
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, created_at, last_seen_at, \
+             expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(session.id.as_str())
+        .bind(&session.cookie_hash)
+        .bind(session.user_id.as_str())
+        .bind(session.auth_time)
+        .bind(session.created_at)
+        .bind(session.last_seen_at)
+        .bind(session.expires_at)
+        .bind(session.revoked_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            map_err_conflict(e, |msg| {
+                if msg.contains("sessions.cookie_hash") {
+                    "session cookie"
+                } else {
+                    "session id"
+                }
+            })
+        })?;
+        Ok(())
+    }
+
+    async fn session_by_cookie_hash(&self, cookie_hash: &str) -> StoreResult<Option<Session>> {
+        let row: Option<SessionRow> = sqlx::query_as(select_session!("WHERE cookie_hash = ?"))
+            .bind(cookie_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(Session::from))
+    }
+
+    async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {
+        let row: Option<SessionRow> = sqlx::query_as(select_session!("WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(Session::from))
+    }
+
+    async fn touch_session(&self, id: &SessionId, now: i64) -> StoreResult<()> {
+        // Never moves backwards when two requests race with slightly different clocks.
+        sqlx::query("UPDATE sessions SET last_seen_at = MAX(last_seen_at, ?) WHERE id = ?")
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Also deletes the session's unredeemed authorization codes.
+    async fn revoke_session(&self, id: &SessionId, now: i64) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let found = revoke_session_in(&mut tx, id, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(found)
+    }
+}

@@ -1,0 +1,173 @@
+//! Users: accounts, disabling (which revokes everything the user holds) and deletion (which
+//! cascades through the foreign keys).
+
+use async_trait::async_trait;
+use portcullis_core::ids::UserId;
+use portcullis_core::model::User;
+use portcullis_core::store::{StoreResult, UserStore};
+
+use super::{map_err, map_err_conflict, SqliteStore};
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: String,
+    email: String,
+    email_key: String,
+    email_verified: bool,
+    password_hash: String,
+    disabled: bool,
+    created_at: i64,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        User {
+            id: UserId::from_trusted(row.id),
+            email: row.email,
+            email_key: row.email_key,
+            email_verified: row.email_verified,
+            password_hash: row.password_hash,
+            disabled: row.disabled,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// `SELECT <every user column> FROM users <tail>`, as one string literal.
+macro_rules! select_user {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, email, email_key, email_verified, password_hash, disabled, created_at \
+             FROM users ",
+            $tail
+        )
+    };
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, email, email_key, email_verified, password_hash, disabled, \
+             created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(user.id.as_str())
+        .bind(&user.email)
+        .bind(&user.email_key)
+        .bind(user.email_verified)
+        .bind(&user.password_hash)
+        .bind(user.disabled)
+        .bind(user.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| {
+            map_err_conflict(e, |msg| {
+                if msg.contains("users.email_key") {
+                    "email"
+                } else {
+                    "user id"
+                }
+            })
+        })?;
+        Ok(())
+    }
+
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(User::from))
+    }
+
+    async fn user_by_email_key(&self, email_key: &str) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(select_user!("WHERE email_key = ?"))
+            .bind(email_key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(User::from))
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows: Vec<UserRow> = sqlx::query_as(select_user!("ORDER BY created_at, id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.into_iter().map(User::from).collect())
+    }
+
+    /// Disabling also revokes the user's sessions and refresh tokens and deletes the user's
+    /// unredeemed authorization codes, so that nothing issued before can still be exchanged.
+    async fn set_user_disabled(&self, id: &UserId, disabled: bool, now: i64) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let found = sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
+            .bind(disabled)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+            > 0;
+        if found && disabled {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            sqlx::query("DELETE FROM auth_codes WHERE user_id = ? AND consumed_at IS NULL")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(found)
+    }
+
+    async fn delete_user(&self, id: &UserId) -> StoreResult<bool> {
+        // Sessions, codes and refresh tokens go with it: ON DELETE CASCADE.
+        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let found = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(hash)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+            > 0;
+        if found {
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            )
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(found)
+    }
+}

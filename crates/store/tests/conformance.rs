@@ -1,0 +1,1391 @@
+//! Storage conformance suite.
+//!
+//! Every check in [`checks`] is backend-agnostic: it takes `&dyn Storage` (or an
+//! `Arc<dyn Storage>` when it spawns tasks) and a fresh, migrated, empty store. The
+//! `conformance!` macro turns the list of checks into tests for one backend; SQLite runs them
+//! always (in a temporary file), and a PostgreSQL backend adds one more invocation.
+//!
+//! Time is a parameter: checks pass explicit `now` values and never sleep.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+/// Generates one `#[tokio::test]` per check, each on a fresh store made by `$fresh`, which
+/// returns `(guard, store)`: the guard (e.g. a temp dir) lives until the check ends.
+macro_rules! conformance {
+    (
+        fresh = $fresh:path;
+        by_ref = [$($check:ident),* $(,)?];
+        shared = [$($shared:ident),* $(,)?];
+    ) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (_guard, store) = $fresh().await;
+                crate::checks::$check(&store).await;
+            }
+        )*
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $shared() {
+                let (_guard, store) = $fresh().await;
+                let store: std::sync::Arc<dyn portcullis_core::store::Storage> =
+                    std::sync::Arc::new(store);
+                crate::checks::$shared(store).await;
+            }
+        )*
+    };
+}
+
+/// The full list of checks, for each backend's `conformance!` invocation.
+macro_rules! all_checks {
+    ($fresh:path) => {
+        conformance! {
+            fresh = $fresh;
+            by_ref = [
+                users_round_trip,
+                user_email_conflict,
+                user_disable_revokes_sessions_tokens_and_codes,
+                user_delete_cascades,
+                password_change_revokes_refresh_tokens,
+                clients_round_trip,
+                client_id_conflict,
+                client_secrets_keep_two_newest,
+                client_disable_revokes_refresh_tokens,
+                apis_round_trip_and_conflict,
+                signing_keys_oldest_first,
+                flows_expire_and_are_single_use,
+                sessions_round_trip_touch_and_revoke,
+                code_redeemed_once,
+                code_expiry_is_left_to_the_caller,
+                code_replay_revokes_family,
+                code_replay_before_family_is_recorded,
+                code_family_cannot_change,
+                rotation_success_chain,
+                rotation_recent_reuse_within_grace,
+                rotation_reuse_after_grace_revokes_family_and_session,
+                rotation_wrong_client,
+                rotation_ended_session,
+                rotation_disabled_user,
+                rotation_disabled_client,
+                rotation_invalid_tokens,
+                rotation_refuses_successor_outside_family,
+            ];
+            shared = [
+                flow_take_is_atomic,
+                concurrent_rotation_yields_one_winner,
+            ];
+        }
+    };
+}
+
+mod sqlite {
+    use portcullis_core::store::{SessionStore, UserStore};
+    use portcullis_store::SqliteStore;
+    use tempfile::TempDir;
+
+    /// A migrated store on a new database file in a temporary directory.
+    async fn fresh() -> (TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("portcullis.db");
+        let store = portcullis_store::connect(path.to_str().expect("utf-8 path"))
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        (dir, store)
+    }
+
+    all_checks!(fresh);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_pooled_connection_has_the_pragmas() {
+        let (_dir, store) = fresh().await;
+        // Hold all connections at once so that each one is a distinct, newly opened one.
+        let mut conns = Vec::new();
+        for _ in 0..portcullis_store::sqlite::MAX_CONNECTIONS {
+            conns.push(store.pool().acquire().await.expect("acquire"));
+        }
+        for conn in &mut conns {
+            let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("foreign_keys");
+            assert_eq!(fk, 1);
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("journal_mode");
+            assert_eq!(mode, "wal");
+            let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("synchronous");
+            assert_eq!(sync, 1, "NORMAL");
+            let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+                .fetch_one(&mut **conn)
+                .await
+                .expect("busy_timeout");
+            assert_eq!(busy, 5000);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connect_creates_the_file_and_migrate_is_idempotent() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("new.db");
+        assert!(!path.exists());
+        let url = format!("sqlite://{}", path.display());
+        let store = portcullis_store::connect(&url).await.expect("connect");
+        assert!(path.exists());
+        store.migrate().await.expect("first migrate");
+        store.migrate().await.expect("second migrate");
+        let user = crate::fixtures::user("again");
+        store.create_user(&user).await.expect("create");
+        store.close().await;
+
+        // A second process (here: a second pool) sees the same data.
+        let other = portcullis_store::connect(&url).await.expect("reconnect");
+        other.migrate().await.expect("migrate");
+        assert!(other.user_by_id(&user.id).await.expect("read").is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_first_migrations_both_succeed() {
+        // The server and the CLI starting at once on a fresh file.
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("race.db");
+            let path = path.to_str().expect("utf-8");
+            let (a, b) = tokio::join!(
+                portcullis_store::connect(path),
+                portcullis_store::connect(path)
+            );
+            let (a, b) = (a.expect("connect a"), b.expect("connect b"));
+            let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+            ra.expect("migrate a");
+            rb.expect("migrate b");
+            let user = crate::fixtures::user("race");
+            a.create_user(&user).await.expect("create");
+            assert!(b.user_by_id(&user.id).await.expect("read").is_some());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_memory_database_works() {
+        let store = portcullis_store::connect("sqlite::memory:")
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        crate::checks::users_round_trip(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_pools_on_one_file_write_concurrently() {
+        // The CLI and the server each hold a pool on the same file.
+        let (dir, server) = fresh().await;
+        let path = dir.path().join("portcullis.db");
+        let cli = portcullis_store::connect(path.to_str().expect("utf-8"))
+            .await
+            .expect("connect");
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let store = if i % 2 == 0 {
+                server.clone()
+            } else {
+                cli.clone()
+            };
+            tasks.spawn(async move {
+                let user = crate::fixtures::user(&format!("u{i}"));
+                store.create_user(&user).await.expect("create");
+                let session = crate::fixtures::session(&user, &format!("c{i}"));
+                store.insert_session(&session).await.expect("session");
+                store
+                    .set_user_disabled(&user.id, true, crate::fixtures::T0)
+                    .await
+                    .expect("disable");
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.expect("task");
+        }
+        assert_eq!(server.list_users().await.expect("list").len(), 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrupt_rows_are_reported_as_corrupt() {
+        use portcullis_core::store::{ClientStore, StoreError};
+        let (_dir, store) = fresh().await;
+        let fx = crate::fixtures::seed(&store).await;
+        // Valid JSON (so the CHECK passes) but not a grant: as if written by a newer version.
+        sqlx::query("UPDATE clients SET grants = '[\"nope\"]' WHERE id = ?")
+            .bind(fx.client.id.as_str())
+            .execute(store.pool())
+            .await
+            .expect("damage");
+        let err = store
+            .client_by_id(&fx.client.id)
+            .await
+            .expect_err("corrupt");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+}
+
+/// Records and seeds shared by the checks.
+mod fixtures {
+    use portcullis_core::ids::{ClientId, FamilyId, KeyId, SessionId, UserId};
+    use portcullis_core::model::{
+        Api, AuthCode, AuthorizationRequest, Client, ClientKind, Flow, GrantType, RefreshToken,
+        Session, SigningAlg, StoredSigningKey, User,
+    };
+    use portcullis_core::store::Storage;
+
+    /// An arbitrary "now".
+    pub const T0: i64 = 1_700_000_000;
+    pub const HOUR: i64 = 3600;
+    pub const DAY: i64 = 86_400;
+
+    pub fn user(name: &str) -> User {
+        User {
+            id: UserId::generate(),
+            email: format!("{name}@Example.org"),
+            email_key: format!("{name}@example.org"),
+            email_verified: true,
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+            disabled: false,
+            created_at: T0,
+        }
+    }
+
+    pub fn client(name: &str) -> Client {
+        Client {
+            id: ClientId::generate(),
+            name: name.to_owned(),
+            kind: ClientKind::Confidential,
+            redirect_uris: vec![
+                "https://app.example.org/callback".to_owned(),
+                "https://app.example.org/other".to_owned(),
+            ],
+            post_logout_redirect_uris: vec!["https://app.example.org/".to_owned()],
+            grants: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            apis: vec!["https://api.example.org".to_owned()],
+            scopes: vec!["read".to_owned(), "write".to_owned()],
+            first_party: true,
+            id_token_alg: SigningAlg::ES256,
+            disabled: false,
+            secret_hashes: vec![format!("secret-{name}")],
+            created_at: T0,
+        }
+    }
+
+    pub fn session(user: &User, cookie: &str) -> Session {
+        Session {
+            id: SessionId::generate(),
+            cookie_hash: format!("cookie-{cookie}"),
+            user_id: user.id.clone(),
+            auth_time: T0,
+            created_at: T0,
+            last_seen_at: T0,
+            expires_at: T0 + DAY,
+            revoked_at: None,
+        }
+    }
+
+    pub fn code(fx: &Fixture, hash: &str) -> AuthCode {
+        AuthCode {
+            code_hash: hash.to_owned(),
+            client_id: fx.client.id.clone(),
+            redirect_uri: "https://app.example.org/callback".to_owned(),
+            code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned(),
+            scope: vec!["openid".to_owned(), "read".to_owned()],
+            audience: Some("https://api.example.org".to_owned()),
+            nonce: Some("n-0S6_WzA2Mj".to_owned()),
+            user_id: fx.user.id.clone(),
+            session_id: fx.session.id.clone(),
+            auth_time: T0,
+            created_at: T0,
+            expires_at: T0 + 60,
+            consumed_at: None,
+            family_id: None,
+        }
+    }
+
+    pub fn refresh(fx: &Fixture, hash: &str, family: &FamilyId) -> RefreshToken {
+        RefreshToken {
+            token_hash: hash.to_owned(),
+            family_id: family.clone(),
+            client_id: fx.client.id.clone(),
+            user_id: fx.user.id.clone(),
+            session_id: fx.session.id.clone(),
+            scope: vec!["openid".to_owned(), "offline_access".to_owned()],
+            audience: None,
+            auth_time: T0,
+            created_at: T0,
+            expires_at: T0 + 30 * DAY,
+            rotated_at: None,
+            revoked_at: None,
+        }
+    }
+
+    /// The successor `make_next` builds: same family and binding, new hash.
+    pub fn next_of(old: &RefreshToken, hash: &str, now: i64) -> RefreshToken {
+        RefreshToken {
+            token_hash: hash.to_owned(),
+            created_at: now,
+            rotated_at: None,
+            revoked_at: None,
+            ..old.clone()
+        }
+    }
+
+    pub fn api(audience: &str) -> Api {
+        Api {
+            audience: audience.to_owned(),
+            name: format!("API {audience}"),
+            scopes: vec!["read".to_owned(), "write".to_owned()],
+            created_at: T0,
+        }
+    }
+
+    pub fn signing_key(kid: &str, created_at: i64) -> StoredSigningKey {
+        StoredSigningKey {
+            kid: KeyId::from_trusted(kid.to_owned()),
+            alg: SigningAlg::RS256,
+            private_key_blob: format!("v1.blob-of-{kid}"),
+            created_at,
+            activates_at: created_at + HOUR,
+            retired_at: None,
+        }
+    }
+
+    pub fn flow(cookie_hash: &str, client: &ClientId, expires_at: i64) -> Flow {
+        Flow {
+            cookie_hash: cookie_hash.to_owned(),
+            csrf_token: format!("csrf-{cookie_hash}"),
+            request: AuthorizationRequest {
+                client_id: client.clone(),
+                redirect_uri: "https://app.example.org/callback".to_owned(),
+                scope: vec!["openid".to_owned(), "email".to_owned()],
+                state: Some("xyz".to_owned()),
+                nonce: None,
+                code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned(),
+                prompt_none: false,
+                prompt_login: true,
+                max_age: Some(300),
+                login_hint: Some("ada@example.org".to_owned()),
+                audience: Some("https://api.example.org".to_owned()),
+            },
+            created_at: T0,
+            expires_at,
+        }
+    }
+
+    /// A user with a live session, and a client.
+    pub struct Fixture {
+        pub user: User,
+        pub client: Client,
+        pub session: Session,
+    }
+
+    pub async fn seed_named(s: &dyn Storage, name: &str) -> Fixture {
+        let user = user(name);
+        s.create_user(&user).await.expect("create user");
+        let client = client(name);
+        s.create_client(&client).await.expect("create client");
+        let session = session(&user, name);
+        s.insert_session(&session).await.expect("insert session");
+        Fixture {
+            user,
+            client,
+            session,
+        }
+    }
+
+    pub async fn seed(s: &dyn Storage) -> Fixture {
+        seed_named(s, "ada").await
+    }
+}
+
+/// The backend-agnostic checks.
+mod checks {
+    use std::sync::Arc;
+
+    use portcullis_core::ids::{ClientId, FamilyId, SessionId, UserId};
+    use portcullis_core::model::RefreshToken;
+    use portcullis_core::store::{CodeRedemption, RefreshRotation, Storage, StoreError};
+
+    use crate::fixtures::*;
+
+    /// Rotates `old` at `now` with a 10 s grace, storing a successor named `next`.
+    async fn rotate(
+        s: &dyn Storage,
+        old: &str,
+        client: &ClientId,
+        now: i64,
+        next: &str,
+    ) -> RefreshRotation {
+        let next = next.to_owned();
+        let make_next = move |t: &RefreshToken| next_of(t, &next, now);
+        s.rotate_refresh_token(old, client, now, GRACE, &make_next)
+            .await
+            .expect("rotate")
+    }
+
+    const GRACE: i64 = 10;
+
+    fn assert_conflict(err: StoreError, field: &str) {
+        match err {
+            StoreError::Conflict(what) => {
+                assert_eq!(what, field);
+                let lower = what.to_lowercase();
+                assert!(
+                    !lower.contains("unique") && !lower.contains("constraint"),
+                    "{what}"
+                );
+            }
+            other => panic!("expected Conflict({field}), got {other:?}"),
+        }
+    }
+
+    /// Whether the token is still usable: rotation is the only read path of the contract.
+    async fn usable(s: &dyn Storage, hash: &str, client: &ClientId, now: i64) -> bool {
+        matches!(
+            rotate(s, hash, client, now, &format!("{hash}-probe-{now}")).await,
+            RefreshRotation::Rotated(_)
+        )
+    }
+
+    pub async fn users_round_trip(s: &dyn Storage) {
+        let mut ada = user("ada");
+        ada.email_verified = false;
+        let mut bob = user("bob");
+        bob.created_at = T0 + 1;
+        s.create_user(&bob).await.unwrap();
+        s.create_user(&ada).await.unwrap();
+
+        assert_eq!(s.user_by_id(&ada.id).await.unwrap(), Some(ada.clone()));
+        assert_eq!(
+            s.user_by_email_key("bob@example.org").await.unwrap(),
+            Some(bob.clone())
+        );
+        assert_eq!(s.user_by_email_key("Bob@Example.org").await.unwrap(), None);
+        assert_eq!(s.user_by_id(&UserId::generate()).await.unwrap(), None);
+        assert_eq!(s.list_users().await.unwrap(), vec![ada, bob]);
+    }
+
+    pub async fn user_email_conflict(s: &dyn Storage) {
+        let ada = user("ada");
+        s.create_user(&ada).await.unwrap();
+        let mut twin = user("ada");
+        twin.email = "ADA@example.org".to_owned();
+        assert_conflict(s.create_user(&twin).await.unwrap_err(), "email");
+        let mut same_id = user("other");
+        same_id.id = ada.id.clone();
+        assert!(matches!(
+            s.create_user(&same_id).await.unwrap_err(),
+            StoreError::Conflict(_)
+        ));
+        assert_eq!(s.list_users().await.unwrap(), vec![ada]);
+    }
+
+    pub async fn user_disable_revokes_sessions_tokens_and_codes(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let other = seed_named(s, "bob").await;
+        let earlier = session(&fx.user, "earlier");
+        s.insert_session(&earlier).await.unwrap();
+        s.revoke_session(&earlier.id, T0 + 5).await.unwrap();
+        let family = FamilyId::generate();
+        s.insert_refresh_token(&refresh(&fx, "rt-a", &family))
+            .await
+            .unwrap();
+        assert!(matches!(
+            rotate(s, "rt-a", &fx.client.id, T0 + 10, "rt-a2").await,
+            RefreshRotation::Rotated(_)
+        ));
+        s.insert_refresh_token(&refresh(&other, "rt-b", &FamilyId::generate()))
+            .await
+            .unwrap();
+        s.insert_code(&code(&fx, "pending")).await.unwrap();
+
+        assert!(s
+            .set_user_disabled(&fx.user.id, true, T0 + 100)
+            .await
+            .unwrap());
+        assert!(s.user_by_id(&fx.user.id).await.unwrap().unwrap().disabled);
+        let sess = s.session_by_id(&fx.session.id).await.unwrap().unwrap();
+        assert_eq!(sess.revoked_at, Some(T0 + 100));
+        let sess = s.session_by_id(&earlier.id).await.unwrap().unwrap();
+        assert_eq!(
+            sess.revoked_at,
+            Some(T0 + 5),
+            "an earlier revocation is kept"
+        );
+        assert!(matches!(
+            s.redeem_code("pending", T0 + 101).await.unwrap(),
+            CodeRedemption::Unknown
+        ));
+
+        // Re-enabling does not bring anything back.
+        assert!(s
+            .set_user_disabled(&fx.user.id, false, T0 + 200)
+            .await
+            .unwrap());
+        assert!(!s.user_by_id(&fx.user.id).await.unwrap().unwrap().disabled);
+        let sess = s.session_by_id(&fx.session.id).await.unwrap().unwrap();
+        assert_eq!(sess.revoked_at, Some(T0 + 100));
+        // The revoked session would refuse the token anyway; that the tokens themselves are
+        // revoked shows when the rotated parent is replayed: Invalid, not ReuseDetected.
+        assert!(matches!(
+            rotate(s, "rt-a", &fx.client.id, T0 + 201, "rt-x").await,
+            RefreshRotation::Invalid
+        ));
+        assert!(!usable(s, "rt-a2", &fx.client.id, T0 + 202).await);
+
+        // Other users are untouched.
+        assert!(s
+            .session_by_id(&other.session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none());
+        assert!(usable(s, "rt-b", &other.client.id, T0 + 201).await);
+
+        assert!(!s
+            .set_user_disabled(&UserId::generate(), true, T0)
+            .await
+            .unwrap());
+    }
+
+    pub async fn user_delete_cascades(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let other = seed_named(s, "bob").await;
+        s.insert_code(&code(&fx, "c-ada")).await.unwrap();
+        s.insert_code(&code(&other, "c-bob")).await.unwrap();
+        s.insert_refresh_token(&refresh(&fx, "rt-ada", &FamilyId::generate()))
+            .await
+            .unwrap();
+        s.insert_refresh_token(&refresh(&other, "rt-bob", &FamilyId::generate()))
+            .await
+            .unwrap();
+
+        assert!(s.delete_user(&fx.user.id).await.unwrap());
+        assert_eq!(s.user_by_id(&fx.user.id).await.unwrap(), None);
+        assert_eq!(s.session_by_id(&fx.session.id).await.unwrap(), None);
+        assert_eq!(
+            s.session_by_cookie_hash(&fx.session.cookie_hash)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(matches!(
+            s.redeem_code("c-ada", T0).await.unwrap(),
+            CodeRedemption::Unknown
+        ));
+        assert!(matches!(
+            rotate(s, "rt-ada", &fx.client.id, T0 + 1, "x").await,
+            RefreshRotation::Invalid
+        ));
+        assert!(!s.delete_user(&fx.user.id).await.unwrap());
+
+        // The client and the other user's records stay.
+        assert!(s.client_by_id(&fx.client.id).await.unwrap().is_some());
+        assert!(s.session_by_id(&other.session.id).await.unwrap().is_some());
+        assert!(matches!(
+            s.redeem_code("c-bob", T0).await.unwrap(),
+            CodeRedemption::Redeemed(_)
+        ));
+        assert!(usable(s, "rt-bob", &other.client.id, T0 + 1).await);
+    }
+
+    pub async fn password_change_revokes_refresh_tokens(s: &dyn Storage) {
+        let fx = seed(s).await;
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+            .await
+            .unwrap();
+        s.insert_refresh_token(&refresh(&fx, "rt-2", &FamilyId::generate()))
+            .await
+            .unwrap();
+        assert!(s
+            .set_password_hash(&fx.user.id, "$argon2id$new", T0 + 10)
+            .await
+            .unwrap());
+        assert_eq!(
+            s.user_by_id(&fx.user.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_hash,
+            "$argon2id$new"
+        );
+        // The session itself stays (only refresh tokens are revoked).
+        assert!(s
+            .session_by_id(&fx.session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(T0 + 11));
+        assert!(!usable(s, "rt-1", &fx.client.id, T0 + 11).await);
+        assert!(!usable(s, "rt-2", &fx.client.id, T0 + 11).await);
+        assert!(!s
+            .set_password_hash(&UserId::generate(), "x", T0)
+            .await
+            .unwrap());
+    }
+
+    pub async fn clients_round_trip(s: &dyn Storage) {
+        let mut web = client("web");
+        web.secret_hashes = vec!["new".to_owned(), "old".to_owned()];
+        let mut spa = client("spa");
+        spa.kind = portcullis_core::model::ClientKind::Public;
+        spa.secret_hashes = vec![];
+        spa.first_party = false;
+        spa.disabled = true;
+        spa.id_token_alg = portcullis_core::model::SigningAlg::RS256;
+        spa.grants = vec![portcullis_core::model::GrantType::ClientCredentials];
+        spa.post_logout_redirect_uris = vec![];
+        spa.created_at = T0 + 1;
+        s.create_client(&spa).await.unwrap();
+        s.create_client(&web).await.unwrap();
+
+        assert_eq!(s.client_by_id(&web.id).await.unwrap(), Some(web.clone()));
+        assert_eq!(s.client_by_id(&spa.id).await.unwrap(), Some(spa.clone()));
+        assert_eq!(s.client_by_id(&ClientId::generate()).await.unwrap(), None);
+        assert_eq!(s.list_clients().await.unwrap(), vec![web, spa]);
+    }
+
+    pub async fn client_id_conflict(s: &dyn Storage) {
+        let web = client("web");
+        s.create_client(&web).await.unwrap();
+        let mut again = client("again");
+        again.id = web.id.clone();
+        assert_conflict(s.create_client(&again).await.unwrap_err(), "client id");
+        assert_eq!(s.list_clients().await.unwrap(), vec![web]);
+    }
+
+    pub async fn client_secrets_keep_two_newest(s: &dyn Storage) {
+        let mut web = client("web");
+        web.secret_hashes = vec!["s1".to_owned()];
+        s.create_client(&web).await.unwrap();
+        assert!(s.add_client_secret(&web.id, "s2", T0 + 1).await.unwrap());
+        let got = s.client_by_id(&web.id).await.unwrap().unwrap();
+        assert_eq!(got.secret_hashes, vec!["s2", "s1"]);
+        // Newest is by insertion, even if the clock went backwards.
+        assert!(s.add_client_secret(&web.id, "s3", T0).await.unwrap());
+        let got = s.client_by_id(&web.id).await.unwrap().unwrap();
+        assert_eq!(got.secret_hashes, vec!["s3", "s2"]);
+        assert_eq!(
+            s.list_clients().await.unwrap()[0].secret_hashes,
+            vec!["s3", "s2"]
+        );
+        assert!(!s
+            .add_client_secret(&ClientId::generate(), "s4", T0)
+            .await
+            .unwrap());
+
+        let mut many = client("many");
+        many.secret_hashes = vec!["c".to_owned(), "b".to_owned(), "a".to_owned()];
+        s.create_client(&many).await.unwrap();
+        let got = s.client_by_id(&many.id).await.unwrap().unwrap();
+        assert_eq!(got.secret_hashes, vec!["c", "b"]);
+    }
+
+    pub async fn client_disable_revokes_refresh_tokens(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let other = seed_named(s, "bob").await;
+        s.insert_refresh_token(&refresh(&fx, "rt-a", &FamilyId::generate()))
+            .await
+            .unwrap();
+        s.insert_refresh_token(&refresh(&other, "rt-b", &FamilyId::generate()))
+            .await
+            .unwrap();
+        s.insert_code(&code(&fx, "pending")).await.unwrap();
+
+        assert!(s
+            .set_client_disabled(&fx.client.id, true, T0 + 10)
+            .await
+            .unwrap());
+        assert!(
+            s.client_by_id(&fx.client.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .disabled
+        );
+        assert!(matches!(
+            s.redeem_code("pending", T0 + 11).await.unwrap(),
+            CodeRedemption::Unknown
+        ));
+        assert!(s
+            .set_client_disabled(&fx.client.id, false, T0 + 20)
+            .await
+            .unwrap());
+        assert!(
+            !s.client_by_id(&fx.client.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .disabled
+        );
+        assert!(!usable(s, "rt-a", &fx.client.id, T0 + 21).await);
+        assert!(usable(s, "rt-b", &other.client.id, T0 + 21).await);
+        // The session is not the client's to end.
+        assert!(s
+            .session_by_id(&fx.session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(T0 + 21));
+        assert!(!s
+            .set_client_disabled(&ClientId::generate(), true, T0)
+            .await
+            .unwrap());
+    }
+
+    pub async fn apis_round_trip_and_conflict(s: &dyn Storage) {
+        let mut b = api("https://b.example.org");
+        b.scopes = vec![];
+        let mut a = api("https://a.example.org");
+        a.created_at = T0 + 1;
+        s.create_api(&b).await.unwrap();
+        s.create_api(&a).await.unwrap();
+        assert_eq!(
+            s.api_by_audience("https://a.example.org").await.unwrap(),
+            Some(a.clone())
+        );
+        assert_eq!(
+            s.api_by_audience("https://c.example.org").await.unwrap(),
+            None
+        );
+        assert_eq!(s.list_apis().await.unwrap(), vec![b.clone(), a.clone()]);
+
+        let mut dup = api("https://a.example.org");
+        dup.name = "another".to_owned();
+        assert_conflict(s.create_api(&dup).await.unwrap_err(), "audience");
+        assert_eq!(s.list_apis().await.unwrap(), vec![b, a]);
+    }
+
+    pub async fn signing_keys_oldest_first(s: &dyn Storage) {
+        assert!(s.list_signing_keys().await.unwrap().is_empty());
+        let newer = signing_key("k_newer", T0 + 100);
+        let mut older = signing_key("k_older", T0);
+        older.retired_at = Some(T0 + 200);
+        older.alg = portcullis_core::model::SigningAlg::ES256;
+        s.insert_signing_key(&newer).await.unwrap();
+        s.insert_signing_key(&older).await.unwrap();
+        assert_eq!(
+            s.list_signing_keys().await.unwrap(),
+            vec![older, newer.clone()]
+        );
+        assert!(matches!(
+            s.insert_signing_key(&newer).await.unwrap_err(),
+            StoreError::Conflict(_)
+        ));
+    }
+
+    pub async fn flows_expire_and_are_single_use(s: &dyn Storage) {
+        let cid = ClientId::generate();
+        let live = flow("f-live", &cid, T0 + 600);
+        let short = flow("f-short", &cid, T0 + 60);
+        s.insert_flow(&live).await.unwrap();
+        s.insert_flow(&short).await.unwrap();
+        assert!(matches!(
+            s.insert_flow(&live).await.unwrap_err(),
+            StoreError::Conflict(_)
+        ));
+
+        assert_eq!(
+            s.flow_by_hash("f-live", T0).await.unwrap(),
+            Some(live.clone())
+        );
+        assert_eq!(
+            s.flow_by_hash("f-short", T0 + 59).await.unwrap(),
+            Some(short.clone())
+        );
+        assert_eq!(
+            s.flow_by_hash("f-short", T0 + 60).await.unwrap(),
+            None,
+            "expired"
+        );
+        assert_eq!(s.flow_by_hash("f-none", T0).await.unwrap(), None);
+
+        // Expired flows cannot be taken.
+        assert_eq!(s.take_flow("f-short", T0 + 61).await.unwrap(), None);
+        // A live flow is taken once.
+        assert_eq!(s.take_flow("f-live", T0 + 1).await.unwrap(), Some(live));
+        assert_eq!(s.take_flow("f-live", T0 + 1).await.unwrap(), None);
+        assert_eq!(s.flow_by_hash("f-live", T0 + 1).await.unwrap(), None);
+
+        let later = flow("f-later", &cid, T0 + 900);
+        s.insert_flow(&later).await.unwrap();
+        assert_eq!(
+            s.purge_expired_flows(T0 + 60).await.unwrap(),
+            1,
+            "only f-short"
+        );
+        assert_eq!(s.purge_expired_flows(T0 + 60).await.unwrap(), 0);
+        assert_eq!(
+            s.flow_by_hash("f-later", T0 + 60).await.unwrap(),
+            Some(later)
+        );
+        assert_eq!(s.purge_expired_flows(T0 + 10_000).await.unwrap(), 1);
+    }
+
+    pub async fn flow_take_is_atomic(s: Arc<dyn Storage>) {
+        let cid = ClientId::generate();
+        s.insert_flow(&flow("f-race", &cid, T0 + 600))
+            .await
+            .unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..10 {
+            let s = Arc::clone(&s);
+            tasks.spawn(async move { s.take_flow("f-race", T0).await });
+        }
+        let mut taken = 0;
+        while let Some(res) = tasks.join_next().await {
+            match res.unwrap() {
+                Ok(Some(_)) => taken += 1,
+                Ok(None) | Err(StoreError::Busy) => {}
+                Err(other) => panic!("unexpected error {other:?}"),
+            }
+        }
+        assert_eq!(taken, 1);
+    }
+
+    pub async fn sessions_round_trip_touch_and_revoke(s: &dyn Storage) {
+        let fx = seed(s).await;
+        assert_eq!(
+            s.session_by_cookie_hash(&fx.session.cookie_hash)
+                .await
+                .unwrap(),
+            Some(fx.session.clone())
+        );
+        assert_eq!(
+            s.session_by_id(&fx.session.id).await.unwrap(),
+            Some(fx.session.clone())
+        );
+        assert_eq!(s.session_by_id(&SessionId::generate()).await.unwrap(), None);
+        assert_eq!(s.session_by_cookie_hash("nope").await.unwrap(), None);
+
+        let mut dup = session(&fx.user, "ada");
+        dup.id = SessionId::generate();
+        assert!(matches!(
+            s.insert_session(&dup).await.unwrap_err(),
+            StoreError::Conflict(_)
+        ));
+
+        s.touch_session(&fx.session.id, T0 + 50).await.unwrap();
+        s.touch_session(&fx.session.id, T0 + 40).await.unwrap();
+        let got = s.session_by_id(&fx.session.id).await.unwrap().unwrap();
+        assert_eq!(got.last_seen_at, T0 + 50, "never moves backwards");
+        s.touch_session(&SessionId::generate(), T0).await.unwrap();
+
+        // A second session of the same user, with its own token, is not affected.
+        let second = session(&fx.user, "second");
+        s.insert_session(&second).await.unwrap();
+        let mut other_rt = refresh(&fx, "rt-second", &FamilyId::generate());
+        other_rt.session_id = second.id.clone();
+        s.insert_refresh_token(&other_rt).await.unwrap();
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+            .await
+            .unwrap();
+        s.insert_refresh_token(&refresh(&fx, "rt-2", &FamilyId::generate()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            rotate(s, "rt-2", &fx.client.id, T0 + 30, "rt-3").await,
+            RefreshRotation::Rotated(_)
+        ));
+
+        assert!(s.revoke_session(&fx.session.id, T0 + 60).await.unwrap());
+        assert!(s.revoke_session(&fx.session.id, T0 + 70).await.unwrap());
+        let got = s.session_by_id(&fx.session.id).await.unwrap().unwrap();
+        assert_eq!(got.revoked_at, Some(T0 + 60), "first revocation time kept");
+        assert!(!got.is_active(T0 + 61));
+        assert!(!s.revoke_session(&SessionId::generate(), T0).await.unwrap());
+
+        // The tokens themselves are revoked (not only refused for their session): replaying
+        // the rotated "rt-2" is Invalid, not ReuseDetected.
+        assert!(matches!(
+            rotate(s, "rt-2", &fx.client.id, T0 + 61, "rt-x").await,
+            RefreshRotation::Invalid
+        ));
+        assert!(!usable(s, "rt-1", &fx.client.id, T0 + 61).await);
+        assert!(!usable(s, "rt-3", &fx.client.id, T0 + 61).await);
+        assert!(usable(s, "rt-second", &fx.client.id, T0 + 61).await);
+    }
+
+    pub async fn code_redeemed_once(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let c = code(&fx, "code-1");
+        s.insert_code(&c).await.unwrap();
+        assert!(matches!(
+            s.insert_code(&c).await.unwrap_err(),
+            StoreError::Conflict(_)
+        ));
+        match s.redeem_code("code-1", T0 + 5).await.unwrap() {
+            CodeRedemption::Redeemed(got) => {
+                assert_eq!(
+                    *got,
+                    portcullis_core::model::AuthCode {
+                        consumed_at: Some(T0 + 5),
+                        ..c
+                    }
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            s.redeem_code("code-1", T0 + 6).await.unwrap(),
+            CodeRedemption::Replayed
+        ));
+        assert!(matches!(
+            s.redeem_code("code-unknown", T0).await.unwrap(),
+            CodeRedemption::Unknown
+        ));
+    }
+
+    pub async fn code_expiry_is_left_to_the_caller(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let c = code(&fx, "code-late");
+        s.insert_code(&c).await.unwrap();
+        match s
+            .redeem_code("code-late", c.expires_at + 1000)
+            .await
+            .unwrap()
+        {
+            CodeRedemption::Redeemed(got) => assert_eq!(got.expires_at, c.expires_at),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub async fn code_replay_revokes_family(s: &dyn Storage) {
+        let fx = seed(s).await;
+        s.insert_code(&code(&fx, "code-1")).await.unwrap();
+        let unrelated = FamilyId::generate();
+        s.insert_refresh_token(&refresh(&fx, "rt-unrelated", &unrelated))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.redeem_code("code-1", T0 + 1).await.unwrap(),
+            CodeRedemption::Redeemed(_)
+        ));
+        let family = FamilyId::generate();
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+            .await
+            .unwrap();
+        s.set_code_family("code-1", &family).await.unwrap();
+        s.set_code_family("code-1", &family).await.unwrap(); // idempotent
+
+        // The family rotated once already: the replay must revoke every link.
+        assert!(matches!(
+            rotate(s, "rt-1", &fx.client.id, T0 + 2, "rt-2").await,
+            RefreshRotation::Rotated(_)
+        ));
+        assert!(matches!(
+            s.redeem_code("code-1", T0 + 3).await.unwrap(),
+            CodeRedemption::Replayed
+        ));
+        assert!(!usable(s, "rt-2", &fx.client.id, T0 + 4).await);
+        assert!(usable(s, "rt-unrelated", &fx.client.id, T0 + 4).await);
+    }
+
+    pub async fn code_replay_before_family_is_recorded(s: &dyn Storage) {
+        // A replay can land between the first redemption and the issuing of its tokens; the
+        // family issued afterwards must still end up revoked, whatever the order of calls.
+        let fx = seed(s).await;
+        for (name, family_first) in [("a", true), ("b", false)] {
+            let code_hash = format!("code-{name}");
+            let token_hash = format!("rt-{name}");
+            s.insert_code(&code(&fx, &code_hash)).await.unwrap();
+            assert!(matches!(
+                s.redeem_code(&code_hash, T0 + 1).await.unwrap(),
+                CodeRedemption::Redeemed(_)
+            ));
+            assert!(matches!(
+                s.redeem_code(&code_hash, T0 + 2).await.unwrap(),
+                CodeRedemption::Replayed
+            ));
+            let family = FamilyId::generate();
+            if family_first {
+                s.set_code_family(&code_hash, &family).await.unwrap();
+                s.insert_refresh_token(&refresh(&fx, &token_hash, &family))
+                    .await
+                    .unwrap();
+            } else {
+                s.insert_refresh_token(&refresh(&fx, &token_hash, &family))
+                    .await
+                    .unwrap();
+                s.set_code_family(&code_hash, &family).await.unwrap();
+            }
+            assert!(
+                !usable(s, &token_hash, &fx.client.id, T0 + 3).await,
+                "{name}"
+            );
+        }
+    }
+
+    pub async fn code_family_cannot_change(s: &dyn Storage) {
+        let fx = seed(s).await;
+        s.insert_code(&code(&fx, "code-1")).await.unwrap();
+        s.redeem_code("code-1", T0 + 1).await.unwrap();
+        let family = FamilyId::generate();
+        s.set_code_family("code-1", &family).await.unwrap();
+        assert!(matches!(
+            s.set_code_family("code-1", &FamilyId::generate())
+                .await
+                .unwrap_err(),
+            StoreError::Conflict(_)
+        ));
+        // A code that no longer exists is not an error.
+        s.set_code_family("code-gone", &family).await.unwrap();
+    }
+
+    pub async fn rotation_success_chain(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let family = FamilyId::generate();
+        let first = refresh(&fx, "rt-1", &family);
+        s.insert_refresh_token(&first).await.unwrap();
+        assert!(matches!(
+            s.insert_refresh_token(&first).await.unwrap_err(),
+            StoreError::Conflict(_)
+        ));
+
+        match rotate(s, "rt-1", &fx.client.id, T0 + 100, "rt-2").await {
+            RefreshRotation::Rotated(old) => {
+                assert_eq!(
+                    old,
+                    RefreshToken {
+                        rotated_at: Some(T0 + 100),
+                        ..first.clone()
+                    }
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match rotate(s, "rt-2", &fx.client.id, T0 + 200, "rt-3").await {
+            RefreshRotation::Rotated(old) => {
+                assert_eq!(old.token_hash, "rt-2");
+                assert_eq!(old.family_id, family);
+                assert_eq!(old.created_at, T0 + 100);
+                assert_eq!(old.rotated_at, Some(T0 + 200));
+                assert_eq!(old.scope, first.scope);
+                assert_eq!(old.expires_at, first.expires_at);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(usable(s, "rt-3", &fx.client.id, T0 + 300).await);
+
+        // revoke_family ends every live link.
+        s.insert_refresh_token(&refresh(&fx, "rt-x", &family))
+            .await
+            .unwrap();
+        s.revoke_family(&family, T0 + 400).await.unwrap();
+        assert!(!usable(s, "rt-x", &fx.client.id, T0 + 401).await);
+        s.revoke_family(&FamilyId::generate(), T0).await.unwrap();
+    }
+
+    pub async fn rotation_recent_reuse_within_grace(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let family = FamilyId::generate();
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+            .await
+            .unwrap();
+        assert!(matches!(
+            rotate(s, "rt-1", &fx.client.id, T0 + 100, "rt-2").await,
+            RefreshRotation::Rotated(_)
+        ));
+        for now in [T0 + 100, T0 + 100 + GRACE] {
+            assert!(matches!(
+                rotate(s, "rt-1", &fx.client.id, now, "rt-dup").await,
+                RefreshRotation::RecentlyRotated
+            ));
+        }
+        // Nothing was revoked, nothing extra stored.
+        assert!(s
+            .session_by_id(&fx.session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(T0 + 111));
+        assert!(matches!(
+            rotate(s, "rt-dup", &fx.client.id, T0 + 111, "rt-x").await,
+            RefreshRotation::Invalid
+        ));
+        assert!(usable(s, "rt-2", &fx.client.id, T0 + 111).await);
+    }
+
+    pub async fn rotation_reuse_after_grace_revokes_family_and_session(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let family = FamilyId::generate();
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+            .await
+            .unwrap();
+        // Another family in the same session (e.g. a second grant) dies with the session.
+        s.insert_refresh_token(&refresh(&fx, "rt-sibling", &FamilyId::generate()))
+            .await
+            .unwrap();
+        // Another session of the same user survives.
+        let second = session(&fx.user, "second");
+        s.insert_session(&second).await.unwrap();
+        let mut other = refresh(&fx, "rt-other-session", &FamilyId::generate());
+        other.session_id = second.id.clone();
+        s.insert_refresh_token(&other).await.unwrap();
+
+        assert!(matches!(
+            rotate(s, "rt-1", &fx.client.id, T0 + 100, "rt-2").await,
+            RefreshRotation::Rotated(_)
+        ));
+        let now = T0 + 100 + GRACE + 1;
+        match rotate(s, "rt-1", &fx.client.id, now, "rt-thief").await {
+            RefreshRotation::ReuseDetected {
+                family_id,
+                session_id,
+                user_id,
+            } => {
+                assert_eq!(family_id, family);
+                assert_eq!(session_id, fx.session.id);
+                assert_eq!(user_id, fx.user.id);
+            }
+            other => panic!("{other:?}"),
+        }
+        let sess = s.session_by_id(&fx.session.id).await.unwrap().unwrap();
+        assert_eq!(sess.revoked_at, Some(now));
+        // Re-presenting is now simply invalid (the family is revoked).
+        assert!(matches!(
+            rotate(s, "rt-1", &fx.client.id, now + 1, "rt-y").await,
+            RefreshRotation::Invalid
+        ));
+        assert!(matches!(
+            rotate(s, "rt-thief", &fx.client.id, now + 1, "rt-y").await,
+            RefreshRotation::Invalid
+        ));
+        assert!(!usable(s, "rt-2", &fx.client.id, now + 1).await);
+        assert!(!usable(s, "rt-sibling", &fx.client.id, now + 1).await);
+        assert!(usable(s, "rt-other-session", &fx.client.id, now + 1).await);
+    }
+
+    pub async fn rotation_wrong_client(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let other = seed_named(s, "bob").await;
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            rotate(s, "rt-1", &other.client.id, T0 + 1, "rt-2").await,
+            RefreshRotation::Invalid
+        ));
+        assert!(matches!(
+            rotate(s, "rt-1", &ClientId::generate(), T0 + 1, "rt-2").await,
+            RefreshRotation::Invalid
+        ));
+        // Not rotated, not revoked: its own client can still use it.
+        assert!(usable(s, "rt-1", &fx.client.id, T0 + 2).await);
+        // Once rotated, another client presenting it long after is still just invalid.
+        assert!(matches!(
+            rotate(s, "rt-1", &other.client.id, T0 + 1000, "rt-3").await,
+            RefreshRotation::Invalid
+        ));
+    }
+
+    pub async fn rotation_ended_session(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let family = FamilyId::generate();
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+            .await
+            .unwrap();
+        // Revoking the session directly would revoke the token too; simulate a session that
+        // ended by expiry instead.
+        let expired_at = fx.session.expires_at;
+        assert!(matches!(
+            rotate(s, "rt-1", &fx.client.id, expired_at, "rt-2").await,
+            RefreshRotation::Invalid
+        ));
+        // The failed attempt revoked the family (it did not just mark the token rotated):
+        // replaying it later is Invalid, not ReuseDetected.
+        assert!(matches!(
+            rotate(s, "rt-1", &fx.client.id, expired_at + GRACE + 1, "rt-3").await,
+            RefreshRotation::Invalid
+        ));
+        assert!(!usable(s, "rt-2", &fx.client.id, T0 + 1).await);
+
+        // A token whose session was revoked (by any path) is refused.
+        let second = session(&fx.user, "second");
+        s.insert_session(&second).await.unwrap();
+        s.revoke_session(&second.id, T0 + 5).await.unwrap();
+        let mut late = refresh(&fx, "rt-late", &FamilyId::generate());
+        late.session_id = second.id.clone();
+        s.insert_refresh_token(&late).await.unwrap();
+        assert!(matches!(
+            rotate(s, "rt-late", &fx.client.id, T0 + 6, "rt-late-2").await,
+            RefreshRotation::Invalid
+        ));
+    }
+
+    pub async fn rotation_disabled_user(s: &dyn Storage) {
+        let fx = seed(s).await;
+        s.set_user_disabled(&fx.user.id, true, T0 + 1)
+            .await
+            .unwrap();
+        // A session and token stored after the disabling (so not revoked by it): the token is
+        // still refused, because the user is disabled, and its family is revoked.
+        let late = session(&fx.user, "late");
+        s.insert_session(&late).await.unwrap();
+        let mut token = refresh(&fx, "rt-1", &FamilyId::generate());
+        token.session_id = late.id.clone();
+        s.insert_refresh_token(&token).await.unwrap();
+        assert!(matches!(
+            rotate(s, "rt-1", &fx.client.id, T0 + 2, "rt-2").await,
+            RefreshRotation::Invalid
+        ));
+        s.set_user_disabled(&fx.user.id, false, T0 + 3)
+            .await
+            .unwrap();
+        assert!(matches!(
+            rotate(s, "rt-1", &fx.client.id, T0 + 100, "rt-3").await,
+            RefreshRotation::Invalid
+        ));
+    }
+
+    pub async fn rotation_disabled_client(s: &dyn Storage) {
+        let fx = seed(s).await;
+        s.set_client_disabled(&fx.client.id, true, T0 + 1)
+            .await
+            .unwrap();
+        // A token stored after the disabling (so not revoked by it) is still refused.
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+            .await
+            .unwrap();
+        assert!(matches!(
+            rotate(s, "rt-1", &fx.client.id, T0 + 2, "rt-2").await,
+            RefreshRotation::Invalid
+        ));
+        s.set_client_disabled(&fx.client.id, false, T0 + 3)
+            .await
+            .unwrap();
+        assert!(matches!(
+            rotate(s, "rt-1", &fx.client.id, T0 + 100, "rt-3").await,
+            RefreshRotation::Invalid
+        ));
+        assert!(s
+            .session_by_id(&fx.session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(T0 + 100));
+    }
+
+    pub async fn rotation_invalid_tokens(s: &dyn Storage) {
+        let fx = seed(s).await;
+        assert!(matches!(
+            rotate(s, "rt-unknown", &fx.client.id, T0, "rt-2").await,
+            RefreshRotation::Invalid
+        ));
+        let mut short = refresh(&fx, "rt-short", &FamilyId::generate());
+        short.expires_at = T0 + 100;
+        s.insert_refresh_token(&short).await.unwrap();
+        assert!(matches!(
+            rotate(s, "rt-short", &fx.client.id, T0 + 100, "rt-2").await,
+            RefreshRotation::Invalid
+        ));
+        let family = FamilyId::generate();
+        s.insert_refresh_token(&refresh(&fx, "rt-revoked", &family))
+            .await
+            .unwrap();
+        s.revoke_family(&family, T0 + 1).await.unwrap();
+        assert!(matches!(
+            rotate(s, "rt-revoked", &fx.client.id, T0 + 2, "rt-3").await,
+            RefreshRotation::Invalid
+        ));
+        // Rotated then expired: invalid, not reuse.
+        let mut soon = refresh(&fx, "rt-soon", &FamilyId::generate());
+        soon.expires_at = T0 + 1000;
+        s.insert_refresh_token(&soon).await.unwrap();
+        assert!(matches!(
+            rotate(s, "rt-soon", &fx.client.id, T0 + 10, "rt-soon-2").await,
+            RefreshRotation::Rotated(_)
+        ));
+        assert!(matches!(
+            rotate(s, "rt-soon", &fx.client.id, T0 + 1000, "rt-z").await,
+            RefreshRotation::Invalid
+        ));
+        assert!(s
+            .session_by_id(&fx.session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none());
+    }
+
+    pub async fn rotation_refuses_successor_outside_family(s: &dyn Storage) {
+        let fx = seed(s).await;
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+            .await
+            .unwrap();
+        let escape = |old: &RefreshToken| RefreshToken {
+            family_id: FamilyId::generate(),
+            ..next_of(old, "rt-escape", T0 + 1)
+        };
+        assert!(s
+            .rotate_refresh_token("rt-1", &fx.client.id, T0 + 1, GRACE, &escape)
+            .await
+            .is_err());
+        let longer = |old: &RefreshToken| RefreshToken {
+            expires_at: old.expires_at + 1,
+            ..next_of(old, "rt-longer", T0 + 1)
+        };
+        assert!(s
+            .rotate_refresh_token("rt-1", &fx.client.id, T0 + 1, GRACE, &longer)
+            .await
+            .is_err());
+        // Nothing happened: the token rotates normally afterwards.
+        assert!(usable(s, "rt-1", &fx.client.id, T0 + 2).await);
+        assert!(matches!(
+            rotate(s, "rt-escape", &fx.client.id, T0 + 3, "x").await,
+            RefreshRotation::Invalid
+        ));
+    }
+
+    pub async fn concurrent_rotation_yields_one_winner(s: Arc<dyn Storage>) {
+        let fx = seed(s.as_ref()).await;
+        s.insert_refresh_token(&refresh(&fx, "rt-race", &FamilyId::generate()))
+            .await
+            .unwrap();
+        let client = fx.client.id.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..10 {
+            let s = Arc::clone(&s);
+            let client = client.clone();
+            tasks.spawn(async move {
+                let next = format!("rt-next-{i}");
+                let make_next = move |t: &RefreshToken| next_of(t, &next, T0 + 100);
+                s.rotate_refresh_token("rt-race", &client, T0 + 100, GRACE, &make_next)
+                    .await
+            });
+        }
+        let (mut rotated, mut recent, mut busy) = (Vec::new(), 0, 0);
+        while let Some(res) = tasks.join_next().await {
+            match res.unwrap() {
+                Ok(RefreshRotation::Rotated(old)) => rotated.push(old),
+                Ok(RefreshRotation::RecentlyRotated) => recent += 1,
+                Err(StoreError::Busy) => busy += 1,
+                other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        assert_eq!(rotated.len(), 1, "exactly one winner");
+        assert_eq!(recent + busy, 9);
+        // Exactly one successor was stored, and it works.
+        let mut live = 0;
+        for i in 0..10 {
+            if usable(s.as_ref(), &format!("rt-next-{i}"), &client, T0 + 200).await {
+                live += 1;
+            }
+        }
+        assert_eq!(live, 1);
+        assert!(s
+            .session_by_id(&fx.session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none());
+    }
+}
