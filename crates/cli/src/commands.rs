@@ -113,7 +113,7 @@ pub enum UsersCommand {
     Enable { email: String },
     /// Delete a user with all their sessions and tokens.
     Delete { email: String },
-    /// Set a new password (read from standard input); ends the user's refresh tokens.
+    /// Set a new password (read from standard input); ends the user's sessions and tokens.
     SetPassword {
         email: String,
         #[arg(long, required = true)]
@@ -460,7 +460,7 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
             let pw = read_password()?;
             let hash = checked_hash(config, &parsed, &pw).await?;
             store.set_password_hash(&u.id, &hash, now()).await?;
-            println!("password changed; the user's refresh tokens have ended");
+            println!("password changed; the user's sessions and tokens have ended");
         }
         UsersCommand::List { json } => {
             let list = store.list_users().await?;

@@ -57,10 +57,23 @@ fn init_logging() {
         .init();
 }
 
+/// Panics (which should never happen) are logged as one escaped JSON event, never as raw text
+/// that could carry attacker-controlled bytes into the log stream.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(event = "panic", %location, "a request handler panicked");
+    }));
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
+    install_panic_hook();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -35,6 +35,26 @@ fn code_form<'a>(code: &'a str, redirect: &'a str, verifier: &'a str) -> Vec<(&'
 
 const CB: &str = "https://app.example.com/cb";
 
+/// Polls until `f` returns `expected`, failing after 1 second (the promise for CLI changes).
+async fn within_one_second<F, Fut>(expected: u16, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        let got = f().await;
+        if got == expected {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "still {got} after 1 s, expected {expected}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_codes_are_single_use_and_bound() {
     let srv = TestServer::start();
@@ -292,44 +312,37 @@ async fn client_authentication_rules() {
         .await
         .unwrap();
     assert_eq!(res.status(), 413);
-    // Rotation keeps the previous secret valid, and the CLI's changes are seen at once.
+    // Rotation keeps the previous secret valid, and the CLI's changes reach the running
+    // server within 1 second.
     let rotated = srv.cli_json(&["clients", "rotate-secret", &seed.machine_id], None);
-    let new_secret = rotated["client_secret"].as_str().unwrap();
-    assert_eq!(
-        token(&srv, &http, Some((&seed.machine_id, new_secret)), &cc)
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    let machine_id = seed.machine_id.clone();
+    let status_with = |secret: String| {
+        let (srv, http, id) = (&srv, &http, machine_id.clone());
+        async move {
+            token(
+                srv,
+                http,
+                Some((&id, &secret)),
+                &[("grant_type", "client_credentials")],
+            )
             .await
-            .0,
-        200
-    );
+            .0
+        }
+    };
+    within_one_second(200, || status_with(new_secret.clone())).await;
     assert_eq!(
-        token(
-            &srv,
-            &http,
-            Some((&seed.machine_id, &seed.machine_secret)),
-            &cc
-        )
-        .await
-        .0,
-        200
+        status_with(seed.machine_secret.clone()).await,
+        200,
+        "previous secret still valid"
     );
     srv.cli(&["clients", "disable", &seed.machine_id], None);
-    assert_eq!(
-        token(&srv, &http, Some((&seed.machine_id, new_secret)), &cc)
-            .await
-            .0,
-        401,
-        "disabled client refused at once"
-    );
+    within_one_second(401, || status_with(new_secret.clone())).await;
     srv.cli(&["clients", "enable", &seed.machine_id], None);
-    assert_eq!(
-        token(&srv, &http, Some((&seed.machine_id, new_secret)), &cc)
-            .await
-            .0,
-        200
-    );
+    within_one_second(200, || status_with(new_secret.clone())).await;
     let log = srv.log();
     assert!(
-        !log.contains(&seed.machine_secret) && !log.contains(new_secret),
+        !log.contains(&seed.machine_secret) && !log.contains(&new_secret),
         "secret in log"
     );
 }
@@ -733,4 +746,190 @@ async fn hosts_headers_csrf_and_redirect_statuses() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_credentials_and_scopes_never_break_anything() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    let cc = [("grant_type", "client_credentials")];
+    // A multi-byte character where the secret's checksum starts, raw bytes, control characters,
+    // a fake log line: 401 invalid_client with a Basic challenge, never 500.
+    let mut tricky = String::from("pcs_");
+    tricky.push_str(&"a".repeat(42));
+    tricky.push('é');
+    tricky.push_str("aaaaa");
+    for secret in [
+        tricky.as_str(),
+        "pcs_\n{\"level\":\"ERROR\",\"fake\":1}",
+        "\u{1b}[31mred",
+        "é",
+    ] {
+        let (s, b, h) = token(&srv, &http, Some((&seed.machine_id, secret)), &cc).await;
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{secret:?}"
+        );
+        assert!(h.contains_key("www-authenticate"));
+    }
+    for raw in ["Basic !!!notbase64", "Basic ", "Basic Og=="] {
+        let res = http
+            .post(srv.url("/token"))
+            .header("authorization", raw)
+            .form(&cc)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{raw}");
+        assert!(res.headers().contains_key("www-authenticate"), "{raw}");
+    }
+    assert!(
+        !srv.log().contains("\"fake\":1"),
+        "a forged log line got through"
+    );
+
+    // Asking a refresh for a wider scope is refused and leaves the token usable.
+    let (v, c) = pkce();
+    let code = get_code(&srv, &http, &seed.web_id, CB, &c).await;
+    let web = (seed.web_id.as_str(), seed.web_secret.as_str());
+    let (_, t, _) = token(&srv, &http, Some(web), &code_form(&code, CB, &v)).await;
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    let (s, b, _) = token(
+        &srv,
+        &http,
+        Some(web),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("scope", "openid email read:things"),
+        ],
+    )
+    .await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_scope")));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (s, b, _) = token(
+        &srv,
+        &http,
+        Some(web),
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("scope", "openid"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        s, 200,
+        "the refused request must not have rotated the token: {b}"
+    );
+    assert_eq!(b["scope"], "openid", "a narrower scope may be asked for");
+
+    // A new password ends the user's sessions: the browser must sign in again.
+    let mut jar = Jar::default();
+    let (_v, c) = pkce();
+    let res = browser_login(
+        &srv,
+        &http,
+        &mut jar,
+        &authorize_url(&srv, &seed.web_id, CB, &c, &[]),
+        "alice@example.com",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    srv.cli(
+        &[
+            "users",
+            "set-password",
+            "alice@example.com",
+            "--password-stdin",
+        ],
+        Some("a brand new long passphrase"),
+    );
+    let res = http
+        .get(authorize_url(&srv, &seed.web_id, CB, &c, &[]))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(&res);
+    let html = http
+        .get(srv.url("/authorize/resume"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("id=\"login\""),
+        "the old session must be gone after a password change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorize_accepts_post_and_printable_state() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    let (_v, c) = pkce();
+    let url = authorize_url(&srv, &seed.web_id, CB, &c, &[]);
+    let query = url.split_once('?').unwrap().1.to_owned();
+    let res = http
+        .post(srv.url("/authorize"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(query.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .starts_with("__Host-portcullis-flow="));
+    let res = http
+        .post(srv.url("/authorize"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    // `state` may hold spaces (RFC 6749 VSCHAR) and comes back exactly, once.
+    let res = http
+        .get(
+            authorize_url(&srv, &seed.web_id, CB, &c, &[("response_type", "token")])
+                .replace("state=s1", "state=a+b%26c"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "duplicate response_type refused");
+    let mut u = url::Url::parse(&authorize_url(&srv, &seed.web_id, CB, &c, &[])).unwrap();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            (
+                k.clone().into_owned(),
+                if k == "state" {
+                    "a b&c=d ~".into()
+                } else {
+                    v.into_owned()
+                },
+            )
+        })
+        .filter(|(k, _)| k != "response_type")
+        .collect();
+    u.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair("response_type", "token");
+    let res = http.get(u.as_str()).send().await.unwrap();
+    assert_eq!(res.status(), 302);
+    let loc = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(query_of(&loc)["state"], "a b&c=d ~");
+    assert_eq!(loc.matches("state=").count(), 1);
 }

@@ -25,11 +25,13 @@ impl std::fmt::Debug for BasicCredentials {
     }
 }
 
+/// `application/x-www-form-urlencoded` decoding of one value: `+` is a space, `%XX` a byte.
 fn form_decode(s: &str) -> Option<String> {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    pairs.into_iter().next().map(|(_, v)| v)
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// Authenticates the client of a token-endpoint request.

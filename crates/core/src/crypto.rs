@@ -61,6 +61,9 @@ const SAMPLE_KEYS: &[&str] = &[
     "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
     "deadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeefdeadbeef",
     "changemechangemechangemechangemechangemechangemechangemechangeme",
+    // FIPS-197 appendix C.3 and NIST SP 800-38A F.1.5 AES-256 test keys.
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+    "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4",
 ];
 
 /// 32 secret bytes parsed from 64 hex characters. Zeroised on drop; `Debug` is redacted and

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{ClientId, FamilyId, KeyId, SessionId, UserId};
 
 /// A person who signs in.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct User {
     pub id: UserId,
     /// Normalised address as shown (domain lower-cased and punycoded).
@@ -17,6 +17,15 @@ pub struct User {
     pub password_hash: String,
     pub disabled: bool,
     pub created_at: i64,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a client authenticates at the token endpoint.
@@ -164,6 +173,9 @@ pub struct AuthorizationRequest {
     pub code_challenge: String,
     pub prompt_none: bool,
     pub prompt_login: bool,
+    /// `prompt=consent` or `select_account`: the user confirms even with a session.
+    #[serde(default)]
+    pub prompt_confirm: bool,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     /// The API audience the access token will carry.

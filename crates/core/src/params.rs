@@ -9,9 +9,20 @@ use crate::error::OAuthError;
 pub const DEFAULT_MAX_LEN: usize = 4096;
 
 /// Parameters of one request, at most one value each.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Params {
     map: HashMap<String, String>,
+}
+
+/// Values may be passwords, secrets, codes or tokens: only the names print.
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.map.keys().collect();
+        names.sort();
+        f.debug_struct("Params")
+            .field("names", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Params {

@@ -58,7 +58,7 @@ pub enum PasswordError {
     Common,
     #[error("the password is too close to the service name or the e-mail address")]
     Context,
-    #[error("the password repeats too few different characters")]
+    #[error("the password is a repeated or sequential pattern")]
     Repetitive,
     #[error("the password contains control characters")]
     Control,
@@ -89,6 +89,19 @@ impl PasswordPolicy {
         if common_passwords().contains(lower.as_str()) {
             return Err(PasswordError::Common);
         }
+        // A common password padded to length ("password1234567890", "!!qwerty!!!!!!!!") is as
+        // weak as the word inside: check the core left after trimming digits and symbols, and
+        // the letters alone.
+        let core = lower.trim_matches(|c: char| !c.is_alphabetic());
+        let letters: String = lower.chars().filter(|c| c.is_alphabetic()).collect();
+        if is_run_or_repeat(&lower) {
+            return Err(PasswordError::Repetitive);
+        }
+        if common_passwords().contains(core)
+            || (letters.chars().count() >= 4 && common_passwords().contains(letters.as_str()))
+        {
+            return Err(PasswordError::Common);
+        }
         let distinct: HashSet<char> = lower.chars().collect();
         if distinct.len() < 4 {
             return Err(PasswordError::Repetitive);
@@ -110,6 +123,27 @@ impl PasswordPolicy {
         }
         Ok(())
     }
+}
+
+/// "1234567890123456", "9876543210987", "abcabcabcabc", "qwqwqwqwqwqwqw": a counting run (digits
+/// wrap around) or a short unit repeated. Random digits or words are not caught.
+fn is_run_or_repeat(s: &str) -> bool {
+    let chars: Vec<char> = s.chars().collect();
+    let n = chars.len();
+    if n < 2 {
+        return true;
+    }
+    let step = |a: char, b: char| -> Option<i32> {
+        match (a.to_digit(10), b.to_digit(10)) {
+            (Some(x), Some(y)) => Some(((y as i32 - x as i32) + 10) % 10),
+            _ => Some(b as i32 - a as i32),
+        }
+    };
+    let first = step(chars[0], chars[1]);
+    let counting = matches!(first, Some(1) | Some(9) | Some(-1))
+        && chars.windows(2).all(|w| step(w[0], w[1]) == first);
+    let repeated = (1..=n / 3).any(|k| chars.iter().enumerate().all(|(i, c)| *c == chars[i % k]));
+    counting || repeated
 }
 
 /// Hashing failures (not "wrong password", which is `Ok(false)`).
@@ -245,6 +279,30 @@ mod tests {
             p.check(&s("1qaz2wsx3edc4rfv"), &[]),
             Err(PasswordError::Common)
         );
+        for padded in [
+            "password1234567890",
+            "!!qwerty!!!!!!!!!",
+            "Dragon2024!!!!!!!",
+        ] {
+            assert_eq!(
+                p.check(&s(padded), &[]),
+                Err(PasswordError::Common),
+                "{padded}"
+            );
+        }
+        for pattern in [
+            "123456789012345678",
+            "9876543210987654",
+            "abcabcabcabcabcabc",
+        ] {
+            assert_eq!(
+                p.check(&s(pattern), &[]),
+                Err(PasswordError::Repetitive),
+                "{pattern}"
+            );
+        }
+        // Random digits are not a composition failure.
+        assert!(p.check(&s("4829 1736 5502 8814"), &[]).is_ok());
         assert_eq!(
             p.check(&s("alice.smith2024!!"), &["alice.smith"]),
             Err(PasswordError::Context)
@@ -257,7 +315,9 @@ mod tests {
             .check(&s("correct horse battery staple"), &["alice"])
             .is_ok());
         // 256 characters is allowed; multibyte characters count once.
-        assert!(p.check(&s(&"é🔑abc".repeat(51)), &[]).is_ok());
+        let long: String = (0..64).map(|i| format!("é{i:02}🔑")).collect();
+        assert_eq!(long.chars().count(), 256);
+        assert!(p.check(&s(&long), &[]).is_ok());
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum RedirectUriError {
         "redirect URI path must not contain dot segments, ';' parameters or encoded separators"
     )]
     Path,
+    #[error("redirect URI query must not use the response parameters code, state, iss or error")]
+    ReservedParameter,
     #[error("redirect URI is not in canonical form; register it exactly as browsers send it: {0}")]
     NotCanonical(String),
 }
@@ -71,6 +73,22 @@ impl RedirectUri {
             return Err(RedirectUriError::Authority);
         }
         let path_and_query = &rest[authority_end..];
+        if let Some((_, query)) = raw.split_once('?') {
+            let reserved = [
+                "code",
+                "state",
+                "iss",
+                "error",
+                "error_description",
+                "error_uri",
+                "session_state",
+            ];
+            if url::form_urlencoded::parse(query.as_bytes())
+                .any(|(k, _)| reserved.contains(&k.as_ref()))
+            {
+                return Err(RedirectUriError::ReservedParameter);
+            }
+        }
         let path = path_and_query.split('?').next().unwrap_or_default();
         if !path_is_safe(path) {
             return Err(RedirectUriError::Path);
@@ -96,7 +114,10 @@ impl RedirectUri {
     fn loopback_ip_prefix(registered: &str) -> Option<(&'static str, &str)> {
         for host in ["http://127.0.0.1", "http://[::1]"] {
             if let Some(rest) = registered.strip_prefix(host) {
-                return Some((host, rest));
+                // The host must end here: `http://127.0.0.10/` is another host.
+                if rest.is_empty() || rest.starts_with([':', '/', '?']) {
+                    return Some((host, rest));
+                }
             }
         }
         None
@@ -198,6 +219,9 @@ mod tests {
             "https://app.example.com/%2e/cb",
             "https:app.example.com/cb",
             "https:///cb",
+            "https://app.example.com/cb?code=x",
+            "https://app.example.com/cb?a=1&state=2",
+            "https://app.example.com/cb?iss=x",
         ] {
             assert!(RedirectUri::parse(bad).is_err(), "accepted {bad:?}");
         }
@@ -236,6 +260,8 @@ mod tests {
             "https://app.example.com/cb/",
             "https://APP.example.com/cb",
             "https://app.example.com/CB",
+            "http://127.0.0.10/cb",
+            "http://127.0.0.10:8080/cb",
         ] {
             assert!(!matches(&reg, bad), "matched {bad:?}");
         }

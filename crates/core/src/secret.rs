@@ -64,6 +64,9 @@ pub fn issue(kind: SecretKind, key: &HashKey) -> IssuedSecret {
 /// Checks prefix, length and checksum of a presented secret and returns its lookup hash.
 /// `None` means it cannot be one of ours (no lookup needed).
 pub fn hash_presented(kind: SecretKind, presented: &str, key: &HashKey) -> Option<String> {
+    if !presented.is_ascii() {
+        return None;
+    }
     let rest = presented.strip_prefix(kind.prefix())?;
     // 32 bytes -> 43 base64url chars; CRC32 -> 6 chars.
     if rest.len() != 49 {
@@ -104,5 +107,15 @@ mod tests {
         typo.replace_range(10..11, if &text[10..11] == "A" { "B" } else { "A" });
         assert_eq!(hash_presented(SecretKind::RefreshToken, &typo, &key), None);
         assert!(!format!("{s:?}").contains(&text));
+        // A multi-byte character where the checksum starts is refused, not a panic.
+        let mut tricky = String::from("pcr_");
+        tricky.push_str(&"a".repeat(42));
+        tricky.push('é');
+        tricky.push_str("aaaaa");
+        assert_eq!(tricky.len() - 4, 49);
+        assert_eq!(
+            hash_presented(SecretKind::RefreshToken, &tricky, &key),
+            None
+        );
     }
 }

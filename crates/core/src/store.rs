@@ -37,7 +37,8 @@ pub trait UserStore: Send + Sync {
     async fn set_user_disabled(&self, id: &UserId, disabled: bool, now: i64) -> StoreResult<bool>;
     /// Deletes the user with its sessions, codes and tokens. False when absent.
     async fn delete_user(&self, id: &UserId) -> StoreResult<bool>;
-    /// Replaces the password hash and revokes the user's refresh tokens. False when absent.
+    /// Replaces the password hash and ends the user's sessions, refresh tokens and unredeemed
+    /// codes, in one transaction. False when absent.
     async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StoreResult<bool>;
 }
 
@@ -128,6 +129,8 @@ pub enum RefreshRotation {
     },
     /// Unknown, revoked, expired, or belonging to another client.
     Invalid,
+    /// `make_next` declined: nothing was changed.
+    Refused,
 }
 
 #[async_trait]
@@ -145,7 +148,8 @@ pub trait RefreshTokenStore: Send + Sync {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
     /// In one transaction: mark `old_hash` rotated if it is live, belongs to `client_id` and
     /// its session is active, and store `next` (whose family and binding the caller copies
-    /// from the returned record, so `next` is built by `make_next`). Reuse after
+    /// from the returned record, so `next` is built by `make_next`; `None` from it rolls the
+    /// transaction back and yields `Refused`). Reuse after
     /// `grace_seconds` revokes the family and its session.
     async fn rotate_refresh_token(
         &self,
@@ -153,7 +157,7 @@ pub trait RefreshTokenStore: Send + Sync {
         client_id: &ClientId,
         now: i64,
         grace_seconds: i64,
-        make_next: &(dyn for<'a> Fn(&'a RefreshToken) -> RefreshToken + Send + Sync),
+        make_next: &(dyn for<'a> Fn(&'a RefreshToken) -> Option<RefreshToken> + Send + Sync),
     ) -> StoreResult<RefreshRotation>;
     async fn revoke_family(&self, family_id: &FamilyId, now: i64) -> StoreResult<()>;
 }

@@ -12,7 +12,7 @@ use http::header::{self, HeaderValue};
 pub const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// The policy for pages that did not set one: same-origin resources only, no plugins, no
 /// framing, no `<base>`, forms only to ourselves.
-pub const DEFAULT_HTML_CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+pub const DEFAULT_HTML_CSP: &str = "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 /// The policy for API responses: nothing may load from them.
 pub const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 

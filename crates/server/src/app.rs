@@ -30,7 +30,10 @@ pub fn router(state: AppState) -> Router {
             get(routes::discovery::metadata),
         )
         .route(paths::JWKS, get(routes::discovery::jwks))
-        .route(paths::AUTHORIZE, get(routes::authorize::authorize))
+        .route(
+            paths::AUTHORIZE,
+            get(routes::authorize::authorize).post(routes::authorize::authorize_post),
+        )
         .route("/authorize/resume", get(routes::resume::resume))
         .route("/authorize/continue", post(routes::resume::continue_as))
         .route("/login", post(routes::login::login))

@@ -29,6 +29,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_TRUSTED_PROXIES",
     "PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY",
     "PORTCULLIS_ACCESS_TOKEN_TTL",
+    "PORTCULLIS_ACCESS_TOKEN_ALG",
     "PORTCULLIS_SESSION_TTL",
     "PORTCULLIS_PASSWORD_MIN_LENGTH",
     "PORTCULLIS_HASHING_CONCURRENCY",
@@ -57,6 +58,7 @@ struct FileConfig {
     tls_key: Option<String>,
     trusted_proxies: Option<Vec<String>>,
     access_token_ttl: Option<i64>,
+    access_token_alg: Option<String>,
     session_ttl: Option<i64>,
     password_min_length: Option<usize>,
     hashing_concurrency: Option<usize>,
@@ -90,6 +92,7 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub dangerous_plain_http_behind_proxy: bool,
     pub lifetimes: Lifetimes,
+    pub access_token_alg: portcullis_core::model::SigningAlg,
     pub password_min_length: usize,
     pub hashing_concurrency: usize,
     pub dev: bool,
@@ -369,6 +372,12 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         lifetimes.session_absolute = t;
     }
     lifetimes.validate().map_err(ConfigError)?;
+    let access_token_alg = match get("PORTCULLIS_ACCESS_TOKEN_ALG").or(file.access_token_alg) {
+        None => portcullis_core::model::SigningAlg::ES256,
+        Some(a) => portcullis_core::model::SigningAlg::parse(&a).ok_or_else(|| {
+            ConfigError("PORTCULLIS_ACCESS_TOKEN_ALG must be ES256 or RS256".into())
+        })?,
+    };
     let password_min_length = parse_num(
         "PORTCULLIS_PASSWORD_MIN_LENGTH",
         get("PORTCULLIS_PASSWORD_MIN_LENGTH"),
@@ -414,6 +423,7 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         trusted_proxies,
         dangerous_plain_http_behind_proxy: dangerous_plain,
         lifetimes,
+        access_token_alg,
         password_min_length,
         hashing_concurrency,
         dev,

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod cookies;
 pub mod dev;
@@ -81,11 +82,12 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
     let metadata = serde_json::to_vec(&portcullis_core::discovery::metadata(&config.issuer))?;
     let jwks = serde_json::to_vec(&keys.jwks())?;
     Ok(AppState {
-        store: Arc::new(store),
+        store: Arc::new(cache::CachedStore::new(Arc::new(store))),
         keys: Arc::new(keys),
         hash_key: Arc::new(HashKey::new(&config.hash_key)),
         hasher: PasswordHasher::new(config.hashing_concurrency)?,
         lifetimes: config.lifetimes.clone(),
+        access_token_alg: config.access_token_alg,
         issuer: config.issuer.clone().into(),
         issuer_origin: config.issuer_origin.clone().into(),
         issuer_hosts: config.issuer_hosts.clone().into(),

@@ -18,6 +18,7 @@ pub struct AppState {
     pub hash_key: Arc<HashKey>,
     pub hasher: PasswordHasher,
     pub lifetimes: Lifetimes,
+    pub access_token_alg: portcullis_core::model::SigningAlg,
     pub issuer: Arc<str>,
     pub issuer_origin: Arc<str>,
     pub issuer_hosts: Arc<[String]>,

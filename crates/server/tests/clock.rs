@@ -120,6 +120,7 @@ impl World {
             keys: &self.keys,
             hash_key: &self.hash,
             lifetimes: &self.lifetimes,
+            access_token_alg: SigningAlg::ES256,
             now,
         };
         let out = dispatch(&params, Some(&basic), &self.store, &ctx).await;
@@ -140,6 +141,7 @@ impl World {
             code_challenge: CHALLENGE.into(),
             prompt_none: false,
             prompt_login: false,
+            prompt_confirm: false,
             max_age: None,
             login_hint: None,
             audience: None,

@@ -45,7 +45,7 @@ macro_rules! all_checks {
                 user_email_conflict,
                 user_disable_revokes_sessions_tokens_and_codes,
                 user_delete_cascades,
-                password_change_revokes_refresh_tokens,
+                password_change_revokes_sessions_and_refresh_tokens,
                 clients_round_trip,
                 client_id_conflict,
                 client_secrets_keep_two_newest,
@@ -368,6 +368,7 @@ mod fixtures {
                 code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned(),
                 prompt_none: false,
                 prompt_login: true,
+                prompt_confirm: true,
                 max_age: Some(300),
                 login_hint: Some("ada@example.org".to_owned()),
                 audience: Some("https://api.example.org".to_owned()),
@@ -422,7 +423,7 @@ mod checks {
         next: &str,
     ) -> RefreshRotation {
         let next = next.to_owned();
-        let make_next = move |t: &RefreshToken| next_of(t, &next, now);
+        let make_next = move |t: &RefreshToken| Some(next_of(t, &next, now));
         s.rotate_refresh_token(old, client, now, GRACE, &make_next)
             .await
             .expect("rotate")
@@ -595,7 +596,7 @@ mod checks {
         assert!(usable(s, "rt-bob", &other.client.id, T0 + 1).await);
     }
 
-    pub async fn password_change_revokes_refresh_tokens(s: &dyn Storage) {
+    pub async fn password_change_revokes_sessions_and_refresh_tokens(s: &dyn Storage) {
         let fx = seed(s).await;
         s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
             .await
@@ -615,8 +616,8 @@ mod checks {
                 .password_hash,
             "$argon2id$new"
         );
-        // The session itself stays (only refresh tokens are revoked).
-        assert!(s
+        // The sessions end too: whoever held the old password's session is out.
+        assert!(!s
             .session_by_id(&fx.session.id)
             .await
             .unwrap()
@@ -1320,22 +1321,33 @@ mod checks {
         s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
             .await
             .unwrap();
-        let escape = |old: &RefreshToken| RefreshToken {
-            family_id: FamilyId::generate(),
-            ..next_of(old, "rt-escape", T0 + 1)
+        let escape = |old: &RefreshToken| {
+            Some(RefreshToken {
+                family_id: FamilyId::generate(),
+                ..next_of(old, "rt-escape", T0 + 1)
+            })
         };
         assert!(s
             .rotate_refresh_token("rt-1", &fx.client.id, T0 + 1, GRACE, &escape)
             .await
             .is_err());
-        let longer = |old: &RefreshToken| RefreshToken {
-            expires_at: old.expires_at + 1,
-            ..next_of(old, "rt-longer", T0 + 1)
+        let longer = |old: &RefreshToken| {
+            Some(RefreshToken {
+                expires_at: old.expires_at + 1,
+                ..next_of(old, "rt-longer", T0 + 1)
+            })
         };
         assert!(s
             .rotate_refresh_token("rt-1", &fx.client.id, T0 + 1, GRACE, &longer)
             .await
             .is_err());
+        // A caller that declines (`None`) changes nothing either.
+        assert!(matches!(
+            s.rotate_refresh_token("rt-1", &fx.client.id, T0 + 1, GRACE, &|_: &RefreshToken| None)
+                .await
+                .unwrap(),
+            RefreshRotation::Refused
+        ));
         // Nothing happened: the token rotates normally afterwards.
         assert!(usable(s, "rt-1", &fx.client.id, T0 + 2).await);
         assert!(matches!(
@@ -1356,7 +1368,7 @@ mod checks {
             let client = client.clone();
             tasks.spawn(async move {
                 let next = format!("rt-next-{i}");
-                let make_next = move |t: &RefreshToken| next_of(t, &next, T0 + 100);
+                let make_next = move |t: &RefreshToken| Some(next_of(t, &next, T0 + 100));
                 s.rotate_refresh_token("rt-race", &client, T0 + 100, GRACE, &make_next)
                     .await
             });

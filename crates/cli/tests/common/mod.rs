@@ -290,6 +290,30 @@ impl TestServer {
             user_id: user["user_id"].as_str().unwrap().to_owned(),
         }
     }
+
+    /// The server process id (panics if it is not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server not running").id()
+    }
+
+    /// Whether the server process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// The SQLite database file in the data directory.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("portcullis.sqlite3")
+    }
+
+    /// A `portcullis` command with this server's environment and working directory, to be
+    /// given arguments, changed and run by the caller.
+    pub fn base_command(&self) -> Command {
+        self.command()
+    }
 }
 
 impl Drop for TestServer {

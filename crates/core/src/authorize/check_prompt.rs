@@ -1,5 +1,5 @@
-//! `prompt` (`none`, `login`; `consent` and `select_account` are accepted and have no effect
-//! yet), `max_age` and `login_hint`.
+//! `prompt` (`none`, `login`, and `consent` / `select_account`, which always show the
+//! "Continue as" step), `max_age` and `login_hint`.
 
 use crate::error::OAuthError;
 use crate::params::Params;
@@ -7,6 +7,7 @@ use crate::params::Params;
 pub(super) struct Prompt {
     pub none: bool,
     pub login: bool,
+    pub confirm: bool,
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
 }
@@ -14,12 +15,13 @@ pub(super) struct Prompt {
 pub(super) fn run(params: &Params) -> Result<Prompt, OAuthError> {
     let mut none = false;
     let mut login = false;
+    let mut confirm = false;
     if let Some(p) = params.get("prompt", 128)? {
         for v in p.split(' ').filter(|v| !v.is_empty()) {
             match v {
                 "none" => none = true,
                 "login" => login = true,
-                "consent" | "select_account" => {}
+                "consent" | "select_account" => confirm = true,
                 _ => {
                     return Err(OAuthError::invalid_request(
                         "prompt must be none, login, consent or select_account",
@@ -52,6 +54,7 @@ pub(super) fn run(params: &Params) -> Result<Prompt, OAuthError> {
     Ok(Prompt {
         none,
         login,
+        confirm,
         max_age,
         login_hint,
     })

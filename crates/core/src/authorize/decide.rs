@@ -19,8 +19,11 @@ pub enum Next {
 
 /// Silent single sign-on is for confidential first-party clients only: a public client's
 /// `client_id` proves nothing (RFC 8252 §8.6).
-pub fn silent_sso_allowed(client: &Client) -> bool {
-    client.first_party && client.kind == ClientKind::Confidential
+/// Nor for loopback `http` redirects: any local process can listen there (RFC 8252 §8.5, §8.6).
+pub fn silent_sso_allowed(client: &Client, redirect_uri: &str) -> bool {
+    client.first_party
+        && client.kind == ClientKind::Confidential
+        && redirect_uri.starts_with("https://")
 }
 
 /// Decides the next step. `session` is the browser's active session with its (enabled) user.
@@ -36,7 +39,8 @@ pub fn next(
             !s.is_active(now)
                 || u.disabled
                 || req.prompt_login
-                || req.max_age.is_some_and(|max| now - s.auth_time > max)
+                // max_age=0 is prompt=login (OIDC Core §3.1.2.1).
+                || req.max_age.is_some_and(|max| max == 0 || now - s.auth_time > max)
         }
     };
     if needs_login {
@@ -49,7 +53,7 @@ pub fn next(
             Next::Login
         };
     }
-    if silent_sso_allowed(client) {
+    if silent_sso_allowed(client, &req.redirect_uri) && !req.prompt_confirm {
         Next::IssueCode
     } else if req.prompt_none {
         Next::Fail(OAuthError::new(

@@ -77,6 +77,7 @@ pub async fn validate<S: ClientStore + ApiStore + ?Sized>(
             code_challenge,
             prompt_none: prompt.none,
             prompt_login: prompt.login,
+            prompt_confirm: prompt.confirm,
             max_age: prompt.max_age,
             login_hint: prompt.login_hint,
             audience,

@@ -4,14 +4,11 @@ use crate::authorize::response::new_jti;
 use crate::error::OAuthError;
 use crate::ids::{FamilyId, SessionId};
 use crate::jwt::{self, AccessClaims, IdClaims};
-use crate::model::{Client, RefreshToken, SigningAlg, User};
+use crate::model::{Client, RefreshToken, User};
 use crate::scope;
 use crate::secret::{self, IssuedSecret, SecretKind};
 
 use super::TokenContext;
-
-/// Algorithm of access tokens.
-pub const ACCESS_TOKEN_ALG: SigningAlg = SigningAlg::ES256;
 
 /// An access token for `sub` (a user id, or the client id for client credentials).
 #[allow(clippy::too_many_arguments)]
@@ -26,7 +23,7 @@ pub fn access_token(
 ) -> Result<String, OAuthError> {
     let key = ctx
         .keys
-        .active(ACCESS_TOKEN_ALG, ctx.now)
+        .active(ctx.access_token_alg, ctx.now)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
     let claims = AccessClaims {
         iss: ctx.issuer.to_owned(),

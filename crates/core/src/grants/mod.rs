@@ -23,11 +23,13 @@ pub struct TokenContext<'a> {
     pub keys: &'a KeySet,
     pub hash_key: &'a HashKey,
     pub lifetimes: &'a Lifetimes,
+    /// Algorithm of access tokens (ES256 by default).
+    pub access_token_alg: crate::model::SigningAlg,
     pub now: i64,
 }
 
 /// A successful token response (RFC 6749 §5.1).
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
@@ -38,6 +40,15 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Something a grant learned that the caller should record (audit vocabulary).

@@ -28,7 +28,17 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         return Err(OAuthError::invalid_grant("the refresh token is invalid"));
     };
     let issued = std::sync::Mutex::new(None);
+    let scope_refused = std::sync::atomic::AtomicBool::new(false);
+    // Everything that can refuse the request is decided inside the rotation, before anything
+    // changes: a refused request must leave the presented token live.
     let make_next = |old: &crate::model::RefreshToken| {
+        // A narrower scope may be asked for; never a wider one (RFC 6749 §6).
+        if let Some(r) = &requested {
+            if !r.iter().all(|s| old.scope.contains(s)) {
+                scope_refused.store(true, std::sync::atomic::Ordering::Relaxed);
+                return None;
+            }
+        }
         let next = secret::issue(SecretKind::RefreshToken, ctx.hash_key);
         let record = crate::model::RefreshToken {
             token_hash: next.hash.clone(),
@@ -40,7 +50,7 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         if let Ok(mut slot) = issued.lock() {
             *slot = Some(next);
         }
-        record
+        Some(record)
     };
     let old = match store
         .rotate_refresh_token(
@@ -53,6 +63,11 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         .await?
     {
         RefreshRotation::Rotated(old) => old,
+        RefreshRotation::Refused if scope_refused.load(std::sync::atomic::Ordering::Relaxed) => {
+            return Err(OAuthError::invalid_scope(
+                "scope exceeds the original grant",
+            ));
+        }
         RefreshRotation::RecentlyRotated => {
             return Err(OAuthError::invalid_grant(
                 "the refresh token was already used",
@@ -72,7 +87,7 @@ pub(super) async fn handle<S: Storage + ?Sized>(
                 "the refresh token was already used",
             ));
         }
-        RefreshRotation::Invalid => {
+        RefreshRotation::Invalid | RefreshRotation::Refused => {
             return Err(OAuthError::invalid_grant(
                 "the refresh token is invalid or expired",
             ))
@@ -83,16 +98,7 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         .ok()
         .flatten()
         .ok_or_else(|| OAuthError::server_error("rotation stored no new token"))?;
-    // A narrower scope may be asked for; never a wider one (RFC 6749 §6).
-    let scopes = match requested {
-        Some(r) if r.iter().all(|s| old.scope.contains(s)) => r,
-        Some(_) => {
-            return Err(OAuthError::invalid_scope(
-                "scope exceeds the original grant",
-            ))
-        }
-        None => old.scope.clone(),
-    };
+    let scopes = requested.unwrap_or_else(|| old.scope.clone());
     let user = match store.user_by_id(&old.user_id).await? {
         Some(u) if !u.disabled => u,
         _ => return Err(OAuthError::invalid_grant("the user is no longer active")),

@@ -15,9 +15,39 @@ use crate::flow::store_failure;
 use crate::respond::{self, page, with_cookie};
 use crate::state::{now, AppState};
 
+/// `GET /authorize`.
 pub async fn authorize(State(st): State<AppState>, OriginalUri(uri): OriginalUri) -> Response {
+    start(&st, uri.query().unwrap_or("").as_bytes()).await
+}
+
+/// `POST /authorize` with a form body (OIDC Core §3.1.2.1 requires both methods).
+pub async fn authorize_post(
+    State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let form = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+    if !form {
+        let e = portcullis_core::OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        );
+        return respond::oauth_error_page(&st, &e);
+    }
+    start(&st, &body).await
+}
+
+async fn start(st: &AppState, raw: &[u8]) -> Response {
+    let st = st.clone();
     let now = now();
-    let params = match Params::parse(uri.query().unwrap_or("").as_bytes()) {
+    let params = match Params::parse(raw) {
         Ok(p) => p,
         Err(e) => return respond::oauth_error_page(&st, &e),
     };

@@ -63,15 +63,30 @@ pub async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(p) => p,
         Err(e) => return oauth_json_error(&e),
     };
+    let basic_attempted = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_whitespace().next())
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic"));
     let basic = match basic_credentials(&headers) {
         Ok(b) => b,
-        Err(e) => return oauth_json_error(&e),
+        Err(e) => {
+            let mut res = oauth_json_error(&e);
+            if e.code == ErrorCode::InvalidClient && basic_attempted {
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"portcullis\""),
+                );
+            }
+            return res;
+        }
     };
     let ctx = TokenContext {
         issuer: &st.issuer,
         keys: &st.keys,
         hash_key: &st.hash_key,
         lifetimes: &st.lifetimes,
+        access_token_alg: st.access_token_alg,
         now,
     };
     let outcome = grants::dispatch(&params, basic.as_ref(), &*st.store, &ctx).await;
@@ -96,7 +111,7 @@ pub async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(tokens) => json_no_store(StatusCode::OK, &tokens),
         Err(e) => {
             let mut res = oauth_json_error(&e);
-            if e.code == ErrorCode::InvalidClient && basic.is_some() {
+            if e.code == ErrorCode::InvalidClient && basic_attempted {
                 res.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"portcullis\""),

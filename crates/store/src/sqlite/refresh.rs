@@ -168,7 +168,7 @@ impl RefreshTokenStore for SqliteStore {
         client_id: &ClientId,
         now: i64,
         grace_seconds: i64,
-        make_next: &(dyn for<'a> Fn(&'a RefreshToken) -> RefreshToken + Send + Sync),
+        make_next: &(dyn for<'a> Fn(&'a RefreshToken) -> Option<RefreshToken> + Send + Sync),
     ) -> StoreResult<RefreshRotation> {
         // BEGIN IMMEDIATE, then a write first: concurrent rotations of one token queue on the
         // write lock, and exactly one of them finds `rotated_at IS NULL`.
@@ -208,7 +208,12 @@ impl RefreshTokenStore for SqliteStore {
                 tx.commit().await.map_err(map_err)?;
                 return Ok(RefreshRotation::Invalid);
             }
-            let next = make_next(&old);
+            // The caller may refuse the rotation (e.g. a wider scope was asked for): then nothing
+            // changes and the presented token stays live.
+            let Some(next) = make_next(&old) else {
+                tx.rollback().await.map_err(map_err)?;
+                return Ok(RefreshRotation::Refused);
+            };
             check_successor(&old, &next)?;
             insert_refresh_in(&mut tx, &next).await?;
             tx.commit().await.map_err(map_err)?;

@@ -158,14 +158,24 @@ impl UserStore for SqliteStore {
             .rows_affected()
             > 0;
         if found {
-            sqlx::query(
+            // A new password ends every way in that the old one opened: sessions, their
+            // refresh tokens, and codes not yet redeemed.
+            for sql in [
+                "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
                 "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
+            ] {
+                sqlx::query(sql)
+                    .bind(now)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            sqlx::query("DELETE FROM auth_codes WHERE user_id = ? AND consumed_at IS NULL")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)?;
         Ok(found)

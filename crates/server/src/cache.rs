@@ -1,0 +1,237 @@
+//! A read-through cache in front of the store for the two lookups on the token endpoint's hot
+//! path: clients and APIs. Entries live at most [`TTL`], so a change made by the CLI (another
+//! process) is seen within that time; changes made through this process drop the entry at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use portcullis_core::ids::{ClientId, FamilyId, SessionId, UserId};
+use portcullis_core::model::{
+    Api, AuthCode, Client, Flow, RefreshToken, Session, StoredSigningKey, User,
+};
+use portcullis_core::store::*;
+
+/// How long a cached client or API may be served without asking the database again.
+pub const TTL: Duration = Duration::from_millis(500);
+/// Most entries per map; beyond that the map is cleared (it refills from the database).
+const MAX_ENTRIES: usize = 10_000;
+
+struct Map<V> {
+    inner: Mutex<HashMap<String, (Instant, Option<V>)>>,
+}
+
+impl<V: Clone> Map<V> {
+    fn new() -> Self {
+        Self {
+            inner: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Option<V>> {
+        let guard = self.inner.lock().ok()?;
+        match guard.get(key) {
+            Some((at, v)) if at.elapsed() < TTL => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, key: &str, value: Option<V>) {
+        if let Ok(mut guard) = self.inner.lock() {
+            if guard.len() >= MAX_ENTRIES {
+                guard.clear();
+            }
+            guard.insert(key.to_owned(), (Instant::now(), value));
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        if let Ok(mut guard) = self.inner.lock() {
+            guard.remove(key);
+        }
+    }
+}
+
+/// The caching decorator.
+pub struct CachedStore {
+    inner: Arc<dyn Storage>,
+    clients: Map<Client>,
+    apis: Map<Api>,
+}
+
+impl CachedStore {
+    pub fn new(inner: Arc<dyn Storage>) -> Self {
+        Self {
+            inner,
+            clients: Map::new(),
+            apis: Map::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl ClientStore for CachedStore {
+    async fn create_client(&self, client: &Client) -> StoreResult<()> {
+        self.clients.forget(client.id.as_str());
+        self.inner.create_client(client).await
+    }
+    async fn client_by_id(&self, id: &ClientId) -> StoreResult<Option<Client>> {
+        if let Some(hit) = self.clients.get(id.as_str()) {
+            return Ok(hit);
+        }
+        let v = self.inner.client_by_id(id).await?;
+        // Only found clients are cached: random ids cannot fill the map.
+        if v.is_some() {
+            self.clients.put(id.as_str(), v.clone());
+        }
+        Ok(v)
+    }
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        self.inner.list_clients().await
+    }
+    async fn set_client_disabled(
+        &self,
+        id: &ClientId,
+        disabled: bool,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.clients.forget(id.as_str());
+        self.inner.set_client_disabled(id, disabled, now).await
+    }
+    async fn add_client_secret(
+        &self,
+        id: &ClientId,
+        secret_hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.clients.forget(id.as_str());
+        self.inner.add_client_secret(id, secret_hash, now).await
+    }
+}
+
+#[async_trait]
+impl ApiStore for CachedStore {
+    async fn create_api(&self, api: &Api) -> StoreResult<()> {
+        self.apis.forget(&api.audience);
+        self.inner.create_api(api).await
+    }
+    async fn api_by_audience(&self, audience: &str) -> StoreResult<Option<Api>> {
+        if let Some(hit) = self.apis.get(audience) {
+            return Ok(hit);
+        }
+        let v = self.inner.api_by_audience(audience).await?;
+        if v.is_some() {
+            self.apis.put(audience, v.clone());
+        }
+        Ok(v)
+    }
+    async fn list_apis(&self) -> StoreResult<Vec<Api>> {
+        self.inner.list_apis().await
+    }
+}
+
+#[async_trait]
+impl UserStore for CachedStore {
+    async fn create_user(&self, user: &User) -> StoreResult<()> {
+        self.inner.create_user(user).await
+    }
+    async fn user_by_id(&self, id: &UserId) -> StoreResult<Option<User>> {
+        self.inner.user_by_id(id).await
+    }
+    async fn user_by_email_key(&self, email_key: &str) -> StoreResult<Option<User>> {
+        self.inner.user_by_email_key(email_key).await
+    }
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        self.inner.list_users().await
+    }
+    async fn set_user_disabled(&self, id: &UserId, disabled: bool, now: i64) -> StoreResult<bool> {
+        self.inner.set_user_disabled(id, disabled, now).await
+    }
+    async fn delete_user(&self, id: &UserId) -> StoreResult<bool> {
+        self.inner.delete_user(id).await
+    }
+    async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StoreResult<bool> {
+        self.inner.set_password_hash(id, hash, now).await
+    }
+}
+
+#[async_trait]
+impl SigningKeyStore for CachedStore {
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
+        self.inner.insert_signing_key(key).await
+    }
+    async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
+        self.inner.list_signing_keys().await
+    }
+}
+
+#[async_trait]
+impl FlowStore for CachedStore {
+    async fn insert_flow(&self, flow: &Flow) -> StoreResult<()> {
+        self.inner.insert_flow(flow).await
+    }
+    async fn flow_by_hash(&self, cookie_hash: &str, now: i64) -> StoreResult<Option<Flow>> {
+        self.inner.flow_by_hash(cookie_hash, now).await
+    }
+    async fn take_flow(&self, cookie_hash: &str, now: i64) -> StoreResult<Option<Flow>> {
+        self.inner.take_flow(cookie_hash, now).await
+    }
+    async fn purge_expired_flows(&self, now: i64) -> StoreResult<u64> {
+        self.inner.purge_expired_flows(now).await
+    }
+}
+
+#[async_trait]
+impl SessionStore for CachedStore {
+    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+        self.inner.insert_session(session).await
+    }
+    async fn session_by_cookie_hash(&self, cookie_hash: &str) -> StoreResult<Option<Session>> {
+        self.inner.session_by_cookie_hash(cookie_hash).await
+    }
+    async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>> {
+        self.inner.session_by_id(id).await
+    }
+    async fn touch_session(&self, id: &SessionId, now: i64) -> StoreResult<()> {
+        self.inner.touch_session(id, now).await
+    }
+    async fn revoke_session(&self, id: &SessionId, now: i64) -> StoreResult<bool> {
+        self.inner.revoke_session(id, now).await
+    }
+}
+
+#[async_trait]
+impl CodeStore for CachedStore {
+    async fn insert_code(&self, code: &AuthCode) -> StoreResult<()> {
+        self.inner.insert_code(code).await
+    }
+    async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
+        self.inner.redeem_code(code_hash, now).await
+    }
+    async fn set_code_family(&self, code_hash: &str, family_id: &FamilyId) -> StoreResult<()> {
+        self.inner.set_code_family(code_hash, family_id).await
+    }
+}
+
+#[async_trait]
+impl RefreshTokenStore for CachedStore {
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+        self.inner.insert_refresh_token(token).await
+    }
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        client_id: &ClientId,
+        now: i64,
+        grace_seconds: i64,
+        make_next: &(dyn for<'a> Fn(&'a RefreshToken) -> Option<RefreshToken> + Send + Sync),
+    ) -> StoreResult<RefreshRotation> {
+        self.inner
+            .rotate_refresh_token(old_hash, client_id, now, grace_seconds, make_next)
+            .await
+    }
+    async fn revoke_family(&self, family_id: &FamilyId, now: i64) -> StoreResult<()> {
+        self.inner.revoke_family(family_id, now).await
+    }
+}
