@@ -64,3 +64,146 @@ pub fn next(
         Next::ConfirmContinue
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ClientId, SessionId, UserId};
+    use crate::model::{GrantType, SigningAlg};
+
+    fn client(kind: ClientKind, first_party: bool) -> Client {
+        Client {
+            id: ClientId::generate(),
+            name: "c".into(),
+            kind,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            grants: vec![GrantType::AuthorizationCode],
+            apis: vec![],
+            scopes: vec![],
+            first_party,
+            id_token_alg: SigningAlg::RS256,
+            disabled: false,
+            secret_hashes: vec![],
+            created_at: 0,
+        }
+    }
+
+    fn req(redirect: &str) -> AuthorizationRequest {
+        AuthorizationRequest {
+            client_id: ClientId::generate(),
+            redirect_uri: redirect.into(),
+            scope: vec![],
+            state: None,
+            nonce: None,
+            code_challenge: String::new(),
+            prompt_none: false,
+            prompt_login: false,
+            prompt_confirm: false,
+            max_age: None,
+            login_hint: None,
+            audience: None,
+        }
+    }
+
+    fn session(auth_time: i64) -> (Session, User) {
+        let user = User {
+            id: UserId::generate(),
+            email: "a@example.com".into(),
+            email_key: "a@example.com".into(),
+            email_verified: false,
+            password_hash: String::new(),
+            disabled: false,
+            created_at: 0,
+        };
+        let s = Session {
+            id: SessionId::generate(),
+            cookie_hash: String::new(),
+            user_id: user.id.clone(),
+            auth_time,
+            created_at: auth_time,
+            last_seen_at: auth_time,
+            expires_at: auth_time + 1000,
+            revoked_at: None,
+        };
+        (s, user)
+    }
+
+    #[test]
+    fn sso_rules() {
+        let (s, u) = session(100);
+        let web = client(ClientKind::Confidential, true);
+        let https = req("https://app.example.com/cb");
+        assert_eq!(next(&https, &web, Some((&s, &u)), 100), Next::IssueCode);
+        // Loopback redirects, public clients, third-party clients and prompt=consent confirm.
+        assert_eq!(
+            next(&req("http://127.0.0.1:5000/cb"), &web, Some((&s, &u)), 100),
+            Next::ConfirmContinue
+        );
+        assert_eq!(
+            next(
+                &https,
+                &client(ClientKind::Public, true),
+                Some((&s, &u)),
+                100
+            ),
+            Next::ConfirmContinue
+        );
+        assert_eq!(
+            next(
+                &https,
+                &client(ClientKind::Confidential, false),
+                Some((&s, &u)),
+                100
+            ),
+            Next::ConfirmContinue
+        );
+        let consent = AuthorizationRequest {
+            prompt_confirm: true,
+            ..https.clone()
+        };
+        assert_eq!(
+            next(&consent, &web, Some((&s, &u)), 100),
+            Next::ConfirmContinue
+        );
+        // prompt=none: login_required without a session, interaction_required when a click is needed.
+        let none = AuthorizationRequest {
+            prompt_none: true,
+            ..https.clone()
+        };
+        assert!(
+            matches!(next(&none, &web, None, 100), Next::Fail(e) if e.code == ErrorCode::LoginRequired)
+        );
+        let none_public = next(
+            &none,
+            &client(ClientKind::Public, true),
+            Some((&s, &u)),
+            100,
+        );
+        assert!(matches!(none_public, Next::Fail(e) if e.code == ErrorCode::InteractionRequired));
+        // prompt=login and max_age force the password; max_age=0 always does.
+        let login = AuthorizationRequest {
+            prompt_login: true,
+            ..https.clone()
+        };
+        assert_eq!(next(&login, &web, Some((&s, &u)), 100), Next::Login);
+        let zero = AuthorizationRequest {
+            max_age: Some(0),
+            ..https.clone()
+        };
+        assert_eq!(next(&zero, &web, Some((&s, &u)), 100), Next::Login);
+        let ten = AuthorizationRequest {
+            max_age: Some(10),
+            ..https.clone()
+        };
+        assert_eq!(next(&ten, &web, Some((&s, &u)), 110), Next::IssueCode);
+        assert_eq!(next(&ten, &web, Some((&s, &u)), 111), Next::Login);
+        // An ended session or a disabled user is no session.
+        assert_eq!(next(&https, &web, Some((&s, &u)), 1100), Next::Login);
+        let disabled = User {
+            disabled: true,
+            ..u.clone()
+        };
+        assert_eq!(next(&https, &web, Some((&s, &disabled)), 100), Next::Login);
+    }
+}
