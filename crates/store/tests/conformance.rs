@@ -1343,9 +1343,11 @@ mod checks {
             .is_err());
         // A caller that declines (`None`) changes nothing either.
         assert!(matches!(
-            s.rotate_refresh_token("rt-1", &fx.client.id, T0 + 1, GRACE, &|_: &RefreshToken| None)
-                .await
-                .unwrap(),
+            s.rotate_refresh_token("rt-1", &fx.client.id, T0 + 1, GRACE, &|_: &RefreshToken| {
+                None
+            })
+            .await
+            .unwrap(),
             RefreshRotation::Refused
         ));
         // Nothing happened: the token rotates normally afterwards.
