@@ -1,13 +1,18 @@
 // Real-browser sign-in test for Portcullis, driven by crates/cli/tests/browser.rs.
 //
-// The Rust test starts the server (TLS, test CA), seeds a confidential first-party client, a
-// public client and a user, and serves a small "app" on http://127.0.0.1:<port> with:
-//   /start-web?attempt=N     a plain link (#signin) to /authorize for the confidential client
-//   /start-public?attempt=N  the same for the public client
-//   /forge                   an attacker page whose form (#forge-submit) POSTs to <issuer>/login
-//   /cb                      the redirect URI (a small HTML page that echoes nothing)
-//   /csp-canary              a page whose own CSP forbids the image it shows: proves that
-//                            violations and console errors are really recorded
+// The Rust test starts the server (TLS, test CA), registers a confidential first-party client
+// (redirects https://127.0.0.1:<https port>/cb and http://127.0.0.1/cb), a public client and a
+// user, and serves a small "app" on two loopback ports, http://127.0.0.1:<port> and
+// https://127.0.0.1:<port> (the server's own certificate), each with:
+//   /start-web?attempt=N       a plain link (#signin) to /authorize for the first-party client,
+//                              redirect to the HTTPS app's /cb (silent single sign-on allowed)
+//   /start-loopback?attempt=N  the same client, redirect to the HTTP app's /cb (loopback: any
+//                              local process could listen there, so always "Continue as")
+//   /start-public?attempt=N    the public client, redirect to the HTTP app's /cb
+//   /forge                     an attacker page whose form (#forge-submit) POSTs to <issuer>/login
+//   /cb                        the redirect URI (a small HTML page that echoes nothing)
+//   /csp-canary                a page whose own CSP forbids the image it shows: proves that
+//                              violations and console errors are really recorded
 // This script drives Chromium through the hosted pages in ONE browser context and prints one
 // JSON line with what it saw on stdout (diagnostics go to stderr). It exits non-zero with a
 // clear message on any failure.
@@ -15,6 +20,7 @@
 // Inputs (environment):
 //   PORTCULLIS_ISSUER         e.g. https://localhost:4431
 //   APP_BASE                  e.g. http://127.0.0.1:5555
+//   APP_HTTPS_BASE            e.g. https://127.0.0.1:5556
 //   WEB_CLIENT_ID             the confidential first-party client
 //   PUBLIC_CLIENT_ID          the public client
 //   USER_EMAIL, USER_PASSWORD the seeded user
@@ -57,6 +63,7 @@ function log(message) {
 
 const issuer = need('PORTCULLIS_ISSUER').replace(/\/$/, '');
 const appBase = need('APP_BASE').replace(/\/$/, '');
+const appHttpsBase = need('APP_HTTPS_BASE').replace(/\/$/, '');
 const webClientId = need('WEB_CLIENT_ID');
 const publicClientId = need('PUBLIC_CLIENT_ID');
 const email = need('USER_EMAIL');
@@ -67,14 +74,15 @@ const spki = process.env.IGNORE_CERT_SPKI || '';
 mkdirSync(artifacts, { recursive: true });
 
 const issuerUrl = new URL(issuer);
-const cbPrefix = `${appBase}/cb?`;
 
 // Observations shared by all steps.
 const cspViolations = [];
 const consoleErrors = [];
 const pageErrors = [];
 const loginFormSeenAt = []; // every document (URL) in which form#login was present
+const continueFormSeenAt = []; // every document (URL) in which form#continue was present
 const documents = []; // main-frame document responses: {step, method, url (no query), status}
+const screenshots = [];
 let step = 'setup';
 
 // Runs before any page script, in every document, and is not subject to the page's CSP
@@ -103,6 +111,9 @@ const initScript = () => {
     if (document.querySelector('form#login')) {
       console.debug('__portcullis_login_form__' + location.origin + location.pathname);
     }
+    if (document.querySelector('form#continue')) {
+      console.debug('__portcullis_continue_form__' + location.origin + location.pathname);
+    }
   });
 };
 
@@ -124,6 +135,10 @@ function attachObservers(page) {
     }
     if (text.startsWith('__portcullis_login_form__')) {
       loginFormSeenAt.push({ step, url: text.slice('__portcullis_login_form__'.length) });
+      return;
+    }
+    if (text.startsWith('__portcullis_continue_form__')) {
+      continueFormSeenAt.push({ step, url: text.slice('__portcullis_continue_form__'.length) });
       return;
     }
     if (msg.type() === 'error') {
@@ -151,32 +166,96 @@ function callbackParams(url) {
   };
 }
 
-// Opens an app start page and clicks its authorization link (a real cross-site navigation).
-async function startAt(page, path, expectedClientId) {
-  await page.goto(`${appBase}${path}`, { waitUntil: 'load' });
+// Opens an app start page on `base` and clicks its authorization link (a real cross-site
+// navigation), after checking that it asks for `expectedClientId` and `base`'s /cb.
+async function startAt(page, base, path, expectedClientId) {
+  await page.goto(`${base}${path}`, { waitUntil: 'load' });
   const href = await page.getAttribute('a#signin', 'href');
-  check(href, `${path}: no a#signin link`);
+  check(href, `${base}${path}: no a#signin link`);
   const target = new URL(href);
   check(target.origin === issuerUrl.origin, `${path}: the link goes to ${target.origin}, not the issuer`);
   check(
     target.searchParams.get('client_id') === expectedClientId,
     `${path}: the link is for client ${target.searchParams.get('client_id')}, expected ${expectedClientId}`,
   );
+  check(
+    target.searchParams.get('redirect_uri') === `${base}/cb`,
+    `${path}: the link's redirect_uri is ${target.searchParams.get('redirect_uri')}, expected ${base}/cb`,
+  );
   await page.click('a#signin');
 }
 
-async function waitForCallback(page, what) {
+// Waits until the browser is back at `base`'s /cb with a code.
+async function waitForCallback(page, what, base) {
+  const cbPrefix = `${base}/cb?`;
   try {
     await page.waitForURL((u) => u.href.startsWith(cbPrefix), { timeout: TIMEOUT_MS, waitUntil: 'load' });
   } catch (e) {
     const title = await page.title().catch(() => '?');
-    throw new Failure(`${what}: did not reach ${appBase}/cb (now at ${stripQuery(page.url())}, title "${title}"): ${e.message.split('\n')[0]}`);
+    throw new Failure(`${what}: did not reach ${base}/cb (now at ${stripQuery(page.url())}, title "${title}"): ${e.message.split('\n')[0]}`);
   }
   const params = callbackParams(page.url());
   check(!params.error, `${what}: the client got error=${params.error}`);
   check(params.code, `${what}: no code in the callback`);
   await page.waitForSelector('#callback', { timeout: TIMEOUT_MS });
   return params;
+}
+
+// An authorization from the HTTPS app that must complete without any page of ours: the
+// documents are the start page, the /authorize hop, /authorize/resume answering 302, and /cb.
+async function silentAuthorization(page, label, path, what) {
+  const beforeLogin = loginFormSeenAt.length;
+  const beforeContinue = continueFormSeenAt.length;
+  await startAt(page, appHttpsBase, path, webClientId);
+  const result = await waitForCallback(page, what, appHttpsBase);
+  result.login_form_shown = loginFormSeenAt.length > beforeLogin;
+  result.continue_shown = continueFormSeenAt.length > beforeContinue;
+  result.documents = documents.filter((d) => d.step === label);
+  check(!result.login_form_shown, `${what}: showed the login form`);
+  check(!result.continue_shown, `${what}: showed "Continue as" instead of signing in silently`);
+  const ours = result.documents.filter((d) => d.url.startsWith(`${issuer}/`));
+  const summary = ours.map((d) => `${d.method} ${d.url} ${d.status}`);
+  check(
+    summary.length === 2 &&
+      summary[0] === `GET ${issuer}/authorize 200` &&
+      summary[1] === `GET ${issuer}/authorize/resume 302`,
+    `${what}: expected only the hop and a 302 from /authorize/resume, got ${JSON.stringify(summary)}`,
+  );
+  return result;
+}
+
+// An authorization from `base` that must stop at "Continue as <email>" and complete after one
+// click, without the login form.
+async function continueAs(page, label, base, path, clientId, shotName, what) {
+  const beforeLogin = loginFormSeenAt.length;
+  await startAt(page, base, path, clientId);
+  try {
+    await page.waitForSelector('form#continue #continue-as', { state: 'visible' });
+  } catch (e) {
+    throw new Failure(`${what}: no "Continue as" button (now at ${stripQuery(page.url())}, title "${await page.title()}")`);
+  }
+  check(
+    stripQuery(page.url()) === `${issuer}/authorize/resume`,
+    `${what}: "Continue as" at ${stripQuery(page.url())}, expected ${issuer}/authorize/resume`,
+  );
+  const continueText = (await page.textContent('#continue-as')).trim();
+  const heading = (await page.textContent('h1')).trim();
+  const clientName = (await page.textContent('p.app strong')).trim();
+  const injected = await page.$('p.app app');
+  check(continueText.includes(email), `${what}: the "Continue as" button says "${continueText}", without ${email}`);
+  const shot = join(artifacts, shotName);
+  await page.screenshot({ path: shot, fullPage: true });
+  screenshots.push(shot);
+  await page.click('#continue-as');
+  const result = await waitForCallback(page, `${what} after "Continue as"`, base);
+  result.continue_shown = true;
+  result.continue_text = continueText;
+  result.heading = heading;
+  result.client_name_text = clientName;
+  result.client_name_became_markup = Boolean(injected);
+  result.login_form_shown = loginFormSeenAt.length > beforeLogin;
+  result.documents = documents.filter((d) => d.step === label);
+  return result;
 }
 
 function cookieReport(c) {
@@ -216,7 +295,6 @@ async function main() {
   await context.addInitScript(initScript);
   const page = await context.newPage();
   attachObservers(page);
-  const screenshots = [];
   try {
     // 0. The recorders work: the canary page must produce one img-src violation.
     step = 'canary';
@@ -227,9 +305,9 @@ async function main() {
     }
     check(cspViolations.some((v) => v.step === 'canary'), 'the CSP canary page produced no recorded violation');
 
-    // a. First sign-in with the confidential first-party client.
+    // a. First sign-in with the confidential first-party client (from the HTTPS app).
     step = 'web-1';
-    await startAt(page, '/start-web?attempt=1', webClientId);
+    await startAt(page, appHttpsBase, '/start-web?attempt=1', webClientId);
     await page.waitForURL((u) => u.href.startsWith(`${issuer}/authorize/resume`), { waitUntil: 'load' });
     await page.waitForSelector('form#login #email', { state: 'visible' });
     const loginShot = join(artifacts, 'login.png');
@@ -241,7 +319,7 @@ async function main() {
     await page.fill('#email', email);
     await page.fill('#password', password);
     await page.click('#sign-in');
-    results.web1 = await waitForCallback(page, 'first sign-in');
+    results.web1 = await waitForCallback(page, 'first sign-in', appHttpsBase);
     results.web1.login_form_shown = true;
     results.web1.client_name_text = clientName;
     results.web1.client_name_became_markup = Boolean(injected);
@@ -258,36 +336,19 @@ async function main() {
     check(session.domain === issuerUrl.hostname, `session cookie domain is ${session.domain} (expected host-only ${issuerUrl.hostname})`);
     const sessionValue = session.value;
 
-    // c. A second authorization from the app: silent single sign-on, no password prompt.
+    // c. A second authorization from the HTTPS app: silent single sign-on, no page of ours
+    // beyond the hop (no login form, no "Continue as"), straight back to /cb.
     step = 'web-2';
-    const before = loginFormSeenAt.length;
-    await startAt(page, '/start-web?attempt=2', webClientId);
-    results.web2 = await waitForCallback(page, 'second authorization (silent SSO)');
-    results.web2.login_form_shown = loginFormSeenAt.length > before;
-    check(!results.web2.login_form_shown, 'the second authorization showed the login form');
-    results.web2.documents = documents.filter((d) => d.step === 'web-2');
+    results.web2 = await silentAuthorization(page, 'web-2', '/start-web?attempt=2', 'second authorization (silent SSO)');
+
+    // c2. The same client with its loopback http redirect: never silent, "Continue as" first.
+    step = 'loopback-1';
+    results.loopback = await continueAs(page, 'loopback-1', appBase, '/start-loopback?attempt=1', webClientId, 'continue-first-party.png', 'first-party client on a loopback redirect');
+    check(!results.loopback.login_form_shown, 'the loopback flow of the first-party client showed the login form');
 
     // d. The public client: "Continue as <email>", one click.
     step = 'public-1';
-    const beforePublic = loginFormSeenAt.length;
-    await startAt(page, '/start-public?attempt=1', publicClientId);
-    try {
-      await page.waitForSelector('#continue-as', { state: 'visible' });
-    } catch (e) {
-      throw new Failure(`public client: no "Continue as" button (now at ${stripQuery(page.url())}, title "${await page.title()}")`);
-    }
-    const continueText = (await page.textContent('#continue-as')).trim();
-    const heading = (await page.textContent('h1')).trim();
-    check(continueText.includes(email), `the "Continue as" button says "${continueText}", without ${email}`);
-    const continueShot = join(artifacts, 'continue.png');
-    await page.screenshot({ path: continueShot, fullPage: true });
-    screenshots.push(continueShot);
-    await page.click('#continue-as');
-    results.public = await waitForCallback(page, 'public client after "Continue as"');
-    results.public.continue_shown = true;
-    results.public.continue_text = continueText;
-    results.public.heading = heading;
-    results.public.login_form_shown = loginFormSeenAt.length > beforePublic;
+    results.public = await continueAs(page, 'public-1', appBase, '/start-public?attempt=1', publicClientId, 'continue.png', 'public client');
     check(!results.public.login_form_shown, 'the public client flow showed the login form');
 
     // e. A forged cross-site POST to /login from the app's origin.
@@ -314,11 +375,7 @@ async function main() {
 
     // Nothing changed: the next authorization is still silent.
     step = 'web-3';
-    const beforeWeb3 = loginFormSeenAt.length;
-    await startAt(page, '/start-web?attempt=3', webClientId);
-    results.web3 = await waitForCallback(page, 'authorization after the forged POST');
-    results.web3.login_form_shown = loginFormSeenAt.length > beforeWeb3;
-    check(!results.web3.login_form_shown, 'the authorization after the forged POST showed the login form');
+    results.web3 = await silentAuthorization(page, 'web-3', '/start-web?attempt=3', 'authorization after the forged POST');
 
     results.cookies_final = (await context.cookies(issuer)).map(cookieReport);
     results.ok = true;
@@ -338,6 +395,7 @@ async function main() {
     results.console_errors = consoleErrors.filter(notCanary);
     results.page_errors = pageErrors;
     results.login_form_seen_at = loginFormSeenAt;
+    results.continue_form_seen_at = continueFormSeenAt;
     results.documents = documents;
     results.screenshots = screenshots;
     await context.close().catch(() => {});

@@ -1,9 +1,14 @@
 //! A real browser (Debian's Chromium, driven by `playwright-core` from `tests/browser/`) signs
 //! in through the hosted pages: a cross-site link from an app, the interstitial hop, the login
-//! form, silent single sign-on for the confidential first-party client, "Continue as" for the
-//! public client, and a forged cross-site POST to `/login`. The app is a tiny HTTP/1.1 server on
-//! a loopback port (RFC 8252: `http://127.0.0.1:<any port>/cb` matches the registered
-//! `http://127.0.0.1/cb`).
+//! form, silent single sign-on for a confidential first-party client whose redirect is `https`,
+//! "Continue as" for the same client on a loopback `http` redirect and for a public client, and
+//! a forged cross-site POST to `/login`.
+//!
+//! The app is a tiny HTTP/1.1 server on two loopback ports: plain HTTP (RFC 8252: the redirect
+//! `http://127.0.0.1:<any port>/cb` matches the registered `http://127.0.0.1/cb`) and HTTPS with
+//! the server's own leaf certificate (`https://127.0.0.1:<port>/cb`, registered with its exact
+//! port). Silent single sign-on is only allowed for the `https` redirect: any local process can
+//! listen on a loopback port (RFC 8252 §8.5, §8.6).
 //!
 //! Needs `node`, `/usr/bin/chromium` (or `$CHROMIUM`) and `npm ci --prefix tests/browser`; a
 //! missing piece fails the test with the command that installs it.
@@ -20,8 +25,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::*;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 const EMAIL: &str = "alice@example.com";
 
@@ -32,11 +37,12 @@ struct Start {
     nonce: String,
 }
 
-/// The app's state: the links it serves and the callbacks it received.
+/// The app's state: the links it serves and the callbacks it received, each with the scheme
+/// of the listener it arrived at (`http` or `https`).
 struct App {
     issuer: String,
     starts: HashMap<String, Start>,
-    callbacks: Mutex<Vec<String>>,
+    callbacks: Mutex<Vec<(&'static str, String)>>,
 }
 
 fn workspace_root() -> PathBuf {
@@ -57,20 +63,23 @@ fn page(title: &str, body: &str) -> String {
     format!("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head><body>{body}</body></html>")
 }
 
-/// Answers one request of the app. Returns (status line, extra header lines, body).
-fn app_route(app: &App, target: &str) -> (&'static str, &'static str, String) {
+/// Answers one request of the app on its `scheme` listener. Returns (status line, extra header
+/// lines, body).
+fn app_route(
+    app: &App,
+    scheme: &'static str,
+    target: &str,
+) -> (&'static str, &'static str, String) {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let attempt = query
         .split('&')
         .find_map(|p| p.strip_prefix("attempt="))
         .unwrap_or("1");
     match path {
-        "/start-web" | "/start-public" => {
-            let kind = if path == "/start-web" {
-                "web"
-            } else {
-                "public"
-            };
+        // `web`: the first-party client with its https redirect; `loopback`: the same client with
+        // the http loopback redirect; `public`: the public client (loopback redirect).
+        "/start-web" | "/start-loopback" | "/start-public" => {
+            let kind = &path["/start-".len()..];
             match app.starts.get(&format!("{kind}-{attempt}")) {
                 Some(s) => (
                     "200 OK",
@@ -99,7 +108,10 @@ fn app_route(app: &App, target: &str) -> (&'static str, &'static str, String) {
             ),
         ),
         "/cb" => {
-            app.callbacks.lock().unwrap().push(query.to_owned());
+            app.callbacks
+                .lock()
+                .unwrap()
+                .push((scheme, query.to_owned()));
             (
                 "200 OK",
                 "",
@@ -121,7 +133,10 @@ fn app_route(app: &App, target: &str) -> (&'static str, &'static str, String) {
     }
 }
 
-async fn serve_conn(app: Arc<App>, mut sock: TcpStream) {
+async fn serve_conn<S>(app: Arc<App>, scheme: &'static str, mut sock: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     // GET-only, one request per connection: read the head, answer, close.
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 2048];
@@ -141,7 +156,7 @@ async fn serve_conn(app: Arc<App>, mut sock: TcpStream) {
     let mut parts = head.lines().next().unwrap_or("").split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
     let (status, extra, body) = if method == "GET" {
-        app_route(&app, target)
+        app_route(&app, scheme, target)
     } else {
         ("405 Method Not Allowed", "", String::new())
     };
@@ -151,6 +166,58 @@ async fn serve_conn(app: Arc<App>, mut sock: TcpStream) {
     );
     let _ = sock.write_all(res.as_bytes()).await;
     let _ = sock.shutdown().await;
+}
+
+/// The app's TLS settings: the server's own leaf certificate and key (it covers `127.0.0.1`, and
+/// Chromium accepts its key through the SPKI pin), HTTP/1.1 only (no ALPN).
+fn app_tls(srv: &TestServer) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(srv.dir.path().join("cert.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(srv.dir.path().join("key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// Serves the app on `listener`, over TLS when `tls` is given.
+fn serve_app(
+    app: Arc<App>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let app = app.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                match tls {
+                    None => serve_conn(app, "http", sock).await,
+                    Some(acceptor) => {
+                        if let Ok(Ok(stream)) =
+                            tokio::time::timeout(Duration::from_secs(30), acceptor.accept(sock))
+                                .await
+                        {
+                            serve_conn(app, "https", stream).await;
+                        }
+                    }
+                }
+            });
+        }
+    })
 }
 
 /// Builds an authorization URL for `client_id` with its own state, nonce and PKCE pair.
@@ -247,49 +314,78 @@ async fn chromium_signs_in_through_the_hosted_pages() {
         .unwrap_or_else(|| root.join("target"))
         .join("browser-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
+    // Absolute, so the script (run from tests/browser) writes where this test looks.
+    let artifacts = artifacts.canonicalize().unwrap();
 
     let srv = TestServer::start();
     let seed = srv.seed();
     let spki = spki_hash(&srv);
 
-    // The app, on a loopback port.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app_port = listener.local_addr().unwrap().port();
-    let app_base = format!("http://127.0.0.1:{app_port}");
-    let redirect_uri = format!("{app_base}/cb");
+    // The app, on two loopback ports: plain HTTP and HTTPS (the server's certificate).
+    let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let https_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_base = format!(
+        "http://127.0.0.1:{}",
+        http_listener.local_addr().unwrap().port()
+    );
+    let https_base = format!(
+        "https://127.0.0.1:{}",
+        https_listener.local_addr().unwrap().port()
+    );
+    let loopback_cb = format!("{http_base}/cb");
+    let https_cb = format!("{https_base}/cb");
+
+    // A confidential first-party client with both redirects: the https one (exact, port and
+    // all) and the loopback one (any port). Same name as the seeded client, to check escaping.
+    let web = srv.cli_json(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Web <App>",
+            "--redirect-uri",
+            &https_cb,
+            "--redirect-uri",
+            "http://127.0.0.1/cb",
+            "--api",
+            API,
+            "--scope",
+            "read:things",
+            "--first-party",
+        ],
+        None,
+    );
+    let web_id = web["client_id"].as_str().unwrap().to_owned();
+    let web_secret = web["client_secret"].as_str().unwrap().to_owned();
+
     let mut starts = HashMap::new();
     for label in ["web-1", "web-2", "web-3"] {
-        starts.insert(
-            label.to_owned(),
-            start(&srv, &seed.web_id, &redirect_uri, label),
-        );
+        starts.insert(label.to_owned(), start(&srv, &web_id, &https_cb, label));
     }
     starts.insert(
+        "loopback-1".to_owned(),
+        start(&srv, &web_id, &loopback_cb, "loopback-1"),
+    );
+    starts.insert(
         "public-1".to_owned(),
-        start(&srv, &seed.public_id, &redirect_uri, "public-1"),
+        start(&srv, &seed.public_id, &loopback_cb, "public-1"),
     );
     let app = Arc::new(App {
         issuer: srv.issuer.clone(),
         starts,
         callbacks: Mutex::new(Vec::new()),
     });
-    let server_app = app.clone();
-    let app_task = tokio::spawn(async move {
-        loop {
-            let Ok((sock, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(serve_conn(server_app.clone(), sock));
-        }
-    });
+    let http_task = serve_app(app.clone(), http_listener, None);
+    let https_task = serve_app(app.clone(), https_listener, Some(app_tls(&srv)));
 
     // The browser.
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(&script)
         .current_dir(root.join("tests/browser"))
         .env("PORTCULLIS_ISSUER", &srv.issuer)
-        .env("APP_BASE", &app_base)
-        .env("WEB_CLIENT_ID", &seed.web_id)
+        .env("APP_BASE", &http_base)
+        .env("APP_HTTPS_BASE", &https_base)
+        .env("WEB_CLIENT_ID", &web_id)
         .env("PUBLIC_CLIENT_ID", &seed.public_id)
         .env("USER_EMAIL", EMAIL)
         .env("USER_PASSWORD", PASSWORD)
@@ -318,13 +414,16 @@ async fn chromium_signs_in_through_the_hosted_pages() {
     let r: Value = serde_json::from_str(line).expect("the browser's JSON line");
     assert_eq!(r["ok"], true, "{r}");
 
-    // Codes, state echoed, iss is the issuer (RFC 9207), for every authorization.
-    for (key, label) in [
-        ("web1", "web-1"),
-        ("web2", "web-2"),
-        ("public", "public-1"),
-        ("web3", "web-3"),
-    ] {
+    // Codes, state echoed, iss is the issuer (RFC 9207), for every authorization, each at the
+    // redirect URI it asked for. In the order the browser ran them.
+    let flows = [
+        ("web1", "web-1", "https", https_cb.as_str()),
+        ("web2", "web-2", "https", https_cb.as_str()),
+        ("loopback", "loopback-1", "http", loopback_cb.as_str()),
+        ("public", "public-1", "http", loopback_cb.as_str()),
+        ("web3", "web-3", "https", https_cb.as_str()),
+    ];
+    for (key, label, _, cb) in flows {
         assert!(
             !str_of(&r, &format!("{key}.code")).is_empty(),
             "{key}: no code"
@@ -337,55 +436,94 @@ async fn chromium_signs_in_through_the_hosted_pages() {
         assert_eq!(str_of(&r, &format!("{key}.iss")), srv.issuer, "{key}: iss");
         assert_eq!(
             str_of(&r, &format!("{key}.url")),
-            redirect_uri,
+            cb,
             "{key}: landed elsewhere"
         );
     }
-    let codes: Vec<&str> = ["web1", "web2", "public", "web3"]
+    let codes: Vec<&str> = flows
         .iter()
-        .map(|k| str_of(&r, &format!("{k}.code")))
+        .map(|(k, ..)| str_of(&r, &format!("{k}.code")))
         .collect();
     for (i, c) in codes.iter().enumerate() {
         assert!(!codes[..i].contains(c), "codes must all differ: {codes:?}");
     }
-    // The app's own listener saw the same callbacks the browser reported.
+    // The app's own listeners saw the same callbacks the browser reported, on the right scheme.
     let seen = app.callbacks.lock().unwrap().clone();
-    assert_eq!(seen.len(), 4, "callbacks at the app: {}", seen.len());
-    for (q, code) in seen.iter().zip(&codes) {
+    assert_eq!(seen.len(), flows.len(), "callbacks at the app: {seen:?}");
+    for ((scheme, q), ((key, _, want_scheme, _), code)) in seen.iter().zip(flows.iter().zip(&codes))
+    {
+        assert_eq!(scheme, want_scheme, "{key}: callback on the wrong listener");
         let q = query_of(&format!("http://x/?{q}"));
-        assert_eq!(q.get("code").map(String::as_str), Some(*code));
+        assert_eq!(q.get("code").map(String::as_str), Some(*code), "{key}");
     }
 
-    // The seeded client's name "Web <App>" was escaped: the browser shows it as text.
+    // The client's name "Web <App>" was escaped: the browser shows it as text.
     assert_eq!(r["web1"]["client_name_text"], "Web <App>");
     assert_eq!(r["web1"]["client_name_became_markup"], false);
+    assert_eq!(r["loopback"]["client_name_text"], "Web <App>");
+    assert_eq!(r["loopback"]["client_name_became_markup"], false);
 
-    // Silent single sign-on for the confidential first-party client: no password prompt.
-    assert_eq!(
-        r["web2"]["login_form_shown"], false,
-        "second authorization showed the login form"
-    );
-    assert_eq!(
-        r["web3"]["login_form_shown"], false,
-        "authorization after the forged POST showed the login form"
-    );
-    let web2_docs: Vec<String> = r["web2"]["documents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            format!(
-                "{} {} {}",
-                d["method"].as_str().unwrap(),
-                d["url"].as_str().unwrap(),
-                d["status"]
-            )
-        })
-        .collect();
-    let resume = format!("GET {}/authorize/resume 302", srv.issuer);
+    // The main-frame documents of one step, as "METHOD url status".
+    let docs_of = |key: &str| -> Vec<String> {
+        r[key]["documents"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}.documents missing: {}", r[key]))
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {} {}",
+                    d["method"].as_str().unwrap(),
+                    d["url"].as_str().unwrap(),
+                    d["status"]
+                )
+            })
+            .collect()
+    };
+    let hop = format!("GET {}/authorize 200", srv.issuer);
+    let resume_302 = format!("GET {}/authorize/resume 302", srv.issuer);
+    let resume_200 = format!("GET {}/authorize/resume 200", srv.issuer);
+
+    // Silent single sign-on for the confidential first-party client on its https redirect: from
+    // the app's start page through the hop straight back to /cb, no page of ours in between.
+    for key in ["web2", "web3"] {
+        assert_eq!(
+            r[key]["login_form_shown"], false,
+            "{key}: showed the login form"
+        );
+        assert_eq!(
+            r[key]["continue_shown"], false,
+            "{key}: showed \"Continue as\""
+        );
+        assert_eq!(
+            docs_of(key),
+            [
+                format!("GET {https_base}/start-web 200"),
+                hop.clone(),
+                resume_302.clone(),
+                format!("GET {https_cb} 200"),
+            ],
+            "{key}: silent SSO must go start page -> /authorize -> /authorize/resume 302 -> /cb"
+        );
+    }
+
+    // The same client on the loopback http redirect: "Continue as <email>", then a code.
+    assert_eq!(r["loopback"]["continue_shown"], true);
     assert!(
-        web2_docs.contains(&resume),
-        "silent SSO must answer /authorize/resume with 302: {web2_docs:?}"
+        str_of(&r, "loopback.continue_text").contains(EMAIL),
+        "{}",
+        r["loopback"]
+    );
+    assert_eq!(r["loopback"]["login_form_shown"], false);
+    let loopback_docs = docs_of("loopback");
+    assert!(
+        loopback_docs.contains(&resume_200) && !loopback_docs.contains(&resume_302),
+        "the loopback redirect must get the \"Continue as\" page, not a code: {loopback_docs:?}"
+    );
+    assert!(
+        loopback_docs
+            .iter()
+            .any(|d| d.starts_with(&format!("POST {}/authorize/continue 30", srv.issuer))),
+        "the loopback code must come from the \"Continue as\" POST: {loopback_docs:?}"
     );
 
     // The public client asked "Continue as <email>" and got a code after one click.
@@ -396,6 +534,11 @@ async fn chromium_signs_in_through_the_hosted_pages() {
         r["public"]
     );
     assert_eq!(r["public"]["login_form_shown"], false);
+    assert!(
+        docs_of("public").contains(&resume_200),
+        "{:?}",
+        docs_of("public")
+    );
 
     // The recorders work: the canary page's one forbidden image was seen both ways.
     let canary_violations = r["canary"]["csp_violations"].as_array().unwrap();
@@ -460,12 +603,13 @@ async fn chromium_signs_in_through_the_hosted_pages() {
     assert_eq!(session["hostOnly"], true);
     assert_eq!(session["domain"], "localhost");
     // The flow cookie is single use: deleted once the code is issued.
-    assert!(
-        cookies
-            .iter()
-            .all(|c| c["name"] != "__Host-portcullis-flow"),
-        "flow cookie left behind: {cookies:?}"
-    );
+    for key in ["cookies", "cookies_final"] {
+        let list = r[key].as_array().unwrap();
+        assert!(
+            list.iter().all(|c| c["name"] != "__Host-portcullis-flow"),
+            "{key}: flow cookie left behind: {list:?}"
+        );
+    }
 
     // The forged cross-site POST was refused and changed nothing.
     assert_eq!(r["forge"]["status"], 403);
@@ -476,16 +620,31 @@ async fn chromium_signs_in_through_the_hosted_pages() {
     );
     assert_eq!(r["forge"]["session_unchanged"], true);
 
+    // Screenshots were written.
+    for shot in r["screenshots"].as_array().unwrap() {
+        let path = shot.as_str().unwrap();
+        assert!(
+            std::fs::metadata(path).is_ok_and(|m| m.len() > 0),
+            "screenshot {path} missing or empty"
+        );
+    }
+    assert_eq!(
+        r["screenshots"].as_array().unwrap().len(),
+        3,
+        "{}",
+        r["screenshots"]
+    );
+
     // The first code is real: exchange it with the client's secret and PKCE verifier.
     let web1 = &app.starts["web-1"];
     let http = srv.http();
     let res = http
         .post(srv.url("/token"))
-        .basic_auth(&seed.web_id, Some(&seed.web_secret))
+        .basic_auth(&web_id, Some(&web_secret))
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", str_of(&r, "web1.code")),
-            ("redirect_uri", redirect_uri.as_str()),
+            ("redirect_uri", https_cb.as_str()),
             ("code_verifier", web1.verifier.as_str()),
         ])
         .send()
@@ -499,15 +658,16 @@ async fn chromium_signs_in_through_the_hosted_pages() {
         .is_some_and(|t| !t.is_empty()));
     let claims = decode_jwt_claims(tokens["id_token"].as_str().expect("an ID token"));
     assert_eq!(claims["iss"], srv.issuer.as_str());
-    let aud_ok = claims["aud"] == seed.web_id.as_str()
+    let aud_ok = claims["aud"] == web_id.as_str()
         || claims["aud"]
             .as_array()
-            .is_some_and(|a| a.iter().any(|x| x == seed.web_id.as_str()));
+            .is_some_and(|a| a.iter().any(|x| x == web_id.as_str()));
     assert!(aud_ok, "ID token aud: {}", claims["aud"]);
     assert_eq!(claims["sub"], seed.user_id.as_str());
     assert_eq!(claims["nonce"], web1.nonce.as_str());
 
-    app_task.abort();
+    http_task.abort();
+    https_task.abort();
     eprintln!(
         "browser test: {} ({}) passed in {:.1} s; artifacts in {}",
         r["browser"],
