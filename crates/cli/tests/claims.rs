@@ -288,7 +288,23 @@ async fn check_html_page(what: &str, res: reqwest::Response, app_origin: Option<
             .unwrap_or_else(|| panic!("{what}: CSP lacks {name}: {csp}"))
     };
     assert_eq!(dir("default-src"), ["'self'"], "{what}: {csp}");
-    assert_eq!(dir("script-src"), ["'none'"], "{what}: {csp}");
+    // Scripts only with this response's nonce (the pages use none); a nonce is never reused.
+    let script = dir("script-src");
+    assert!(
+        script.len() == 1 && script[0].starts_with("'nonce-") && script[0].len() >= 30,
+        "{what}: script-src must be one nonce: {csp}"
+    );
+    assert_eq!(
+        dir("style-src"),
+        ["'self'".to_owned(), script[0].clone()],
+        "{what}: {csp}"
+    );
+    {
+        static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut seen = SEEN.lock().unwrap();
+        assert!(!seen.contains(&script[0]), "{what}: a CSP nonce was reused");
+        seen.push(script[0].clone());
+    }
     assert_eq!(dir("object-src"), ["'none'"], "{what}: {csp}");
     assert_eq!(dir("base-uri"), ["'none'"], "{what}: {csp}");
     assert_eq!(dir("frame-ancestors"), ["'none'"], "{what}: {csp}");
@@ -1059,15 +1075,25 @@ async fn http_redirect_listener_only_redirects_to_the_issuer() {
         assert!(header(&headers, "set-cookie").is_none());
         assert!(body.is_empty());
     }
-    // A POST is not served either.
+    // A POST is not served, and not redirected either: a 307/308 would re-send the password.
+    for path in ["/login", "/token"] {
+        let res = plain
+            .post(format!("http://127.0.0.1:{rport}{path}"))
+            .form(&[("email", ALICE), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "{path}");
+        assert!(res.headers().get("location").is_none(), "{path}");
+        assert!(res.headers().get("set-cookie").is_none(), "{path}");
+        assert_eq!(res.headers()["allow"], "GET, HEAD");
+    }
     let res = plain
-        .post(format!("http://127.0.0.1:{rport}/login"))
-        .form(&[("email", ALICE), ("password", PASSWORD)])
+        .head(format!("http://127.0.0.1:{rport}/"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 308);
-    assert!(res.headers().get("set-cookie").is_none());
 }
 
 // ---------------------------------------------------------------------------------------------

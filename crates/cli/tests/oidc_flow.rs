@@ -140,7 +140,11 @@ async fn openidconnect_library_signs_in_end_to_end() {
     .unwrap();
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(header["alg"], "ES256");
-    assert_eq!(body["aud"], API);
+    // Its audiences: the API, and userinfo (which refuses tokens that do not name it).
+    assert_eq!(
+        body["aud"],
+        serde_json::json!([API, format!("{}/userinfo", srv.issuer)])
+    );
     assert_eq!(body["sub"], seed.user_id);
     assert_eq!(
         body["exp"].as_i64().unwrap() - body["iat"].as_i64().unwrap(),

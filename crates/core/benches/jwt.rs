@@ -12,7 +12,7 @@ fn claims() -> AccessClaims {
     AccessClaims {
         iss: "https://id.example.com".into(),
         sub: "cl_2IzLaybaKM_45OxcobLzdw".into(),
-        aud: "https://api.example.com".into(),
+        aud: jwt::Audience::one("https://api.example.com"),
         exp: 1_800_000_300,
         iat: 1_800_000_000,
         jti: "gQhKCNKZon3T012L_FXoBg".into(),
@@ -58,14 +58,26 @@ fn bench(c: &mut Criterion) {
     let rs_token = jwt::sign(rs, jwt::TYP_ACCESS_TOKEN, &cl).unwrap();
     c.bench_function("verify access token ES256", |b| {
         b.iter(|| {
-            jwt::verify_access_token(&es_token, &ks, "https://id.example.com", 1_800_000_001)
-                .unwrap()
+            jwt::verify_access_token(
+                &es_token,
+                &ks,
+                "https://id.example.com",
+                "https://api.example.com",
+                1_800_000_001,
+            )
+            .unwrap()
         })
     });
     c.bench_function("verify access token RS256", |b| {
         b.iter(|| {
-            jwt::verify_access_token(&rs_token, &ks, "https://id.example.com", 1_800_000_001)
-                .unwrap()
+            jwt::verify_access_token(
+                &rs_token,
+                &ks,
+                "https://id.example.com",
+                "https://api.example.com",
+                1_800_000_001,
+            )
+            .unwrap()
         })
     });
 }

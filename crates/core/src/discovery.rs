@@ -11,13 +11,18 @@ pub mod paths {
     pub const JWKS: &str = "/jwks";
 }
 
+/// The userinfo endpoint's URL: also the audience that access tokens for it carry.
+pub fn userinfo_url(issuer: &str) -> String {
+    format!("{issuer}{}", paths::USERINFO)
+}
+
 /// The metadata document. `issuer` has no trailing slash.
 pub fn metadata(issuer: &str) -> Value {
     json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}{}", paths::AUTHORIZE),
         "token_endpoint": format!("{issuer}{}", paths::TOKEN),
-        "userinfo_endpoint": format!("{issuer}{}", paths::USERINFO),
+        "userinfo_endpoint": userinfo_url(issuer),
         "jwks_uri": format!("{issuer}{}", paths::JWKS),
         "scopes_supported": ["openid", "email"],
         "response_types_supported": ["code"],
@@ -33,6 +38,5 @@ pub fn metadata(issuer: &str) -> Value {
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "claims_parameter_supported": false,
-        "userinfo_signing_alg_values_supported": [],
     })
 }

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     LoginRequired,
     InteractionRequired,
     InvalidToken,
+    /// RFC 6750 §3.1: the token is valid but lacks a scope the resource needs (403).
+    InsufficientScope,
     RequestNotSupported,
     RequestUriNotSupported,
 }
@@ -42,6 +44,7 @@ impl ErrorCode {
             ErrorCode::LoginRequired => "login_required",
             ErrorCode::InteractionRequired => "interaction_required",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
         }
@@ -51,6 +54,7 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => 401,
+            ErrorCode::InsufficientScope => 403,
             ErrorCode::ServerError => 500,
             ErrorCode::TemporarilyUnavailable => 503,
             _ => 400,

@@ -29,12 +29,60 @@ pub fn sign<C: Serialize>(key: &LoadedKey, typ: &str, claims: &C) -> Result<Stri
     Ok(out)
 }
 
+/// The `aud` claim: one audience is written as a string, several as an array (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "AudienceRepr", into = "AudienceRepr")]
+pub struct Audience(Vec<String>);
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum AudienceRepr {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<AudienceRepr> for Audience {
+    fn from(r: AudienceRepr) -> Self {
+        match r {
+            AudienceRepr::One(s) => Self(vec![s]),
+            AudienceRepr::Many(v) => Self(v),
+        }
+    }
+}
+
+impl From<Audience> for AudienceRepr {
+    fn from(a: Audience) -> Self {
+        match <[String; 1]>::try_from(a.0) {
+            Ok([one]) => AudienceRepr::One(one),
+            Err(v) => AudienceRepr::Many(v),
+        }
+    }
+}
+
+impl Audience {
+    pub fn new(audiences: Vec<String>) -> Self {
+        Self(audiences)
+    }
+
+    pub fn one(audience: impl Into<String>) -> Self {
+        Self(vec![audience.into()])
+    }
+
+    pub fn contains(&self, audience: &str) -> bool {
+        self.0.iter().any(|a| a == audience)
+    }
+
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
 /// Claims of an access token (RFC 9068 §2.2).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
     pub iss: String,
     pub sub: String,
-    pub aud: String,
+    pub aud: Audience,
     pub exp: i64,
     pub iat: i64,
     pub jti: String,
@@ -96,6 +144,8 @@ pub enum VerifyError {
     Signature,
     #[error("wrong issuer")]
     Issuer,
+    #[error("not for this audience")]
+    Audience,
     #[error("expired")]
     Expired,
 }
@@ -146,17 +196,22 @@ pub fn verify(token: &str, keys: &KeySet, expected_typ: &str) -> Result<Value, V
         .ok_or(VerifyError::Malformed)
 }
 
-/// Verifies one of our access tokens: signature, `typ`, issuer and expiry at `now`.
+/// Verifies one of our access tokens: signature, `typ`, issuer, that `audience` is among its
+/// audiences (RFC 9068 §4), and expiry at `now`.
 pub fn verify_access_token(
     token: &str,
     keys: &KeySet,
     issuer: &str,
+    audience: &str,
     now: i64,
 ) -> Result<AccessClaims, VerifyError> {
     let v = verify(token, keys, TYP_ACCESS_TOKEN)?;
     let claims: AccessClaims = serde_json::from_value(v).map_err(|_| VerifyError::Malformed)?;
     if claims.iss != issuer {
         return Err(VerifyError::Issuer);
+    }
+    if !claims.aud.contains(audience) {
+        return Err(VerifyError::Audience);
     }
     if now >= claims.exp {
         return Err(VerifyError::Expired);
@@ -186,7 +241,7 @@ mod tests {
         AccessClaims {
             iss: "https://as.example".into(),
             sub: "usr_1".into(),
-            aud: "https://api.example".into(),
+            aud: Audience::one("https://api.example"),
             exp,
             iat: 0,
             jti: "j".into(),
@@ -202,17 +257,28 @@ mod tests {
         let ks = keyset();
         for alg in [SigningAlg::ES256, SigningAlg::RS256] {
             let t = sign(ks.active(alg, 0).unwrap(), TYP_ACCESS_TOKEN, &claims(100)).unwrap();
+            let api = "https://api.example";
             assert_eq!(
-                verify_access_token(&t, &ks, "https://as.example", 50).unwrap(),
+                verify_access_token(&t, &ks, "https://as.example", api, 50).unwrap(),
                 claims(100)
             );
             assert_eq!(
-                verify_access_token(&t, &ks, "https://as.example", 100),
+                verify_access_token(&t, &ks, "https://as.example", api, 100),
                 Err(VerifyError::Expired)
             );
             assert_eq!(
-                verify_access_token(&t, &ks, "https://other.example", 50),
+                verify_access_token(&t, &ks, "https://other.example", api, 50),
                 Err(VerifyError::Issuer)
+            );
+            assert_eq!(
+                verify_access_token(
+                    &t,
+                    &ks,
+                    "https://as.example",
+                    "https://as.example/userinfo",
+                    50
+                ),
+                Err(VerifyError::Audience)
             );
             assert_eq!(verify(&t, &ks, TYP_ID_TOKEN), Err(VerifyError::Type));
         }
@@ -248,6 +314,21 @@ mod tests {
             verify(&forged, &ks, TYP_ACCESS_TOKEN),
             Err(VerifyError::Signature)
         );
+    }
+
+    #[test]
+    fn audience_is_a_string_when_single_and_an_array_otherwise() {
+        let one = serde_json::to_value(Audience::one("a")).unwrap();
+        assert_eq!(one, serde_json::json!("a"));
+        let many = Audience::new(vec!["a".into(), "b".into()]);
+        assert_eq!(
+            serde_json::to_value(&many).unwrap(),
+            serde_json::json!(["a", "b"])
+        );
+        let back: Audience = serde_json::from_value(serde_json::json!(["a", "b"])).unwrap();
+        assert!(back.contains("b") && !back.contains("c"));
+        let back: Audience = serde_json::from_value(serde_json::json!("a")).unwrap();
+        assert_eq!(back, Audience::one("a"));
     }
 
     #[test]

@@ -109,9 +109,16 @@ pub enum CodeRedemption {
     Redeemed(Box<AuthCode>),
     /// Already used: whatever the first use issued (its family) has been revoked.
     Replayed,
-    /// No such code.
+    /// No such code, or a code issued to another client (nothing changed: a stranger holding
+    /// a leaked code cannot burn it or revoke what it issued).
     Unknown,
+    /// The code is live, but `check` refused it (wrong redirect URI or PKCE verifier): nothing
+    /// changed, the reason is for the error description.
+    Refused(&'static str),
 }
+
+/// A check run on a live code inside the redemption transaction, before it is consumed.
+pub type CodeCheck<'a> = dyn Fn(&AuthCode) -> Result<(), &'static str> + Send + Sync + 'a;
 
 /// The outcome of presenting a refresh token for rotation.
 #[derive(Debug)]
@@ -136,9 +143,17 @@ pub enum RefreshRotation {
 #[async_trait]
 pub trait CodeStore: Send + Sync {
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()>;
-    /// Atomically marks the code consumed (single statement or transaction). A second
-    /// redemption revokes the family recorded by the first one.
-    async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption>;
+    /// In one transaction: finds the code issued to `client_id`, runs `check` on it if it is
+    /// still live, and marks it consumed. A second redemption by the same client revokes the
+    /// family recorded by the first one. A code of another client, or one `check` refuses, is
+    /// left exactly as it was.
+    async fn redeem_code(
+        &self,
+        code_hash: &str,
+        client_id: &ClientId,
+        now: i64,
+        check: &CodeCheck<'_>,
+    ) -> StoreResult<CodeRedemption>;
     /// Records which refresh-token family the redemption created.
     async fn set_code_family(&self, code_hash: &str, family_id: &FamilyId) -> StoreResult<()>;
 }

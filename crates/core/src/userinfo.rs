@@ -22,11 +22,17 @@ pub async fn claims<S: UserStore + SessionStore + ?Sized>(
     store: &S,
     now: i64,
 ) -> Result<Value, OAuthError> {
-    let at: AccessClaims =
-        jwt::verify_access_token(token, keys, issuer, now).map_err(|e| invalid(e.to_string()))?;
+    let at: AccessClaims = jwt::verify_access_token(
+        token,
+        keys,
+        issuer,
+        &crate::discovery::userinfo_url(issuer),
+        now,
+    )
+    .map_err(|e| invalid(e.to_string()))?;
     if !at.has_scope(scope::OPENID) {
         return Err(OAuthError::new(
-            ErrorCode::InvalidToken,
+            ErrorCode::InsufficientScope,
             "the access token lacks the openid scope",
         ));
     }

@@ -1,12 +1,13 @@
 //! The router: routes, body limits, host check, security headers, request log.
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use portcullis_core::discovery::paths;
+use portcullis_guard::{client_addr, cors};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::routes;
@@ -17,19 +18,33 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// Builds the application router.
 pub fn router(state: AppState) -> Router {
+    let origins = state.cors_origins.clone();
+    let token_cors = move |methods: &[Method]| {
+        let origins = origins.clone();
+        cors::allowlist(
+            move |origin| {
+                let origins = origins.clone();
+                async move { origins.allows(&origin).await }
+            },
+            methods,
+        )
+    };
     Router::new()
         .route("/", get(routes::index::index))
         .route("/static/portcullis.css", get(routes::index::stylesheet))
         .route("/favicon.ico", get(routes::index::favicon))
         .route(
             "/.well-known/openid-configuration",
-            get(routes::discovery::metadata),
+            get(routes::discovery::metadata).layer(cors::public_metadata()),
         )
         .route(
             "/.well-known/oauth-authorization-server",
-            get(routes::discovery::metadata),
+            get(routes::discovery::metadata).layer(cors::public_metadata()),
         )
-        .route(paths::JWKS, get(routes::discovery::jwks))
+        .route(
+            paths::JWKS,
+            get(routes::discovery::jwks).layer(cors::public_metadata()),
+        )
         .route(
             paths::AUTHORIZE,
             get(routes::authorize::authorize).post(routes::authorize::authorize_post),
@@ -37,15 +52,24 @@ pub fn router(state: AppState) -> Router {
         .route("/authorize/resume", get(routes::resume::resume))
         .route("/authorize/continue", post(routes::resume::continue_as))
         .route("/login", post(routes::login::login))
-        .route(paths::TOKEN, post(routes::token::token))
+        .route(
+            paths::TOKEN,
+            post(routes::token::token).layer(token_cors(&[Method::POST])),
+        )
         .route(
             paths::USERINFO,
-            get(routes::userinfo::userinfo).post(routes::userinfo::userinfo),
+            get(routes::userinfo::userinfo)
+                .post(routes::userinfo::userinfo)
+                .layer(token_cors(&[Method::GET, Method::POST])),
         )
         .fallback(routes::index::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), host_check))
         .layer(middleware::from_fn(request_log))
+        .layer(middleware::from_fn_with_state(
+            state.trusted_proxies.clone(),
+            client_addr::resolve_client_addr,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response()
         }))
@@ -84,10 +108,15 @@ async fn host_check(State(st): State<AppState>, req: Request, next: Next) -> Res
 /// One structured line per request: method, path (never the query, which may hold codes),
 /// status and latency.
 async fn request_log(req: Request, next: Next) -> Response {
+    let client = req
+        .extensions()
+        .get::<client_addr::ClientAddr>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
     let method = req.method().clone();
     let path = req.uri().path().chars().take(200).collect::<String>();
     let started = std::time::Instant::now();
     let res = next.run(req).await;
-    tracing::info!(target: "portcullis::http", %method, path = %path, status = res.status().as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0);
+    tracing::info!(target: "portcullis::http", %method, path = %path, client = %client, status = res.status().as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0);
     res
 }

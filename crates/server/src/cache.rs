@@ -206,8 +206,16 @@ impl CodeStore for CachedStore {
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()> {
         self.inner.insert_code(code).await
     }
-    async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
-        self.inner.redeem_code(code_hash, now).await
+    async fn redeem_code(
+        &self,
+        code_hash: &str,
+        client_id: &ClientId,
+        now: i64,
+        check: &CodeCheck<'_>,
+    ) -> StoreResult<CodeRedemption> {
+        self.inner
+            .redeem_code(code_hash, client_id, now, check)
+            .await
     }
     async fn set_code_family(&self, code_hash: &str, family_id: &FamilyId) -> StoreResult<()> {
         self.inner.set_code_family(code_hash, family_id).await

@@ -120,7 +120,7 @@ pub async fn finish(
         req.state.as_deref(),
         &st.issuer,
     );
-    with_cookie(respond::redirect(&location, after_post), FLOW.delete())
+    with_cookie(respond::to_client(st, &location, after_post), FLOW.delete())
 }
 
 /// Consumes the flow and sends an error to the client.
@@ -135,5 +135,5 @@ pub async fn fail(
     let req = &flow.request;
     let location =
         response::error_redirect(&req.redirect_uri, req.state.as_deref(), error, &st.issuer);
-    with_cookie(respond::redirect(&location, after_post), FLOW.delete())
+    with_cookie(respond::to_client(st, &location, after_post), FLOW.delete())
 }

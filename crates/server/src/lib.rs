@@ -6,6 +6,7 @@ pub mod app;
 pub mod cache;
 pub mod config;
 pub mod cookies;
+pub mod cors;
 pub mod dev;
 pub mod flow;
 pub mod respond;
@@ -81,8 +82,14 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
     let keys = load_keys(&store, config).await?;
     let metadata = serde_json::to_vec(&portcullis_core::discovery::metadata(&config.issuer))?;
     let jwks = serde_json::to_vec(&keys.jwks())?;
+    let store: Arc<dyn portcullis_core::store::Storage> =
+        Arc::new(cache::CachedStore::new(Arc::new(store)));
     Ok(AppState {
-        store: Arc::new(cache::CachedStore::new(Arc::new(store))),
+        cors_origins: Arc::new(cors::CorsOrigins::new(store.clone())),
+        trusted_proxies: Arc::new(portcullis_guard::client_addr::TrustedProxies::new(
+            config.trusted_proxies.clone(),
+        )),
+        store,
         keys: Arc::new(keys),
         hash_key: Arc::new(HashKey::new(&config.hash_key)),
         hasher: PasswordHasher::new(config.hashing_concurrency)?,
@@ -178,16 +185,25 @@ async fn only_from_proxies(proxies: &[ipnet::IpNet], req: Request, next: Next) -
     }
 }
 
-/// The optional plain-HTTP listener: it only redirects to the issuer, with no body and no
-/// cookies.
+/// The optional plain-HTTP listener: it only redirects GET and HEAD to the issuer (308, no
+/// body, no cookies) and refuses every other method (405).
 async fn spawn_http_redirect(addr: SocketAddr, issuer: String) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
     let issuer: Arc<str> = issuer.into();
-    let app = axum::Router::new().fallback(move |uri: Uri| {
+    let app = axum::Router::new().fallback(move |method: axum::http::Method, uri: Uri| {
         let issuer = issuer.clone();
         async move {
+            // Only GET and HEAD are redirected. A 308 would make the client re-send a POST
+            // (a password, a client secret) to https and hide that it went out in clear text
+            // first; a 405 makes the mistake visible instead.
+            if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+                let mut res = StatusCode::METHOD_NOT_ALLOWED.into_response();
+                res.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                return res;
+            }
             let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let mut res = StatusCode::PERMANENT_REDIRECT.into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("{issuer}{path}")) {

@@ -4,11 +4,16 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use portcullis_core::error::{ErrorCode, OAuthError};
+use portcullis_guard::csp::PagePolicy;
 use serde::Serialize;
 
 use crate::state::AppState;
 
-/// An HTML page with an optional CSP naming the redirect origin in `form-action`.
+/// An HTML page. Its CSP (rendered with the response's nonce by the guard's headers layer)
+/// allows forms to post to ourselves and, when given, to the redirect origin the page returns
+/// to (browsers apply `form-action` to the redirect that follows a form post). An origin no CSP
+/// source can name (an IPv6 literal) is left out: [`to_client`] then answers the post with an
+/// interstitial page instead of a redirect.
 pub fn page(status: StatusCode, html: String, form_action_extra: Option<&str>) -> Response {
     let mut res = (
         status,
@@ -16,16 +21,33 @@ pub fn page(status: StatusCode, html: String, form_action_extra: Option<&str>) -
         html,
     )
         .into_response();
-    let csp = match form_action_extra {
-        Some(origin) => format!(
-            "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self' {origin}"
-        ),
-        None => "default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'".to_owned(),
+    let policy = match form_action_extra {
+        Some(origin) => PagePolicy::new()
+            .allow_form_action(origin)
+            .unwrap_or_default(),
+        None => PagePolicy::new(),
     };
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
-    }
+    res.extensions_mut().insert(policy);
     res
+}
+
+/// Sends the browser to the client's redirect URI `location`: a redirect (302 after a GET,
+/// 303 after a POST), except after a POST to a redirect origin that a CSP `form-action` cannot
+/// name (`http://[::1]:port`): there the redirect would be blocked, so the answer is a page of
+/// ours whose meta refresh (and link) navigates on, which `form-action` does not govern.
+pub fn to_client(st: &AppState, location: &str, after_post: bool) -> Response {
+    if after_post {
+        let unexpressible = crate::flow::redirect_origin(location)
+            .is_some_and(|o| PagePolicy::new().allow_form_action(&o).is_err());
+        if unexpressible {
+            let html = st.templates.render(
+                "returning.html",
+                minijinja::context! { location => location },
+            );
+            return page(StatusCode::OK, html, None);
+        }
+    }
+    redirect(location, after_post)
 }
 
 /// Our own error page: never a redirect.

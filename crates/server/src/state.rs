@@ -8,6 +8,7 @@ use portcullis_core::password::PasswordHasher;
 use portcullis_core::policy::Lifetimes;
 use portcullis_core::store::Storage;
 
+use crate::cors::CorsOrigins;
 use crate::templates::Templates;
 
 /// Everything handlers need. Cheap to clone.
@@ -25,6 +26,10 @@ pub struct AppState {
     pub templates: Arc<Templates>,
     pub metadata: Arc<[u8]>,
     pub jwks: Arc<[u8]>,
+    /// Browser origins allowed to call the token endpoints (CORS).
+    pub cors_origins: Arc<CorsOrigins>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<portcullis_guard::client_addr::TrustedProxies>,
 }
 
 /// Current Unix time in seconds: read here, at the edge, and passed into core.

@@ -20,6 +20,10 @@ impl Templates {
             include_str!("../templates/interstitial.html"),
         )?;
         env.add_template("error.html", include_str!("../templates/error.html"))?;
+        env.add_template(
+            "returning.html",
+            include_str!("../templates/returning.html"),
+        )?;
         env.add_template("index.html", include_str!("../templates/index.html"))?;
         Ok(Self { env })
     }

@@ -59,6 +59,8 @@ macro_rules! all_checks {
                 code_replay_revokes_family,
                 code_replay_before_family_is_recorded,
                 code_family_cannot_change,
+                code_of_another_client_is_untouched,
+                code_refused_by_check_is_untouched,
                 rotation_success_chain,
                 rotation_recent_reuse_within_grace,
                 rotation_reuse_after_grace_revokes_family_and_session,
@@ -431,6 +433,13 @@ mod checks {
 
     const GRACE: i64 = 10;
 
+    /// Redeems `hash` for `client` with a check that accepts every code.
+    async fn redeem(s: &dyn Storage, hash: &str, client: &ClientId, now: i64) -> CodeRedemption {
+        s.redeem_code(hash, client, now, &|_| Ok(()))
+            .await
+            .expect("redeem")
+    }
+
     fn assert_conflict(err: StoreError, field: &str) {
         match err {
             StoreError::Conflict(what) => {
@@ -519,7 +528,7 @@ mod checks {
             "an earlier revocation is kept"
         );
         assert!(matches!(
-            s.redeem_code("pending", T0 + 101).await.unwrap(),
+            redeem(s, "pending", &fx.client.id, T0 + 101).await,
             CodeRedemption::Unknown
         ));
 
@@ -577,7 +586,7 @@ mod checks {
             None
         );
         assert!(matches!(
-            s.redeem_code("c-ada", T0).await.unwrap(),
+            redeem(s, "c-ada", &fx.client.id, T0).await,
             CodeRedemption::Unknown
         ));
         assert!(matches!(
@@ -590,7 +599,7 @@ mod checks {
         assert!(s.client_by_id(&fx.client.id).await.unwrap().is_some());
         assert!(s.session_by_id(&other.session.id).await.unwrap().is_some());
         assert!(matches!(
-            s.redeem_code("c-bob", T0).await.unwrap(),
+            redeem(s, "c-bob", &other.client.id, T0).await,
             CodeRedemption::Redeemed(_)
         ));
         assert!(usable(s, "rt-bob", &other.client.id, T0 + 1).await);
@@ -711,7 +720,7 @@ mod checks {
                 .disabled
         );
         assert!(matches!(
-            s.redeem_code("pending", T0 + 11).await.unwrap(),
+            redeem(s, "pending", &fx.client.id, T0 + 11).await,
             CodeRedemption::Unknown
         ));
         assert!(s
@@ -921,7 +930,7 @@ mod checks {
             s.insert_code(&c).await.unwrap_err(),
             StoreError::Conflict(_)
         ));
-        match s.redeem_code("code-1", T0 + 5).await.unwrap() {
+        match redeem(s, "code-1", &fx.client.id, T0 + 5).await {
             CodeRedemption::Redeemed(got) => {
                 assert_eq!(
                     *got,
@@ -934,12 +943,60 @@ mod checks {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            s.redeem_code("code-1", T0 + 6).await.unwrap(),
+            redeem(s, "code-1", &fx.client.id, T0 + 6).await,
             CodeRedemption::Replayed
         ));
         assert!(matches!(
-            s.redeem_code("code-unknown", T0).await.unwrap(),
+            redeem(s, "code-unknown", &fx.client.id, T0).await,
             CodeRedemption::Unknown
+        ));
+    }
+
+    pub async fn code_of_another_client_is_untouched(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let other = seed_named(s, "eve").await;
+        s.insert_code(&code(&fx, "code-1")).await.unwrap();
+        // Another client cannot consume it, nor (after the real redemption) revoke its family.
+        assert!(matches!(
+            redeem(s, "code-1", &other.client.id, T0 + 1).await,
+            CodeRedemption::Unknown
+        ));
+        assert!(matches!(
+            redeem(s, "code-1", &fx.client.id, T0 + 2).await,
+            CodeRedemption::Redeemed(_)
+        ));
+        let family = FamilyId::generate();
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+            .await
+            .unwrap();
+        s.set_code_family("code-1", &family).await.unwrap();
+        assert!(matches!(
+            redeem(s, "code-1", &other.client.id, T0 + 3).await,
+            CodeRedemption::Unknown
+        ));
+        assert!(usable(s, "rt-1", &fx.client.id, T0 + 4).await);
+    }
+
+    pub async fn code_refused_by_check_is_untouched(s: &dyn Storage) {
+        let fx = seed(s).await;
+        s.insert_code(&code(&fx, "code-1")).await.unwrap();
+        let refuse = |_: &portcullis_core::model::AuthCode| Err("wrong verifier");
+        for _ in 0..3 {
+            assert!(matches!(
+                s.redeem_code("code-1", &fx.client.id, T0 + 1, &refuse)
+                    .await
+                    .unwrap(),
+                CodeRedemption::Refused("wrong verifier")
+            ));
+        }
+        // Still live for the right presentation, and only once.
+        assert!(matches!(
+            redeem(s, "code-1", &fx.client.id, T0 + 2).await,
+            CodeRedemption::Redeemed(_)
+        ));
+        assert!(matches!(
+            redeem(s, "code-1", &fx.client.id, T0 + 3).await,
+            CodeRedemption::Replayed
         ));
     }
 
@@ -947,11 +1004,7 @@ mod checks {
         let fx = seed(s).await;
         let c = code(&fx, "code-late");
         s.insert_code(&c).await.unwrap();
-        match s
-            .redeem_code("code-late", c.expires_at + 1000)
-            .await
-            .unwrap()
-        {
+        match redeem(s, "code-late", &fx.client.id, c.expires_at + 1000).await {
             CodeRedemption::Redeemed(got) => assert_eq!(got.expires_at, c.expires_at),
             other => panic!("{other:?}"),
         }
@@ -965,7 +1018,7 @@ mod checks {
             .await
             .unwrap();
         assert!(matches!(
-            s.redeem_code("code-1", T0 + 1).await.unwrap(),
+            redeem(s, "code-1", &fx.client.id, T0 + 1).await,
             CodeRedemption::Redeemed(_)
         ));
         let family = FamilyId::generate();
@@ -981,7 +1034,7 @@ mod checks {
             RefreshRotation::Rotated(_)
         ));
         assert!(matches!(
-            s.redeem_code("code-1", T0 + 3).await.unwrap(),
+            redeem(s, "code-1", &fx.client.id, T0 + 3).await,
             CodeRedemption::Replayed
         ));
         assert!(!usable(s, "rt-2", &fx.client.id, T0 + 4).await);
@@ -997,11 +1050,11 @@ mod checks {
             let token_hash = format!("rt-{name}");
             s.insert_code(&code(&fx, &code_hash)).await.unwrap();
             assert!(matches!(
-                s.redeem_code(&code_hash, T0 + 1).await.unwrap(),
+                redeem(s, &code_hash, &fx.client.id, T0 + 1).await,
                 CodeRedemption::Redeemed(_)
             ));
             assert!(matches!(
-                s.redeem_code(&code_hash, T0 + 2).await.unwrap(),
+                redeem(s, &code_hash, &fx.client.id, T0 + 2).await,
                 CodeRedemption::Replayed
             ));
             let family = FamilyId::generate();
@@ -1026,7 +1079,7 @@ mod checks {
     pub async fn code_family_cannot_change(s: &dyn Storage) {
         let fx = seed(s).await;
         s.insert_code(&code(&fx, "code-1")).await.unwrap();
-        s.redeem_code("code-1", T0 + 1).await.unwrap();
+        redeem(s, "code-1", &fx.client.id, T0 + 1).await;
         let family = FamilyId::generate();
         s.set_code_family("code-1", &family).await.unwrap();
         assert!(matches!(

@@ -5,7 +5,7 @@
 use crate::authorize::check_pkce;
 use crate::error::OAuthError;
 use crate::ids::FamilyId;
-use crate::model::{Client, GrantType};
+use crate::model::{AuthCode, Client, GrantType};
 use crate::params::Params;
 use crate::secret::{self, reveal, SecretKind};
 use crate::store::{CodeRedemption, Storage};
@@ -28,7 +28,24 @@ pub(super) async fn handle<S: Storage + ?Sized>(
             "the authorization code is invalid",
         ));
     };
-    let code = match store.redeem_code(&hash, ctx.now).await? {
+    // Redirect URI and PKCE are checked inside the redemption, before the code is consumed:
+    // a code presented by another client, or without the right verifier, stays untouched.
+    let check = |c: &AuthCode| -> Result<(), &'static str> {
+        if c.redirect_uri != redirect_uri {
+            return Err("redirect_uri does not match the authorization request");
+        }
+        // Every code carries a challenge (PKCE is required at /authorize); no verifier, or a
+        // wrong one, fails. A verifier is never "ignored".
+        match verifier {
+            Some(v) if check_pkce::verify(v, &c.code_challenge) => Ok(()),
+            Some(_) => Err("code_verifier does not match the code_challenge"),
+            None => Err("code_verifier is required"),
+        }
+    };
+    let code = match store
+        .redeem_code(&hash, &client.id, ctx.now, &check)
+        .await?
+    {
         CodeRedemption::Redeemed(c) => c,
         CodeRedemption::Replayed => {
             events.push(GrantEvent::CodeReplayed);
@@ -36,6 +53,7 @@ pub(super) async fn handle<S: Storage + ?Sized>(
                 "the authorization code was already used",
             ));
         }
+        CodeRedemption::Refused(reason) => return Err(OAuthError::invalid_grant(reason)),
         CodeRedemption::Unknown => {
             return Err(OAuthError::invalid_grant(
                 "the authorization code is invalid",
@@ -46,27 +64,6 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         return Err(OAuthError::invalid_grant(
             "the authorization code has expired",
         ));
-    }
-    if code.client_id != client.id {
-        return Err(OAuthError::invalid_grant(
-            "the authorization code was issued to another client",
-        ));
-    }
-    if code.redirect_uri != redirect_uri {
-        return Err(OAuthError::invalid_grant(
-            "redirect_uri does not match the authorization request",
-        ));
-    }
-    // Every code carries a challenge (PKCE is required at /authorize); no verifier, or a wrong
-    // one, fails. A verifier is never "ignored".
-    match verifier {
-        Some(v) if check_pkce::verify(v, &code.code_challenge) => {}
-        Some(_) => {
-            return Err(OAuthError::invalid_grant(
-                "code_verifier does not match the code_challenge",
-            ))
-        }
-        None => return Err(OAuthError::invalid_grant("code_verifier is required")),
     }
     let user = match store.user_by_id(&code.user_id).await? {
         Some(u) if !u.disabled => u,

@@ -25,11 +25,19 @@ pub fn access_token(
         .keys
         .active(ctx.access_token_alg, ctx.now)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
+    // The API it was asked for (RFC 8707), and the userinfo endpoint when the token carries a
+    // user's `openid` grant: userinfo accepts only tokens naming it (RFC 9068 §4).
+    let mut aud: Vec<String> = audience.map(str::to_owned).into_iter().collect();
+    if sid.is_some() && scopes.iter().any(|s| s == scope::OPENID) {
+        aud.push(crate::discovery::userinfo_url(ctx.issuer));
+    }
+    if aud.is_empty() {
+        aud.push(ctx.issuer.to_owned());
+    }
     let claims = AccessClaims {
         iss: ctx.issuer.to_owned(),
         sub: sub.to_owned(),
-        // With no API, the token is for this issuer's own userinfo endpoint.
-        aud: audience.unwrap_or(ctx.issuer).to_owned(),
+        aud: jwt::Audience::new(aud),
         exp: ctx.now + ctx.lifetimes.access_token,
         iat: ctx.now,
         jti: new_jti(),

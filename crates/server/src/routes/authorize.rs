@@ -17,7 +17,7 @@ use crate::state::{now, AppState};
 
 /// `GET /authorize`.
 pub async fn authorize(State(st): State<AppState>, OriginalUri(uri): OriginalUri) -> Response {
-    start(&st, uri.query().unwrap_or("").as_bytes()).await
+    start(&st, uri.query().unwrap_or("").as_bytes(), false).await
 }
 
 /// `POST /authorize` with a form body (OIDC Core §3.1.2.1 requires both methods).
@@ -41,10 +41,11 @@ pub async fn authorize_post(
         );
         return respond::oauth_error_page(&st, &e);
     }
-    start(&st, &body).await
+    start(&st, &body, true).await
 }
 
-async fn start(st: &AppState, raw: &[u8]) -> Response {
+/// `after_post`: the request came as a form post, so a redirect answering it is a 303.
+async fn start(st: &AppState, raw: &[u8], after_post: bool) -> Response {
     let st = st.clone();
     let now = now();
     let params = match Params::parse(raw) {
@@ -66,7 +67,7 @@ async fn start(st: &AppState, raw: &[u8]) -> Response {
             );
             let location =
                 response::error_redirect(&redirect_uri, state.as_deref(), &error, &st.issuer);
-            return respond::redirect(&location, false);
+            return respond::redirect(&location, after_post);
         }
     };
     let cookie = secret::issue(SecretKind::FlowCookie, &st.hash_key);

@@ -28,22 +28,22 @@ pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> Respons
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim().to_owned());
     let Some(token) = token else {
-        let mut res = json_no_store(
+        // RFC 6750 §3.1: a request without credentials gets the challenge and no error code.
+        let res = json_no_store(
             StatusCode::UNAUTHORIZED,
-            &serde_json::json!({"error": "invalid_token", "error_description": "a bearer access token is required"}),
+            &serde_json::json!({"error_description": "a bearer access token is required"}),
         );
-        res = challenge(res, None);
-        return res;
+        return challenge(res, None);
     };
     match userinfo::claims(&token, &st.keys, &st.issuer, &*st.store, now()).await {
         Ok(doc) => json_no_store(StatusCode::OK, &doc),
         Err(e) => {
             let code = e.code;
             let res = oauth_json_error(&e);
-            if code == ErrorCode::InvalidToken {
-                challenge(res, Some("invalid_token"))
-            } else {
-                res
+            match code {
+                ErrorCode::InvalidToken => challenge(res, Some("invalid_token")),
+                ErrorCode::InsufficientScope => challenge(res, Some("insufficient_scope")),
+                _ => res,
             }
         }
     }

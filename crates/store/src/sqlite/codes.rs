@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use portcullis_core::ids::{ClientId, FamilyId, SessionId, UserId};
 use portcullis_core::model::AuthCode;
-use portcullis_core::store::{CodeRedemption, CodeStore, StoreError, StoreResult};
+use portcullis_core::store::{CodeCheck, CodeRedemption, CodeStore, StoreError, StoreResult};
 
 use super::refresh::revoke_family_in;
 use super::{from_json, map_err, map_err_conflict, to_json, SqliteStore};
@@ -80,45 +80,56 @@ impl CodeStore for SqliteStore {
 
     /// Expiry is not checked here: the caller compares `expires_at` with its clock. A replay
     /// is recorded (`replayed_at`) so that a family attached later is revoked at once.
-    async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
+    async fn redeem_code(
+        &self,
+        code_hash: &str,
+        client_id: &ClientId,
+        now: i64,
+        check: &CodeCheck<'_>,
+    ) -> StoreResult<CodeRedemption> {
         let mut tx = self.begin_write().await?;
-        let consumed: Vec<CodeRow> = sqlx::query_as(
-            "UPDATE auth_codes SET consumed_at = ? WHERE code_hash = ? AND consumed_at IS NULL \
-             RETURNING code_hash, client_id, redirect_uri, code_challenge, scope, audience, \
+        let found: Option<CodeRow> = sqlx::query_as(
+            "SELECT code_hash, client_id, redirect_uri, code_challenge, scope, audience, \
              nonce, user_id, session_id, auth_time, created_at, expires_at, consumed_at, \
-             family_id",
+             family_id FROM auth_codes WHERE code_hash = ? AND client_id = ?",
         )
-        .bind(now)
         .bind(code_hash)
-        .fetch_all(&mut *tx)
+        .bind(client_id.as_str())
+        .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
-        if let Some(row) = consumed.into_iter().next() {
-            let code = AuthCode::try_from(row)?;
+        let Some(row) = found else {
+            return Ok(CodeRedemption::Unknown);
+        };
+        let mut code = AuthCode::try_from(row)?;
+        if code.consumed_at.is_none() {
+            if let Err(reason) = check(&code) {
+                return Ok(CodeRedemption::Refused(reason));
+            }
+            // The write lock is held since BEGIN IMMEDIATE: nobody consumed it meanwhile.
+            sqlx::query("UPDATE auth_codes SET consumed_at = ? WHERE code_hash = ?")
+                .bind(now)
+                .bind(code_hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
             tx.commit().await.map_err(map_err)?;
+            code.consumed_at = Some(now);
             return Ok(CodeRedemption::Redeemed(Box::new(code)));
         }
-
-        let replayed: Vec<(Option<String>,)> = sqlx::query_as(
-            "UPDATE auth_codes SET replayed_at = COALESCE(replayed_at, ?) WHERE code_hash = ? \
-             RETURNING family_id",
+        sqlx::query(
+            "UPDATE auth_codes SET replayed_at = COALESCE(replayed_at, ?) WHERE code_hash = ?",
         )
         .bind(now)
         .bind(code_hash)
-        .fetch_all(&mut *tx)
+        .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        let outcome = match replayed.into_iter().next() {
-            None => CodeRedemption::Unknown,
-            Some((family,)) => {
-                if let Some(family) = family {
-                    revoke_family_in(&mut tx, &FamilyId::from_trusted(family), now).await?;
-                }
-                CodeRedemption::Replayed
-            }
-        };
+        if let Some(family) = &code.family_id {
+            revoke_family_in(&mut tx, family, now).await?;
+        }
         tx.commit().await.map_err(map_err)?;
-        Ok(outcome)
+        Ok(CodeRedemption::Replayed)
     }
 
     /// If the code was replayed before this call, the family is revoked at once. Fails with
