@@ -494,3 +494,179 @@ pub async fn get_code(
     let loc = res.headers()["location"].to_str().unwrap().to_owned();
     query_of(&loc)["code"].clone()
 }
+
+/// The directives of a CSP header, names lower-cased.
+pub fn csp_directives(csp: &str) -> Vec<(String, Vec<String>)> {
+    csp.split(';')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            let mut parts = d.split_whitespace();
+            let name = parts.next().unwrap().to_ascii_lowercase();
+            (name, parts.map(str::to_owned).collect())
+        })
+        .collect()
+}
+
+/// Checks the headers every hosted HTML page must carry; `app_origin` must be allowed as a
+/// form target when given. Returns the body.
+pub async fn check_html_page(
+    what: &str,
+    res: reqwest::Response,
+    app_origin: Option<&str>,
+) -> String {
+    let h = res.headers().clone();
+    let body = res.text().await.unwrap();
+    let get = |name: &str| {
+        h.get(name)
+            .unwrap_or_else(|| panic!("{what}: no {name} header"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        get("content-type").starts_with("text/html"),
+        "{what}: not HTML"
+    );
+    let csp = get("content-security-policy");
+    assert_eq!(
+        h.get_all("content-security-policy").iter().count(),
+        1,
+        "{what}: one CSP"
+    );
+    let dirs = csp_directives(&csp);
+    let dir = |name: &str| -> Vec<String> {
+        dirs.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{what}: CSP lacks {name}: {csp}"))
+    };
+    assert_eq!(dir("default-src"), ["'self'"], "{what}: {csp}");
+    // Scripts only with this response's nonce (the pages use none); a nonce is never reused.
+    let script = dir("script-src");
+    assert!(
+        script.len() == 1 && script[0].starts_with("'nonce-") && script[0].len() >= 30,
+        "{what}: script-src must be one nonce: {csp}"
+    );
+    assert_eq!(
+        dir("style-src"),
+        ["'self'".to_owned(), script[0].clone()],
+        "{what}: {csp}"
+    );
+    {
+        static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut seen = SEEN.lock().unwrap();
+        assert!(!seen.contains(&script[0]), "{what}: a CSP nonce was reused");
+        seen.push(script[0].clone());
+    }
+    assert_eq!(dir("object-src"), ["'none'"], "{what}: {csp}");
+    assert_eq!(dir("base-uri"), ["'none'"], "{what}: {csp}");
+    assert_eq!(dir("frame-ancestors"), ["'none'"], "{what}: {csp}");
+    let form_action = dir("form-action");
+    assert!(form_action.iter().any(|s| s == "'self'"), "{what}: {csp}");
+    if let Some(origin) = app_origin {
+        assert!(
+            form_action.iter().any(|s| s == origin),
+            "{what}: form-action lacks {origin}: {csp}"
+        );
+    }
+    for s in form_action.iter().filter(|s| *s != "'self'") {
+        assert_eq!(
+            Some(s.as_str()),
+            app_origin,
+            "{what}: form-action allows more than 'self' and the app: {csp}"
+        );
+    }
+    // Nothing may relax the policy.
+    for bad in [
+        "unsafe-inline",
+        "unsafe-eval",
+        "unsafe-hashes",
+        "data:",
+        "*",
+    ] {
+        assert!(
+            !csp.split_whitespace().any(|t| t.contains(bad)),
+            "{what}: CSP contains {bad}: {csp}"
+        );
+    }
+    for d in [
+        "style-src",
+        "script-src-elem",
+        "script-src-attr",
+        "style-src-attr",
+    ] {
+        if let Some((_, v)) = dirs.iter().find(|(n, _)| n == d) {
+            assert!(!v.iter().any(|s| s.contains("unsafe")), "{what}: {csp}");
+        }
+    }
+    assert_eq!(get("referrer-policy"), "same-origin", "{what}");
+    assert_eq!(get("cache-control"), "no-store", "{what}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert_eq!(get("cross-origin-opener-policy"), "same-origin", "{what}");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(
+        get("strict-transport-security"),
+        "max-age=31536000; includeSubDomains",
+        "{what}"
+    );
+    // No inline script or style in the markup either.
+    let lower = body.to_ascii_lowercase();
+    for bad in [
+        "<script",
+        "<style",
+        " style=",
+        "javascript:",
+        " onload=",
+        " onclick=",
+        " onsubmit=",
+        " onerror=",
+        " onfocus=",
+    ] {
+        assert!(!lower.contains(bad), "{what}: page contains {bad}: {body}");
+    }
+    body
+}
+
+/// GET /authorize, then the same-site hop to /authorize/resume; returns the second answer.
+pub async fn authorize_and_resume(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    url: &str,
+) -> reqwest::Response {
+    let res = http
+        .get(url)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "authorize {url}");
+    jar.absorb(&res);
+    let res = http
+        .get(srv.url("/authorize/resume"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(&res);
+    res
+}
+
+/// Signs alice in with the first-party web client; returns the jar (with the session cookie).
+pub async fn signed_in_jar(srv: &TestServer, http: &reqwest::Client, seed: &Seed) -> Jar {
+    let (_v, c) = pkce();
+    let mut jar = Jar::default();
+    let res = browser_login(
+        srv,
+        http,
+        &mut jar,
+        &authorize_url(srv, &seed.web_id, "https://app.example.com/cb", &c, &[]),
+        "alice@example.com",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert!(jar.cookies.contains_key("__Host-portcullis-session"));
+    jar
+}
