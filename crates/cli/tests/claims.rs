@@ -1528,3 +1528,424 @@ async fn cli_refuses_password1234567890() {
     assert!(!out.status.success(), "password1234567890 was accepted");
     assert!(err.contains("common or breached"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 9. Token algorithms, key wrapping, prompts, parameter bounds, secret rotation
+// ---------------------------------------------------------------------------------------------
+
+fn jwt_part(jwt: &str, i: usize) -> Value {
+    serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(jwt.split('.').nth(i).unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Verifies `jwt`'s signature with the JWKS key its `kid` names, using the `jsonwebtoken`
+/// crate (not our own verifier), and returns the header's `alg`.
+fn verify_with_jwks(jwt: &str, jwks: &Value) -> String {
+    let header = jwt_part(jwt, 0);
+    let kid = header["kid"].as_str().unwrap();
+    let jwk_json = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap_or_else(|| panic!("kid {kid} not in JWKS"));
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk_json.clone()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+    let alg: jsonwebtoken::Algorithm = header["alg"].as_str().unwrap().parse().unwrap();
+    let mut v = jsonwebtoken::Validation::new(alg);
+    v.validate_aud = false;
+    v.required_spec_claims = Default::default();
+    jsonwebtoken::decode::<Value>(jwt, &key, &v).expect("signature verifies against the JWKS");
+    header["alg"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rs256_access_tokens_and_es256_id_tokens_when_configured() {
+    let srv = TestServer::start_with(&[("PORTCULLIS_ACCESS_TOKEN_ALG", "RS256")]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let es = srv.cli_json(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "ES app",
+            "--redirect-uri",
+            CB,
+            "--api",
+            API,
+            "--scope",
+            "read:things",
+            "--id-token-alg",
+            "ES256",
+        ],
+        None,
+    );
+    let (id, secret) = (
+        es["client_id"].as_str().unwrap(),
+        es["client_secret"].as_str().unwrap(),
+    );
+    let jwks: Value = http
+        .get(srv.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (client, client_secret, want_id_alg) in [
+        (id, secret, "ES256"),
+        (seed.web_id.as_str(), seed.web_secret.as_str(), "RS256"),
+    ] {
+        let (v, c) = pkce();
+        let code = get_code(&srv, &http, client, CB, &c).await;
+        let (s, t, _) = token_request(
+            &srv,
+            &http,
+            (client, client_secret),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CB),
+                ("code_verifier", &v),
+            ],
+        )
+        .await;
+        assert_eq!(s, 200, "{t}");
+        let at = t["access_token"].as_str().unwrap();
+        let idt = t["id_token"].as_str().unwrap();
+        assert_eq!(verify_with_jwks(at, &jwks), "RS256", "access token");
+        assert_eq!(jwt_part(at, 0)["typ"], "at+jwt");
+        assert_eq!(
+            verify_with_jwks(idt, &jwks),
+            want_id_alg,
+            "ID token of {client}"
+        );
+        // Our own endpoint accepts the RS256 access token too.
+        let res = http
+            .get(srv.url("/userinfo"))
+            .bearer_auth(at)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    // An unknown algorithm is refused at registration.
+    let out = srv.cli_raw(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "x",
+            "--redirect-uri",
+            CB,
+            "--id-token-alg",
+            "HS256",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_key_previous_reads_keys_wrapped_under_the_old_key() {
+    let mut srv = TestServer::start();
+    let http = srv.http();
+    let before = kids(&http, &srv.issuer).await;
+    srv.stop();
+    let old = srv.env["PORTCULLIS_ENCRYPTION_KEY"].clone();
+    let new = random_hex32();
+    srv.env
+        .insert("PORTCULLIS_ENCRYPTION_KEY".into(), new.clone());
+    // Without the previous key the stored signing keys cannot be read: refuse to start,
+    // naming the variable, printing neither key.
+    let mut cmd = srv.base_command();
+    cmd.arg("serve");
+    let ran = run_timeout(cmd, Duration::from_secs(20));
+    assert!(
+        ran.status.is_some_and(|s| !s.success()),
+        "started without the old key"
+    );
+    assert!(
+        ran.stderr.contains("PORTCULLIS_ENCRYPTION_KEY"),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains(&old) && !ran.stderr.contains(&new));
+    // With it, the same keys are served.
+    srv.env
+        .insert("PORTCULLIS_ENCRYPTION_KEY_PREVIOUS".into(), old);
+    srv.restart();
+    assert_eq!(kids(&http, &srv.issuer).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_consent_and_select_account_ask_before_continuing() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    let mut jar = signed_in_jar(&srv, &http, &seed).await;
+    let (_v, c) = pkce();
+    for prompt in ["consent", "select_account", "login consent"] {
+        let res = authorize_and_resume(
+            &srv,
+            &http,
+            &mut jar,
+            &authorize_url(&srv, &seed.web_id, CB, &c, &[("prompt", prompt)]),
+        )
+        .await;
+        assert_eq!(res.status(), 200, "{prompt}: no silent redirect");
+        let html = res.text().await.unwrap();
+        if prompt.contains("login") {
+            assert!(is_login_form(&html), "{prompt}");
+        } else {
+            assert!(html.contains("id=\"continue\""), "{prompt}: {html}");
+        }
+    }
+    // Without a prompt the same first-party client is signed in silently.
+    let res = authorize_and_resume(
+        &srv,
+        &http,
+        &mut jar,
+        &authorize_url(&srv, &seed.web_id, CB, &c, &[]),
+    )
+    .await;
+    assert_eq!(res.status(), 302);
+}
+
+/// `/authorize` for the web client with exactly these `state` and `nonce`.
+fn authorize_with(
+    srv: &TestServer,
+    client: &str,
+    challenge: &str,
+    state: &str,
+    nonce: &str,
+) -> String {
+    let mut u = url::Url::parse(&srv.url("/authorize")).unwrap();
+    u.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client)
+        .append_pair("redirect_uri", CB)
+        .append_pair("scope", "openid")
+        .append_pair("state", state)
+        .append_pair("nonce", nonce)
+        .append_pair("code_challenge", challenge)
+        .append_pair("code_challenge_method", "S256");
+    u.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_nonce_up_to_4_kib_of_printable_ascii_are_echoed_exactly() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    let (v, c) = pkce();
+    let printable: String = (0x20u8..=0x7e).map(char::from).collect();
+    let big: String = printable.chars().cycle().take(4096).collect();
+    let mut jar = Jar::default();
+    let res = browser_login(
+        &srv,
+        &http,
+        &mut jar,
+        &authorize_with(&srv, &seed.web_id, &c, &big, &big),
+        ALICE,
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let loc = res.headers()["location"].to_str().unwrap().to_owned();
+    let q = query_of(&loc);
+    assert_eq!(q["state"], big, "state echoed byte for byte");
+    let (s, t, _) = token_request(
+        &srv,
+        &http,
+        (&seed.web_id, &seed.web_secret),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", CB),
+            ("code_verifier", &v),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(
+        jwt_part(t["id_token"].as_str().unwrap(), 1)["nonce"],
+        big.as_str()
+    );
+    // One byte more, or a byte outside printable ASCII: refused, never truncated.
+    let over: String = "a".repeat(4097);
+    for (state, nonce) in [
+        (over.as_str(), "n"),
+        ("s", over.as_str()),
+        ("tab\there", "n"),
+        ("s", "caf\u{e9}"),
+    ] {
+        let res = http
+            .get(authorize_with(&srv, &seed.web_id, &c, state, nonce))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.status() == 302 || res.status() == 400,
+            "{}: {}",
+            state.len(),
+            res.status()
+        );
+        if res.status() == 302 {
+            let loc = res.headers()["location"].to_str().unwrap();
+            assert_eq!(query_of(loc)["error"], "invalid_request");
+            assert!(!loc.contains(&over), "the oversized value is not echoed");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_rotation_keeps_the_two_newest_secrets() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    let rotate = || {
+        srv.cli_json(&["clients", "rotate-secret", &seed.machine_id], None)["client_secret"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let s0 = seed.machine_secret.clone();
+    let cc = [("grant_type", "client_credentials")];
+    let status = |secret: String| {
+        let http = http.clone();
+        let srv_url = srv.url("/token");
+        let id = seed.machine_id.clone();
+        async move {
+            http.post(srv_url)
+                .basic_auth(id, Some(secret))
+                .form(&cc)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let s1 = rotate();
+    // The CLI's change reaches the running server within its 500 ms client cache.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        status(s0.clone()).await,
+        200,
+        "overlap: the old secret still works"
+    );
+    assert_eq!(status(s1.clone()).await, 200);
+    let s2 = rotate();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(status(s0).await, 401, "the third secret retires the first");
+    assert_eq!(status(s1).await, 200);
+    assert_eq!(status(s2).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_parameters_are_ignored_even_when_repeated() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    let (_v, c) = pkce();
+    let url = format!(
+        "{}&utm_source=a&utm_source=b&x%3Cscript%3E=1&x%3Cscript%3E=2",
+        authorize_url(&srv, &seed.web_id, CB, &c, &[])
+    );
+    let res = http.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = http
+        .post(srv.url("/token"))
+        .basic_auth(&seed.machine_id, Some(&seed.machine_secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&foo=1&foo=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // A known parameter repeated is still refused, and named.
+    let res = http
+        .post(srv.url("/token"))
+        .basic_auth(&seed.machine_id, Some(&seed.machine_secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&scope=read%3Athings&scope=read%3Athings")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("'scope'"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn userinfo_accepts_only_tokens_naming_it() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    // A token for the API alone (client credentials): refused, with the RFC 6750 challenge.
+    let (s, t, _) = token_request(
+        &srv,
+        &http,
+        (&seed.machine_id, &seed.machine_secret),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(s, 200);
+    let api_only = t["access_token"].as_str().unwrap();
+    assert_eq!(jwt_part(api_only, 1)["aud"], API);
+    let res = http
+        .get(srv.url("/userinfo"))
+        .bearer_auth(api_only)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("error=\"invalid_token\""));
+    // No token at all: the challenge, without an error code (RFC 6750 §3.1).
+    let res = http.get(srv.url("/userinfo")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        "Bearer realm=\"portcullis\""
+    );
+    // A user's token with `openid` names userinfo beside the API, and works there.
+    let (v, c) = pkce();
+    let code = get_code(&srv, &http, &seed.web_id, CB, &c).await;
+    let (_, t, _) = token_request(
+        &srv,
+        &http,
+        (&seed.web_id, &seed.web_secret),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", &v),
+        ],
+    )
+    .await;
+    let user_at = t["access_token"].as_str().unwrap();
+    assert_eq!(
+        jwt_part(user_at, 1)["aud"],
+        serde_json::json!([API, srv.url("/userinfo")])
+    );
+    let res = http
+        .get(srv.url("/userinfo"))
+        .bearer_auth(user_at)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

@@ -62,7 +62,8 @@ async fn authorization_codes_are_single_use_and_bound() {
     let http = srv.http();
     let web = (seed.web_id.as_str(), seed.web_secret.as_str());
 
-    // Wrong redirect URI, foreign client, missing and wrong verifier: each fails and burns the code.
+    // Wrong redirect URI, foreign client, missing and wrong verifier: each fails, and none
+    // consumes the code, so a stranger holding a leaked code cannot burn it.
     let (v, c) = pkce();
     let code = get_code(&srv, &http, &seed.web_id, CB, &c).await;
     let (s, b, h) = token(
@@ -95,6 +96,23 @@ async fn authorization_codes_are_single_use_and_bound() {
         (400, Some("invalid_grant")),
         "foreign client"
     );
+    for bad in [
+        code_form(&code, "http://127.0.0.1/cb", &v),
+        code_form(&code, CB, &c),
+        vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CB),
+        ],
+    ] {
+        let (s, _, _) = token(&srv, &http, Some(web), &bad).await;
+        assert_eq!(s, 400);
+    }
+    // After all that, the real client with the real verifier still redeems it, once.
+    let (s, b, _) = token(&srv, &http, Some(web), &code_form(&code, CB, &v)).await;
+    assert_eq!(s, 200, "the failed attempts left the code intact: {b}");
+    let (s, _, _) = token(&srv, &http, Some(web), &code_form(&code, CB, &v)).await;
+    assert_eq!(s, 400, "and it is single use");
 
     let (_v, c) = pkce();
     let code = get_code(&srv, &http, &seed.web_id, CB, &c).await;
@@ -703,6 +721,7 @@ async fn hosts_headers_csrf_and_redirect_statuses() {
         assert!(res.headers().get("set-cookie").is_none());
     }
     // The real form still works afterwards, answering 303 (never 307/308), and cookies are right.
+    let spent_flow = jar.cookies["__Host-portcullis-flow"].clone();
     let res = http
         .post(srv.url("/login"))
         .header("cookie", jar.header())
@@ -732,10 +751,11 @@ async fn hosts_headers_csrf_and_redirect_statuses() {
         .set_cookie_lines
         .iter()
         .any(|l| l.starts_with("__Host-portcullis-flow=") && l.contains("SameSite=Lax")));
-    // The flow is single use: posting the same form again finds nothing.
+    // The flow is single use: posting the same form again, with the very flow cookie that was
+    // just used, finds nothing.
     let res = http
         .post(srv.url("/login"))
-        .header("cookie", format!("__Host-portcullis-flow={}", "pcf_gone"))
+        .header("cookie", format!("__Host-portcullis-flow={spent_flow}"))
         .header("origin", &srv.issuer)
         .form(&[
             ("csrf_token", csrf.as_str()),

@@ -1,5 +1,6 @@
-//! Parameter maps for OAuth endpoints: duplicates are refused (RFC 6749 §3.1), every known
-//! parameter has a length bound, unknown parameters are ignored and never echoed.
+//! Parameter maps for OAuth endpoints: a repeated known parameter is refused (RFC 6749 §3.1),
+//! every known parameter has a length bound, unknown parameters are ignored (repeated or not)
+//! and never echoed.
 
 use std::collections::HashMap;
 
@@ -27,11 +28,15 @@ impl std::fmt::Debug for Params {
 
 impl Params {
     /// Parses an `application/x-www-form-urlencoded` string (query or body).
-    /// Empty values count as absent (RFC 6749 §3.1). A repeated name is an error naming it.
+    /// Empty values count as absent (RFC 6749 §3.1). A repeated known name is an error naming
+    /// it; unknown names are dropped, so they can neither fail a request nor be read.
     pub fn parse(input: &[u8]) -> Result<Self, OAuthError> {
         let mut map: HashMap<String, String> = HashMap::new();
         let mut seen = std::collections::HashSet::new();
         for (k, v) in form_urlencoded_parse(input) {
+            if !is_known(&k) {
+                continue;
+            }
             if !seen.insert(k.clone()) {
                 return Err(duplicate(&k));
             }
@@ -142,7 +147,11 @@ fn is_known(name: &str) -> bool {
         "claims",
         "registration",
         "acr_values",
-        "id_token_hint",
+        "action",
+        "logout_hint",
+        "audience",
+        "client_assertion",
+        "client_assertion_type",
     ];
     KNOWN.contains(&name)
 }
@@ -163,8 +172,10 @@ mod tests {
     fn duplicates_are_refused_and_named_only_if_known() {
         let e = Params::parse(b"state=a&state=b").unwrap_err();
         assert!(e.description.contains("'state'"));
-        let e = Params::parse(b"zz%3Cscript%3E=a&zz%3Cscript%3E=b").unwrap_err();
-        assert!(!e.description.contains("script"));
+        // Unknown parameters are ignored, even repeated (RFC 6749 §3.1), and cannot be read.
+        let p = Params::parse(b"utm_x=a&utm_x=b&zz%3Cscript%3E=a&zz%3Cscript%3E=b").unwrap();
+        assert!(!p.contains("utm_x"));
+        assert!(format!("{p:?}").find("script").is_none());
     }
 
     #[test]

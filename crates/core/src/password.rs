@@ -163,6 +163,7 @@ pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     params: Params,
     dummy_hash: Arc<String>,
+    verifications: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -193,7 +194,14 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             params,
             dummy_hash: Arc::new(dummy),
+            verifications: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
+    }
+
+    /// How many Argon2 verifications have run (dummy ones for unknown accounts included).
+    pub fn verifications(&self) -> u64 {
+        self.verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Hashes a (normalised) password into a PHC string.
@@ -230,7 +238,9 @@ impl PasswordHasher {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.as_str().to_owned());
         let params = self.params.clone();
+        let counter = self.verifications.clone();
         let ok = tokio::task::spawn_blocking(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let parsed =
                 PasswordHash::new(&hash).map_err(|e| HashError::Internal(e.to_string()))?;
             Ok::<bool, HashError>(
