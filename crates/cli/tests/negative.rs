@@ -755,7 +755,13 @@ async fn hosts_headers_csrf_and_redirect_statuses() {
     // just used, finds nothing.
     let res = http
         .post(srv.url("/login"))
-        .header("cookie", format!("__Host-portcullis-flow={spent_flow}"))
+        .header(
+            "cookie",
+            format!(
+                "__Host-portcullis-flow={spent_flow}; __Host-portcullis-session={}",
+                jar.cookies["__Host-portcullis-session"]
+            ),
+        )
         .header("origin", &srv.issuer)
         .form(&[
             ("csrf_token", csrf.as_str()),
@@ -766,6 +772,26 @@ async fn hosts_headers_csrf_and_redirect_statuses() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+    assert!(res.headers().get("set-cookie").is_none());
+    // The double submission ended nothing: the session of the first one still signs in.
+    let (_v, c) = pkce();
+    let res = http
+        .get(authorize_url(&srv, &seed.web_id, CB, &c, &[]))
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(&res);
+    let res = http
+        .get(srv.url("/authorize/resume"))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        302,
+        "silent sign-on with the session of the first submission"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

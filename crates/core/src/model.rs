@@ -183,13 +183,24 @@ pub struct AuthorizationRequest {
 }
 
 /// A pending flow as stored: the request plus its CSRF secret, keyed by the cookie's hash.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Flow {
     pub cookie_hash: String,
     pub csrf_token: String,
     pub request: AuthorizationRequest,
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+/// The CSRF token is a secret bound to the browser: it never prints.
+impl std::fmt::Debug for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flow")
+            .field("request", &self.request)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An issued authorization code (stored by hash).

@@ -94,11 +94,32 @@ pub async fn finish(
     now: i64,
 ) -> Response {
     // Single use: a second tab or a replayed form finds nothing.
-    let taken = match st.store.take_flow(&flow.cookie_hash, now).await {
-        Ok(Some(f)) => f,
-        Ok(None) => return respond::flow_expired(st),
-        Err(e) => return store_failure(st, e),
+    let taken = match take(st, flow, now).await {
+        Ok(f) => f,
+        Err(r) => return r,
     };
+    issue_code(st, &taken, client, session, user, after_post, now).await
+}
+
+/// Takes the flow out of the store (single use), or the page to show when it is gone.
+pub async fn take(st: &AppState, flow: &Flow, now: i64) -> Result<Flow, Response> {
+    match st.store.take_flow(&flow.cookie_hash, now).await {
+        Ok(Some(f)) => Ok(f),
+        Ok(None) => Err(respond::flow_expired(st)),
+        Err(e) => Err(store_failure(st, e)),
+    }
+}
+
+/// Issues the code for a flow already taken and sends the browser back to the client.
+pub async fn issue_code(
+    st: &AppState,
+    taken: &Flow,
+    client: &Client,
+    session: &Session,
+    user: &User,
+    after_post: bool,
+    now: i64,
+) -> Response {
     let req = &taken.request;
     let (code, issued) = response::new_code(
         req,

@@ -143,13 +143,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 "Portcullis is listening on https://{local} (issuer {})",
                 config.issuer
             );
-            axum_server::from_tcp_rustls(listener, tls)
-                .handle(handle)
+            let mut server = axum_server::from_tcp_rustls(listener, tls).handle(handle);
+            limit_slow_clients(&mut server);
+            server
                 .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await?;
         }
         None => {
-            let proxies = config.trusted_proxies.clone();
+            let proxies = Arc::new(portcullis_guard::client_addr::TrustedProxies::new(
+                config.trusted_proxies.clone(),
+            ));
             let app = app.layer(axum::middleware::from_fn(
                 move |req: Request, next: Next| {
                     let proxies = proxies.clone();
@@ -165,8 +168,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 "Portcullis is listening on http://{local} behind a trusted proxy (issuer {})",
                 config.issuer
             );
-            axum_server::from_tcp(listener)
-                .handle(handle)
+            let mut server = axum_server::from_tcp(listener).handle(handle);
+            limit_slow_clients(&mut server);
+            server
                 .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await?;
         }
@@ -174,13 +178,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn only_from_proxies(proxies: &[ipnet::IpNet], req: Request, next: Next) -> Response {
+/// A client must send its request headers within this time (slow-loris defense); the TLS
+/// handshake has its own 10 s limit (axum-server's default).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn limit_slow_clients<A>(server: &mut axum_server::Server<A>) {
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+}
+
+async fn only_from_proxies(
+    proxies: &portcullis_guard::client_addr::TrustedProxies,
+    req: Request,
+    next: Next,
+) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     match peer {
-        Some(ip) if proxies.iter().any(|n| n.contains(&ip)) => next.run(req).await,
+        // `contains` treats an IPv4-mapped peer (dual-stack listeners) as its IPv4 address.
+        Some(ip) if proxies.contains(ip) => next.run(req).await,
         _ => (StatusCode::FORBIDDEN, "Forbidden\n").into_response(),
     }
 }

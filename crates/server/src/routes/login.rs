@@ -69,6 +69,12 @@ pub async fn login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
             );
         }
     };
+    // The flow is taken first (single use): a double-submitted form finds it gone and changes
+    // nothing, rather than ending the session the first submission started.
+    let taken = match flow::take(&st, &flow, now).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
     // No fixation: whatever session this browser had ends, and a new one starts.
     if let Ok(Some((old, _))) = load_session(&st, &headers, now).await {
         let _ = st.store.revoke_session(&old.id, now).await;
@@ -79,7 +85,7 @@ pub async fn login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
         return store_failure(&st, e);
     }
     tracing::info!(event = "login.succeeded", user_id = %user.id, client_id = %client.id, session_id = %session.id);
-    let res = flow::finish(&st, &flow, &client, &session, &user, true, now).await;
+    let res = flow::issue_code(&st, &taken, &client, &session, &user, true, now).await;
     with_cookie(
         res,
         SESSION.set(reveal(&cookie.value), st.lifetimes.session_absolute),
