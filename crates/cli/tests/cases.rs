@@ -336,18 +336,6 @@ async fn a07_login_takes_no_return_url() {
         "\\\\evil.example",
         "https://evil.example/",
     ] {
-        let (_v, c) = pkce();
-        let mut jar = Jar::default();
-        let res = authorize_and_resume(
-            &srv,
-            &http,
-            &mut jar,
-            &authorize_url(&srv, &seed.web_id, CB, &c, &[("return_to", x)]),
-        )
-        .await;
-        let html = res.text().await.unwrap();
-        assert!(!html.contains("evil.example"), "return_to echoed: {html}");
-        let csrf = csrf_of(&html);
         for name in [
             "return_to",
             "returnTo",
@@ -356,6 +344,19 @@ async fn a07_login_takes_no_return_url() {
             "continue",
             "url",
         ] {
+            // A fresh flow for every attempt, so each one really signs in.
+            let (_v, c) = pkce();
+            let mut jar = Jar::default();
+            let res = authorize_and_resume(
+                &srv,
+                &http,
+                &mut jar,
+                &authorize_url(&srv, &seed.web_id, CB, &c, &[(name, x)]),
+            )
+            .await;
+            let html = res.text().await.unwrap();
+            assert!(!html.contains("evil.example"), "{name} echoed: {html}");
+            let csrf = csrf_of(&html);
             let res = http
                 .post(srv.url("/login"))
                 .header("cookie", jar.header())
@@ -369,16 +370,11 @@ async fn a07_login_takes_no_return_url() {
                 .send()
                 .await
                 .unwrap();
-            // The first post signs in; the flow is then spent, so later posts see the
-            // "expired" page. Neither ever sends the browser anywhere but the client.
-            if res.status() == 303 {
-                let loc = res.headers()["location"].to_str().unwrap();
-                assert!(loc.starts_with(&format!("{CB}?code=")), "{x}: {loc}");
-                assert!(!loc.contains("evil.example"), "{x}: {loc}");
-            } else {
-                assert_eq!(res.status(), 400, "{x}");
-                assert!(res.headers().get("location").is_none(), "{x}");
-            }
+            assert_eq!(res.status(), 303, "{name}={x}");
+            let loc = res.headers()["location"].to_str().unwrap();
+            assert!(loc.starts_with(&format!("{CB}?code=")), "{name}={x}: {loc}");
+            assert!(!loc.contains("evil.example"), "{name}={x}: {loc}");
+            assert!(!loc.bytes().any(|b| b.is_ascii_control()), "{loc:?}");
         }
     }
 }
@@ -848,4 +844,159 @@ async fn ipv6_loopback_redirects_go_through_an_interstitial_page() {
         "{html}"
     );
     assert!(html.contains("id=\"return-link\" href=\"http://[::1]:40123/cb?code="));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_follows_the_redirect_origins_of_enabled_public_clients() {
+    let srv = TestServer::start();
+    let seed = srv.seed(); // the public "SPA" client redirects to https://app.example.com/cb
+    let http = srv.http();
+    let conf = "https://confidential.example.com";
+    srv.cli(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Server app",
+            "--redirect-uri",
+            &format!("{conf}/cb"),
+        ],
+        None,
+    );
+    let gone = srv.cli_json(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Old SPA",
+            "--public",
+            "--redirect-uri",
+            "https://gone.example.com/cb",
+        ],
+        None,
+    );
+    srv.cli(
+        &["clients", "disable", gone["client_id"].as_str().unwrap()],
+        None,
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+
+    let preflight = |path: &str, origin: &str, method: &str| {
+        http.request(reqwest::Method::OPTIONS, srv.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let acao = |res: &reqwest::Response| {
+        res.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let app = "https://app.example.com";
+    for (path, method) in [("/token", "POST"), ("/userinfo", "GET")] {
+        let res = preflight(path, app, method).await.unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        assert_eq!(acao(&res).as_deref(), Some(app), "{path}");
+        let h = res.headers();
+        assert!(h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains(method));
+        assert!(h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("authorization"));
+        assert!(
+            !h.contains_key("access-control-allow-credentials"),
+            "{path}"
+        );
+        for refused in [
+            conf,
+            "https://gone.example.com",
+            "null",
+            "https://evil.example",
+            "https://app.example.com.evil.example",
+            "http://app.example.com",
+            "https://app.example.com:8443",
+        ] {
+            let res = preflight(path, refused, method).await.unwrap();
+            assert_eq!(acao(&res), None, "{path} from {refused}");
+        }
+    }
+    // The actual request from the SPA: allowed, varied by origin, never with credentials.
+    let res = http
+        .post(srv.url("/token"))
+        .header("origin", app)
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "pcr_x"),
+            ("client_id", &seed.public_id),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(acao(&res).as_deref(), Some(app));
+    assert!(res.headers()["vary"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("origin"));
+    assert!(!res
+        .headers()
+        .contains_key("access-control-allow-credentials"));
+    let res = http
+        .post(srv.url("/token"))
+        .header("origin", "https://evil.example")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(acao(&res), None);
+    // Public documents: any origin.
+    for path in ["/jwks", "/.well-known/openid-configuration"] {
+        let res = http
+            .get(srv.url(path))
+            .header("origin", "https://anyone.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(acao(&res).as_deref(), Some("*"), "{path}");
+        assert!(!res
+            .headers()
+            .contains_key("access-control-allow-credentials"));
+    }
+    // Everything else: no CORS headers at all, even for the SPA's origin.
+    let (_v, c) = pkce();
+    for res in [
+        http.get(authorize_url(&srv, &seed.public_id, CB, &c, &[]))
+            .header("origin", app)
+            .send()
+            .await
+            .unwrap(),
+        http.post(srv.url("/login"))
+            .header("origin", app)
+            .send()
+            .await
+            .unwrap(),
+        preflight("/login", app, "POST").await.unwrap(),
+        http.get(srv.url("/"))
+            .header("origin", app)
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert!(
+            !res.headers()
+                .keys()
+                .any(|k| k.as_str().starts_with("access-control-")),
+            "{}",
+            res.url()
+        );
+    }
 }

@@ -173,6 +173,51 @@ async fn authorization_codes_are_single_use_and_bound() {
         "replay revoked the first use's refresh token"
     );
 
+    // A public client's spent code, presented by a stranger who knows only the (public)
+    // client id: no verifier, so nothing is revoked; the app's refresh token still works.
+    let (v, c) = pkce();
+    let code = get_code(&srv, &http, &seed.public_id, CB, &c).await;
+    let public_form = |verifier: Option<&str>| {
+        let mut f = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.clone()),
+            ("redirect_uri", CB.to_owned()),
+            ("client_id", seed.public_id.clone()),
+        ];
+        if let Some(v) = verifier {
+            f.push(("code_verifier", v.to_owned()));
+        }
+        f
+    };
+    let send = |f: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let url = srv.url("/token");
+        async move {
+            let res = http.post(url).form(&f).send().await.unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, first) = send(public_form(Some(&v))).await;
+    assert_eq!(s, 200, "{first}");
+    let rt = first["refresh_token"].as_str().unwrap().to_owned();
+    let (s, _) = send(public_form(None)).await;
+    assert_eq!(s, 400, "a replay without the verifier is refused");
+    let refresh = |rt: String| {
+        vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", rt),
+            ("client_id", seed.public_id.clone()),
+        ]
+    };
+    let (s, next) = send(refresh(rt)).await;
+    assert_eq!(s, 200, "the stranger revoked nothing: {next}");
+    // The app itself replaying its code (with the verifier) is treated as theft.
+    let (s, _) = send(public_form(Some(&v))).await;
+    assert_eq!(s, 400);
+    let (s, _) = send(refresh(next["refresh_token"].as_str().unwrap().to_owned())).await;
+    assert_eq!(s, 400, "a real replay revokes the family");
+
     // A code that is not ours, or garbage.
     for bogus in ["pca_AAAA", "x", &"a".repeat(300)] {
         let (s, _, _) = token(&srv, &http, Some(web), &code_form(bogus, CB, &v)).await;

@@ -112,7 +112,7 @@ pub enum CodeRedemption {
     /// No such code, or a code issued to another client (nothing changed: a stranger holding
     /// a leaked code cannot burn it or revoke what it issued).
     Unknown,
-    /// The code is live, but `check` refused it (wrong redirect URI or PKCE verifier): nothing
+    /// `check` refused the presentation (wrong redirect URI or PKCE verifier): nothing
     /// changed, the reason is for the error description.
     Refused(&'static str),
 }
@@ -143,10 +143,10 @@ pub enum RefreshRotation {
 #[async_trait]
 pub trait CodeStore: Send + Sync {
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()>;
-    /// In one transaction: finds the code issued to `client_id`, runs `check` on it if it is
-    /// still live, and marks it consumed. A second redemption by the same client revokes the
-    /// family recorded by the first one. A code of another client, or one `check` refuses, is
-    /// left exactly as it was.
+    /// In one transaction: finds the code issued to `client_id`, runs `check` on it, and marks
+    /// it consumed. A second redemption by the same client that passes `check` revokes the
+    /// family recorded by the first one. A code of another client, or a presentation `check`
+    /// refuses (live or spent), leaves everything exactly as it was.
     async fn redeem_code(
         &self,
         code_hash: &str,

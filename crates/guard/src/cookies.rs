@@ -20,8 +20,33 @@ pub struct HostCookie {
 }
 
 impl HostCookie {
-    /// `name` must start with `__Host-`; anything else is a programming error caught in tests.
+    /// `name` must start with `__Host-` (RFC 6265bis: host-only, `Secure`, `Path=/`, so a
+    /// sibling domain cannot plant or overwrite it). Anything else fails to compile when the
+    /// cookie is a `const`, as cookies should be, and panics otherwise.
     pub const fn new(name: &'static str, same_site: SameSite) -> Self {
+        const PREFIX: &[u8] = b"__Host-";
+        let bytes = name.as_bytes();
+        assert!(
+            bytes.len() > PREFIX.len(),
+            "a HostCookie name starts with __Host- and has more after it"
+        );
+        let mut i = 0;
+        while i < PREFIX.len() {
+            assert!(
+                bytes[i] == PREFIX[i],
+                "a HostCookie name starts with __Host-"
+            );
+            i += 1;
+        }
+        // Token characters only (RFC 6265 §4.1.1): no separators, spaces or controls.
+        while i < bytes.len() {
+            let b = bytes[i];
+            assert!(
+                b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.',
+                "a HostCookie name is made of letters, digits, '-', '_' and '.'"
+            );
+            i += 1;
+        }
         Self { name, same_site }
     }
 
@@ -98,6 +123,18 @@ mod tests {
             "__Host-s=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"
         );
         assert!(c.set("a;b", 60).is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "__Host-")]
+    fn names_without_the_prefix_are_refused() {
+        let _ = HostCookie::new("session", SameSite::Strict);
+    }
+
+    #[test]
+    #[should_panic(expected = "letters")]
+    fn names_with_separators_are_refused() {
+        let _ = HostCookie::new("__Host-a;b", SameSite::Strict);
     }
 
     #[test]

@@ -61,13 +61,25 @@ where
 {
     CorsLayer::new()
         .allow_origin(AllowOrigin::async_predicate(move |origin, _parts| {
-            allowed(origin)
+            // Opaque origins (`null`: sandboxed frames, `file:`, redirects across origins) and
+            // anything that is not a plain `scheme://host[:port]` never reach the predicate.
+            let plain = is_tuple_origin(&origin);
+            let check = allowed.clone();
+            async move { plain && check(origin).await }
         }))
         .allow_methods(methods.to_vec())
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .expose_headers(EXPOSED)
         .allow_credentials(false)
         .max_age(PREFLIGHT_MAX_AGE)
+}
+
+/// Is `origin` a serialised tuple origin, `http(s)://host[:port]` with nothing after it?
+fn is_tuple_origin(origin: &HeaderValue) -> bool {
+    let Ok(s) = origin.to_str() else {
+        return false;
+    };
+    origin_of(s).is_some_and(|o| o == s)
 }
 
 /// The origin (`scheme://host[:port]`) of an absolute `http(s)` URL, as browsers send it in
@@ -98,6 +110,10 @@ mod tests {
                     |o| async move { o.as_bytes() == b"https://app.example.com" },
                     &[Method::POST],
                 )),
+            )
+            .route(
+                "/lenient",
+                post(|| async { "{}" }).layer(allowlist(|_| async { true }, &[Method::POST])),
             )
             .route("/login", post(|| async { "ok" }))
     }
@@ -162,6 +178,28 @@ mod tests {
                 "{evil}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn opaque_and_malformed_origins_never_reach_the_predicate() {
+        for bad in [
+            "null",
+            "file://",
+            "https://a.example/path",
+            "https://a.example:",
+            "x",
+        ] {
+            let r = send("POST", "/lenient", bad, false).await;
+            assert!(
+                !r.headers().contains_key("access-control-allow-origin"),
+                "{bad}"
+            );
+        }
+        let r = send("POST", "/lenient", "https://a.example", false).await;
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "https://a.example"
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,11 @@
 //! CSRF defenses for state-changing requests: a synchronizer token (always required) and a
 //! same-origin check: `Sec-Fetch-Site: same-origin` when the browser sends it, else an `Origin`
 //! equal to ours. `Origin: null` never passes; a request with neither header is refused.
+//!
+//! Tokens either live server-side with the session ([`new_token`] + [`check_token`], as
+//! Portcullis does with its pending sign-ins) or are derived from the session id
+//! ([`SessionBoundTokens`]: an HMAC, nothing to store), so a token from one browser session is
+//! worthless in another.
 
 use http::HeaderMap;
 
@@ -54,6 +59,63 @@ pub fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
+/// Stateless synchronizer tokens bound to a session: `HMAC-SHA256(key, session id)`.
+pub struct SessionBoundTokens {
+    key: aws_lc_rs::hmac::Key,
+}
+
+impl std::fmt::Debug for SessionBoundTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionBoundTokens(..)")
+    }
+}
+
+/// A key shorter than 32 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the CSRF key must be at least 32 bytes")]
+pub struct ShortKey;
+
+impl SessionBoundTokens {
+    /// With a key from configuration (at least 32 bytes), so tokens survive restarts and are
+    /// the same on every instance.
+    pub fn new(key: &[u8]) -> Result<Self, ShortKey> {
+        if key.len() < 32 {
+            return Err(ShortKey);
+        }
+        Ok(Self {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
+        })
+    }
+
+    /// With a fresh random key (tokens end with the process).
+    pub fn random() -> Self {
+        use aws_lc_rs::rand::SecureRandom;
+        let mut b = [0u8; 32];
+        if aws_lc_rs::rand::SystemRandom::new().fill(&mut b).is_err() {
+            std::process::abort();
+        }
+        Self {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &b),
+        }
+    }
+
+    /// The token for forms of `session_id`.
+    pub fn token_for(&self, session_id: &str) -> String {
+        use base64::Engine;
+        let tag = aws_lc_rs::hmac::sign(&self.key, session_id.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    /// Checks a submitted token against `session_id` in constant time. An empty session id
+    /// (no session) never passes.
+    pub fn verify(&self, session_id: &str, submitted: Option<&str>) -> Result<(), CsrfError> {
+        if session_id.is_empty() {
+            return Err(CsrfError::BadToken);
+        }
+        check_token(submitted, &self.token_for(session_id))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +134,28 @@ mod tests {
         assert_eq!(check_same_origin(&h, me), Err(CsrfError::CrossSite));
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
         assert_eq!(check_same_origin(&h, me), Ok(()));
+    }
+
+    #[test]
+    fn session_bound_tokens() {
+        let t = SessionBoundTokens::random();
+        let a = t.token_for("session-a");
+        assert!(t.verify("session-a", Some(&a)).is_ok());
+        assert_eq!(t.verify("session-b", Some(&a)), Err(CsrfError::BadToken));
+        assert_eq!(
+            t.verify("", Some(&t.token_for(""))),
+            Err(CsrfError::BadToken)
+        );
+        assert_eq!(t.verify("session-a", None), Err(CsrfError::BadToken));
+        // Another key, another token: a token minted elsewhere is worthless here.
+        assert_ne!(SessionBoundTokens::random().token_for("session-a"), a);
+        assert!(SessionBoundTokens::new(&[7u8; 31]).is_err());
+        let k = SessionBoundTokens::new(&[7u8; 32]).unwrap();
+        assert_eq!(
+            k.token_for("s"),
+            SessionBoundTokens::new(&[7u8; 32]).unwrap().token_for("s")
+        );
+        assert_eq!(format!("{k:?}"), "SessionBoundTokens(..)");
     }
 
     #[test]

@@ -69,7 +69,9 @@ pub fn apply(res: &mut Response, nonce: &CspNonce) {
     );
     // One policy, ours: a handler's own header would be a second, unchecked one.
     h.insert(header::CONTENT_SECURITY_POLICY, csp);
-    if !h.contains_key(header::CACHE_CONTROL) {
+    // A page carries this response's nonce (and usually a CSRF token): a cached copy would
+    // hand both to the next reader, so pages are never cacheable. Other responses choose.
+    if html || !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }
@@ -123,6 +125,15 @@ mod tests {
             .route(
                 "/cached",
                 get(|| async { ([(header::CACHE_CONTROL, "public, max-age=60")], "css") }),
+            )
+            .route(
+                "/cached-page",
+                get(|| async {
+                    (
+                        [(header::CACHE_CONTROL, "public, max-age=60")],
+                        axum::response::Html("<p>x</p>"),
+                    )
+                }),
             )
             .layer(axum::middleware::from_fn(security_headers))
     }
@@ -194,5 +205,8 @@ mod tests {
     async fn handlers_may_choose_caching() {
         let r = send("GET", "/cached").await;
         assert_eq!(r.headers()["cache-control"], "public, max-age=60");
+        // Never a page: it carries a per-response nonce.
+        let r = send("GET", "/cached-page").await;
+        assert_eq!(r.headers()["cache-control"], "no-store");
     }
 }

@@ -16,8 +16,13 @@ use crate::state::AppState;
 /// Largest request body any endpoint accepts (forms and token requests are small).
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Builds the application router.
+/// Builds the application router: [`routes`] inside [`layered`].
 pub fn router(state: AppState) -> Router {
+    layered(routes(&state), state)
+}
+
+/// Every route, one module per endpoint, with the CORS policy of each.
+pub fn routes(state: &AppState) -> Router<AppState> {
     let origins = state.cors_origins.clone();
     let token_cors = move |methods: &[Method]| {
         let origins = origins.clone();
@@ -63,6 +68,13 @@ pub fn router(state: AppState) -> Router {
                 .layer(token_cors(&[Method::GET, Method::POST])),
         )
         .fallback(routes::index::not_found)
+}
+
+/// Wraps `routes` in the layers every response passes through, outermost last: security
+/// headers (on everything, errors included), panic catcher, client address, request log, host
+/// check, body limit.
+pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), host_check))
         .layer(middleware::from_fn(request_log))

@@ -1,7 +1,8 @@
 //! Which browser origins may call `/token`, `/userinfo` (and later `/revoke`) from a page: the
-//! origins of the registered redirect URIs of enabled public clients (browser apps). An app
-//! registered with a loopback IP redirect (`http://127.0.0.1/cb`) may use any port, as its
-//! redirects may (RFC 8252). Confidential clients call from their servers and need no CORS.
+//! exact origins of the registered redirect URIs of enabled public clients (browser apps).
+//! The any-port rule of loopback redirects (RFC 8252) is for native apps, which do not use
+//! CORS, so it does not apply here: a page on another local port gets nothing. Confidential
+//! clients call from their servers and need no CORS.
 //!
 //! The set is rebuilt from the store at most every [`TTL`], only when a request carries an
 //! `Origin` header, so a client registered or disabled by the CLI is seen within that time.
@@ -18,28 +19,15 @@ use portcullis_guard::cors::origin_of;
 /// Longest time a computed origin set is used.
 pub const TTL: Duration = Duration::from_millis(500);
 
-const LOOPBACK_HOSTS: [&str; 2] = ["http://127.0.0.1", "http://[::1]"];
-
+/// The exact origins allowed.
 #[derive(Default)]
 struct Origins {
     exact: HashSet<String>,
-    /// Loopback IP origins (`http://127.0.0.1`) on which any port is allowed.
-    any_port: HashSet<&'static str>,
 }
 
 impl Origins {
     fn allows(&self, origin: &str) -> bool {
-        if self.exact.contains(origin) {
-            return true;
-        }
-        self.any_port.iter().any(|host| {
-            origin
-                .strip_prefix(host)
-                .and_then(|r| r.strip_prefix(':'))
-                .is_some_and(|port| {
-                    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
-                })
-        })
+        self.exact.contains(origin)
     }
 }
 
@@ -78,12 +66,6 @@ impl CorsOrigins {
             .filter(|c| c.kind == ClientKind::Public && !c.disabled)
         {
             for uri in &c.redirect_uris {
-                if let Some(host) = LOOPBACK_HOSTS.iter().find(|h| {
-                    uri.strip_prefix(**h)
-                        .is_some_and(|r| r.is_empty() || r.starts_with([':', '/', '?']))
-                }) {
-                    set.any_port.insert(host);
-                }
                 if let Some(o) = origin_of(uri) {
                     set.exact.insert(o);
                 }
@@ -113,18 +95,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_any_port_and_exact_otherwise() {
+    fn only_exact_origins() {
         let mut o = Origins::default();
         o.exact.insert("https://spa.example.com".into());
-        o.any_port.insert("http://127.0.0.1");
+        o.exact.insert("http://127.0.0.1:5173".into());
         assert!(o.allows("https://spa.example.com"));
-        assert!(!o.allows("https://spa.example.com:8443"));
-        assert!(!o.allows("https://spa.example.com.evil.example"));
         assert!(o.allows("http://127.0.0.1:5173"));
-        assert!(!o.allows("http://127.0.0.1:5173.evil.example"));
-        assert!(!o.allows("http://127.0.0.1:"));
-        assert!(!o.allows("http://127.0.0.10:5173"));
-        assert!(!o.allows("http://[::1]:5173"));
-        assert!(!o.allows("null"));
+        for bad in [
+            "https://spa.example.com:8443",
+            "https://spa.example.com.evil.example",
+            "http://127.0.0.1:5174",
+            "http://127.0.0.1",
+            "null",
+        ] {
+            assert!(!o.allows(bad), "{bad}");
+        }
     }
 }

@@ -202,7 +202,15 @@ async fn only_from_proxies(
     match peer {
         // `contains` treats an IPv4-mapped peer (dual-stack listeners) as its IPv4 address.
         Some(ip) if proxies.contains(ip) => next.run(req).await,
-        _ => (StatusCode::FORBIDDEN, "Forbidden\n").into_response(),
+        _ => {
+            // Outside the router's layers: give the refusal the same header set.
+            let mut res = (StatusCode::FORBIDDEN, "Forbidden\n").into_response();
+            portcullis_guard::headers::apply(
+                &mut res,
+                &portcullis_guard::csp::CspNonce::generate(),
+            );
+            res
+        }
     }
 }
 

@@ -994,10 +994,27 @@ mod checks {
             redeem(s, "code-1", &fx.client.id, T0 + 2).await,
             CodeRedemption::Redeemed(_)
         ));
+        let family = FamilyId::generate();
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+            .await
+            .unwrap();
+        s.set_code_family("code-1", &family).await.unwrap();
+        // A replay the check refuses (no verifier) revokes nothing.
         assert!(matches!(
-            redeem(s, "code-1", &fx.client.id, T0 + 3).await,
+            s.redeem_code("code-1", &fx.client.id, T0 + 3, &refuse)
+                .await
+                .unwrap(),
+            CodeRedemption::Refused(_)
+        ));
+        assert!(usable(s, "rt-1", &fx.client.id, T0 + 4).await);
+        // A replay that passes it does.
+        assert!(matches!(
+            redeem(s, "code-1", &fx.client.id, T0 + 5).await,
             CodeRedemption::Replayed
         ));
+        // (The probe above rotated "rt-1"; its successor is the live link, now revoked.)
+        let successor = format!("rt-1-probe-{}", T0 + 4);
+        assert!(!usable(s, &successor, &fx.client.id, T0 + 6).await);
     }
 
     pub async fn code_expiry_is_left_to_the_caller(s: &dyn Storage) {

@@ -102,10 +102,13 @@ impl CodeStore for SqliteStore {
             return Ok(CodeRedemption::Unknown);
         };
         let mut code = AuthCode::try_from(row)?;
+        // The check runs on spent codes too: a replay counts (and revokes) only when it comes
+        // with the right redirect URI and verifier, so a stranger holding a leaked code and a
+        // public client id can revoke nothing.
+        if let Err(reason) = check(&code) {
+            return Ok(CodeRedemption::Refused(reason));
+        }
         if code.consumed_at.is_none() {
-            if let Err(reason) = check(&code) {
-                return Ok(CodeRedemption::Refused(reason));
-            }
             // The write lock is held since BEGIN IMMEDIATE: nobody consumed it meanwhile.
             sqlx::query("UPDATE auth_codes SET consumed_at = ? WHERE code_hash = ?")
                 .bind(now)
