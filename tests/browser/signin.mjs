@@ -9,6 +9,9 @@
 //   /start-loopback?attempt=N  the same client, redirect to the HTTP app's /cb (loopback: any
 //                              local process could listen there, so always "Continue as")
 //   /start-public?attempt=N    the public client, redirect to the HTTP app's /cb
+//   /start-v6?attempt=N        (on the IPv6 loopback listener APP_V6_BASE) a public client whose
+//                              redirect is http://[::1]:<port>/cb: reached through our
+//                              "returning" page, since no CSP form-action can name it
 //   /forge                     an attacker page whose form (#forge-submit) POSTs to <issuer>/login
 //   /cb                        the redirect URI (a small HTML page that echoes nothing)
 //   /csp-canary                a page whose own CSP forbids the image it shows: proves that
@@ -23,6 +26,7 @@
 //   APP_HTTPS_BASE            e.g. https://127.0.0.1:5556
 //   WEB_CLIENT_ID             the confidential first-party client
 //   PUBLIC_CLIENT_ID          the public client
+//   APP_V6_BASE, V6_CLIENT_ID the IPv6 loopback app (http://[::1]:<port>) and its client
 //   USER_EMAIL, USER_PASSWORD the seeded user
 //   ARTIFACTS_DIR             where screenshots go (created if missing)
 //   CHROMIUM                  optional, defaults to /usr/bin/chromium
@@ -66,6 +70,8 @@ const appBase = need('APP_BASE').replace(/\/$/, '');
 const appHttpsBase = need('APP_HTTPS_BASE').replace(/\/$/, '');
 const webClientId = need('WEB_CLIENT_ID');
 const publicClientId = need('PUBLIC_CLIENT_ID');
+const appV6Base = need('APP_V6_BASE').replace(/\/$/, '');
+const v6ClientId = need('V6_CLIENT_ID');
 const email = need('USER_EMAIL');
 const password = need('USER_PASSWORD');
 const artifacts = need('ARTIFACTS_DIR');
@@ -350,6 +356,10 @@ async function main() {
     step = 'public-1';
     results.public = await continueAs(page, 'public-1', appBase, '/start-public?attempt=1', publicClientId, 'continue.png', 'public client');
     check(!results.public.login_form_shown, 'the public client flow showed the login form');
+
+    // d2. The IPv6 loopback client: "Continue as", then the returning page, then its /cb.
+    step = 'v6-1';
+    results.v6 = await continueAs(page, 'v6-1', appV6Base, '/start-v6?attempt=1', v6ClientId, 'continue-v6.png', 'IPv6 loopback client');
 
     // e. A forged cross-site POST to /login from the app's origin.
     step = 'forge';

@@ -78,7 +78,7 @@ fn app_route(
     match path {
         // `web`: the first-party client with its https redirect; `loopback`: the same client with
         // the http loopback redirect; `public`: the public client (loopback redirect).
-        "/start-web" | "/start-loopback" | "/start-public" => {
+        "/start-web" | "/start-loopback" | "/start-public" | "/start-v6" => {
             let kind = &path["/start-".len()..];
             match app.starts.get(&format!("{kind}-{attempt}")) {
                 Some(s) => (
@@ -332,6 +332,24 @@ async fn chromium_signs_in_through_the_hosted_pages() {
         "https://127.0.0.1:{}",
         https_listener.local_addr().unwrap().port()
     );
+    // A third listener on the IPv6 loopback, for a native-style client: no CSP source can name
+    // `http://[::1]:port`, so the sign-in must reach it through the "returning" page.
+    let v6_listener = TcpListener::bind("[::1]:0").await.unwrap();
+    let v6_base = format!("http://[::1]:{}", v6_listener.local_addr().unwrap().port());
+    let v6_cb = format!("{v6_base}/cb");
+    let v6 = srv.cli_json(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Native v6",
+            "--public",
+            "--redirect-uri",
+            "http://[::1]/cb",
+        ],
+        None,
+    );
+    let v6_id = v6["client_id"].as_str().unwrap().to_owned();
     let loopback_cb = format!("{http_base}/cb");
     let https_cb = format!("{https_base}/cb");
 
@@ -370,6 +388,7 @@ async fn chromium_signs_in_through_the_hosted_pages() {
         "public-1".to_owned(),
         start(&srv, &seed.public_id, &loopback_cb, "public-1"),
     );
+    starts.insert("v6-1".to_owned(), start(&srv, &v6_id, &v6_cb, "v6-1"));
     let app = Arc::new(App {
         issuer: srv.issuer.clone(),
         starts,
@@ -377,6 +396,7 @@ async fn chromium_signs_in_through_the_hosted_pages() {
     });
     let http_task = serve_app(app.clone(), http_listener, None);
     let https_task = serve_app(app.clone(), https_listener, Some(app_tls(&srv)));
+    let v6_task = serve_app(app.clone(), v6_listener, None);
 
     // The browser.
     let mut cmd = tokio::process::Command::new("node");
@@ -387,6 +407,8 @@ async fn chromium_signs_in_through_the_hosted_pages() {
         .env("APP_HTTPS_BASE", &https_base)
         .env("WEB_CLIENT_ID", &web_id)
         .env("PUBLIC_CLIENT_ID", &seed.public_id)
+        .env("APP_V6_BASE", &v6_base)
+        .env("V6_CLIENT_ID", &v6_id)
         .env("USER_EMAIL", EMAIL)
         .env("USER_PASSWORD", PASSWORD)
         .env("ARTIFACTS_DIR", &artifacts)
@@ -421,6 +443,7 @@ async fn chromium_signs_in_through_the_hosted_pages() {
         ("web2", "web-2", "https", https_cb.as_str()),
         ("loopback", "loopback-1", "http", loopback_cb.as_str()),
         ("public", "public-1", "http", loopback_cb.as_str()),
+        ("v6", "v6-1", "http", v6_cb.as_str()),
         ("web3", "web-3", "https", https_cb.as_str()),
     ];
     for (key, label, _, cb) in flows {
@@ -540,6 +563,17 @@ async fn chromium_signs_in_through_the_hosted_pages() {
         docs_of("public")
     );
 
+    // The IPv6 loopback client: "Continue as", then our "returning" page (200, not a redirect
+    // its CSP could not allow), whose meta refresh reached the app. No CSP violation anywhere
+    // (checked below for every step).
+    assert_eq!(r["v6"]["continue_shown"], true);
+    let v6_docs = docs_of("v6");
+    assert!(
+        v6_docs.contains(&format!("POST {}/authorize/continue 200", srv.issuer))
+            && v6_docs.last() == Some(&format!("GET {v6_cb} 200")),
+        "the IPv6 loopback flow must pass through the returning page: {v6_docs:?}"
+    );
+
     // The recorders work: the canary page's one forbidden image was seen both ways.
     let canary_violations = r["canary"]["csp_violations"].as_array().unwrap();
     assert!(
@@ -630,7 +664,7 @@ async fn chromium_signs_in_through_the_hosted_pages() {
     }
     assert_eq!(
         r["screenshots"].as_array().unwrap().len(),
-        3,
+        4,
         "{}",
         r["screenshots"]
     );
@@ -668,6 +702,7 @@ async fn chromium_signs_in_through_the_hosted_pages() {
 
     http_task.abort();
     https_task.abort();
+    v6_task.abort();
     eprintln!(
         "browser test: {} ({}) passed in {:.1} s; artifacts in {}",
         r["browser"],
