@@ -240,6 +240,9 @@ async fn a05_fragments_and_response_parameters_cannot_be_injected() {
         "https://app.example.com/cb?state=x",
         "https://app.example.com/cb?iss=x",
         "https://app.example.com/cb?a=1&error=x",
+        "https://app.example.com/cb?Code=1",
+        "https://app.example.com/cb?x=1;code=2",
+        "https://app.example.com/cb?code[]=1",
     ] {
         assert_registration_refused(&srv, "--redirect-uri", bad);
     }
@@ -470,6 +473,12 @@ async fn a14_flows_cannot_be_fixed_or_restarted_into_a_victims_session() {
             Some(victim_csrf.as_str()),
             None,
             Some("same-site"),
+        ),
+        (
+            "same-origin fetch with an evil origin",
+            Some(victim_csrf.as_str()),
+            Some("https://evil.example"),
+            Some("same-origin"),
         ),
         ("no origin at all", Some(victim_csrf.as_str()), None, None),
     ] {

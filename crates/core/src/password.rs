@@ -322,8 +322,12 @@ mod tests {
             Err(PasswordError::Context)
         );
         assert!(p
-            .check(&s("correct horse battery staple"), &["alice"])
+            .check(&s("velvet orbit lantern harbor"), &["alice"])
             .is_ok());
+        // Famous example passphrases are on the list, in every spelling.
+        for famous in ["correct horse battery staple", "CorrectHorseBatteryStaple"] {
+            assert!(p.check(&s(famous), &[]).is_err(), "{famous}");
+        }
         // 256 characters is allowed; multibyte characters count once.
         let long: String = (0..64).map(|i| format!("é{i:02}🔑")).collect();
         assert_eq!(long.chars().count(), 256);

@@ -83,11 +83,25 @@ impl RedirectUri {
                 "error_uri",
                 "session_state",
             ];
-            if url::form_urlencoded::parse(query.as_bytes())
-                .any(|(k, _)| reserved.contains(&k.as_ref()))
-            {
-                return Err(RedirectUriError::ReservedParameter);
+            // Names compared case-insensitively, split on `&` and `;`, with `name[]` forms:
+            // client-side parsers differ on all three, and none may see a second `code`.
+            let names = query
+                .split(['&', ';'])
+                .map(|pair| pair.split('=').next().unwrap_or_default())
+                .map(|name| {
+                    percent_encoding::percent_decode_str(name)
+                        .decode_utf8_lossy()
+                        .to_ascii_lowercase()
+                });
+            for name in names {
+                let base = name.split('[').next().unwrap_or_default().trim();
+                if reserved.contains(&base) {
+                    return Err(RedirectUriError::ReservedParameter);
+                }
             }
+        }
+        if !percent_encoding_is_valid(raw) {
+            return Err(RedirectUriError::Characters);
         }
         let path = path_and_query.split('?').next().unwrap_or_default();
         if !path_is_safe(path) {
@@ -99,6 +113,9 @@ impl RedirectUri {
         }
         if !is_https && !is_loopback_host(url.host()) {
             return Err(RedirectUriError::Scheme);
+        }
+        if url.port() == Some(0) {
+            return Err(RedirectUriError::Authority);
         }
         if url.as_str() != raw {
             return Err(RedirectUriError::NotCanonical(url.as_str().to_owned()));
@@ -122,6 +139,25 @@ impl RedirectUri {
         }
         None
     }
+}
+
+/// Every `%` starts a two-hex-digit escape.
+fn percent_encoding_is_valid(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let ok = b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+            if !ok {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
 }
 
 fn is_loopback_host(host: Option<Host<&str>>) -> bool {
@@ -222,6 +258,15 @@ mod tests {
             "https://app.example.com/cb?code=x",
             "https://app.example.com/cb?a=1&state=2",
             "https://app.example.com/cb?iss=x",
+            "https://app.example.com/cb?x=1;code=2",
+            "https://app.example.com/cb?Code=1",
+            "https://app.example.com/cb?STATE=2",
+            "https://app.example.com/cb?ISS=1",
+            "https://app.example.com/cb?code[]=1",
+            "https://app.example.com/cb?%63ode=1",
+            "https://app.example.com/cb?a=%ZZ",
+            "https://app.example.com/cb%",
+            "http://127.0.0.1:0/cb",
         ] {
             assert!(RedirectUri::parse(bad).is_err(), "accepted {bad:?}");
         }
@@ -232,6 +277,7 @@ mod tests {
             "http://[::1]:8080/cb",
             "http://localhost:3000/callback",
             "https://app.example.com/",
+            "https://app.example.com/cb?codec=1&states=2&a=%20",
         ] {
             assert!(RedirectUri::parse(good).is_ok(), "refused {good:?}");
         }

@@ -120,6 +120,15 @@ fn app(csrf: SessionBoundTokens) -> Router {
     Router::new()
         .route("/", get(form).post(save))
         .route(
+            "/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    "document.querySelector('input[name=note]')?.focus();\n",
+                )
+            }),
+        )
+        .route(
             "/api/status",
             get(|| async { "{\"ok\":true}" }).layer(cors::allowlist(
                 |origin| async move { origin.as_bytes() == b"https://spa.example.com" },

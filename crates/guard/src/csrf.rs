@@ -17,20 +17,30 @@ pub enum CsrfError {
     BadToken,
 }
 
-/// Checks that a POST comes from a page of `origin` (e.g. `https://id.example.com`).
+/// Checks that a POST comes from a page of `origin` (e.g. `https://id.example.com`): every
+/// one of `Sec-Fetch-Site` and `Origin` that is present must say so (`same-origin`, and our
+/// origin exactly), and at least one must be present. Repeated headers are refused.
 pub fn check_same_origin(headers: &HeaderMap, origin: &str) -> Result<(), CsrfError> {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        return if site.as_bytes() == b"same-origin" {
-            Ok(())
-        } else {
-            Err(CsrfError::CrossSite)
-        };
+    let one = |name| {
+        let mut all = headers.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (Some(v), None) => Ok(Some(v)),
+            (None, _) => Ok(None),
+            (Some(_), Some(_)) => Err(CsrfError::CrossSite),
+        }
+    };
+    let site = one("sec-fetch-site")?;
+    let sent_origin = one(http::header::ORIGIN.as_str())?;
+    if site.is_some_and(|s| s.as_bytes() != b"same-origin") {
+        return Err(CsrfError::CrossSite);
     }
-    match headers.get(http::header::ORIGIN) {
-        Some(o) if o.as_bytes() == origin.as_bytes() => Ok(()),
-        Some(_) => Err(CsrfError::CrossSite),
-        None => Err(CsrfError::MissingOrigin),
+    if sent_origin.is_some_and(|o| o.as_bytes() != origin.as_bytes()) {
+        return Err(CsrfError::CrossSite);
     }
+    if site.is_none() && sent_origin.is_none() {
+        return Err(CsrfError::MissingOrigin);
+    }
+    Ok(())
 }
 
 /// Constant-time comparison of the submitted token with the one bound to the browser session.
@@ -134,6 +144,17 @@ mod tests {
         assert_eq!(check_same_origin(&h, me), Err(CsrfError::CrossSite));
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
         assert_eq!(check_same_origin(&h, me), Ok(()));
+        // Both present: both must agree.
+        h.insert("origin", HeaderValue::from_static("https://evil.example"));
+        assert_eq!(check_same_origin(&h, me), Err(CsrfError::CrossSite));
+        h.remove("origin");
+        assert_eq!(check_same_origin(&h, me), Ok(()), "Sec-Fetch-Site alone");
+        h.append("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert_eq!(
+            check_same_origin(&h, me),
+            Err(CsrfError::CrossSite),
+            "repeated"
+        );
     }
 
     #[test]

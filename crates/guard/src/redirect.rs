@@ -40,7 +40,8 @@ impl Allowlist {
 const MAX_RETURN_PATH: usize = 2048;
 
 /// `Some(path)` if `candidate` is a same-origin relative path that every browser resolves to
-/// this origin: it starts with exactly one `/`, followed by anything but `/` or `\`; it has no
+/// this origin: it starts with exactly one `/`, followed by anything but `/` or `\`; its path
+/// has no empty, `.` or `..` segment (raw or percent-encoded); it has no
 /// control characters, whitespace, backslash or non-ASCII anywhere (browsers strip tabs and
 /// newlines, turning `/\t/evil` into `//evil`), and no percent-encoded slash, backslash or
 /// control character (a second decoding would restore them). Anything else is `None`: use a
@@ -60,6 +61,18 @@ pub fn safe_return_path(candidate: &str) -> Option<&str> {
         return None;
     }
     let lower = candidate.to_ascii_lowercase();
+    // No empty or dot segment in the path (raw or encoded): `/..//evil` and `/.//evil` collapse
+    // to `//evil` wherever a path gets normalised later.
+    let path = lower.split(['?', '#']).next().unwrap_or_default();
+    let decoded_dots = path.replace("%2e", ".");
+    if path.contains("//")
+        || decoded_dots
+            .split('/')
+            .skip(1)
+            .any(|seg| seg == "." || seg == "..")
+    {
+        return None;
+    }
     // Encoded '/', '\' and every encoded control character (%00-%1f, %7f).
     let mut rest = lower.as_str();
     while let Some(i) = rest.find('%') {
@@ -104,6 +117,13 @@ mod tests {
             "/a b",
             "/%",
             "/%zz",
+            "/..//evil.example",
+            "/.//evil.example",
+            "/%2E%2E//evil.example",
+            "/a/../..//evil.example",
+            "/a//b",
+            "/a/./b",
+            "/a/%2e%2e/b",
         ] {
             assert_eq!(safe_return_path(bad), None, "{bad:?}");
         }

@@ -94,6 +94,15 @@ pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
 /// A request that names another host gets 421: every URL we emit comes from the issuer, and
 /// we answer only for it.
 async fn host_check(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    // RFC 9112 §3.2: a request with more than one Host header is a 400.
+    if req.headers().get_all(header::HOST).iter().nth(1).is_some() {
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "Bad request: more than one Host header\n",
+        )
+            .into_response();
+    }
     let host = req
         .uri()
         .authority()

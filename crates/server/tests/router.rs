@@ -246,11 +246,38 @@ async fn every_answer_carries_the_header_set() {
             req("GET", "/test/panic").body(Body::empty()).unwrap(),
             500,
         ),
+        (
+            "two Host headers",
+            req("GET", "/")
+                .header("host", "evil.example")
+                .body(Body::empty())
+                .unwrap(),
+            400,
+        ),
     ];
     for (what, request, want) in cases {
         let res = send(&w.app, request).await;
         assert_eq!(res.status().as_u16(), want, "{what}");
         assert_header_set(what, &res);
+    }
+    // A client that tried the Authorization header gets the Basic challenge with its 401,
+    // whatever scheme it tried (RFC 6749 §5.2).
+    for auth in ["Bearer x", "Basic !!!", "Basic Y2xfeDp5"] {
+        let res = send(
+            &w.app,
+            req("POST", "/token")
+                .header("authorization", auth)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from("grant_type=client_credentials"))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(res.status(), 401, "{auth}");
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "Basic realm=\"portcullis\"",
+            "{auth}"
+        );
     }
     // A storage outage: the answer is an error, never a panic, and still carries the set.
     w.store.pool().close().await;

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
-pub const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "velvet orbit lantern harbor";
 pub const API: &str = "https://api.example.com";
 
 pub struct TestServer {

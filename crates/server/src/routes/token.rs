@@ -63,23 +63,22 @@ pub async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(p) => p,
         Err(e) => return oauth_json_error(&e),
     };
-    let basic_attempted = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_whitespace().next())
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("basic"));
+    // RFC 6749 §5.2: a client that tried the Authorization header (any scheme) gets a 401
+    // with a challenge when its authentication fails.
+    let header_attempted = headers.contains_key(header::AUTHORIZATION);
+    let error = |e: &OAuthError| {
+        let mut res = oauth_json_error(e);
+        if e.code == ErrorCode::InvalidClient && header_attempted {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"portcullis\""),
+            );
+        }
+        res
+    };
     let basic = match basic_credentials(&headers) {
         Ok(b) => b,
-        Err(e) => {
-            let mut res = oauth_json_error(&e);
-            if e.code == ErrorCode::InvalidClient && basic_attempted {
-                res.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"portcullis\""),
-                );
-            }
-            return res;
-        }
+        Err(e) => return error(&e),
     };
     let ctx = TokenContext {
         issuer: &st.issuer,
@@ -109,15 +108,6 @@ pub async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
     }
     match outcome.result {
         Ok(tokens) => json_no_store(StatusCode::OK, &tokens),
-        Err(e) => {
-            let mut res = oauth_json_error(&e);
-            if e.code == ErrorCode::InvalidClient && basic_attempted {
-                res.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"portcullis\""),
-                );
-            }
-            res
-        }
+        Err(e) => error(&e),
     }
 }
