@@ -8,6 +8,7 @@
 //! - [`cors`]: open CORS for public metadata, allow-listed origins for token endpoints.
 //! - [`client_addr`]: the client address behind trusted proxies, and IPv6 /64 buckets.
 //! - [`redirect`]: exact-match redirect allowlists and safe same-origin `return_to` paths.
+//! - [`limiter`]: attempt limits for brute-force defenses, race-free and bounded in memory.
 //!
 //! `examples/guarded_app.rs` puts them together in a small axum app.
 #![forbid(unsafe_code)]
@@ -18,4 +19,5 @@ pub mod cors;
 pub mod csp;
 pub mod csrf;
 pub mod headers;
+pub mod limiter;
 pub mod redirect;

@@ -258,10 +258,16 @@ mod tests {
             }
         }
         assert!(l.tracked() <= 1_000, "memory stays capped");
-        assert!(!l.reserve("acct:alice", 600).await.is_allowed(), "still limited");
+        assert!(
+            !l.reserve("acct:alice", 600).await.is_allowed(),
+            "still limited"
+        );
         // Beyond the cap, new keys shared one bucket with the same small limit.
         assert!(overflow_allowed <= 5 * 2, "{overflow_allowed}");
-        assert!(!l.reserve("fresh-key", 600).await.is_allowed(), "fail closed");
+        assert!(
+            !l.reserve("fresh-key", 600).await.is_allowed(),
+            "fail closed"
+        );
         // Once windows end, sweeping frees room again.
         assert!(l.reserve("acct:alice", 900).await.is_allowed());
         assert!(l.reserve("fresh-key", 2_000).await.is_allowed());

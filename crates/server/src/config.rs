@@ -34,6 +34,9 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_PASSWORD_MIN_LENGTH",
     "PORTCULLIS_HASHING_CONCURRENCY",
     "PORTCULLIS_LOG_LEVEL",
+    "PORTCULLIS_LOGIN_MAX_FAILURES",
+    "PORTCULLIS_LOGIN_WINDOW",
+    "PORTCULLIS_LIMITER_CAPACITY",
 ];
 
 /// A configuration problem, naming the setting (never a secret's value).
@@ -62,6 +65,9 @@ struct FileConfig {
     session_ttl: Option<i64>,
     password_min_length: Option<usize>,
     hashing_concurrency: Option<usize>,
+    login_max_failures: Option<u32>,
+    login_window: Option<i64>,
+    limiter_capacity: Option<usize>,
 }
 
 /// TLS certificate and key files.
@@ -95,6 +101,12 @@ pub struct Config {
     pub access_token_alg: portcullis_core::model::SigningAlg,
     pub password_min_length: usize,
     pub hashing_concurrency: usize,
+    /// Failed sign-ins allowed per account and per client address within `login_window`.
+    pub login_max_failures: u32,
+    /// Seconds.
+    pub login_window: i64,
+    /// Most keys each in-memory limiter tracks.
+    pub limiter_capacity: usize,
     pub dev: bool,
     /// Warnings to log once the logger is up.
     pub warnings: Vec<String>,
@@ -402,6 +414,33 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     if !(1..=256).contains(&hashing_concurrency) {
         return err("PORTCULLIS_HASHING_CONCURRENCY must be between 1 and 256");
     }
+    let login_max_failures = parse_num(
+        "PORTCULLIS_LOGIN_MAX_FAILURES",
+        get("PORTCULLIS_LOGIN_MAX_FAILURES"),
+        file.login_max_failures,
+    )?
+    .unwrap_or(5);
+    if !(1..=100).contains(&login_max_failures) {
+        return err("PORTCULLIS_LOGIN_MAX_FAILURES must be between 1 and 100");
+    }
+    let login_window = parse_num(
+        "PORTCULLIS_LOGIN_WINDOW",
+        get("PORTCULLIS_LOGIN_WINDOW"),
+        file.login_window,
+    )?
+    .unwrap_or(900);
+    if !(60..=86_400).contains(&login_window) {
+        return err("PORTCULLIS_LOGIN_WINDOW must be between 60 and 86400 seconds");
+    }
+    let limiter_capacity = parse_num(
+        "PORTCULLIS_LIMITER_CAPACITY",
+        get("PORTCULLIS_LIMITER_CAPACITY"),
+        file.limiter_capacity,
+    )?
+    .unwrap_or(100_000);
+    if !(1_000..=10_000_000).contains(&limiter_capacity) {
+        return err("PORTCULLIS_LIMITER_CAPACITY must be between 1000 and 10000000");
+    }
     if dev {
         warnings.push(format!(
             "development mode: secrets and a development certificate live in {dir}; never use --dev in production. To avoid the browser's certificate warning, trust {dir}/dev-ca.pem",
@@ -426,6 +465,9 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         access_token_alg,
         password_min_length,
         hashing_concurrency,
+        login_max_failures,
+        login_window,
+        limiter_capacity,
         dev,
         warnings,
     })

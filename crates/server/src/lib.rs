@@ -13,6 +13,7 @@ pub mod respond;
 pub mod routes;
 pub mod state;
 pub mod templates;
+pub mod throttle;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -86,6 +87,13 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         Arc::new(cache::CachedStore::new(Arc::new(store)));
     Ok(AppState {
         cors_origins: Arc::new(cors::CorsOrigins::new(store.clone())),
+        login_limits: Arc::new(throttle::LoginLimits::in_memory(
+            portcullis_guard::limiter::Limit {
+                max: config.login_max_failures,
+                window_secs: config.login_window,
+            },
+            config.limiter_capacity,
+        )),
         trusted_proxies: Arc::new(portcullis_guard::client_addr::TrustedProxies::new(
             config.trusted_proxies.clone(),
         )),

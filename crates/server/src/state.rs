@@ -28,6 +28,8 @@ pub struct AppState {
     pub jwks: Arc<[u8]>,
     /// Browser origins allowed to call the token endpoints (CORS).
     pub cors_origins: Arc<CorsOrigins>,
+    /// Sign-in attempt limits: one per normalised account, one per client address bucket.
+    pub login_limits: Arc<crate::throttle::LoginLimits>,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<portcullis_guard::client_addr::TrustedProxies>,
 }

@@ -3,12 +3,13 @@
 //! id at every sign-in) and answers 303 to the client.
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Extension, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use portcullis_core::login::{self, LoginError};
 use portcullis_core::params::Params;
 use portcullis_core::secret::reveal;
+use portcullis_guard::client_addr::ClientAddr;
 use portcullis_guard::csrf;
 
 use crate::cookies::SESSION;
@@ -19,8 +20,15 @@ use crate::state::{now, AppState};
 
 /// The one message every failed sign-in gets.
 pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
+/// The one message every throttled sign-in gets, known account or not.
+pub const TOO_MANY_ATTEMPTS: &str = "Too many login attempts";
 
-pub async fn login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn login(
+    State(st): State<AppState>,
+    Extension(ClientAddr(ip)): Extension<ClientAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = now();
     if csrf::check_same_origin(&headers, &st.issuer_origin).is_err() {
         tracing::warn!(event = "login.csrf_refused", reason = "cross_site");
@@ -45,9 +53,31 @@ pub async fn login(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
     };
     let email = form.get_text("email", 320).ok().flatten().unwrap_or("");
     let password = form.get_text("password", 1024).ok().flatten().unwrap_or("");
+    // The attempt is counted before the password is checked (no race lets extra guesses in).
+    let reservation = match st.login_limits.reserve(email, ip, now).await {
+        Ok(r) => r,
+        Err(t) => {
+            tracing::warn!(event = "login.throttled", client_id = %client.id, client = %ip);
+            let mut res = login_page(
+                &st,
+                &flow,
+                &client,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(TOO_MANY_ATTEMPTS),
+            );
+            if let Ok(v) = HeaderValue::from_str(&t.retry_after.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return res;
+        }
+    };
     let user = match login::verify_credentials(&*st.store, &st.hasher, email, password).await {
-        Ok(u) => u,
+        Ok(u) => {
+            st.login_limits.succeeded(reservation).await;
+            u
+        }
         Err(LoginError::Failed(reason)) => {
+            st.login_limits.failed(reservation);
             tracing::info!(event = "login.failed", reason = reason.as_str(), client_id = %client.id);
             return login_page(
                 &st,

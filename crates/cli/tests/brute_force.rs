@@ -1,0 +1,454 @@
+//! Brute-force defenses of the sign-in form against the real server: the attack cases A10-A13
+//! and the 429 part of A17 (`shared/cases/CASES.md`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+
+const CB: &str = "https://app.example.com/cb";
+
+/// A fresh pending sign-in: the jar with its flow cookie, and the form's CSRF token.
+async fn fresh_form(srv: &TestServer, http: &reqwest::Client, client: &str) -> (Jar, String) {
+    let (_v, c) = pkce();
+    let mut jar = Jar::default();
+    let res = authorize_and_resume(
+        srv,
+        http,
+        &mut jar,
+        &authorize_url(srv, client, CB, &c, &[]),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let csrf = csrf_of(&res.text().await.unwrap());
+    (jar, csrf)
+}
+
+/// One sign-in attempt with extra request headers; returns (status, headers, body).
+async fn attempt(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    client: &str,
+    email: &str,
+    password: &str,
+    extra: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let (jar, csrf) = fresh_form(srv, http, client).await;
+    post_login(srv, http, &jar, &csrf, email, password, extra).await
+}
+
+async fn post_login(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    jar: &Jar,
+    csrf: &str,
+    email: &str,
+    password: &str,
+    extra: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut req = http
+        .post(srv.url("/login"))
+        .header("cookie", jar.header())
+        .header("origin", &srv.issuer)
+        .form(&[
+            ("csrf_token", csrf),
+            ("email", email),
+            ("password", password),
+        ]);
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    (status, headers, res.text().await.unwrap())
+}
+
+/// The body with the per-response values (CSRF token, CSP nonce) masked.
+fn masked(body: &str) -> String {
+    let mut out = body.to_owned();
+    if let Some(i) = out.find("name=\"csrf_token\" value=\"") {
+        let start = i + 25;
+        if let Some(len) = out[start..].find('"') {
+            out.replace_range(start..start + len, "CSRF");
+        }
+    }
+    out
+}
+
+fn cookie_names(h: &reqwest::header::HeaderMap) -> Vec<String> {
+    let mut v: Vec<String> = h
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split('=').next().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn header_names(h: &reqwest::header::HeaderMap) -> Vec<String> {
+    let mut v: Vec<String> = h
+        .keys()
+        .map(|k| k.as_str().to_owned())
+        .filter(|k| k != "date")
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a10_failed_and_throttled_sign_ins_look_the_same_for_every_account_state() {
+    // Behind a trusted proxy, so each attempt can come from its own address and only the
+    // account limit is at work.
+    let srv = TestServer::start_with(&[("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")]);
+    let seed = srv.seed();
+    let http = srv.http();
+    for email in ["dave@example.com", "lou@example.com"] {
+        srv.cli(
+            &["users", "create", "--email", email, "--password-stdin"],
+            Some(PASSWORD),
+        );
+    }
+    srv.cli(&["users", "disable", "dave@example.com"], None);
+
+    // Failed sign-ins: active, disabled (wrong and right password), absent.
+    let mut seen = Vec::new();
+    for (email, password) in [
+        ("alice@example.com", "a wrong password, long enough"),
+        ("dave@example.com", "a wrong password, long enough"),
+        ("dave@example.com", PASSWORD),
+        ("nobody@example.com", "a wrong password, long enough"),
+    ] {
+        let (s, h, b) = attempt(
+            &srv,
+            &http,
+            &seed.web_id,
+            email,
+            password,
+            &[("x-forwarded-for", "198.51.100.1")],
+        )
+        .await;
+        assert_eq!(s, 401, "{email}");
+        assert!(b.contains("Invalid credentials"), "{email}");
+        assert!(!b.to_lowercase().contains("disabled") && !b.to_lowercase().contains("locked"));
+        seen.push((email, masked(&b), cookie_names(&h), header_names(&h)));
+    }
+    for w in seen.windows(2) {
+        assert_eq!(w[0].1, w[1].1, "{} vs {}: bodies differ", w[0].0, w[1].0);
+        assert_eq!(w[0].2, w[1].2, "{} vs {}: cookies differ", w[0].0, w[1].0);
+        assert_eq!(w[0].3, w[1].3, "{} vs {}: headers differ", w[0].0, w[1].0);
+    }
+
+    // Throttled: lou (known, now locked) and an absent account look the same too.
+    let mut throttled = Vec::new();
+    for email in ["lou@example.com", "ghost@example.com"] {
+        for i in 0..5 {
+            // Each failure from another address, so only the account counts.
+            let ip = format!("203.0.113.{}", i + 10);
+            let (s, ..) = attempt(
+                &srv,
+                &http,
+                &seed.web_id,
+                email,
+                "a wrong password, long enough",
+                &[("x-forwarded-for", &ip)],
+            )
+            .await;
+            assert_eq!(s, 401, "{email}");
+        }
+        let (s, h, b) = attempt(
+            &srv,
+            &http,
+            &seed.web_id,
+            email,
+            PASSWORD,
+            &[("x-forwarded-for", "192.0.2.77")],
+        )
+        .await;
+        assert_eq!(s, 429, "{email}");
+        assert!(b.contains("Too many login attempts"), "{email}");
+        assert!(h.contains_key("retry-after"));
+        throttled.push((masked(&b), cookie_names(&h), header_names(&h)));
+    }
+    assert_eq!(
+        throttled[0], throttled[1],
+        "throttled known and unknown accounts differ"
+    );
+    // Password reset does not exist yet: the documented refusal, the same for everyone.
+    for email in ["alice@example.com", "nobody@example.com"] {
+        let res = http
+            .post(srv.url("/password-reset"))
+            .form(&[("email", email)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a11_a_parallel_burst_checks_at_most_the_limit() {
+    let srv = TestServer::start_with(&[("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")]);
+    let seed = srv.seed();
+    let http = srv.http();
+    // 50 prepared forms, then 50 simultaneous posts; the right password is number 40.
+    let mut forms = Vec::new();
+    for _ in 0..50 {
+        forms.push(fresh_form(&srv, &http, &seed.web_id).await);
+    }
+    let before = srv.log().matches("\"login.failed\"").count();
+    let tasks: Vec<_> = forms
+        .into_iter()
+        .enumerate()
+        .map(|(i, (jar, csrf))| {
+            let http = http.clone();
+            let url = srv.url("/login");
+            let origin = srv.issuer.clone();
+            let password = if i == 39 {
+                PASSWORD.to_owned()
+            } else {
+                format!("guess number {i} of many")
+            };
+            tokio::spawn(async move {
+                // Each from its own address: only the account limit stands in the way.
+                let res = http
+                    .post(url)
+                    .header("cookie", jar.header())
+                    .header("origin", origin)
+                    .header("x-forwarded-for", format!("198.51.100.{}", i + 1))
+                    .form(&[
+                        ("csrf_token", csrf.as_str()),
+                        ("email", "alice@example.com"),
+                        ("password", password.as_str()),
+                    ])
+                    .send()
+                    .await
+                    .unwrap();
+                (
+                    i,
+                    res.status().as_u16(),
+                    res.headers().contains_key("retry-after"),
+                )
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|(_, s, _)| *s != 429).count();
+    assert!(
+        checked <= 5,
+        "{checked} attempts were checked: {statuses:?}"
+    );
+    assert!(statuses
+        .iter()
+        .all(|(_, s, _)| matches!(s, 401 | 429 | 303)));
+    let right = statuses.iter().find(|(i, ..)| *i == 39).unwrap();
+    // The correct password can only get through if it was among the first five reserved.
+    if right.1 == 303 {
+        assert!(checked <= 5);
+    }
+    for (_, s, retry) in &statuses {
+        if *s == 429 {
+            assert!(retry, "429 without Retry-After");
+        }
+    }
+    // The log agrees: no more than five failures were evaluated.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let failed = srv.log().matches("\"login.failed\"").count() - before;
+    assert!(failed <= 5, "{failed} failures checked");
+
+    // Two concurrent correct sign-ins of an account under no attack: both succeed.
+    srv.cli(
+        &[
+            "users",
+            "create",
+            "--email",
+            "bob@example.com",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    );
+    let a = fresh_form(&srv, &http, &seed.web_id).await;
+    let b = fresh_form(&srv, &http, &seed.web_id).await;
+    let (ra, rb) = tokio::join!(
+        post_login(&srv, &http, &a.0, &a.1, "bob@example.com", PASSWORD, &[]),
+        post_login(&srv, &http, &b.0, &b.1, "bob@example.com", PASSWORD, &[]),
+    );
+    assert_eq!((ra.0, rb.0), (303, 303));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a12_forwarding_headers_are_ignored_unless_the_peer_is_a_trusted_proxy() {
+    // No trusted proxy: every spoofing header is ignored; the 6th failure from this socket's
+    // address is refused, whatever the headers say, for six different accounts.
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    for i in 0..20 {
+        let spoof = format!("203.0.113.{i}");
+        let forwarded = format!("for={spoof}");
+        let (s, h, _) = attempt(
+            &srv,
+            &http,
+            &seed.web_id,
+            &format!("user{i}@example.com"),
+            "a wrong password, long enough",
+            &[
+                ("x-forwarded-for", &spoof),
+                ("x-real-ip", &spoof),
+                ("forwarded", &forwarded),
+                ("true-client-ip", &spoof),
+            ],
+        )
+        .await;
+        if i < 5 {
+            assert_eq!(s, 401, "attempt {i}");
+        } else {
+            assert_eq!(s, 429, "attempt {i}: a spoofed header opened a new bucket");
+            assert!(h.contains_key("retry-after"));
+        }
+    }
+
+    // Behind a trusted proxy (127.0.0.1): the right-most untrusted hop is the client; the
+    // spoofed left entries change nothing.
+    let srv = TestServer::start_with(&[("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")]);
+    let seed = srv.seed();
+    let http = srv.http();
+    for i in 0..8 {
+        let xff = format!("10.9.8.{i}, 198.51.100.7");
+        let (s, ..) = attempt(
+            &srv,
+            &http,
+            &seed.web_id,
+            &format!("user{i}@example.com"),
+            "a wrong password, long enough",
+            &[("x-forwarded-for", &xff)],
+        )
+        .await;
+        assert_eq!(s, if i < 5 { 401 } else { 429 }, "attempt {i}");
+    }
+    // Another real client behind the same proxy is not affected.
+    let (s, ..) = attempt(
+        &srv,
+        &http,
+        &seed.web_id,
+        "someone@example.com",
+        "a wrong password, long enough",
+        &[("x-forwarded-for", "198.51.100.8")],
+    )
+    .await;
+    assert_eq!(s, 401);
+    // The log records the derived address, never the raw header text.
+    assert!(srv.log().contains("198.51.100.7"));
+    assert!(!srv.log().contains("10.9.8."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a13_ipv6_clients_share_their_64_and_spellings_share_a_bucket() {
+    let srv = TestServer::start_with(&[("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let mut n = 0;
+    let mut fail_from = |addr: String| {
+        n += 1;
+        let email = format!("user{n}@example.com");
+        let srv = &srv;
+        let http = &http;
+        let seed = &seed;
+        async move {
+            attempt(
+                srv,
+                http,
+                &seed.web_id,
+                &email,
+                "a wrong password, long enough",
+                &[("x-forwarded-for", &addr)],
+            )
+            .await
+            .0
+        }
+    };
+    // Rotating through one /64.
+    for i in 1..=5 {
+        assert_eq!(fail_from(format!("2001:db8:1:2::{i:x}")).await, 401);
+    }
+    assert_eq!(
+        fail_from("2001:db8:1:2:ffff::1".into()).await,
+        429,
+        "same /64"
+    );
+    assert_eq!(
+        fail_from("2001:db8:1:3::1".into()).await,
+        401,
+        "another /64"
+    );
+    // Textual variants of one address.
+    for _ in 0..4 {
+        assert_eq!(fail_from("2001:db8::1".into()).await, 401);
+    }
+    assert_eq!(fail_from("2001:0db8:0:0:0:0:0:1".into()).await, 401);
+    assert_eq!(fail_from("[2001:db8:0::1]:4433".into()).await, 429);
+    // IPv4-mapped IPv6 is the IPv4 address.
+    for _ in 0..5 {
+        assert_eq!(fail_from("203.0.113.5".into()).await, 401);
+    }
+    assert_eq!(fail_from("::ffff:203.0.113.5".into()).await, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a17_throttled_answers_carry_the_full_header_set() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    for _ in 0..5 {
+        attempt(
+            &srv,
+            &http,
+            &seed.web_id,
+            "alice@example.com",
+            "wrong but long enough",
+            &[],
+        )
+        .await;
+    }
+    let (jar, csrf) = fresh_form(&srv, &http, &seed.web_id).await;
+    let res = http
+        .post(srv.url("/login"))
+        .header("cookie", jar.header())
+        .header("origin", &srv.issuer)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "alice@example.com"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        429,
+        "the right password is refused while throttled"
+    );
+    let retry: i64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    let html = check_html_page("throttled login", res, Some("https://app.example.com")).await;
+    assert!(html.contains("Too many login attempts"));
+    // A success elsewhere does not help: another account from the same address still works
+    // only until the address limit, which these five failures also reached.
+    let (s, ..) = attempt(
+        &srv,
+        &http,
+        &seed.web_id,
+        "bob@example.com",
+        "x wrong but long",
+        &[],
+    )
+    .await;
+    assert_eq!(s, 429, "the address is throttled too");
+}

@@ -1,0 +1,157 @@
+//! Sign-in throttling (PRACTICES §6): at most N failed sign-ins per window per account and per
+//! client address (defaults 5 per 15 minutes), counted race-free by the guard's limiter.
+//!
+//! Each attempt reserves a slot on both keys *before* the password is checked, so a burst of
+//! parallel guesses checks at most N passwords, and a correct password arriving after the
+//! limit is refused like any other attempt. A success clears the account's counter and gives
+//! the address its slot back; a failure keeps both. Two concurrent correct sign-ins of an
+//! account that is not under attack both succeed (each takes one slot, and each success
+//! clears the counter).
+//!
+//! The account key is the normalised e-mail (its comparison key when it parses, so case,
+//! whitespace and Unicode compatibility variants share one counter); unknown accounts are
+//! counted exactly like known ones, before anything is looked up. The address key is the
+//! guard's bucket of the resolved client address (IPv4 address, IPv6 /64).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use portcullis_core::email::Email;
+use portcullis_guard::client_addr::bucket;
+use portcullis_guard::limiter::{AttemptLimiter, Decision, Limit, MemoryLimiter};
+use unicode_normalization::UnicodeNormalization;
+
+/// The limiters of the sign-in form.
+pub struct LoginLimits {
+    account: Arc<dyn AttemptLimiter>,
+    address: Arc<dyn AttemptLimiter>,
+}
+
+/// The slots one attempt holds, to settle once the password check is done.
+#[must_use]
+pub struct Reservation {
+    account: String,
+    address: String,
+}
+
+/// The attempt was refused: retry after this many seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttled {
+    pub retry_after: i64,
+}
+
+impl LoginLimits {
+    /// In-memory limiters (one process) with `limit` on each key and at most `capacity` keys.
+    pub fn in_memory(limit: Limit, capacity: usize) -> Self {
+        Self {
+            account: Arc::new(MemoryLimiter::new(limit, capacity)),
+            address: Arc::new(MemoryLimiter::new(limit, capacity)),
+        }
+    }
+
+    /// Limiters from elsewhere (a shared store for several instances).
+    pub fn new(account: Arc<dyn AttemptLimiter>, address: Arc<dyn AttemptLimiter>) -> Self {
+        Self { account, address }
+    }
+
+    /// The counter key of whatever was typed as the e-mail address.
+    pub fn account_key(typed: &str) -> String {
+        match Email::parse(typed) {
+            Ok(e) => format!("acct:{}", e.key()),
+            Err(_) => {
+                let folded: String = typed.nfkc().collect::<String>().trim().to_lowercase();
+                format!("acct?:{}", folded.chars().take(320).collect::<String>())
+            }
+        }
+    }
+
+    /// The counter key of a client address.
+    pub fn address_key(ip: IpAddr) -> String {
+        format!("addr:{}", bucket(ip, 64))
+    }
+
+    /// Reserves one attempt for `typed_email` from `ip` at `now`.
+    pub async fn reserve(
+        &self,
+        typed_email: &str,
+        ip: IpAddr,
+        now: i64,
+    ) -> Result<Reservation, Throttled> {
+        let r = Reservation {
+            account: Self::account_key(typed_email),
+            address: Self::address_key(ip),
+        };
+        if let Decision::Limited { retry_after } = self.address.reserve(&r.address, now).await {
+            return Err(Throttled { retry_after });
+        }
+        if let Decision::Limited { retry_after } = self.account.reserve(&r.account, now).await {
+            // Not checked, so not a failure of this address.
+            self.address.refund(&r.address).await;
+            return Err(Throttled { retry_after });
+        }
+        Ok(r)
+    }
+
+    /// The password was right: the account starts afresh, the address gets its slot back.
+    pub async fn succeeded(&self, r: Reservation) {
+        self.account.clear(&r.account).await;
+        self.address.refund(&r.address).await;
+    }
+
+    /// The attempt failed: both slots stay taken until the window ends.
+    pub fn failed(&self, r: Reservation) {
+        drop(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_of_one_account_share_a_key() {
+        let k = LoginLimits::account_key("alice@example.com");
+        for v in [
+            "ALICE@Example.COM",
+            " alice@example.com\t",
+            "ａｌｉｃｅ@example.com",
+            "Alice@EXAMPLE.com",
+        ] {
+            assert_eq!(LoginLimits::account_key(v), k, "{v:?}");
+        }
+        assert_ne!(LoginLimits::account_key("bob@example.com"), k);
+        // Unparseable input still shares a key across case variants.
+        assert_eq!(
+            LoginLimits::account_key("Not An Email"),
+            LoginLimits::account_key("not an email ")
+        );
+    }
+
+    #[tokio::test]
+    async fn success_clears_the_account_and_refunds_the_address() {
+        let l = LoginLimits::in_memory(
+            Limit {
+                max: 2,
+                window_secs: 900,
+            },
+            1_000,
+        );
+        let ip: IpAddr = "203.0.113.5".parse().unwrap();
+        l.failed(l.reserve("a@example.com", ip, 0).await.unwrap());
+        let r = l.reserve("a@example.com", ip, 1).await.unwrap();
+        l.succeeded(r).await;
+        // The account starts afresh; the address holds one failure.
+        l.failed(l.reserve("a@example.com", ip, 2).await.unwrap());
+        assert!(
+            l.reserve("b@example.com", ip, 3).await.is_err(),
+            "address at 2"
+        );
+        let other: IpAddr = "2001:db8:1:2::9".parse().unwrap();
+        l.failed(l.reserve("a@example.com", other, 4).await.unwrap());
+        assert_eq!(
+            l.reserve("a@example.com", other, 5).await.err(),
+            Some(Throttled { retry_after: 897 }),
+            "account at 2 since its reset"
+        );
+    }
+}
