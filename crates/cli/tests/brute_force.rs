@@ -452,3 +452,135 @@ async fn a17_throttled_answers_carry_the_full_header_set() {
     .await;
     assert_eq!(s, 429, "the address is throttled too");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_hashing_queue_answers_503_at_once_and_other_endpoints_keep_answering() {
+    let srv = TestServer::start_with(&[
+        ("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1"),
+        ("PORTCULLIS_HASHING_CONCURRENCY", "1"),
+        ("PORTCULLIS_HASHING_QUEUE", "1"),
+    ]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let mut forms = Vec::new();
+    for _ in 0..12 {
+        forms.push(fresh_form(&srv, &http, &seed.web_id).await);
+    }
+    let tasks: Vec<_> = forms
+        .into_iter()
+        .enumerate()
+        .map(|(i, (jar, csrf))| {
+            let http = http.clone();
+            let url = srv.url("/login");
+            let origin = srv.issuer.clone();
+            tokio::spawn(async move {
+                let res = http
+                    .post(url)
+                    .header("cookie", jar.header())
+                    .header("origin", origin)
+                    .header("x-forwarded-for", format!("198.51.100.{}", i + 1))
+                    .form(&[
+                        ("csrf_token", csrf.as_str()),
+                        ("email", format!("user{i}@example.com").as_str()),
+                        ("password", "a wrong password, long enough"),
+                    ])
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = res
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                (res.status().as_u16(), retry)
+            })
+        })
+        .collect();
+    // While the sign-ins queue, discovery answers.
+    let res = http
+        .get(srv.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut overloaded = 0;
+    for t in tasks {
+        let (status, retry) = t.await.unwrap();
+        assert!(status == 401 || status == 503, "{status}");
+        if status == 503 {
+            overloaded += 1;
+            assert_eq!(retry.as_deref(), Some("1"));
+        }
+    }
+    assert!(
+        overloaded > 0,
+        "no sign-in was turned away by the full queue"
+    );
+    // The refused attempts were not counted as failures: the queue empties and the user signs
+    // in from one of those addresses.
+    let (s, ..) = attempt(
+        &srv,
+        &http,
+        &seed.web_id,
+        "alice@example.com",
+        PASSWORD,
+        &[("x-forwarded-for", "198.51.100.1")],
+    )
+    .await;
+    assert_eq!(s, 303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_client_authentication_is_limited_per_address() {
+    let srv = TestServer::start_with(&[
+        ("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1"),
+        ("PORTCULLIS_CLIENT_AUTH_MAX_FAILURES", "3"),
+    ]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let send = |secret: &str, from: &str| {
+        http.post(srv.url("/token"))
+            .basic_auth(&seed.machine_id, Some(secret))
+            .header("x-forwarded-for", from)
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    for i in 0..3 {
+        let res = send("wrong", "198.51.100.1").await.unwrap();
+        assert_eq!(res.status(), 401, "failure {i}");
+        assert_eq!(
+            res.headers()["ratelimit-policy"],
+            "\"client-auth\";q=3;w=300"
+        );
+        assert!(res.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("\"client-auth\";r={};", 2 - i)));
+    }
+    // The address is now refused, even with the right secret, with the full header set.
+    let res = send(&seed.machine_secret, "198.51.100.1").await.unwrap();
+    assert_eq!(res.status(), 429);
+    let retry: i64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry));
+    assert!(res.headers()["ratelimit"]
+        .to_str()
+        .unwrap()
+        .contains(";r=0;"));
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    // Another address, and authenticated clients at any rate, are unaffected.
+    let res = send(&seed.machine_secret, "198.51.100.2").await.unwrap();
+    assert_eq!(res.status(), 200);
+    for _ in 0..10 {
+        let res = send(&seed.machine_secret, "198.51.100.3").await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+}

@@ -156,11 +156,17 @@ pub enum HashError {
     Overloaded,
 }
 
+/// Checks that may wait for a hashing permit by default (see [`PasswordHasher::with_queue_limit`]).
+pub const DEFAULT_MAX_WAITING: usize = 64;
+
 /// Argon2id (OWASP: m = 19 MiB, t = 2, p = 1) on blocking threads, at most `concurrency` at a
 /// time. Unknown accounts are verified against a dummy hash so they cost what known ones cost.
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// Most checks allowed to wait for a permit; beyond that, `Overloaded` at once.
+    max_waiting: usize,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     params: Params,
     dummy_hash: Arc<String>,
     verifications: Arc<std::sync::atomic::AtomicU64>,
@@ -192,10 +198,35 @@ impl PasswordHasher {
             .to_string();
         Ok(Self {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            max_waiting: DEFAULT_MAX_WAITING,
+            waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             params,
             dummy_hash: Arc::new(dummy),
             verifications: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
+    }
+
+    /// At most `max_waiting` checks may queue for a permit; more are refused at once with
+    /// [`HashError::Overloaded`] (the caller answers 503 with `Retry-After`), so a flood of
+    /// sign-ins cannot pile up memory and latency while other endpoints keep answering.
+    pub fn with_queue_limit(mut self, max_waiting: usize) -> Self {
+        self.max_waiting = max_waiting;
+        self
+    }
+
+    /// A permit, waiting only if the queue has room.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, HashError> {
+        use std::sync::atomic::Ordering;
+        if let Ok(p) = self.permits.try_acquire() {
+            return Ok(p);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(HashError::Overloaded);
+        }
+        let p = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        p.map_err(|_| HashError::Overloaded)
     }
 
     /// How many Argon2 verifications have run (dummy ones for unknown accounts included).
@@ -206,11 +237,7 @@ impl PasswordHasher {
 
     /// Hashes a (normalised) password into a PHC string.
     pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HashError::Overloaded)?;
+        let _permit = self.permit().await?;
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
@@ -230,11 +257,7 @@ impl PasswordHasher {
         password: SecretString,
         stored: Option<String>,
     ) -> Result<bool, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HashError::Overloaded)?;
+        let _permit = self.permit().await?;
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.as_str().to_owned());
         let params = self.params.clone();
@@ -356,6 +379,31 @@ mod tests {
             .verify(s("portcullis dummy password for unknown accounts"), None)
             .await
             .unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_at_once() {
+        // One permit, one waiting place: of eight simultaneous checks, two can be served
+        // (running + waiting) and the rest are refused without waiting.
+        let h = PasswordHasher::with_params(1, 8 * 1024, 3, 1)
+            .unwrap()
+            .with_queue_limit(1);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.verify(s("some password here"), None).await })
+            })
+            .collect();
+        let mut overloaded = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Err(HashError::Overloaded)) {
+                overloaded += 1;
+            }
+        }
+        assert!(overloaded >= 5, "{overloaded} refused");
+        assert!(h.verifications() <= 3, "{}", h.verifications());
+        // Once the flood has passed, checks run again.
+        assert!(h.verify(s("some password here"), None).await.is_ok());
     }
 
     #[test]

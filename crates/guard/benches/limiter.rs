@@ -5,7 +5,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use portcullis_guard::limiter::{AttemptLimiter, Limit, MemoryLimiter};
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let limit = Limit {
         max: 5,
         window_secs: 900,

@@ -52,6 +52,10 @@ impl Decision {
 pub trait AttemptLimiter: Send + Sync {
     /// Reserves (counts) one attempt for `key` at `now` (Unix seconds) if it is under the limit.
     async fn reserve(&self, key: &str, now: i64) -> Decision;
+    /// Would an attempt for `key` be allowed at `now`? Counts nothing: for limits on failures
+    /// that can only be known afterwards (then [`AttemptLimiter::reserve`] records one), where
+    /// the guarded secret is too strong for a racing burst to matter.
+    async fn check(&self, key: &str, now: i64) -> Decision;
     /// Forgets every attempt of `key`.
     async fn clear(&self, key: &str);
     /// Gives back one reserved attempt of `key`.
@@ -163,6 +167,36 @@ impl AttemptLimiter for MemoryLimiter {
         self.reserve_now(key, now)
     }
 
+    async fn check(&self, key: &str, now: i64) -> Decision {
+        let limit = self.limit;
+        let Ok(st) = self.state.lock() else {
+            return Decision::Limited {
+                retry_after: limit.window_secs,
+            };
+        };
+        let w = match st.keys.get(key) {
+            Some(w) => *w,
+            None if st.keys.len() >= self.capacity => st.overflow,
+            None => Window {
+                start: now,
+                count: 0,
+            },
+        };
+        if w.live(now, limit) && w.count >= limit.max {
+            Decision::Limited {
+                retry_after: (w.start + limit.window_secs - now).max(1),
+            }
+        } else if w.live(now, limit) {
+            Decision::Allowed {
+                remaining: limit.max - w.count,
+            }
+        } else {
+            Decision::Allowed {
+                remaining: limit.max,
+            }
+        }
+    }
+
     async fn clear(&self, key: &str) {
         if let Ok(mut st) = self.state.lock() {
             st.keys.remove(key);
@@ -211,6 +245,22 @@ mod tests {
         assert!(l.reserve("b", 1010).await.is_allowed(), "keys are separate");
         assert!(!l.reserve("a", 1899).await.is_allowed());
         assert!(l.reserve("a", 1900).await.is_allowed(), "a new window");
+    }
+
+    #[tokio::test]
+    async fn check_counts_nothing() {
+        let l = MemoryLimiter::new(FIVE, 100);
+        for _ in 0..10 {
+            assert_eq!(l.check("a", 0).await, Decision::Allowed { remaining: 5 });
+        }
+        for _ in 0..5 {
+            l.reserve("a", 0).await;
+        }
+        assert_eq!(
+            l.check("a", 100).await,
+            Decision::Limited { retry_after: 800 }
+        );
+        assert_eq!(l.check("a", 900).await, Decision::Allowed { remaining: 5 });
     }
 
     #[tokio::test]

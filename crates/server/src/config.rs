@@ -37,7 +37,12 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_LOGIN_MAX_FAILURES",
     "PORTCULLIS_LOGIN_WINDOW",
     "PORTCULLIS_LIMITER_CAPACITY",
+    "PORTCULLIS_HASHING_QUEUE",
+    "PORTCULLIS_CLIENT_AUTH_MAX_FAILURES",
 ];
+
+/// The window of the token endpoint's failed-client-authentication limit, seconds.
+pub const CLIENT_AUTH_WINDOW: i64 = 300;
 
 /// A configuration problem, naming the setting (never a secret's value).
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +73,8 @@ struct FileConfig {
     login_max_failures: Option<u32>,
     login_window: Option<i64>,
     limiter_capacity: Option<usize>,
+    hashing_queue: Option<usize>,
+    client_auth_max_failures: Option<u32>,
 }
 
 /// TLS certificate and key files.
@@ -107,6 +114,11 @@ pub struct Config {
     pub login_window: i64,
     /// Most keys each in-memory limiter tracks.
     pub limiter_capacity: usize,
+    /// Most password checks waiting for a hashing thread; beyond that, 503.
+    pub hashing_queue: usize,
+    /// Failed client authentications allowed per address at the token endpoint per
+    /// [`CLIENT_AUTH_WINDOW`] seconds.
+    pub client_auth_max_failures: u32,
     pub dev: bool,
     /// Warnings to log once the logger is up.
     pub warnings: Vec<String>,
@@ -441,6 +453,24 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     if !(1_000..=10_000_000).contains(&limiter_capacity) {
         return err("PORTCULLIS_LIMITER_CAPACITY must be between 1000 and 10000000");
     }
+    let hashing_queue = parse_num(
+        "PORTCULLIS_HASHING_QUEUE",
+        get("PORTCULLIS_HASHING_QUEUE"),
+        file.hashing_queue,
+    )?
+    .unwrap_or(portcullis_core::password::DEFAULT_MAX_WAITING);
+    if !(1..=100_000).contains(&hashing_queue) {
+        return err("PORTCULLIS_HASHING_QUEUE must be between 1 and 100000");
+    }
+    let client_auth_max_failures = parse_num(
+        "PORTCULLIS_CLIENT_AUTH_MAX_FAILURES",
+        get("PORTCULLIS_CLIENT_AUTH_MAX_FAILURES"),
+        file.client_auth_max_failures,
+    )?
+    .unwrap_or(20);
+    if !(1..=10_000).contains(&client_auth_max_failures) {
+        return err("PORTCULLIS_CLIENT_AUTH_MAX_FAILURES must be between 1 and 10000");
+    }
     if dev {
         warnings.push(format!(
             "development mode: secrets and a development certificate live in {dir}; never use --dev in production. To avoid the browser's certificate warning, trust {dir}/dev-ca.pem",
@@ -468,6 +498,8 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         login_max_failures,
         login_window,
         limiter_capacity,
+        hashing_queue,
+        client_auth_max_failures,
         dev,
         warnings,
     })

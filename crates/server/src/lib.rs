@@ -87,6 +87,13 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         Arc::new(cache::CachedStore::new(Arc::new(store)));
     Ok(AppState {
         cors_origins: Arc::new(cors::CorsOrigins::new(store.clone())),
+        client_auth_limits: Arc::new(portcullis_guard::limiter::MemoryLimiter::new(
+            portcullis_guard::limiter::Limit {
+                max: config.client_auth_max_failures,
+                window_secs: config::CLIENT_AUTH_WINDOW,
+            },
+            config.limiter_capacity,
+        )),
         login_limits: Arc::new(throttle::LoginLimits::in_memory(
             portcullis_guard::limiter::Limit {
                 max: config.login_max_failures,
@@ -100,7 +107,8 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         store,
         keys: Arc::new(keys),
         hash_key: Arc::new(HashKey::new(&config.hash_key)),
-        hasher: PasswordHasher::new(config.hashing_concurrency)?,
+        hasher: PasswordHasher::new(config.hashing_concurrency)?
+            .with_queue_limit(config.hashing_queue),
         lifetimes: config.lifetimes.clone(),
         access_token_alg: config.access_token_alg,
         issuer: config.issuer.clone().into(),

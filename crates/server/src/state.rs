@@ -30,6 +30,8 @@ pub struct AppState {
     pub cors_origins: Arc<CorsOrigins>,
     /// Sign-in attempt limits: one per normalised account, one per client address bucket.
     pub login_limits: Arc<crate::throttle::LoginLimits>,
+    /// Failed client authentications at the token endpoint, per client address bucket.
+    pub client_auth_limits: Arc<dyn portcullis_guard::limiter::AttemptLimiter>,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<portcullis_guard::client_addr::TrustedProxies>,
 }

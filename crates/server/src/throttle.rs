@@ -98,6 +98,13 @@ impl LoginLimits {
         self.address.refund(&r.address).await;
     }
 
+    /// The password could not be checked (overload, storage failure): not a failure, so both
+    /// slots are given back.
+    pub async fn not_checked(&self, r: Reservation) {
+        self.account.refund(&r.account).await;
+        self.address.refund(&r.address).await;
+    }
+
     /// The attempt failed: both slots stay taken until the window ends.
     pub fn failed(&self, r: Reservation) {
         drop(r);

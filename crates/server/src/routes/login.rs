@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use portcullis_core::login::{self, LoginError};
 use portcullis_core::params::Params;
+use portcullis_core::password::HashError;
 use portcullis_core::secret::reveal;
 use portcullis_guard::client_addr::ClientAddr;
 use portcullis_guard::csrf;
@@ -87,16 +88,29 @@ pub async fn login(
                 Some(INVALID_CREDENTIALS),
             );
         }
-        Err(LoginError::Store(e)) => return store_failure(&st, e),
+        Err(LoginError::Store(e)) => {
+            st.login_limits.not_checked(reservation).await;
+            return store_failure(&st, e);
+        }
         Err(LoginError::Hash(e)) => {
-            tracing::error!(error = %e, "password check failed");
-            return respond::error_page(
+            // Overloaded: the bounded hashing queue is full. Nothing was checked, so nothing
+            // counts; the browser is told when to try again.
+            st.login_limits.not_checked(reservation).await;
+            if matches!(e, HashError::Overloaded) {
+                tracing::warn!(event = "login.overloaded", client = %ip);
+            } else {
+                tracing::error!(error = %e, "password check failed");
+            }
+            let mut res = respond::error_page(
                 &st,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Temporarily unavailable",
-                "Please try again in a moment.",
+                "Too many sign-ins are in progress. Please try again in a moment.",
                 None,
             );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return res;
         }
     };
     // The flow is taken first (single use): a double-submitted form finds it gone and changes

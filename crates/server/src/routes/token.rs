@@ -2,7 +2,7 @@
 //! `Cache-Control: no-store`.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
@@ -12,6 +12,10 @@ use portcullis_core::error::{ErrorCode, OAuthError};
 use portcullis_core::grants::{self, GrantEvent, TokenContext};
 use portcullis_core::params::Params;
 
+use portcullis_guard::client_addr::{bucket, ClientAddr};
+use portcullis_guard::limiter::Decision;
+
+use crate::config;
 use crate::respond::{json_no_store, oauth_json_error};
 use crate::state::{now, AppState};
 
@@ -43,8 +47,50 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>, OA
     }))
 }
 
-pub async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// `RateLimit-Policy` / `RateLimit` (IETF RateLimit header fields draft) and `Retry-After`
+/// for the failed-client-authentication limit.
+fn rate_limit_headers(res: &mut Response, st: &AppState, decision: Decision, now_window: i64) {
+    let limit = st.client_auth_limits.limit();
+    let (remaining, reset) = match decision {
+        Decision::Allowed { remaining } => (remaining, now_window),
+        Decision::Limited { retry_after } => (0, retry_after),
+    };
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "\"client-auth\";q={};w={}",
+        limit.max, limit.window_secs
+    )) {
+        h.insert("ratelimit-policy", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"client-auth\";r={remaining};t={reset}")) {
+        h.insert("ratelimit", v);
+    }
+    if let Decision::Limited { retry_after } = decision {
+        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+            h.insert(header::RETRY_AFTER, v);
+        }
+    }
+}
+
+pub async fn token(
+    State(st): State<AppState>,
+    Extension(ClientAddr(ip)): Extension<ClientAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = now();
+    // Failed client authentication is limited per address (PRACTICES §6). Issued secrets are
+    // 256-bit, so the limit is counted after the fact: it bounds abuse, not guessing.
+    let address = format!("token:{}", bucket(ip, 64));
+    if let d @ Decision::Limited { .. } = st.client_auth_limits.check(&address, now).await {
+        let mut res = oauth_json_error(&OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "too many failed client authentications from this address; retry later",
+        ));
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        rate_limit_headers(&mut res, &st, d, 0);
+        return res;
+    }
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -66,7 +112,12 @@ pub async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
     // RFC 6749 §5.2: a client that tried the Authorization header (any scheme) gets a 401
     // with a challenge when its authentication fails.
     let header_attempted = headers.contains_key(header::AUTHORIZATION);
-    let error = |e: &OAuthError| {
+    let failed_auth = || async {
+        let d = st.client_auth_limits.reserve(&address, now).await;
+        tracing::info!(event = "token.client_auth_failed", client = %ip);
+        d
+    };
+    let error = |e: &OAuthError, counted: Option<Decision>| {
         let mut res = oauth_json_error(e);
         if e.code == ErrorCode::InvalidClient && header_attempted {
             res.headers_mut().insert(
@@ -74,11 +125,18 @@ pub async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
                 HeaderValue::from_static("Basic realm=\"portcullis\""),
             );
         }
+        if let Some(d) = counted {
+            rate_limit_headers(&mut res, &st, d, config::CLIENT_AUTH_WINDOW);
+        }
         res
     };
     let basic = match basic_credentials(&headers) {
         Ok(b) => b,
-        Err(e) => return error(&e),
+        Err(e) if e.code == ErrorCode::InvalidClient => {
+            let d = failed_auth().await;
+            return error(&e, Some(d));
+        }
+        Err(e) => return error(&e, None),
     };
     let ctx = TokenContext {
         issuer: &st.issuer,
@@ -108,6 +166,10 @@ pub async fn token(State(st): State<AppState>, headers: HeaderMap, body: Bytes) 
     }
     match outcome.result {
         Ok(tokens) => json_no_store(StatusCode::OK, &tokens),
-        Err(e) => error(&e),
+        Err(e) if e.code == ErrorCode::InvalidClient => {
+            let d = failed_auth().await;
+            error(&e, Some(d))
+        }
+        Err(e) => error(&e, None),
     }
 }
