@@ -584,3 +584,203 @@ async fn failed_client_authentication_is_limited_per_address() {
         assert_eq!(res.status(), 200);
     }
 }
+
+/// A sign-in attempt from `from`, with an optional device cookie; returns the status and the
+/// device cookie the answer set, if any.
+async fn attempt_with_device(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    client: &str,
+    email: &str,
+    password: &str,
+    from: &str,
+    device: Option<&str>,
+) -> (u16, Option<String>) {
+    let (jar, csrf) = fresh_form(srv, http, client).await;
+    let mut cookie = jar.header();
+    if let Some(d) = device {
+        cookie.push_str(&format!("; __Host-portcullis-device={d}"));
+    }
+    let res = http
+        .post(srv.url("/login"))
+        .header("cookie", cookie)
+        .header("origin", &srv.issuer)
+        .header("x-forwarded-for", from)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let set = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|l| l.starts_with("__Host-portcullis-device="));
+    if let Some(line) = &set {
+        for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(line.contains(attr), "{line}");
+        }
+    }
+    let value =
+        set.map(|l| l.split(';').next().unwrap()["__Host-portcullis-device=".len()..].to_owned());
+    (res.status().as_u16(), value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recognised_device_may_sign_in_while_its_account_is_throttled() {
+    let srv = TestServer::start_with(&[("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let web = seed.web_id.as_str();
+    const ALICE: &str = "alice@example.com";
+    const WRONG: &str = "a wrong password, long enough";
+    // The owner signs in once: the browser becomes a recognised device.
+    let (s, device) =
+        attempt_with_device(&srv, &http, web, ALICE, PASSWORD, "198.51.100.50", None).await;
+    assert_eq!(s, 303);
+    let device = device.expect("a device cookie at sign-in");
+    // An attacker throttles the account from five addresses.
+    let attack = |n: u8| format!("203.0.113.{n}");
+    for n in 1..=5 {
+        let (s, _) = attempt_with_device(&srv, &http, web, ALICE, WRONG, &attack(n), None).await;
+        assert_eq!(s, 401);
+    }
+    // Without the cookie, the right password is refused, even from the address of the past
+    // success: an address never grants a bypass.
+    for from in ["198.51.100.51", "198.51.100.50"] {
+        let (s, _) = attempt_with_device(&srv, &http, web, ALICE, PASSWORD, from, None).await;
+        assert_eq!(s, 429, "{from}");
+    }
+    // A forged or foreign device cookie does not help either.
+    let (s, _) = attempt_with_device(
+        &srv,
+        &http,
+        web,
+        ALICE,
+        PASSWORD,
+        "198.51.100.52",
+        Some("Zm9yZ2Vk"),
+    )
+    .await;
+    assert_eq!(s, 429);
+    // With it, the owner signs in.
+    let (s, renewed) = attempt_with_device(
+        &srv,
+        &http,
+        web,
+        ALICE,
+        PASSWORD,
+        "198.51.100.53",
+        Some(&device),
+    )
+    .await;
+    assert_eq!(s, 303);
+    let device = renewed.expect("renewed at sign-in");
+
+    // The device has a small limit of its own while the account is throttled again.
+    for n in 6..=10 {
+        attempt_with_device(&srv, &http, web, ALICE, WRONG, &attack(n), None).await;
+    }
+    for i in 0..3 {
+        let from = format!("198.51.100.{}", 60 + i);
+        let (s, _) =
+            attempt_with_device(&srv, &http, web, ALICE, WRONG, &from, Some(&device)).await;
+        assert_eq!(s, 401, "device failure {i}");
+    }
+    let (s, _) = attempt_with_device(
+        &srv,
+        &http,
+        web,
+        ALICE,
+        PASSWORD,
+        "198.51.100.70",
+        Some(&device),
+    )
+    .await;
+    assert_eq!(s, 429, "past the device's own limit");
+
+    // The cookie is bound to its account: it opens nothing for another throttled account.
+    srv.cli(
+        &[
+            "users",
+            "create",
+            "--email",
+            "bob@example.com",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    );
+    for n in 11..=15 {
+        attempt_with_device(&srv, &http, web, "bob@example.com", WRONG, &attack(n), None).await;
+    }
+    let (s, _) = attempt_with_device(
+        &srv,
+        &http,
+        web,
+        "bob@example.com",
+        PASSWORD,
+        "198.51.100.80",
+        Some(&device),
+    )
+    .await;
+    assert_eq!(s, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_revokes_device_cookies() {
+    let srv = TestServer::start_with(&[("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let web = seed.web_id.as_str();
+    let (_, device) = attempt_with_device(
+        &srv,
+        &http,
+        web,
+        "alice@example.com",
+        PASSWORD,
+        "198.51.100.1",
+        None,
+    )
+    .await;
+    let device = device.unwrap();
+    let new_password = "amber quartz meadow signal";
+    srv.cli(
+        &[
+            "users",
+            "set-password",
+            "alice@example.com",
+            "--password-stdin",
+        ],
+        Some(new_password),
+    );
+    for n in 1..=5 {
+        attempt_with_device(
+            &srv,
+            &http,
+            web,
+            "alice@example.com",
+            "a wrong password, long enough",
+            &format!("203.0.113.{n}"),
+            None,
+        )
+        .await;
+    }
+    let (s, _) = attempt_with_device(
+        &srv,
+        &http,
+        web,
+        "alice@example.com",
+        new_password,
+        "198.51.100.2",
+        Some(&device),
+    )
+    .await;
+    assert_eq!(
+        s, 429,
+        "a cookie from before the password change opens nothing"
+    );
+}

@@ -112,9 +112,15 @@ fn valid_dns_name(d: &str) -> bool {
         return false;
     }
     let labels: Vec<&str> = d.split('.').collect();
-    let tld_ok = labels
-        .last()
-        .is_some_and(|t| t.chars().any(|c| c.is_ascii_alphabetic()));
+    // The top-level label must not "end in a number" in the WHATWG URL sense (all digits, or
+    // `0x` and hex digits): browsers and URL parsers read such a name as an IPv4 address.
+    // (Found by the e-mail fuzz target's differential oracle: `a@b.0x`.)
+    let tld_ok = labels.last().is_some_and(|t| {
+        let hexish = t
+            .strip_prefix("0x")
+            .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_hexdigit()));
+        t.chars().any(|c| c.is_ascii_alphabetic()) && !hexish
+    });
     tld_ok
         && labels.iter().all(|l| {
             !l.is_empty()
@@ -163,6 +169,9 @@ mod tests {
             "\"quoted\"@c.example",
             "a@[127.0.0.1]",
             "a@c.123",
+            "a@c.0x",
+            "a@c.0xff",
+            "a@c.0XAB",
             "a\u{0000}@c.example",
         ] {
             assert!(Email::parse(bad).is_err(), "accepted {bad:?}");

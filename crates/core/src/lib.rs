@@ -8,6 +8,7 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod crypto;
+pub mod device;
 pub mod discovery;
 pub mod email;
 pub mod error;

@@ -1,4 +1,4 @@
-//! The two cookies Portcullis sets.
+//! The cookies Portcullis sets.
 
 use portcullis_guard::cookies::{HostCookie, SameSite};
 
@@ -7,3 +7,6 @@ use portcullis_guard::cookies::{HostCookie, SameSite};
 pub const FLOW: HostCookie = HostCookie::new("__Host-portcullis-flow", SameSite::Lax);
 /// The signed-in session. `Strict`: read only after a same-site step.
 pub const SESSION: HostCookie = HostCookie::new("__Host-portcullis-session", SameSite::Strict);
+/// A browser that signed in to an account before (see `portcullis_core::device`): lets it
+/// keep trying while the account is throttled. Strict: only our own form posts carry it.
+pub const DEVICE: HostCookie = HostCookie::new("__Host-portcullis-device", SameSite::Strict);

@@ -8,6 +8,11 @@
 //! account that is not under attack both succeed (each takes one slot, and each success
 //! clears the counter).
 //!
+//! A browser with a valid device cookie for the account (issued at an earlier successful
+//! sign-in; see `portcullis_core::device`) is not held by the account's limit, so an attacker
+//! cannot lock the owner out; it has a limit of its own instead ([`DEVICE_MAX_FAILURES`] per
+//! window). The address limit holds for everyone: an address never grants a bypass.
+//!
 //! The account key is the normalised e-mail (its comparison key when it parses, so case,
 //! whitespace and Unicode compatibility variants share one counter); unknown accounts are
 //! counted exactly like known ones, before anything is looked up. The address key is the
@@ -21,15 +26,23 @@ use portcullis_guard::client_addr::bucket;
 use portcullis_guard::limiter::{AttemptLimiter, Decision, Limit, MemoryLimiter};
 use unicode_normalization::UnicodeNormalization;
 
+/// Failed sign-ins a recognised device may make per window while its account is throttled.
+pub const DEVICE_MAX_FAILURES: u32 = 3;
+/// Lifetime of a device cookie, seconds (90 days).
+pub const DEVICE_COOKIE_LIFETIME: i64 = 90 * 24 * 3600;
+
 /// The limiters of the sign-in form.
 pub struct LoginLimits {
     account: Arc<dyn AttemptLimiter>,
     address: Arc<dyn AttemptLimiter>,
+    device: Arc<dyn AttemptLimiter>,
 }
 
 /// The slots one attempt holds, to settle once the password check is done.
 #[must_use]
 pub struct Reservation {
+    /// The account's slot, or the device's when a recognised device went past the account's
+    /// limit.
     account: String,
     address: String,
 }
@@ -46,12 +59,27 @@ impl LoginLimits {
         Self {
             account: Arc::new(MemoryLimiter::new(limit, capacity)),
             address: Arc::new(MemoryLimiter::new(limit, capacity)),
+            device: Arc::new(MemoryLimiter::new(
+                Limit {
+                    max: DEVICE_MAX_FAILURES.min(limit.max),
+                    window_secs: limit.window_secs,
+                },
+                capacity,
+            )),
         }
     }
 
     /// Limiters from elsewhere (a shared store for several instances).
-    pub fn new(account: Arc<dyn AttemptLimiter>, address: Arc<dyn AttemptLimiter>) -> Self {
-        Self { account, address }
+    pub fn new(
+        account: Arc<dyn AttemptLimiter>,
+        address: Arc<dyn AttemptLimiter>,
+        device: Arc<dyn AttemptLimiter>,
+    ) -> Self {
+        Self {
+            account,
+            address,
+            device,
+        }
     }
 
     /// The counter key of whatever was typed as the e-mail address.
@@ -70,14 +98,16 @@ impl LoginLimits {
         format!("addr:{}", bucket(ip, 64))
     }
 
-    /// Reserves one attempt for `typed_email` from `ip` at `now`.
+    /// Reserves one attempt for `typed_email` from `ip` at `now`; `device` is the id of a
+    /// device cookie already verified for that account, if the browser sent one.
     pub async fn reserve(
         &self,
         typed_email: &str,
         ip: IpAddr,
+        device: Option<&str>,
         now: i64,
     ) -> Result<Reservation, Throttled> {
-        let r = Reservation {
+        let mut r = Reservation {
             account: Self::account_key(typed_email),
             address: Self::address_key(ip),
         };
@@ -85,23 +115,49 @@ impl LoginLimits {
             return Err(Throttled { retry_after });
         }
         if let Decision::Limited { retry_after } = self.account.reserve(&r.account, now).await {
-            // Not checked, so not a failure of this address.
-            self.address.refund(&r.address).await;
-            return Err(Throttled { retry_after });
+            let device_slot = match device {
+                Some(id) => {
+                    let key = format!("dev:{id}");
+                    self.device
+                        .reserve(&key, now)
+                        .await
+                        .is_allowed()
+                        .then_some(key)
+                }
+                None => None,
+            };
+            match device_slot {
+                Some(key) => r.account = key,
+                None => {
+                    // Not checked, so not a failure of this address.
+                    self.address.refund(&r.address).await;
+                    return Err(Throttled { retry_after });
+                }
+            }
         }
         Ok(r)
     }
 
-    /// The password was right: the account starts afresh, the address gets its slot back.
-    pub async fn succeeded(&self, r: Reservation) {
-        self.account.clear(&r.account).await;
+    fn account_limiter(&self, r: &Reservation) -> &dyn AttemptLimiter {
+        if r.account.starts_with("dev:") {
+            &*self.device
+        } else {
+            &*self.account
+        }
+    }
+
+    /// The password was right: the account (or device) starts afresh, the address gets its
+    /// slot back. A recognised device's success also clears the account: its owner is back.
+    pub async fn succeeded(&self, r: Reservation, typed_email: &str) {
+        self.account_limiter(&r).clear(&r.account).await;
+        self.account.clear(&Self::account_key(typed_email)).await;
         self.address.refund(&r.address).await;
     }
 
     /// The password could not be checked (overload, storage failure): not a failure, so both
     /// slots are given back.
     pub async fn not_checked(&self, r: Reservation) {
-        self.account.refund(&r.account).await;
+        self.account_limiter(&r).refund(&r.account).await;
         self.address.refund(&r.address).await;
     }
 
@@ -144,21 +200,58 @@ mod tests {
             1_000,
         );
         let ip: IpAddr = "203.0.113.5".parse().unwrap();
-        l.failed(l.reserve("a@example.com", ip, 0).await.unwrap());
-        let r = l.reserve("a@example.com", ip, 1).await.unwrap();
-        l.succeeded(r).await;
+        l.failed(l.reserve("a@example.com", ip, None, 0).await.unwrap());
+        let r = l.reserve("a@example.com", ip, None, 1).await.unwrap();
+        l.succeeded(r, "a@example.com").await;
         // The account starts afresh; the address holds one failure.
-        l.failed(l.reserve("a@example.com", ip, 2).await.unwrap());
+        l.failed(l.reserve("a@example.com", ip, None, 2).await.unwrap());
         assert!(
-            l.reserve("b@example.com", ip, 3).await.is_err(),
+            l.reserve("b@example.com", ip, None, 3).await.is_err(),
             "address at 2"
         );
         let other: IpAddr = "2001:db8:1:2::9".parse().unwrap();
-        l.failed(l.reserve("a@example.com", other, 4).await.unwrap());
+        l.failed(l.reserve("a@example.com", other, None, 4).await.unwrap());
         assert_eq!(
-            l.reserve("a@example.com", other, 5).await.err(),
+            l.reserve("a@example.com", other, None, 5).await.err(),
             Some(Throttled { retry_after: 897 }),
             "account at 2 since its reset"
         );
+        // A recognised device gets past the account's limit, up to its own.
+        let third: IpAddr = "198.51.100.3".parse().unwrap();
+        l.failed(
+            l.reserve("a@example.com", third, Some("dev1"), 6)
+                .await
+                .unwrap(),
+        );
+        l.failed(
+            l.reserve(
+                "a@example.com",
+                "198.51.100.4".parse().unwrap(),
+                Some("dev1"),
+                7,
+            )
+            .await
+            .unwrap(),
+        );
+        assert!(
+            l.reserve(
+                "a@example.com",
+                "198.51.100.5".parse().unwrap(),
+                Some("dev1"),
+                8
+            )
+            .await
+            .is_err(),
+            "the device's own limit (2 here)"
+        );
+        assert!(l
+            .reserve(
+                "a@example.com",
+                "198.51.100.6".parse().unwrap(),
+                Some("dev2"),
+                9
+            )
+            .await
+            .is_ok());
     }
 }

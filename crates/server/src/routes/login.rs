@@ -13,11 +13,12 @@ use portcullis_core::secret::reveal;
 use portcullis_guard::client_addr::ClientAddr;
 use portcullis_guard::csrf;
 
-use crate::cookies::SESSION;
+use crate::cookies::{DEVICE, SESSION};
 use crate::flow::{self, load_flow, load_session, store_failure};
 use crate::respond::{self, with_cookie};
 use crate::routes::resume::login_page;
 use crate::state::{now, AppState};
+use crate::throttle;
 
 /// The one message every failed sign-in gets.
 pub const INVALID_CREDENTIALS: &str = "Invalid credentials";
@@ -54,8 +55,18 @@ pub async fn login(
     };
     let email = form.get_text("email", 320).ok().flatten().unwrap_or("");
     let password = form.get_text("password", 1024).ok().flatten().unwrap_or("");
+    // A device cookie counts only for the account it was issued for (looked up only when the
+    // browser sends one, so the usual path reads nothing before the limiter).
+    let device = match DEVICE.get(&headers) {
+        Some(value) => recognised_device(&st, email, &value, now).await,
+        None => None,
+    };
     // The attempt is counted before the password is checked (no race lets extra guesses in).
-    let reservation = match st.login_limits.reserve(email, ip, now).await {
+    let reservation = match st
+        .login_limits
+        .reserve(email, ip, device.as_ref().map(|d| d.id.as_str()), now)
+        .await
+    {
         Ok(r) => r,
         Err(t) => {
             tracing::warn!(event = "login.throttled", client_id = %client.id, client = %ip);
@@ -74,7 +85,7 @@ pub async fn login(
     };
     let user = match login::verify_credentials(&*st.store, &st.hasher, email, password).await {
         Ok(u) => {
-            st.login_limits.succeeded(reservation).await;
+            st.login_limits.succeeded(reservation, email).await;
             u
         }
         Err(LoginError::Failed(reason)) => {
@@ -130,8 +141,27 @@ pub async fn login(
     }
     tracing::info!(event = "login.succeeded", user_id = %user.id, client_id = %client.id, session_id = %session.id);
     let res = flow::issue_code(&st, &taken, &client, &session, &user, true, now).await;
-    with_cookie(
+    // This browser is now a recognised device for the account.
+    let (device_value, _) =
+        portcullis_core::device::issue(&st.hash_key, &user, now, throttle::DEVICE_COOKIE_LIFETIME);
+    let res = with_cookie(
         res,
         SESSION.set(reveal(&cookie.value), st.lifetimes.session_absolute),
+    );
+    with_cookie(
+        res,
+        DEVICE.set(&device_value, throttle::DEVICE_COOKIE_LIFETIME),
     )
+}
+
+/// The device of a valid device cookie issued for the account `typed_email` names.
+async fn recognised_device(
+    st: &AppState,
+    typed_email: &str,
+    value: &str,
+    now: i64,
+) -> Option<portcullis_core::device::Device> {
+    let email = portcullis_core::email::Email::parse(typed_email).ok()?;
+    let user = st.store.user_by_email_key(email.key()).await.ok()??;
+    portcullis_core::device::verify(&st.hash_key, value, &user, now)
 }
