@@ -784,3 +784,132 @@ async fn a_password_change_revokes_device_cookies() {
         "a cookie from before the password change opens nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_stuffing_from_one_address_refuses_it_and_signals() {
+    let srv = TestServer::start_with(&[
+        ("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1"),
+        ("PORTCULLIS_LOGIN_MAX_FAILURES", "50"),
+        ("PORTCULLIS_STUFFING_ACCOUNTS", "3"),
+    ]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let from = [("x-forwarded-for", "198.51.100.9")];
+    // One account many times is not stuffing.
+    for _ in 0..4 {
+        let (s, ..) = attempt(
+            &srv,
+            &http,
+            &seed.web_id,
+            "carol@example.com",
+            "wrong but long enough",
+            &from,
+        )
+        .await;
+        assert_eq!(s, 401);
+    }
+    assert!(!srv.log().contains("login.credential_stuffing"));
+    // Two more accounts make three distinct ones: the address is flagged.
+    for email in ["dan@example.com", "erin@example.com"] {
+        let (s, ..) = attempt(
+            &srv,
+            &http,
+            &seed.web_id,
+            email,
+            "wrong but long enough",
+            &from,
+        )
+        .await;
+        assert_eq!(s, 401);
+    }
+    let (s, h, b) = attempt(
+        &srv,
+        &http,
+        &seed.web_id,
+        "alice@example.com",
+        PASSWORD,
+        &from,
+    )
+    .await;
+    assert_eq!(s, 429, "even a correct password from a stuffing address");
+    assert!(b.contains("Too many login attempts"));
+    assert!(h.contains_key("retry-after"));
+    let log = srv.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("login.credential_stuffing"))
+        .expect("the stuffing signal in the log");
+    assert!(
+        line.contains("198.51.100.9") && line.contains("\"accounts\":3"),
+        "{line}"
+    );
+    // Elsewhere, the owner signs in.
+    let (s, ..) = attempt(
+        &srv,
+        &http,
+        &seed.web_id,
+        "alice@example.com",
+        PASSWORD,
+        &[("x-forwarded-for", "198.51.100.10")],
+    )
+    .await;
+    assert_eq!(s, 303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_clients_have_a_per_client_quota() {
+    let srv = TestServer::start_with(&[("PORTCULLIS_CLIENT_QUOTA", "2")]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let other = srv.cli_json(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Other machine",
+            "--grant",
+            "client_credentials",
+            "--api",
+            API,
+            "--scope",
+            "read:things",
+        ],
+        None,
+    );
+    let send = |id: String, secret: String| {
+        http.post(srv.url("/token"))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..6 {
+        let res = send(seed.machine_id.clone(), seed.machine_secret.clone())
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+        if res.status() == 429 {
+            limited = Some(res);
+        }
+    }
+    assert_eq!(&statuses[..2], [200, 200], "{statuses:?}");
+    let res = limited.expect("over a quota of 2 per second, a 429");
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(res.headers()["ratelimit-policy"], "\"client\";q=2;w=1");
+    assert!(res.headers()["ratelimit"]
+        .to_str()
+        .unwrap()
+        .starts_with("\"client\";r=0;"));
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    // Another client has its own quota.
+    let res = send(
+        other["client_id"].as_str().unwrap().to_owned(),
+        other["client_secret"].as_str().unwrap().to_owned(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+}

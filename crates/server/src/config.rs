@@ -39,6 +39,9 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_LIMITER_CAPACITY",
     "PORTCULLIS_HASHING_QUEUE",
     "PORTCULLIS_CLIENT_AUTH_MAX_FAILURES",
+    "PORTCULLIS_STUFFING_ACCOUNTS",
+    "PORTCULLIS_STUFFING_WINDOW",
+    "PORTCULLIS_CLIENT_QUOTA",
 ];
 
 /// The window of the token endpoint's failed-client-authentication limit, seconds.
@@ -75,6 +78,9 @@ struct FileConfig {
     limiter_capacity: Option<usize>,
     hashing_queue: Option<usize>,
     client_auth_max_failures: Option<u32>,
+    stuffing_accounts: Option<u32>,
+    stuffing_window: Option<i64>,
+    client_quota: Option<u32>,
 }
 
 /// TLS certificate and key files.
@@ -119,6 +125,12 @@ pub struct Config {
     /// Failed client authentications allowed per address at the token endpoint per
     /// [`CLIENT_AUTH_WINDOW`] seconds.
     pub client_auth_max_failures: u32,
+    /// Distinct accounts failed from one address within `stuffing_window` seconds that mark it
+    /// as credential stuffing (refused for the rest of the window).
+    pub stuffing_accounts: u32,
+    pub stuffing_window: i64,
+    /// Token requests per second each authenticated client may make.
+    pub client_quota: u32,
     pub dev: bool,
     /// Warnings to log once the logger is up.
     pub warnings: Vec<String>,
@@ -471,6 +483,33 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     if !(1..=10_000).contains(&client_auth_max_failures) {
         return err("PORTCULLIS_CLIENT_AUTH_MAX_FAILURES must be between 1 and 10000");
     }
+    let stuffing_accounts = parse_num(
+        "PORTCULLIS_STUFFING_ACCOUNTS",
+        get("PORTCULLIS_STUFFING_ACCOUNTS"),
+        file.stuffing_accounts,
+    )?
+    .unwrap_or(10);
+    if !(2..=10_000).contains(&stuffing_accounts) {
+        return err("PORTCULLIS_STUFFING_ACCOUNTS must be between 2 and 10000");
+    }
+    let stuffing_window = parse_num(
+        "PORTCULLIS_STUFFING_WINDOW",
+        get("PORTCULLIS_STUFFING_WINDOW"),
+        file.stuffing_window,
+    )?
+    .unwrap_or(3600);
+    if !(60..=86_400).contains(&stuffing_window) {
+        return err("PORTCULLIS_STUFFING_WINDOW must be between 60 and 86400 seconds");
+    }
+    let client_quota = parse_num(
+        "PORTCULLIS_CLIENT_QUOTA",
+        get("PORTCULLIS_CLIENT_QUOTA"),
+        file.client_quota,
+    )?
+    .unwrap_or(crate::quota::DEFAULT_PER_SECOND);
+    if !(1..=1_000_000).contains(&client_quota) {
+        return err("PORTCULLIS_CLIENT_QUOTA must be between 1 and 1000000 requests per second");
+    }
     if dev {
         warnings.push(format!(
             "development mode: secrets and a development certificate live in {dir}; never use --dev in production. To avoid the browser's certificate warning, trust {dir}/dev-ca.pem",
@@ -500,6 +539,9 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         limiter_capacity,
         hashing_queue,
         client_auth_max_failures,
+        stuffing_accounts,
+        stuffing_window,
+        client_quota,
         dev,
         warnings,
     })

@@ -9,6 +9,7 @@ pub mod cookies;
 pub mod cors;
 pub mod dev;
 pub mod flow;
+pub mod quota;
 pub mod respond;
 pub mod routes;
 pub mod state;
@@ -87,6 +88,7 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         Arc::new(cache::CachedStore::new(Arc::new(store)));
     Ok(AppState {
         cors_origins: Arc::new(cors::CorsOrigins::new(store.clone())),
+        client_quota: Arc::new(quota::GovernorQuota::per_second(config.client_quota)),
         client_auth_limits: Arc::new(portcullis_guard::limiter::MemoryLimiter::new(
             portcullis_guard::limiter::Limit {
                 max: config.client_auth_max_failures,
@@ -98,6 +100,10 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
             portcullis_guard::limiter::Limit {
                 max: config.login_max_failures,
                 window_secs: config.login_window,
+            },
+            portcullis_guard::limiter::Limit {
+                max: config.stuffing_accounts,
+                window_secs: config.stuffing_window,
             },
             config.limiter_capacity,
         )),

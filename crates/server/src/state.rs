@@ -32,6 +32,8 @@ pub struct AppState {
     pub login_limits: Arc<crate::throttle::LoginLimits>,
     /// Failed client authentications at the token endpoint, per client address bucket.
     pub client_auth_limits: Arc<dyn portcullis_guard::limiter::AttemptLimiter>,
+    /// Token requests per second per authenticated client.
+    pub client_quota: Arc<crate::quota::GovernorQuota>,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<portcullis_guard::client_addr::TrustedProxies>,
 }

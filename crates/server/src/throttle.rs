@@ -13,6 +13,11 @@
 //! cannot lock the owner out; it has a limit of its own instead ([`DEVICE_MAX_FAILURES`] per
 //! window). The address limit holds for everyone: an address never grants a bypass.
 //!
+//! Credential stuffing (many accounts tried from one address) is caught separately: once an
+//! address has failed on `stuffing.max` distinct accounts within `stuffing.window_secs`, it is
+//! refused for the rest of that window, whatever account it names, and the server logs one
+//! `login.credential_stuffing` event (the signal the audit pipeline turns into an alert).
+//!
 //! The account key is the normalised e-mail (its comparison key when it parses, so case,
 //! whitespace and Unicode compatibility variants share one counter); unknown accounts are
 //! counted exactly like known ones, before anything is looked up. The address key is the
@@ -36,6 +41,19 @@ pub struct LoginLimits {
     account: Arc<dyn AttemptLimiter>,
     address: Arc<dyn AttemptLimiter>,
     device: Arc<dyn AttemptLimiter>,
+    /// One slot per (address, account) pair and window: tells a new account from a repeat.
+    stuffing_seen: Arc<dyn AttemptLimiter>,
+    /// Distinct accounts failed per address; full means the address is refused.
+    stuffing: Arc<dyn AttemptLimiter>,
+}
+
+/// An address crossed the credential-stuffing threshold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StuffingDetected {
+    /// The address bucket.
+    pub address: String,
+    /// Distinct accounts it failed on within the window.
+    pub accounts: u32,
 }
 
 /// The slots one attempt holds, to settle once the password check is done.
@@ -54,31 +72,36 @@ pub struct Throttled {
 }
 
 impl LoginLimits {
-    /// In-memory limiters (one process) with `limit` on each key and at most `capacity` keys.
-    pub fn in_memory(limit: Limit, capacity: usize) -> Self {
+    /// In-memory limiters (one process): `limit` on each account and address, `stuffing` as
+    /// distinct accounts per address, at most `capacity` keys each.
+    pub fn in_memory(limit: Limit, stuffing: Limit, capacity: usize) -> Self {
+        let memory =
+            |l: Limit| -> Arc<dyn AttemptLimiter> { Arc::new(MemoryLimiter::new(l, capacity)) };
         Self {
-            account: Arc::new(MemoryLimiter::new(limit, capacity)),
-            address: Arc::new(MemoryLimiter::new(limit, capacity)),
-            device: Arc::new(MemoryLimiter::new(
-                Limit {
-                    max: DEVICE_MAX_FAILURES.min(limit.max),
-                    window_secs: limit.window_secs,
-                },
-                capacity,
-            )),
+            account: memory(limit),
+            address: memory(limit),
+            device: memory(Limit {
+                max: DEVICE_MAX_FAILURES.min(limit.max),
+                window_secs: limit.window_secs,
+            }),
+            stuffing_seen: memory(Limit {
+                max: 1,
+                window_secs: stuffing.window_secs,
+            }),
+            stuffing: memory(stuffing),
         }
     }
 
-    /// Limiters from elsewhere (a shared store for several instances).
-    pub fn new(
-        account: Arc<dyn AttemptLimiter>,
-        address: Arc<dyn AttemptLimiter>,
-        device: Arc<dyn AttemptLimiter>,
-    ) -> Self {
+    /// Limiters from elsewhere (a shared store for several instances), in the order of the
+    /// fields: account, address, device, stuffing pairs, stuffing counts.
+    pub fn new(limiters: [Arc<dyn AttemptLimiter>; 5]) -> Self {
+        let [account, address, device, stuffing_seen, stuffing] = limiters;
         Self {
             account,
             address,
             device,
+            stuffing_seen,
+            stuffing,
         }
     }
 
@@ -111,6 +134,9 @@ impl LoginLimits {
             account: Self::account_key(typed_email),
             address: Self::address_key(ip),
         };
+        if let Decision::Limited { retry_after } = self.stuffing.check(&r.address, now).await {
+            return Err(Throttled { retry_after });
+        }
         if let Decision::Limited { retry_after } = self.address.reserve(&r.address, now).await {
             return Err(Throttled { retry_after });
         }
@@ -161,9 +187,25 @@ impl LoginLimits {
         self.address.refund(&r.address).await;
     }
 
-    /// The attempt failed: both slots stay taken until the window ends.
-    pub fn failed(&self, r: Reservation) {
-        drop(r);
+    /// The attempt failed: both slots stay taken until the window ends. Returns the
+    /// credential-stuffing signal when this failure made the address cross the threshold.
+    pub async fn failed(
+        &self,
+        r: Reservation,
+        typed_email: &str,
+        now: i64,
+    ) -> Option<StuffingDetected> {
+        let pair = format!("{}|{}", r.address, Self::account_key(typed_email));
+        if !self.stuffing_seen.reserve(&pair, now).await.is_allowed() {
+            return None; // the same account again: not a new one
+        }
+        match self.stuffing.reserve(&r.address, now).await {
+            Decision::Allowed { remaining: 0 } => Some(StuffingDetected {
+                address: r.address,
+                accounts: self.stuffing.limit().max,
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -191,26 +233,83 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn distinct_accounts_from_one_address_trip_the_stuffing_limit() {
+        let l = LoginLimits::in_memory(
+            Limit {
+                max: 100,
+                window_secs: 900,
+            },
+            Limit {
+                max: 3,
+                window_secs: 3600,
+            },
+            1_000,
+        );
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        // Repeats of one account are not stuffing.
+        for _ in 0..5 {
+            let r = l.reserve("a@example.com", ip, None, 0).await.unwrap();
+            assert_eq!(l.failed(r, "a@example.com", 0).await, None);
+        }
+        let r = l.reserve("b@example.com", ip, None, 1).await.unwrap();
+        assert_eq!(l.failed(r, "B@example.com", 1).await, None);
+        let r = l.reserve("c@example.com", ip, None, 2).await.unwrap();
+        let signal = l
+            .failed(r, "c@example.com", 2)
+            .await
+            .expect("the third account");
+        assert_eq!(signal.accounts, 3);
+        assert_eq!(signal.address, "addr:203.0.113.9/32");
+        // Now the address is refused for every account, until the window ends.
+        assert_eq!(
+            l.reserve("d@example.com", ip, None, 10).await.err(),
+            Some(Throttled { retry_after: 3590 })
+        );
+        let other: IpAddr = "203.0.113.10".parse().unwrap();
+        assert!(l.reserve("d@example.com", other, None, 10).await.is_ok());
+        assert!(l.reserve("d@example.com", ip, None, 3_600).await.is_ok());
+    }
+
+    #[tokio::test]
     async fn success_clears_the_account_and_refunds_the_address() {
         let l = LoginLimits::in_memory(
             Limit {
                 max: 2,
                 window_secs: 900,
             },
+            Limit {
+                max: 100,
+                window_secs: 3600,
+            },
             1_000,
         );
         let ip: IpAddr = "203.0.113.5".parse().unwrap();
-        l.failed(l.reserve("a@example.com", ip, None, 0).await.unwrap());
+        l.failed(
+            l.reserve("a@example.com", ip, None, 0).await.unwrap(),
+            "a@example.com",
+            0,
+        )
+        .await;
         let r = l.reserve("a@example.com", ip, None, 1).await.unwrap();
         l.succeeded(r, "a@example.com").await;
         // The account starts afresh; the address holds one failure.
-        l.failed(l.reserve("a@example.com", ip, None, 2).await.unwrap());
+        l.failed(
+            l.reserve("a@example.com", ip, None, 2).await.unwrap(),
+            "a@example.com",
+            0,
+        )
+        .await;
         assert!(
             l.reserve("b@example.com", ip, None, 3).await.is_err(),
             "address at 2"
         );
         let other: IpAddr = "2001:db8:1:2::9".parse().unwrap();
-        l.failed(l.reserve("a@example.com", other, None, 4).await.unwrap());
+        l.failed(
+            l.reserve("a@example.com", other, None, 4).await.unwrap(),
+            "a@example.com",
+            0,
+        )
+        .await;
         assert_eq!(
             l.reserve("a@example.com", other, None, 5).await.err(),
             Some(Throttled { retry_after: 897 }),
@@ -222,7 +321,10 @@ mod tests {
             l.reserve("a@example.com", third, Some("dev1"), 6)
                 .await
                 .unwrap(),
-        );
+            "a@example.com",
+            0,
+        )
+        .await;
         l.failed(
             l.reserve(
                 "a@example.com",
@@ -232,7 +334,10 @@ mod tests {
             )
             .await
             .unwrap(),
-        );
+            "a@example.com",
+            0,
+        )
+        .await;
         assert!(
             l.reserve(
                 "a@example.com",

@@ -116,6 +116,7 @@ impl World {
             secret: self.secret.clone(),
         };
         let ctx = TokenContext {
+            quota: &portcullis_core::grants::Unlimited,
             issuer: ISS,
             keys: &self.keys,
             hash_key: &self.hash,

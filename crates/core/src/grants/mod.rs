@@ -17,8 +17,25 @@ use crate::params::Params;
 use crate::policy::Lifetimes;
 use crate::store::Storage;
 
+/// A per-client request quota, asked once the client is authenticated and before any token is
+/// made. `Err(seconds)`: over quota, retry after that long.
+pub trait ClientQuota: Send + Sync {
+    fn admit(&self, client: &crate::ids::ClientId) -> Result<(), i64>;
+}
+
+/// No quota.
+pub struct Unlimited;
+
+impl ClientQuota for Unlimited {
+    fn admit(&self, _client: &crate::ids::ClientId) -> Result<(), i64> {
+        Ok(())
+    }
+}
+
 /// Everything a grant needs besides storage. `now` is passed in, never read.
 pub struct TokenContext<'a> {
+    /// The per-client request quota.
+    pub quota: &'a dyn ClientQuota,
     pub issuer: &'a str,
     pub keys: &'a KeySet,
     pub hash_key: &'a HashKey,
@@ -67,6 +84,8 @@ pub struct GrantOutcome {
     pub result: Result<TokenResponse, OAuthError>,
     pub client_id: Option<String>,
     pub events: Vec<GrantEvent>,
+    /// Set when the client is over its quota: retry after this many seconds (HTTP 429).
+    pub over_quota: Option<i64>,
 }
 
 /// Authenticates the client and runs the requested grant.
@@ -84,6 +103,7 @@ pub async fn dispatch<S: Storage + ?Sized>(
                 result: Err(e),
                 client_id: None,
                 events,
+                over_quota: None,
             }
         }
     };
@@ -94,10 +114,22 @@ pub async fn dispatch<S: Storage + ?Sized>(
                 result: Err(e),
                 client_id: None,
                 events,
+                over_quota: None,
             }
         }
     };
     let client_id = Some(client.id.to_string());
+    if let Err(retry_after) = ctx.quota.admit(&client.id) {
+        return GrantOutcome {
+            result: Err(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "this client is over its request quota; retry later",
+            )),
+            client_id,
+            events,
+            over_quota: Some(retry_after),
+        };
+    }
     let Some(grant_type) = GrantType::parse(&grant) else {
         let e = OAuthError::new(
             ErrorCode::UnsupportedGrantType,
@@ -107,6 +139,7 @@ pub async fn dispatch<S: Storage + ?Sized>(
             result: Err(e),
             client_id,
             events,
+            over_quota: None,
         };
     };
     if !client.allows_grant(grant_type) {
@@ -118,6 +151,7 @@ pub async fn dispatch<S: Storage + ?Sized>(
             result: Err(e),
             client_id,
             events,
+            over_quota: None,
         };
     }
     let result = match grant_type {
@@ -135,5 +169,6 @@ pub async fn dispatch<S: Storage + ?Sized>(
         result,
         client_id,
         events,
+        over_quota: None,
     }
 }

@@ -89,7 +89,15 @@ pub async fn login(
             u
         }
         Err(LoginError::Failed(reason)) => {
-            st.login_limits.failed(reservation);
+            if let Some(signal) = st.login_limits.failed(reservation, email, now).await {
+                tracing::warn!(
+                    event = "login.credential_stuffing",
+                    client = %ip,
+                    address = %signal.address,
+                    accounts = signal.accounts,
+                    "many accounts failed from one address; it is refused for the rest of the window"
+                );
+            }
             tracing::info!(event = "login.failed", reason = reason.as_str(), client_id = %client.id);
             return login_page(
                 &st,

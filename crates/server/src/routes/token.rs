@@ -139,6 +139,7 @@ pub async fn token(
         Err(e) => return error(&e, None),
     };
     let ctx = TokenContext {
+        quota: &*st.client_quota,
         issuer: &st.issuer,
         keys: &st.keys,
         hash_key: &st.hash_key,
@@ -163,6 +164,33 @@ pub async fn token(
                 tracing::warn!(event = "token.reuse_detected", client_id = outcome.client_id.as_deref().unwrap_or(""), %family_id, %session_id, %user_id);
             }
         }
+    }
+    if let Some(retry_after) = outcome.over_quota {
+        tracing::warn!(
+            event = "token.quota_exceeded",
+            client_id = outcome.client_id.as_deref().unwrap_or("")
+        );
+        let mut res = match &outcome.result {
+            Err(e) => oauth_json_error(e),
+            Ok(_) => oauth_json_error(&OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "retry later",
+            )),
+        };
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        let h = res.headers_mut();
+        if let Ok(v) =
+            HeaderValue::from_str(&format!("\"client\";q={};w=1", st.client_quota.limit()))
+        {
+            h.insert("ratelimit-policy", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("\"client\";r=0;t={retry_after}")) {
+            h.insert("ratelimit", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+            h.insert(header::RETRY_AFTER, v);
+        }
+        return res;
     }
     match outcome.result {
         Ok(tokens) => json_no_store(StatusCode::OK, &tokens),
