@@ -706,7 +706,8 @@ mod tests {
 
     #[test]
     fn toml_unknown_keys_are_errors() {
-        let dir = tempfile_dir();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
         let p = dir.join("p.toml");
         std::fs::write(
             &p,
@@ -736,12 +737,4 @@ mod tests {
         let _ = env(&[]);
     }
 
-    fn tempfile_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "portcullis-cfg-{}",
-            portcullis_core::crypto::random_token(6)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
 }
