@@ -715,6 +715,17 @@ async fn a17_hsts_on_every_https_response_and_plain_http_only_redirects() {
             .form(&[("grant_type", "client_credentials")]),
     ));
     requests.push(("DELETE /token (405)".into(), http.delete(srv.url("/token"))));
+    // Oversized heads are refused by the router, so they carry the headers too (hyper's own
+    // limits, beyond 64 KiB targets or 1,000 fields, are far past ours).
+    requests.push((
+        "long target (414)".into(),
+        http.get(srv.url(&format!("/jwks?x={}", "a".repeat(20_000)))),
+    ));
+    let mut many = http.get(srv.url("/"));
+    for i in 0..150 {
+        many = many.header(format!("x-filler-{i}"), "1");
+    }
+    requests.push(("150 header fields (431)".into(), many));
     requests.push(("GET /login (405)".into(), http.get(srv.url("/login"))));
     requests.push((
         "wrong Host (421)".into(),
@@ -733,7 +744,7 @@ async fn a17_hsts_on_every_https_response_and_plain_http_only_redirects() {
             res.status()
         );
     }
-    for s in [200, 400, 401, 403, 404, 405, 421] {
+    for s in [200, 400, 401, 403, 404, 405, 414, 421, 431] {
         assert!(statuses.contains(&s), "no {s} among {statuses:?}");
     }
     // Plain HTTP: a bodiless, cookieless redirect to the https URL.

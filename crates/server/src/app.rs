@@ -15,6 +15,11 @@ use crate::state::AppState;
 
 /// Largest request body any endpoint accepts (forms and token requests are small).
 pub const MAX_BODY: usize = 64 * 1024;
+/// Most request header fields accepted (431 beyond).
+pub const MAX_HEADERS: usize = 100;
+/// Longest request target accepted, bytes (414 beyond). hyper itself refuses targets over
+/// 64 KiB before any layer runs; ours is lower so that the answer carries our headers.
+pub const MAX_URI: usize = 16 * 1024;
 
 /// Builds the application router: [`routes`] inside [`layered`].
 pub fn router(state: AppState) -> Router {
@@ -77,6 +82,7 @@ pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), host_check))
+        .layer(middleware::from_fn(head_limits))
         .layer(middleware::from_fn(request_log))
         .layer(middleware::from_fn_with_state(
             state.trusted_proxies.clone(),
@@ -89,6 +95,31 @@ pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
             portcullis_guard::headers::security_headers,
         ))
         .with_state(state)
+}
+
+/// Oversized request heads: 414 for a long target, 431 for too many header fields.
+async fn head_limits(req: Request, next: Next) -> Response {
+    let too_long = req
+        .uri()
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str().len() > MAX_URI);
+    if too_long {
+        return (
+            StatusCode::URI_TOO_LONG,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "Request target too long\n",
+        )
+            .into_response();
+    }
+    if req.headers().len() > MAX_HEADERS {
+        return (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "Too many request header fields\n",
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// A request that names another host gets 421: every URL we emit comes from the issuer, and

@@ -736,5 +736,4 @@ mod tests {
         assert_eq!(c.listen.port(), 9999);
         let _ = env(&[]);
     }
-
 }

@@ -209,7 +209,10 @@ fn limit_slow_clients<A>(server: &mut axum_server::Server<A>) {
         .http_builder()
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // Far above our own limits (`app::MAX_HEADERS`), so that the router, not hyper, refuses
+        // a large request head, with the full security header set.
+        .max_headers(1_000);
 }
 
 async fn only_from_proxies(

@@ -247,6 +247,21 @@ async fn every_answer_carries_the_header_set() {
             500,
         ),
         (
+            "long target",
+            req("GET", &format!("/?x={}", "a".repeat(app::MAX_URI)))
+                .body(Body::empty())
+                .unwrap(),
+            414,
+        ),
+        (
+            "many header fields",
+            (0..=app::MAX_HEADERS)
+                .fold(req("GET", "/"), |r, i| r.header(format!("x-h{i}"), "1"))
+                .body(Body::empty())
+                .unwrap(),
+            431,
+        ),
+        (
             "two Host headers",
             req("GET", "/")
                 .header("host", "evil.example")
