@@ -57,14 +57,13 @@ pub fn verify(key: &HashKey, value: &str, user: &User, now: i64) -> Option<Devic
         return None;
     };
     let expires_at: i64 = expires.parse().ok()?;
-    if user_id != user.id.as_str() || now >= expires_at {
-        return None;
-    }
-    key.verify(&tag_input(id, user, expires_at), tag)
-        .then(|| Device {
-            id: id.to_owned(),
-            expires_at,
-        })
+    // The keyed hash is computed whatever the outcome, so a known and an unknown account cost
+    // the same.
+    let tag_ok = key.verify(&tag_input(id, user, expires_at), tag);
+    (tag_ok && user_id == user.id.as_str() && now < expires_at).then(|| Device {
+        id: id.to_owned(),
+        expires_at,
+    })
 }
 
 #[cfg(test)]

@@ -214,19 +214,20 @@ impl PasswordHasher {
         self
     }
 
-    /// A permit, waiting only if the queue has room.
-    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, HashError> {
-        use std::sync::atomic::Ordering;
-        if let Ok(p) = self.permits.try_acquire() {
+    /// A permit, waiting only if the queue has room. The permit is owned, so it can move into
+    /// the blocking task: Argon2 keeps holding it even if the request is cancelled (a client
+    /// that disconnects), and the waiting count is a guard that is given back on every path,
+    /// cancellation included.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, HashError> {
+        if let Ok(p) = self.permits.clone().try_acquire_owned() {
             return Ok(p);
         }
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(HashError::Overloaded);
-        }
-        let p = self.permits.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        p.map_err(|_| HashError::Overloaded)
+        let _place = WaitingPlace::take(&self.waiting, self.max_waiting)?;
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| HashError::Overloaded)
     }
 
     /// How many Argon2 verifications have run (dummy ones for unknown accounts included).
@@ -237,9 +238,10 @@ impl PasswordHasher {
 
     /// Hashes a (normalised) password into a PHC string.
     pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
-        let _permit = self.permit().await?;
+        let permit = self.permit().await?;
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
             argon(&params)
                 .hash_password(password.expose_secret().as_bytes(), &salt)
@@ -257,12 +259,13 @@ impl PasswordHasher {
         password: SecretString,
         stored: Option<String>,
     ) -> Result<bool, HashError> {
-        let _permit = self.permit().await?;
+        let permit = self.permit().await?;
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.as_str().to_owned());
         let params = self.params.clone();
         let counter = self.verifications.clone();
         let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let parsed =
                 PasswordHash::new(&hash).map_err(|e| HashError::Internal(e.to_string()))?;
@@ -275,6 +278,26 @@ impl PasswordHasher {
         .await
         .map_err(|e| HashError::Internal(e.to_string()))??;
         Ok(ok && known)
+    }
+}
+
+/// One place in the hashing queue, given back when dropped (cancelled waits included).
+struct WaitingPlace<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> WaitingPlace<'a> {
+    fn take(count: &'a std::sync::atomic::AtomicUsize, max: usize) -> Result<Self, HashError> {
+        use std::sync::atomic::Ordering;
+        if count.fetch_add(1, Ordering::AcqRel) >= max {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return Err(HashError::Overloaded);
+        }
+        Ok(Self(count))
+    }
+}
+
+impl Drop for WaitingPlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -404,6 +427,33 @@ mod tests {
         assert!(h.verifications() <= 3, "{}", h.verifications());
         // Once the flood has passed, checks run again.
         assert!(h.verify(s("some password here"), None).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancelled_waits_give_their_place_back_and_hashing_stays_bounded() {
+        let h = PasswordHasher::with_params(1, 8 * 1024, 3, 1)
+            .unwrap()
+            .with_queue_limit(2);
+        // Many requests that are cancelled while running or waiting (clients that hang up).
+        for _ in 0..20 {
+            let tasks: Vec<_> = (0..4)
+                .map(|_| {
+                    let h = h.clone();
+                    tokio::spawn(async move { h.verify(s("some password here"), None).await })
+                })
+                .collect();
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            for t in tasks {
+                t.abort();
+            }
+        }
+        // Every place in the queue came back...
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(h.waiting.load(std::sync::atomic::Ordering::Acquire), 0);
+        // ...and a check runs normally.
+        assert!(h.verify(s("some password here"), None).await.is_ok());
+        // Cancelled runs kept their permit while Argon2 ran: never more than one at a time.
+        assert_eq!(h.permits.available_permits(), 1);
     }
 
     #[test]

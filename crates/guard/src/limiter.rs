@@ -35,8 +35,9 @@ pub struct Limit {
 /// The answer to a reservation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
-    /// Counted; `remaining` more attempts fit in the window.
-    Allowed { remaining: u32 },
+    /// Counted; `remaining` more attempts fit in the window, which ends (its count resets)
+    /// `reset_after` seconds from now.
+    Allowed { remaining: u32, reset_after: i64 },
     /// Not counted: the key is at its limit until `retry_after` seconds from now.
     Limited { retry_after: i64 },
 }
@@ -90,6 +91,7 @@ impl Window {
         self.count += 1;
         Decision::Allowed {
             remaining: limit.max - self.count,
+            reset_after: (self.start + limit.window_secs - now).max(1),
         }
     }
 }
@@ -174,9 +176,10 @@ impl AttemptLimiter for MemoryLimiter {
                 retry_after: limit.window_secs,
             };
         };
+        // An untracked key has no failures of its own: allowed. (Reading the shared overflow
+        // bucket here would let a flood of fresh keys refuse everyone else.)
         let w = match st.keys.get(key) {
             Some(w) => *w,
-            None if st.keys.len() >= self.capacity => st.overflow,
             None => Window {
                 start: now,
                 count: 0,
@@ -189,17 +192,22 @@ impl AttemptLimiter for MemoryLimiter {
         } else if w.live(now, limit) {
             Decision::Allowed {
                 remaining: limit.max - w.count,
+                reset_after: (w.start + limit.window_secs - now).max(1),
             }
         } else {
             Decision::Allowed {
                 remaining: limit.max,
+                reset_after: limit.window_secs,
             }
         }
     }
 
     async fn clear(&self, key: &str) {
         if let Ok(mut st) = self.state.lock() {
-            st.keys.remove(key);
+            if st.keys.remove(key).is_none() {
+                // Its attempt went to the overflow bucket: give that one back.
+                st.overflow.count = st.overflow.count.saturating_sub(1);
+            }
         }
     }
 
@@ -234,7 +242,8 @@ mod tests {
             assert_eq!(
                 l.reserve("a", 1000 + i).await,
                 Decision::Allowed {
-                    remaining: 4 - i as u32
+                    remaining: 4 - i as u32,
+                    reset_after: 900 - i
                 }
             );
         }
@@ -251,7 +260,13 @@ mod tests {
     async fn check_counts_nothing() {
         let l = MemoryLimiter::new(FIVE, 100);
         for _ in 0..10 {
-            assert_eq!(l.check("a", 0).await, Decision::Allowed { remaining: 5 });
+            assert_eq!(
+                l.check("a", 0).await,
+                Decision::Allowed {
+                    remaining: 5,
+                    reset_after: 900
+                }
+            );
         }
         for _ in 0..5 {
             l.reserve("a", 0).await;
@@ -260,7 +275,13 @@ mod tests {
             l.check("a", 100).await,
             Decision::Limited { retry_after: 800 }
         );
-        assert_eq!(l.check("a", 900).await, Decision::Allowed { remaining: 5 });
+        assert_eq!(
+            l.check("a", 900).await,
+            Decision::Allowed {
+                remaining: 5,
+                reset_after: 900
+            }
+        );
     }
 
     #[tokio::test]
@@ -318,6 +339,9 @@ mod tests {
             !l.reserve("fresh-key", 600).await.is_allowed(),
             "fail closed"
         );
+        // A read-only check of an untracked key is not refused by the overflow bucket.
+        assert!(l.check("another-fresh-key", 600).await.is_allowed());
+        assert!(!l.check("acct:alice", 600).await.is_allowed());
         // Once windows end, sweeping frees room again.
         assert!(l.reserve("acct:alice", 900).await.is_allowed());
         assert!(l.reserve("fresh-key", 2_000).await.is_allowed());

@@ -200,7 +200,7 @@ impl LoginLimits {
             return None; // the same account again: not a new one
         }
         match self.stuffing.reserve(&r.address, now).await {
-            Decision::Allowed { remaining: 0 } => Some(StuffingDetected {
+            Decision::Allowed { remaining: 0, .. } => Some(StuffingDetected {
                 address: r.address,
                 accounts: self.stuffing.limit().max,
             }),

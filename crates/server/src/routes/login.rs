@@ -169,7 +169,28 @@ async fn recognised_device(
     value: &str,
     now: i64,
 ) -> Option<portcullis_core::device::Device> {
-    let email = portcullis_core::email::Email::parse(typed_email).ok()?;
-    let user = st.store.user_by_email_key(email.key()).await.ok()??;
-    portcullis_core::device::verify(&st.hash_key, value, &user, now)
+    let key = portcullis_core::email::Email::parse(typed_email)
+        .map(|e| e.key().to_owned())
+        .unwrap_or_default();
+    let found = match key.is_empty() {
+        true => None,
+        false => st.store.user_by_email_key(&key).await.ok().flatten(),
+    };
+    match found {
+        Some(user) => portcullis_core::device::verify(&st.hash_key, value, &user, now),
+        None => {
+            // An unknown account costs the same verification, against a stand-in user.
+            let stand_in = portcullis_core::model::User {
+                id: portcullis_core::ids::UserId::generate(),
+                email: String::new(),
+                email_key: key,
+                email_verified: false,
+                password_hash: String::new(),
+                disabled: true,
+                created_at: 0,
+            };
+            let _ = portcullis_core::device::verify(&st.hash_key, value, &stand_in, now);
+            None
+        }
+    }
 }

@@ -15,7 +15,6 @@ use portcullis_core::params::Params;
 use portcullis_guard::client_addr::{bucket, ClientAddr};
 use portcullis_guard::limiter::Decision;
 
-use crate::config;
 use crate::respond::{json_no_store, oauth_json_error};
 use crate::state::{now, AppState};
 
@@ -49,10 +48,13 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<BasicCredentials>, OA
 
 /// `RateLimit-Policy` / `RateLimit` (IETF RateLimit header fields draft) and `Retry-After`
 /// for the failed-client-authentication limit.
-fn rate_limit_headers(res: &mut Response, st: &AppState, decision: Decision, now_window: i64) {
+fn rate_limit_headers(res: &mut Response, st: &AppState, decision: Decision) {
     let limit = st.client_auth_limits.limit();
     let (remaining, reset) = match decision {
-        Decision::Allowed { remaining } => (remaining, now_window),
+        Decision::Allowed {
+            remaining,
+            reset_after,
+        } => (remaining, reset_after),
         Decision::Limited { retry_after } => (0, retry_after),
     };
     let h = res.headers_mut();
@@ -88,7 +90,7 @@ pub async fn token(
             "too many failed client authentications from this address; retry later",
         ));
         *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        rate_limit_headers(&mut res, &st, d, 0);
+        rate_limit_headers(&mut res, &st, d);
         return res;
     }
     let form_type = headers
@@ -126,7 +128,7 @@ pub async fn token(
             );
         }
         if let Some(d) = counted {
-            rate_limit_headers(&mut res, &st, d, config::CLIENT_AUTH_WINDOW);
+            rate_limit_headers(&mut res, &st, d);
         }
         res
     };
