@@ -46,19 +46,7 @@ async fn post_login(
     password: &str,
     extra: &[(&str, &str)],
 ) -> (u16, reqwest::header::HeaderMap, String) {
-    let mut req = http
-        .post(srv.url("/login"))
-        .header("cookie", jar.header())
-        .header("origin", &srv.issuer)
-        .form(&[
-            ("csrf_token", csrf),
-            ("email", email),
-            ("password", password),
-        ]);
-    for (k, v) in extra {
-        req = req.header(*k, *v);
-    }
-    let res = req.send().await.unwrap();
+    let res = post_login_form(srv, http, &jar.header(), csrf, email, password, extra).await;
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     (status, headers, res.text().await.unwrap())
@@ -423,18 +411,16 @@ async fn a17_throttled_answers_carry_the_full_header_set() {
         .await;
     }
     let (jar, csrf) = fresh_form(&srv, &http, &seed.web_id).await;
-    let res = http
-        .post(srv.url("/login"))
-        .header("cookie", jar.header())
-        .header("origin", &srv.issuer)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("email", "alice@example.com"),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = post_login_form(
+        &srv,
+        &http,
+        &jar.header(),
+        &csrf,
+        "alice@example.com",
+        PASSWORD,
+        &[],
+    )
+    .await;
     assert_eq!(
         res.status(),
         429,
@@ -613,19 +599,16 @@ async fn attempt_with_device(
     if let Some(d) = device {
         cookie.push_str(&format!("; __Host-portcullis-device={d}"));
     }
-    let res = http
-        .post(srv.url("/login"))
-        .header("cookie", cookie)
-        .header("origin", &srv.issuer)
-        .header("x-forwarded-for", from)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("email", email),
-            ("password", password),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = post_login_form(
+        srv,
+        http,
+        &cookie,
+        &csrf,
+        email,
+        password,
+        &[("x-forwarded-for", from)],
+    )
+    .await;
     let set = res
         .headers()
         .get_all("set-cookie")

@@ -2,11 +2,13 @@
 //! store with a chosen `now`, so no test sleeps.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use portcullis_core::authorize::response::new_code;
-use portcullis_core::crypto::{Encrypter, HashKey, KeyBytes};
+use portcullis_core::crypto::{HashKey, KeyBytes};
 use portcullis_core::grants::{dispatch, GrantEvent, TokenContext, TokenResponse};
 use portcullis_core::ids::{ClientId, UserId};
-use portcullis_core::keys::{self, KeySet};
+use portcullis_core::keys::KeySet;
 use portcullis_core::login::new_session;
 use portcullis_core::model::{
     AuthorizationRequest, Client, ClientKind, GrantType, SigningAlg, User,
@@ -35,31 +37,8 @@ struct World {
 }
 
 async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let store = portcullis_store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("t.sqlite3").display()
-    ))
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
-    let enc = Encrypter::new(
-        &KeyBytes::from_hex(&KeyBytes::generate_hex()).unwrap(),
-        None,
-    )
-    .unwrap();
-    let keys = KeySet::new(vec![
-        keys::load(
-            &keys::generate(SigningAlg::ES256, &enc, T0, T0).unwrap(),
-            &enc,
-        )
-        .unwrap(),
-        keys::load(
-            &keys::generate(SigningAlg::RS256, &enc, T0, T0).unwrap(),
-            &enc,
-        )
-        .unwrap(),
-    ]);
+    let (dir, store) = common::temp_store().await;
+    let keys = common::keyset(&[SigningAlg::ES256, SigningAlg::RS256], T0);
     let hash = HashKey::new(&KeyBytes::from_hex(&KeyBytes::generate_hex()).unwrap());
     let issued = secret::issue(SecretKind::ClientSecret, &hash);
     let client = Client {

@@ -3,6 +3,8 @@
 //! Runs core's sign-in against the real SQLite store.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use portcullis_core::email::Email;
 use portcullis_core::ids::UserId;
 use portcullis_core::login::{verify_credentials, FailureReason, LoginError};
@@ -12,14 +14,7 @@ use portcullis_core::store::UserStore;
 
 #[tokio::test]
 async fn every_outcome_costs_exactly_one_verification() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = portcullis_store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("t.sqlite3").display()
-    ))
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
+    let (_dir, store) = common::temp_store().await;
     // Small Argon2 parameters keep the test fast; the count is what is checked.
     let hasher = PasswordHasher::with_params(2, 1024, 1, 1).unwrap();
     let hash = hasher

@@ -3,11 +3,11 @@
 //! another audience `invalid_token`. Runs core against the real SQLite store.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use portcullis_core::crypto::{Encrypter, KeyBytes};
+mod common;
+
 use portcullis_core::discovery::userinfo_url;
 use portcullis_core::error::ErrorCode;
 use portcullis_core::jwt::{self, AccessClaims, Audience};
-use portcullis_core::keys::{self, KeySet};
 use portcullis_core::model::SigningAlg;
 use portcullis_core::userinfo;
 
@@ -15,24 +15,8 @@ const ISS: &str = "https://id.example.com";
 
 #[tokio::test]
 async fn scope_and_audience_are_both_required() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = portcullis_store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("t.sqlite3").display()
-    ))
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
-    let enc = Encrypter::new(
-        &KeyBytes::from_hex(&KeyBytes::generate_hex()).unwrap(),
-        None,
-    )
-    .unwrap();
-    let keys = KeySet::new(vec![keys::load(
-        &keys::generate(SigningAlg::ES256, &enc, 0, 0).unwrap(),
-        &enc,
-    )
-    .unwrap()]);
+    let (_dir, store) = common::temp_store().await;
+    let keys = common::keyset(&[SigningAlg::ES256], 0);
     let key = keys.active(SigningAlg::ES256, 0).unwrap();
     let token = |aud: Audience, scope: &str| {
         let claims = AccessClaims {

@@ -430,20 +430,35 @@ pub async fn browser_login(
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
     let csrf = csrf_of(&html);
-    let res = http
-        .post(srv.url("/login"))
-        .header("cookie", jar.header())
-        .header("origin", &srv.issuer)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("email", email),
-            ("password", password),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = post_login_form(srv, http, &jar.header(), &csrf, email, password, &[]).await;
     jar.absorb(&res);
     res
+}
+
+/// Posts the sign-in form as our own page does (the issuer's `Origin`), with `cookie` as the
+/// Cookie header and `extra` request headers.
+pub async fn post_login_form(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    cookie: &str,
+    csrf: &str,
+    email: &str,
+    password: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = http
+        .post(srv.url("/login"))
+        .header("cookie", cookie)
+        .header("origin", &srv.issuer)
+        .form(&[
+            ("csrf_token", csrf),
+            ("email", email),
+            ("password", password),
+        ]);
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
 }
 
 /// A standard authorization URL for `client_id`.
