@@ -908,3 +908,47 @@ async fn authenticated_clients_have_a_per_client_quota() {
     .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ipv6_prefix_is_configurable() {
+    let srv = TestServer::start_with(&[
+        ("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1"),
+        ("PORTCULLIS_IPV6_PREFIX", "48"),
+    ]);
+    let seed = srv.seed();
+    let http = srv.http();
+    // Five different /64s of one /48: one bucket.
+    for i in 1..=5 {
+        let from = format!("2001:db8:7:{i:x}::1");
+        let (s, ..) = attempt(
+            &srv,
+            &http,
+            &seed.web_id,
+            &format!("user{i}@example.com"),
+            "a wrong password, long enough",
+            &[("x-forwarded-for", &from)],
+        )
+        .await;
+        assert_eq!(s, 401);
+    }
+    let (s, ..) = attempt(
+        &srv,
+        &http,
+        &seed.web_id,
+        "alice@example.com",
+        PASSWORD,
+        &[("x-forwarded-for", "2001:db8:7:ffff::9")],
+    )
+    .await;
+    assert_eq!(s, 429, "the same /48");
+    let (s, ..) = attempt(
+        &srv,
+        &http,
+        &seed.web_id,
+        "alice@example.com",
+        PASSWORD,
+        &[("x-forwarded-for", "2001:db8:8::9")],
+    )
+    .await;
+    assert_eq!(s, 303, "another /48");
+}

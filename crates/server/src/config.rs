@@ -42,6 +42,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_STUFFING_ACCOUNTS",
     "PORTCULLIS_STUFFING_WINDOW",
     "PORTCULLIS_CLIENT_QUOTA",
+    "PORTCULLIS_IPV6_PREFIX",
 ];
 
 /// The window of the token endpoint's failed-client-authentication limit, seconds.
@@ -81,6 +82,7 @@ struct FileConfig {
     stuffing_accounts: Option<u32>,
     stuffing_window: Option<i64>,
     client_quota: Option<u32>,
+    ipv6_prefix: Option<u8>,
 }
 
 /// TLS certificate and key files.
@@ -131,6 +133,8 @@ pub struct Config {
     pub stuffing_window: i64,
     /// Token requests per second each authenticated client may make.
     pub client_quota: u32,
+    /// IPv6 clients are limited per network of this prefix length.
+    pub ipv6_prefix: u8,
     pub dev: bool,
     /// Warnings to log once the logger is up.
     pub warnings: Vec<String>,
@@ -510,6 +514,15 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     if !(1..=1_000_000).contains(&client_quota) {
         return err("PORTCULLIS_CLIENT_QUOTA must be between 1 and 1000000 requests per second");
     }
+    let ipv6_prefix = parse_num(
+        "PORTCULLIS_IPV6_PREFIX",
+        get("PORTCULLIS_IPV6_PREFIX"),
+        file.ipv6_prefix,
+    )?
+    .unwrap_or(64);
+    if !(32..=128).contains(&ipv6_prefix) {
+        return err("PORTCULLIS_IPV6_PREFIX must be between 32 and 128");
+    }
     if dev {
         warnings.push(format!(
             "development mode: secrets and a development certificate live in {dir}; never use --dev in production. To avoid the browser's certificate warning, trust {dir}/dev-ca.pem",
@@ -542,6 +555,7 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         stuffing_accounts,
         stuffing_window,
         client_quota,
+        ipv6_prefix,
         dev,
         warnings,
     })

@@ -96,17 +96,21 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
             },
             config.limiter_capacity,
         )),
-        login_limits: Arc::new(throttle::LoginLimits::in_memory(
-            portcullis_guard::limiter::Limit {
-                max: config.login_max_failures,
-                window_secs: config.login_window,
-            },
-            portcullis_guard::limiter::Limit {
-                max: config.stuffing_accounts,
-                window_secs: config.stuffing_window,
-            },
-            config.limiter_capacity,
-        )),
+        ipv6_prefix: config.ipv6_prefix,
+        login_limits: Arc::new(
+            throttle::LoginLimits::in_memory(
+                portcullis_guard::limiter::Limit {
+                    max: config.login_max_failures,
+                    window_secs: config.login_window,
+                },
+                portcullis_guard::limiter::Limit {
+                    max: config.stuffing_accounts,
+                    window_secs: config.stuffing_window,
+                },
+                config.limiter_capacity,
+            )
+            .with_ipv6_prefix(config.ipv6_prefix),
+        ),
         trusted_proxies: Arc::new(portcullis_guard::client_addr::TrustedProxies::new(
             config.trusted_proxies.clone(),
         )),

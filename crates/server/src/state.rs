@@ -34,6 +34,8 @@ pub struct AppState {
     pub client_auth_limits: Arc<dyn portcullis_guard::limiter::AttemptLimiter>,
     /// Token requests per second per authenticated client.
     pub client_quota: Arc<crate::quota::GovernorQuota>,
+    /// IPv6 clients are limited per network of this prefix length.
+    pub ipv6_prefix: u8,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<portcullis_guard::client_addr::TrustedProxies>,
 }

@@ -45,6 +45,8 @@ pub struct LoginLimits {
     stuffing_seen: Arc<dyn AttemptLimiter>,
     /// Distinct accounts failed per address; full means the address is refused.
     stuffing: Arc<dyn AttemptLimiter>,
+    /// IPv6 clients are counted per network of this prefix length (64: one customer).
+    ipv6_prefix: u8,
 }
 
 /// An address crossed the credential-stuffing threshold.
@@ -89,7 +91,14 @@ impl LoginLimits {
                 window_secs: stuffing.window_secs,
             }),
             stuffing: memory(stuffing),
+            ipv6_prefix: 64,
         }
+    }
+
+    /// Counts IPv6 clients per `/prefix` (32 to 128) instead of per /64.
+    pub fn with_ipv6_prefix(mut self, prefix: u8) -> Self {
+        self.ipv6_prefix = prefix.clamp(32, 128);
+        self
     }
 
     /// Limiters from elsewhere (a shared store for several instances), in the order of the
@@ -102,6 +111,7 @@ impl LoginLimits {
             device,
             stuffing_seen,
             stuffing,
+            ipv6_prefix: 64,
         }
     }
 
@@ -117,8 +127,8 @@ impl LoginLimits {
     }
 
     /// The counter key of a client address.
-    pub fn address_key(ip: IpAddr) -> String {
-        format!("addr:{}", bucket(ip, 64))
+    pub fn address_key(&self, ip: IpAddr) -> String {
+        format!("addr:{}", bucket(ip, self.ipv6_prefix))
     }
 
     /// Reserves one attempt for `typed_email` from `ip` at `now`; `device` is the id of a
@@ -132,7 +142,7 @@ impl LoginLimits {
     ) -> Result<Reservation, Throttled> {
         let mut r = Reservation {
             account: Self::account_key(typed_email),
-            address: Self::address_key(ip),
+            address: self.address_key(ip),
         };
         if let Decision::Limited { retry_after } = self.stuffing.check(&r.address, now).await {
             return Err(Throttled { retry_after });

@@ -83,7 +83,7 @@ pub async fn token(
     let now = now();
     // Failed client authentication is limited per address (PRACTICES §6). Issued secrets are
     // 256-bit, so the limit is counted after the fact: it bounds abuse, not guessing.
-    let address = format!("token:{}", bucket(ip, 64));
+    let address = format!("token:{}", bucket(ip, st.ipv6_prefix));
     if let d @ Decision::Limited { .. } = st.client_auth_limits.check(&address, now).await {
         let mut res = oauth_json_error(&OAuthError::new(
             ErrorCode::TemporarilyUnavailable,
