@@ -952,3 +952,48 @@ async fn the_ipv6_prefix_is_configurable() {
     .await;
     assert_eq!(s, 303, "another /48");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recognised_device_is_not_locked_out_by_its_address() {
+    // The owner and an attacker share one address (a NAT): the attacker fills the address's
+    // limit and the stuffing block; the owner's device still signs in.
+    let srv = TestServer::start_with(&[
+        ("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1"),
+        ("PORTCULLIS_STUFFING_ACCOUNTS", "3"),
+    ]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let web = seed.web_id.as_str();
+    let nat = "198.51.100.99";
+    let (s, device) =
+        attempt_with_device(&srv, &http, web, "alice@example.com", PASSWORD, nat, None).await;
+    assert_eq!(s, 303);
+    let device = device.unwrap();
+    for i in 0..5 {
+        let (s, _) = attempt_with_device(
+            &srv,
+            &http,
+            web,
+            &format!("victim{i}@example.com"),
+            "a wrong password, long enough",
+            nat,
+            None,
+        )
+        .await;
+        assert!(s == 401 || s == 429);
+    }
+    let (s, _) =
+        attempt_with_device(&srv, &http, web, "alice@example.com", PASSWORD, nat, None).await;
+    assert_eq!(s, 429, "without the cookie, the address is refused");
+    let (s, _) = attempt_with_device(
+        &srv,
+        &http,
+        web,
+        "alice@example.com",
+        PASSWORD,
+        nat,
+        Some(&device),
+    )
+    .await;
+    assert_eq!(s, 303, "with it, the owner signs in");
+}

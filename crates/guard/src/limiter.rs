@@ -61,6 +61,11 @@ pub trait AttemptLimiter: Send + Sync {
     async fn clear(&self, key: &str);
     /// Gives back one reserved attempt of `key`.
     async fn refund(&self, key: &str);
+    /// Does the limiter keep `key`'s own count (rather than counting it in a shared overflow
+    /// bucket)? A store without a capacity limit always does.
+    async fn is_tracked(&self, _key: &str) -> bool {
+        true
+    }
     /// The limit it applies.
     fn limit(&self) -> Limit;
 }
@@ -219,6 +224,13 @@ impl AttemptLimiter for MemoryLimiter {
                 None => st.overflow.count = st.overflow.count.saturating_sub(1),
             }
         }
+    }
+
+    async fn is_tracked(&self, key: &str) -> bool {
+        self.state
+            .lock()
+            .map(|s| s.keys.contains_key(key))
+            .unwrap_or(false)
     }
 
     fn limit(&self) -> Limit {

@@ -9,9 +9,12 @@
 //! clears the counter).
 //!
 //! A browser with a valid device cookie for the account (issued at an earlier successful
-//! sign-in; see `portcullis_core::device`) is not held by the account's limit, so an attacker
-//! cannot lock the owner out; it has a limit of its own instead ([`DEVICE_MAX_FAILURES`] per
-//! window). The address limit holds for everyone: an address never grants a bypass.
+//! sign-in; see `portcullis_core::device`) answers only to a limit of its own
+//! ([`DEVICE_MAX_FAILURES`] per window): not to the account's, nor to its address's or the
+//! credential-stuffing block, so an attacker can lock the owner out neither by guessing the
+//! account nor by sharing (or spoofing, through a broad proxy range) the owner's address. An
+//! address itself never grants a bypass: without the cookie, a past success from it counts
+//! for nothing.
 //!
 //! Credential stuffing (many accounts tried from one address) is caught separately: once an
 //! address has failed on `stuffing.max` distinct accounts within `stuffing.window_secs`, it is
@@ -61,10 +64,10 @@ pub struct StuffingDetected {
 /// The slots one attempt holds, to settle once the password check is done.
 #[must_use]
 pub struct Reservation {
-    /// The account's slot, or the device's when a recognised device went past the account's
-    /// limit.
+    /// The account's slot, or the device's for a recognised device.
     account: String,
-    address: String,
+    /// The address's slot; none for a recognised device.
+    address: Option<String>,
 }
 
 /// The attempt was refused: retry after this many seconds.
@@ -140,38 +143,36 @@ impl LoginLimits {
         device: Option<&str>,
         now: i64,
     ) -> Result<Reservation, Throttled> {
-        let mut r = Reservation {
-            account: Self::account_key(typed_email),
-            address: self.address_key(ip),
-        };
-        if let Decision::Limited { retry_after } = self.stuffing.check(&r.address, now).await {
-            return Err(Throttled { retry_after });
-        }
-        if let Decision::Limited { retry_after } = self.address.reserve(&r.address, now).await {
-            return Err(Throttled { retry_after });
-        }
-        if let Decision::Limited { retry_after } = self.account.reserve(&r.account, now).await {
-            let device_slot = match device {
-                Some(id) => {
-                    let key = format!("dev:{id}");
-                    self.device
-                        .reserve(&key, now)
-                        .await
-                        .is_allowed()
-                        .then_some(key)
-                }
-                None => None,
+        let account = Self::account_key(typed_email);
+        // A recognised device answers only to its own small limit: neither a throttled
+        // account nor a busy or flagged address (a shared NAT, an attacker next door) can
+        // lock its owner out.
+        if let Some(id) = device {
+            let key = format!("dev:{id}");
+            return match self.device.reserve(&key, now).await {
+                Decision::Allowed { .. } => Ok(Reservation {
+                    account: key,
+                    address: None,
+                }),
+                Decision::Limited { retry_after } => Err(Throttled { retry_after }),
             };
-            match device_slot {
-                Some(key) => r.account = key,
-                None => {
-                    // Not checked, so not a failure of this address.
-                    self.address.refund(&r.address).await;
-                    return Err(Throttled { retry_after });
-                }
-            }
         }
-        Ok(r)
+        let address = self.address_key(ip);
+        if let Decision::Limited { retry_after } = self.stuffing.check(&address, now).await {
+            return Err(Throttled { retry_after });
+        }
+        if let Decision::Limited { retry_after } = self.address.reserve(&address, now).await {
+            return Err(Throttled { retry_after });
+        }
+        if let Decision::Limited { retry_after } = self.account.reserve(&account, now).await {
+            // Not checked, so not a failure of this address.
+            self.address.refund(&address).await;
+            return Err(Throttled { retry_after });
+        }
+        Ok(Reservation {
+            account,
+            address: Some(address),
+        })
     }
 
     fn account_limiter(&self, r: &Reservation) -> &dyn AttemptLimiter {
@@ -187,14 +188,18 @@ impl LoginLimits {
     pub async fn succeeded(&self, r: Reservation, typed_email: &str) {
         self.account_limiter(&r).clear(&r.account).await;
         self.account.clear(&Self::account_key(typed_email)).await;
-        self.address.refund(&r.address).await;
+        if let Some(a) = &r.address {
+            self.address.refund(a).await;
+        }
     }
 
     /// The password could not be checked (overload, storage failure): not a failure, so both
     /// slots are given back.
     pub async fn not_checked(&self, r: Reservation) {
         self.account_limiter(&r).refund(&r.account).await;
-        self.address.refund(&r.address).await;
+        if let Some(a) = &r.address {
+            self.address.refund(a).await;
+        }
     }
 
     /// The attempt failed: both slots stay taken until the window ends. Returns the
@@ -205,17 +210,26 @@ impl LoginLimits {
         typed_email: &str,
         now: i64,
     ) -> Option<StuffingDetected> {
-        let pair = format!("{}|{}", r.address, Self::account_key(typed_email));
-        if !self.stuffing_seen.reserve(&pair, now).await.is_allowed() {
+        // A recognised device's failure is its own business, not its address's.
+        let address = r.address?;
+        let pair = format!("{address}|{}", Self::account_key(typed_email));
+        let first_time = self.stuffing_seen.reserve(&pair, now).await.is_allowed()
+            // A pair the full limiter could not track counts as new: under a flood, detection
+            // errs towards flagging, never towards silence.
+            || !self.stuffing_seen.is_tracked(&pair).await;
+        if !first_time {
             return None; // the same account again: not a new one
         }
-        match self.stuffing.reserve(&r.address, now).await {
-            Decision::Allowed { remaining: 0, .. } => Some(StuffingDetected {
-                address: r.address,
-                accounts: self.stuffing.limit().max,
-            }),
-            _ => None,
-        }
+        let crossed = match self.stuffing.reserve(&address, now).await {
+            Decision::Allowed { remaining, .. } => remaining == 0,
+            // Refused by a full limiter's shared bucket: this address is not tracked, so say
+            // so now rather than never.
+            Decision::Limited { .. } => !self.stuffing.is_tracked(&address).await,
+        };
+        crossed.then(|| StuffingDetected {
+            address,
+            accounts: self.stuffing.limit().max,
+        })
     }
 }
 
@@ -278,6 +292,38 @@ mod tests {
         let other: IpAddr = "203.0.113.10".parse().unwrap();
         assert!(l.reserve("d@example.com", other, None, 10).await.is_ok());
         assert!(l.reserve("d@example.com", ip, None, 3_600).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn stuffing_is_still_caught_when_the_limiters_are_full() {
+        let l = LoginLimits::in_memory(
+            Limit {
+                max: 100,
+                window_secs: 900,
+            },
+            Limit {
+                max: 3,
+                window_secs: 3600,
+            },
+            10,
+        );
+        // Fill every limiter with other addresses' failures.
+        for i in 0..20 {
+            let ip: IpAddr = format!("198.51.100.{i}").parse().unwrap();
+            let email = format!("u{i}@example.com");
+            let r = l.reserve(&email, ip, None, 0).await.unwrap();
+            let _ = l.failed(r, &email, 0).await;
+        }
+        let fresh: IpAddr = "203.0.113.200".parse().unwrap();
+        let mut signal = None;
+        for email in ["x@example.com", "y@example.com", "z@example.com"] {
+            let r = l.reserve(email, fresh, None, 1).await.unwrap();
+            signal = l.failed(r, email, 1).await.or(signal);
+        }
+        assert!(
+            signal.is_some(),
+            "a full pair limiter must not hide stuffing"
+        );
     }
 
     #[tokio::test]
