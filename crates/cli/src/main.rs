@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
     about = "A self-hosted, secure-by-default OpenID Connect provider"
 )]
 struct Cli {
-    /// Development mode: generate missing secrets and a self-signed certificate into the data
+    /// Development mode: generate missing secrets and a certificate signed by a development CA into the data
     /// directory on first run, and reuse them later. Never for production.
     #[arg(long, global = true)]
     dev: bool,

@@ -1,5 +1,5 @@
 //! `--dev`: generates what a developer lacks into the data directory on first run (a `.env`
-//! with mode 0600 holding fresh keys, and a self-signed certificate for `localhost`,
+//! with mode 0600 holding fresh keys, and a certificate for `localhost` signed by a development CA,
 //! `127.0.0.1` and `::1`), and reuses it afterwards. Never for production.
 
 use std::collections::BTreeMap;
