@@ -574,6 +574,27 @@ async fn failed_client_authentication_is_limited_per_address() {
     );
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
+    // A parallel burst of bad credentials from a fresh address gets no more than the limit
+    // through (each request takes its slot before it is authenticated).
+    let burst: Vec<_> = (0..12)
+        .map(|_| {
+            let req = http
+                .post(srv.url("/token"))
+                .basic_auth(&seed.machine_id, Some("wrong"))
+                .header("x-forwarded-for", "198.51.100.77")
+                .form(&[("grant_type", "client_credentials")]);
+            tokio::spawn(async move { req.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut failed = 0;
+    for t in burst {
+        match t.await.unwrap() {
+            401 => failed += 1,
+            429 => {}
+            other => panic!("{other}"),
+        }
+    }
+    assert!(failed <= 3, "{failed} bad authentications were checked");
     // Another address, and authenticated clients at any rate, are unaffected.
     let res = send(&seed.machine_secret, "198.51.100.2").await.unwrap();
     assert_eq!(res.status(), 200);

@@ -483,7 +483,7 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         get("PORTCULLIS_CLIENT_AUTH_MAX_FAILURES"),
         file.client_auth_max_failures,
     )?
-    .unwrap_or(20);
+    .unwrap_or(100);
     if !(1..=10_000).contains(&client_auth_max_failures) {
         return err("PORTCULLIS_CLIENT_AUTH_MAX_FAILURES must be between 1 and 10000");
     }

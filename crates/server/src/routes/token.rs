@@ -81,10 +81,12 @@ pub async fn token(
     body: Bytes,
 ) -> Response {
     let now = now();
-    // Failed client authentication is limited per address (PRACTICES §6). Issued secrets are
-    // 256-bit, so the limit is counted after the fact: it bounds abuse, not guessing.
+    // Failed client authentication is limited per address (PRACTICES §6). Every request takes
+    // a slot first (so a parallel burst cannot slip past the limit) and gives it back unless
+    // its client authentication failed.
     let address = format!("token:{}", bucket(ip, st.ipv6_prefix));
-    if let d @ Decision::Limited { .. } = st.client_auth_limits.check(&address, now).await {
+    let slot = st.client_auth_limits.reserve(&address, now).await;
+    if let d @ Decision::Limited { .. } = slot {
         let mut res = oauth_json_error(&OAuthError::new(
             ErrorCode::TemporarilyUnavailable,
             "too many failed client authentications from this address; retry later",
@@ -93,6 +95,7 @@ pub async fn token(
         rate_limit_headers(&mut res, &st, d);
         return res;
     }
+    let (res, auth_failed) = async {
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -103,21 +106,23 @@ pub async fn token(
             })
         });
     if !form_type {
-        return oauth_json_error(&OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
+        return (
+            oauth_json_error(&OAuthError::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            )),
+            false,
+        );
     }
     let params = match Params::parse(&body) {
         Ok(p) => p,
-        Err(e) => return oauth_json_error(&e),
+        Err(e) => return (oauth_json_error(&e), false),
     };
     // RFC 6749 §5.2: a client that tried the Authorization header (any scheme) gets a 401
     // with a challenge when its authentication fails.
     let header_attempted = headers.contains_key(header::AUTHORIZATION);
-    let failed_auth = || async {
-        let d = st.client_auth_limits.reserve(&address, now).await;
+    let failed_auth = || {
         tracing::info!(event = "token.client_auth_failed", client = %ip);
-        d
+        slot
     };
     let error = |e: &OAuthError, counted: Option<Decision>| {
         let mut res = oauth_json_error(e);
@@ -135,10 +140,10 @@ pub async fn token(
     let basic = match basic_credentials(&headers) {
         Ok(b) => b,
         Err(e) if e.code == ErrorCode::InvalidClient => {
-            let d = failed_auth().await;
-            return error(&e, Some(d));
+            let d = failed_auth();
+            return (error(&e, Some(d)), true);
         }
-        Err(e) => return error(&e, None),
+        Err(e) => return (error(&e, None), false),
     };
     let ctx = TokenContext {
         quota: &*st.client_quota,
@@ -192,14 +197,20 @@ pub async fn token(
         if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
             h.insert(header::RETRY_AFTER, v);
         }
-        return res;
+        return (res, false);
     }
     match outcome.result {
-        Ok(tokens) => json_no_store(StatusCode::OK, &tokens),
+        Ok(tokens) => (json_no_store(StatusCode::OK, &tokens), false),
         Err(e) if e.code == ErrorCode::InvalidClient => {
-            let d = failed_auth().await;
-            error(&e, Some(d))
+            let d = failed_auth();
+            (error(&e, Some(d)), true)
         }
-        Err(e) => error(&e, None),
+        Err(e) => (error(&e, None), false),
     }
+    }
+    .await;
+    if !auth_failed {
+        st.client_auth_limits.refund(&address).await;
+    }
+    res
 }
