@@ -294,6 +294,32 @@ async fn token_request(
 
 /// Starts a pending authorization with the browser's cookies and follows the same-site hop;
 /// returns the response of `/authorize/resume`.
+/// Signs alice in through `client` (redirect `CB`) and exchanges the code; returns the token
+/// response (asserting a 200).
+async fn signed_in_tokens(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    client: &str,
+    auth: (&str, &str),
+) -> Value {
+    let (v, c) = pkce();
+    let code = get_code(srv, http, client, CB, &c).await;
+    let (s, t, _) = token_request(
+        srv,
+        http,
+        auth,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", &v),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    t
+}
+
 fn is_login_form(html: &str) -> bool {
     html.contains("id=\"login\"") && html.contains("name=\"password\"")
 }
@@ -1922,20 +1948,7 @@ async fn userinfo_accepts_only_tokens_naming_it() {
         "Bearer realm=\"portcullis\""
     );
     // A user's token with `openid` names userinfo beside the API, and works there.
-    let (v, c) = pkce();
-    let code = get_code(&srv, &http, &seed.web_id, CB, &c).await;
-    let (_, t, _) = token_request(
-        &srv,
-        &http,
-        (&seed.web_id, &seed.web_secret),
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CB),
-            ("code_verifier", &v),
-        ],
-    )
-    .await;
+    let t = signed_in_tokens(&srv, &http, &seed.web_id, (&seed.web_id, &seed.web_secret)).await;
     let user_at = t["access_token"].as_str().unwrap();
     assert_eq!(
         jwt_part(user_at, 1)["aud"],
