@@ -113,6 +113,9 @@ pub enum UsersCommand {
     Enable { email: String },
     /// Delete a user with all their sessions and tokens.
     Delete { email: String },
+    /// Revoke every device cookie of a user: their browsers lose the right to keep signing in
+    /// while the account is throttled (sessions are not touched).
+    RevokeDevices { email: String },
     /// Set a new password (read from standard input); ends the user's sessions and tokens.
     SetPassword {
         email: String,
@@ -419,6 +422,7 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
                 password_hash: hash,
                 disabled: false,
                 created_at: now(),
+                device_epoch: 0,
             };
             store
                 .create_user(&user)
@@ -450,6 +454,11 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
             let u = user_by_email(&store, &email).await?;
             store.delete_user(&u.id).await?;
             println!("user deleted");
+        }
+        UsersCommand::RevokeDevices { email } => {
+            let u = user_by_email(&store, &email).await?;
+            store.revoke_devices(&u.id).await?;
+            println!("every device cookie of the user is revoked");
         }
         UsersCommand::SetPassword {
             email,

@@ -1018,3 +1018,46 @@ async fn a_recognised_device_is_not_locked_out_by_its_address() {
     .await;
     assert_eq!(s, 303, "with it, the owner signs in");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_devices_ends_every_device_cookie_of_a_user() {
+    let srv = TestServer::start_with(&[("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let web = seed.web_id.as_str();
+    let (_, device) = attempt_with_device(
+        &srv,
+        &http,
+        web,
+        "alice@example.com",
+        PASSWORD,
+        "198.51.100.1",
+        None,
+    )
+    .await;
+    let device = device.unwrap();
+    srv.cli(&["users", "revoke-devices", "alice@example.com"], None);
+    for n in 1..=5 {
+        attempt_with_device(
+            &srv,
+            &http,
+            web,
+            "alice@example.com",
+            "a wrong password, long enough",
+            &format!("203.0.113.{n}"),
+            None,
+        )
+        .await;
+    }
+    let (s, _) = attempt_with_device(
+        &srv,
+        &http,
+        web,
+        "alice@example.com",
+        PASSWORD,
+        "198.51.100.2",
+        Some(&device),
+    )
+    .await;
+    assert_eq!(s, 429, "a revoked device cookie opens nothing");
+}

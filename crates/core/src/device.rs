@@ -1,8 +1,8 @@
 //! Device cookies (PRACTICES §6): proof that this browser signed in to this account before, so
 //! it may keep trying while the account is throttled for everyone else (an attacker cannot lock
 //! the owner out). Issued at a successful sign-in, signed with the keyed hash, expiring, and
-//! bound to the user's current password hash: a password change revokes every device cookie of
-//! the account. A device has its own small failure limit (the caller enforces it).
+//! bound to the user's current password hash and device epoch: a password change, or
+//! `portcullis users revoke-devices`, revokes every device cookie of the account. A device has its own small failure limit (the caller enforces it).
 //!
 //! The value is base64url(`device_id|user_id|expires_at|tag`), with
 //! `tag = HMAC(hash key, "device-cookie|device_id|user_id|expires_at|password fingerprint")`.
@@ -25,8 +25,8 @@ fn tag_input(device_id: &str, user: &User, expires_at: i64) -> String {
     // A short fingerprint of the password hash: changes whenever the password does.
     let fingerprint = crypto::sha256_b64(user.password_hash.as_bytes());
     format!(
-        "device-cookie|{device_id}|{}|{expires_at}|{fingerprint}",
-        user.id
+        "device-cookie|{device_id}|{}|{expires_at}|{fingerprint}|{}",
+        user.id, user.device_epoch
     )
 }
 
@@ -81,6 +81,7 @@ mod tests {
             password_hash: hash.into(),
             disabled: false,
             created_at: 0,
+            device_epoch: 0,
         }
     }
 
@@ -101,6 +102,15 @@ mod tests {
             verify(&key, &value, &changed, 1_050),
             None,
             "password changed"
+        );
+        let revoked = User {
+            device_epoch: 1,
+            ..alice.clone()
+        };
+        assert_eq!(
+            verify(&key, &value, &revoked, 1_050),
+            None,
+            "devices revoked"
         );
         let other_key = HashKey::new(&KeyBytes::from_hex(&KeyBytes::generate_hex()).unwrap());
         assert_eq!(verify(&other_key, &value, &alice, 1_050), None, "forged");

@@ -17,6 +17,8 @@ pub struct User {
     pub password_hash: String,
     pub disabled: bool,
     pub created_at: i64,
+    /// Part of every device cookie's signature: raising it revokes them all.
+    pub device_epoch: i64,
 }
 
 impl std::fmt::Debug for User {

@@ -35,6 +35,9 @@ pub trait UserStore: Send + Sync {
     /// Disabling also revokes every session and refresh token of the user, in one transaction.
     /// Returns false when no such user exists.
     async fn set_user_disabled(&self, id: &UserId, disabled: bool, now: i64) -> StoreResult<bool>;
+    /// Raises the user's device epoch, which revokes every device cookie issued to the user.
+    /// False when absent.
+    async fn revoke_devices(&self, id: &UserId) -> StoreResult<bool>;
     /// Deletes the user with its sessions, codes and tokens. False when absent.
     async fn delete_user(&self, id: &UserId) -> StoreResult<bool>;
     /// Replaces the password hash and ends the user's sessions, refresh tokens and unredeemed

@@ -148,6 +148,9 @@ impl UserStore for CachedStore {
     async fn set_user_disabled(&self, id: &UserId, disabled: bool, now: i64) -> StoreResult<bool> {
         self.inner.set_user_disabled(id, disabled, now).await
     }
+    async fn revoke_devices(&self, id: &UserId) -> StoreResult<bool> {
+        self.inner.revoke_devices(id).await
+    }
     async fn delete_user(&self, id: &UserId) -> StoreResult<bool> {
         self.inner.delete_user(id).await
     }

@@ -65,6 +65,7 @@ async fn world() -> World {
         password_hash: "$argon2id$unused".into(),
         disabled: false,
         created_at: T0,
+        device_epoch: 0,
     };
     store.create_user(&user).await.unwrap();
     World {

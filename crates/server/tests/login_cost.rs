@@ -31,6 +31,7 @@ async fn every_outcome_costs_exactly_one_verification() {
             password_hash: hash.clone(),
             disabled,
             created_at: 0,
+            device_epoch: 0,
         };
         store.create_user(&user).await.unwrap();
     }

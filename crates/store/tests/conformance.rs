@@ -45,6 +45,7 @@ macro_rules! all_checks {
                 user_email_conflict,
                 user_disable_revokes_sessions_tokens_and_codes,
                 user_delete_cascades,
+                revoke_devices_raises_the_epoch,
                 password_change_revokes_sessions_and_refresh_tokens,
                 clients_round_trip,
                 client_id_conflict,
@@ -253,6 +254,7 @@ mod fixtures {
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
             disabled: false,
             created_at: T0,
+            device_epoch: 0,
         }
     }
 
@@ -562,6 +564,24 @@ mod checks {
             .set_user_disabled(&UserId::generate(), true, T0)
             .await
             .unwrap());
+    }
+
+    pub async fn revoke_devices_raises_the_epoch(s: &dyn Storage) {
+        let fx = seed(s).await;
+        assert_eq!(fx.user.device_epoch, 0);
+        assert!(s.revoke_devices(&fx.user.id).await.unwrap());
+        assert!(s.revoke_devices(&fx.user.id).await.unwrap());
+        let got = s.user_by_id(&fx.user.id).await.unwrap().unwrap();
+        assert_eq!(got.device_epoch, 2);
+        // Nothing else about the user changed.
+        assert_eq!(
+            portcullis_core::model::User {
+                device_epoch: 0,
+                ..got
+            },
+            fx.user
+        );
+        assert!(!s.revoke_devices(&UserId::generate()).await.unwrap());
     }
 
     pub async fn user_delete_cascades(s: &dyn Storage) {

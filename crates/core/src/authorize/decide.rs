@@ -115,6 +115,7 @@ mod tests {
             password_hash: String::new(),
             disabled: false,
             created_at: 0,
+            device_epoch: 0,
         };
         let s = Session {
             id: SessionId::generate(),

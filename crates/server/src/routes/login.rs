@@ -188,6 +188,7 @@ async fn recognised_device(
                 password_hash: String::new(),
                 disabled: true,
                 created_at: 0,
+                device_epoch: 0,
             };
             let _ = portcullis_core::device::verify(&st.hash_key, value, &stand_in, now);
             None

@@ -17,6 +17,7 @@ struct UserRow {
     password_hash: String,
     disabled: bool,
     created_at: i64,
+    device_epoch: i64,
 }
 
 impl From<UserRow> for User {
@@ -29,6 +30,7 @@ impl From<UserRow> for User {
             password_hash: row.password_hash,
             disabled: row.disabled,
             created_at: row.created_at,
+            device_epoch: row.device_epoch,
         }
     }
 }
@@ -37,8 +39,8 @@ impl From<UserRow> for User {
 macro_rules! select_user {
     ($tail:literal) => {
         concat!(
-            "SELECT id, email, email_key, email_verified, password_hash, disabled, created_at \
-             FROM users ",
+            "SELECT id, email, email_key, email_verified, password_hash, disabled, created_at, \
+             device_epoch FROM users ",
             $tail
         )
     };
@@ -49,7 +51,7 @@ impl UserStore for SqliteStore {
     async fn create_user(&self, user: &User) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO users (id, email, email_key, email_verified, password_hash, disabled, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+             created_at, device_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(user.id.as_str())
         .bind(&user.email)
@@ -58,6 +60,7 @@ impl UserStore for SqliteStore {
         .bind(&user.password_hash)
         .bind(user.disabled)
         .bind(user.created_at)
+        .bind(user.device_epoch)
         .execute(&self.pool)
         .await
         .map_err(|e| {
@@ -135,6 +138,15 @@ impl UserStore for SqliteStore {
         }
         tx.commit().await.map_err(map_err)?;
         Ok(found)
+    }
+
+    async fn revoke_devices(&self, id: &UserId) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET device_epoch = device_epoch + 1 WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn delete_user(&self, id: &UserId) -> StoreResult<bool> {
