@@ -18,8 +18,9 @@
 //!
 //! Credential stuffing (many accounts tried from one address) is caught separately: once an
 //! address has failed on `stuffing.max` distinct accounts within `stuffing.window_secs`, it is
-//! refused for the rest of that window, whatever account it names, and the server logs one
-//! `login.credential_stuffing` event (the signal the audit pipeline turns into an alert).
+//! refused for one such window from that moment, whatever account it names, and the server
+//! logs one `login.credential_stuffing` event (the signal the audit pipeline turns into an
+//! alert).
 //!
 //! The account key is the normalised e-mail (its comparison key when it parses, so case,
 //! whitespace and Unicode compatibility variants share one counter); unknown accounts are
@@ -46,8 +47,11 @@ pub struct LoginLimits {
     device: Arc<dyn AttemptLimiter>,
     /// One slot per (address, account) pair and window: tells a new account from a repeat.
     stuffing_seen: Arc<dyn AttemptLimiter>,
-    /// Distinct accounts failed per address; full means the address is refused.
+    /// Distinct accounts failed per address.
     stuffing: Arc<dyn AttemptLimiter>,
+    /// Addresses flagged for credential stuffing: one slot, taken when flagged, so the block
+    /// lasts one whole window from that moment.
+    stuffing_block: Arc<dyn AttemptLimiter>,
     /// IPv6 clients are counted per network of this prefix length (64: one customer).
     ipv6_prefix: u8,
 }
@@ -94,6 +98,10 @@ impl LoginLimits {
                 window_secs: stuffing.window_secs,
             }),
             stuffing: memory(stuffing),
+            stuffing_block: memory(Limit {
+                max: 1,
+                window_secs: stuffing.window_secs,
+            }),
             ipv6_prefix: 64,
         }
     }
@@ -105,15 +113,16 @@ impl LoginLimits {
     }
 
     /// Limiters from elsewhere (a shared store for several instances), in the order of the
-    /// fields: account, address, device, stuffing pairs, stuffing counts.
-    pub fn new(limiters: [Arc<dyn AttemptLimiter>; 5]) -> Self {
-        let [account, address, device, stuffing_seen, stuffing] = limiters;
+    /// fields: account, address, device, stuffing pairs, stuffing counts, stuffing blocks.
+    pub fn new(limiters: [Arc<dyn AttemptLimiter>; 6]) -> Self {
+        let [account, address, device, stuffing_seen, stuffing, stuffing_block] = limiters;
         Self {
             account,
             address,
             device,
             stuffing_seen,
             stuffing,
+            stuffing_block,
             ipv6_prefix: 64,
         }
     }
@@ -158,7 +167,7 @@ impl LoginLimits {
             };
         }
         let address = self.address_key(ip);
-        if let Decision::Limited { retry_after } = self.stuffing.check(&address, now).await {
+        if let Decision::Limited { retry_after } = self.stuffing_block.check(&address, now).await {
             return Err(Throttled { retry_after });
         }
         if let Decision::Limited { retry_after } = self.address.reserve(&address, now).await {
@@ -220,13 +229,21 @@ impl LoginLimits {
         if !first_time {
             return None; // the same account again: not a new one
         }
-        let crossed = match self.stuffing.reserve(&address, now).await {
-            Decision::Allowed { remaining, .. } => remaining == 0,
-            // Refused by a full limiter's shared bucket: this address is not tracked, so say
-            // so now rather than never.
-            Decision::Limited { .. } => !self.stuffing.is_tracked(&address).await,
-        };
-        crossed.then(|| StuffingDetected {
+        match self.stuffing.reserve(&address, now).await {
+            // The threshold: blocked for one whole window from now.
+            Decision::Allowed { remaining: 0, .. } => {
+                let _ = self.stuffing_block.reserve(&address, now).await;
+            }
+            Decision::Allowed { .. } => return None,
+            // Refused by a full limiter's shared bucket: this address is not tracked. Say so
+            // rather than stay silent, but do not block an address on evidence it cannot keep.
+            Decision::Limited { .. } => {
+                if self.stuffing.is_tracked(&address).await {
+                    return None;
+                }
+            }
+        }
+        Some(StuffingDetected {
             address,
             accounts: self.stuffing.limit().max,
         })
@@ -284,14 +301,15 @@ mod tests {
             .expect("the third account");
         assert_eq!(signal.accounts, 3);
         assert_eq!(signal.address, "addr:203.0.113.9/32");
-        // Now the address is refused for every account, until the window ends.
+        // Now the address is refused for every account, for a whole window from the flag.
         assert_eq!(
             l.reserve("d@example.com", ip, None, 10).await.err(),
-            Some(Throttled { retry_after: 3590 })
+            Some(Throttled { retry_after: 3592 })
         );
         let other: IpAddr = "203.0.113.10".parse().unwrap();
         assert!(l.reserve("d@example.com", other, None, 10).await.is_ok());
-        assert!(l.reserve("d@example.com", ip, None, 3_600).await.is_ok());
+        assert!(l.reserve("d@example.com", ip, None, 3_601).await.is_err());
+        assert!(l.reserve("d@example.com", ip, None, 3_602).await.is_ok());
     }
 
     #[tokio::test]
