@@ -446,6 +446,24 @@ async fn a17_throttled_answers_carry_the_full_header_set() {
     )
     .await;
     assert_eq!(s, 429, "the address is throttled too");
+    // However many refusals, the log gets one line per account and address and window.
+    for _ in 0..5 {
+        attempt(
+            &srv,
+            &http,
+            &seed.web_id,
+            "alice@example.com",
+            PASSWORD,
+            &[],
+        )
+        .await;
+    }
+    let log = srv.log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("\"login.throttled\"") && l.contains("127.0.0.1"))
+        .count();
+    assert_eq!(lines, 2, "one for alice, one for bob: {lines}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

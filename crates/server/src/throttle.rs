@@ -52,6 +52,9 @@ pub struct LoginLimits {
     /// Addresses flagged for credential stuffing: one slot, taken when flagged, so the block
     /// lasts one whole window from that moment.
     stuffing_block: Arc<dyn AttemptLimiter>,
+    /// One slot per (account, address) and window: a flood of refusals logs one line each,
+    /// not one per request.
+    log_once: MemoryLimiter,
     /// IPv6 clients are counted per network of this prefix length (64: one customer).
     ipv6_prefix: u8,
 }
@@ -102,6 +105,13 @@ impl LoginLimits {
                 max: 1,
                 window_secs: stuffing.window_secs,
             }),
+            log_once: MemoryLimiter::new(
+                Limit {
+                    max: 1,
+                    window_secs: limit.window_secs,
+                },
+                capacity,
+            ),
             ipv6_prefix: 64,
         }
     }
@@ -123,6 +133,13 @@ impl LoginLimits {
             stuffing_seen,
             stuffing,
             stuffing_block,
+            log_once: MemoryLimiter::new(
+                Limit {
+                    max: 1,
+                    window_secs: 900,
+                },
+                100_000,
+            ),
             ipv6_prefix: 64,
         }
     }
@@ -200,6 +217,16 @@ impl LoginLimits {
         if let Some(a) = &r.address {
             self.address.refund(a).await;
         }
+    }
+
+    /// Should this refusal be logged? Only the first for an account and address in each window.
+    pub async fn first_refusal(&self, typed_email: &str, ip: IpAddr, now: i64) -> bool {
+        let key = format!(
+            "{}|{}",
+            Self::account_key(typed_email),
+            self.address_key(ip)
+        );
+        self.log_once.reserve(&key, now).await.is_allowed()
     }
 
     /// The password could not be checked (overload, storage failure): not a failure, so both

@@ -69,7 +69,9 @@ pub async fn login(
     {
         Ok(r) => r,
         Err(t) => {
-            tracing::warn!(event = "login.throttled", client_id = %client.id, client = %ip);
+            if st.login_limits.first_refusal(email, ip, now).await {
+                tracing::warn!(event = "login.throttled", client_id = %client.id, client = %ip, retry_after = t.retry_after, "further refusals of this account and address in this window are not logged");
+            }
             let mut res = login_page(
                 &st,
                 &flow,
