@@ -9,9 +9,10 @@
 //! address), or nothing: a failure stays counted.
 //!
 //! Memory is bounded: at most `capacity` keys are tracked. A full limiter drops only keys whose
-//! window has ended, never one with live attempts; new keys beyond the cap share one overflow
-//! bucket with the same limit, so a flood of fresh keys fails closed instead of pushing an
-//! attacked account out of memory.
+//! window has ended, never one with live attempts; new keys beyond the cap share
+//! [`OVERFLOW_BUCKETS`] overflow buckets (chosen by a keyed hash of the key) with the same
+//! limit, so a flood of fresh keys fails closed instead of pushing an attacked account out of
+//! memory, and no single flood can exhaust the room left for everyone else.
 //!
 //! Hand-written: `governor` (the well-kept rate-limit crate) meters request rates, but cannot
 //! reset a key on success, refund an attempt, or guarantee that a full keyed store never
@@ -103,7 +104,7 @@ impl Window {
 
 struct State {
     keys: HashMap<String, Window>,
-    overflow: Window,
+    overflow: Vec<Window>,
     last_sweep: i64,
 }
 
@@ -112,10 +113,12 @@ pub struct MemoryLimiter {
     limit: Limit,
     capacity: usize,
     state: Mutex<State>,
+    bucket_hasher: std::collections::hash_map::RandomState,
 }
 
 /// The key under which every key beyond the capacity is counted.
-pub const OVERFLOW_KEY: &str = "\u{0}overflow";
+/// How many shared buckets count the keys beyond the capacity.
+pub const OVERFLOW_BUCKETS: usize = 256;
 
 impl MemoryLimiter {
     /// A limiter tracking at most `capacity` keys (at least 1).
@@ -128,13 +131,21 @@ impl MemoryLimiter {
             capacity: capacity.max(1),
             state: Mutex::new(State {
                 keys: HashMap::new(),
-                overflow: Window { start: 0, count: 0 },
+                overflow: vec![Window { start: 0, count: 0 }; OVERFLOW_BUCKETS],
                 last_sweep: i64::MIN,
             }),
+            bucket_hasher: std::collections::hash_map::RandomState::new(),
         }
     }
 
-    /// Keys tracked now (the overflow bucket not included).
+    /// The overflow bucket of `key`: a keyed hash (a random key per limiter), so an attacker
+    /// cannot aim a flood at the bucket of someone else's key.
+    fn overflow_bucket(&self, key: &str) -> usize {
+        use std::hash::BuildHasher;
+        (self.bucket_hasher.hash_one(key) % OVERFLOW_BUCKETS as u64) as usize
+    }
+
+    /// Keys tracked now (the overflow buckets not included).
     pub fn tracked(&self) -> usize {
         self.state.lock().map(|s| s.keys.len()).unwrap_or(0)
     }
@@ -156,7 +167,8 @@ impl MemoryLimiter {
             st.last_sweep = now;
         }
         if st.keys.len() >= self.capacity {
-            return st.overflow.reserve(now, limit);
+            let b = self.overflow_bucket(key);
+            return st.overflow[b].reserve(now, limit);
         }
         let mut w = Window {
             start: now,
@@ -210,8 +222,9 @@ impl AttemptLimiter for MemoryLimiter {
     async fn clear(&self, key: &str) {
         if let Ok(mut st) = self.state.lock() {
             if st.keys.remove(key).is_none() {
-                // Its attempt went to the overflow bucket: give that one back.
-                st.overflow.count = st.overflow.count.saturating_sub(1);
+                // Its attempt went to an overflow bucket: give that one back.
+                let b = self.overflow_bucket(key);
+                st.overflow[b].count = st.overflow[b].count.saturating_sub(1);
             }
         }
     }
@@ -220,8 +233,11 @@ impl AttemptLimiter for MemoryLimiter {
         if let Ok(mut st) = self.state.lock() {
             match st.keys.get_mut(key) {
                 Some(w) => w.count = w.count.saturating_sub(1),
-                // It was counted in the overflow bucket.
-                None => st.overflow.count = st.overflow.count.saturating_sub(1),
+                // It was counted in an overflow bucket.
+                None => {
+                    let b = self.overflow_bucket(key);
+                    st.overflow[b].count = st.overflow[b].count.saturating_sub(1);
+                }
             }
         }
     }
@@ -336,7 +352,8 @@ mod tests {
         let mut overflow_allowed = 0;
         for i in 0..1_000_000u32 {
             let now = i64::from(i / 2_000);
-            if l.reserve(&format!("k{i}"), now).await.is_allowed() && l.tracked() >= 1_000 {
+            let full = l.tracked() >= 1_000;
+            if l.reserve(&format!("k{i}"), now).await.is_allowed() && full {
                 overflow_allowed += 1;
             }
         }
@@ -345,8 +362,11 @@ mod tests {
             !l.reserve("acct:alice", 600).await.is_allowed(),
             "still limited"
         );
-        // Beyond the cap, new keys shared one bucket with the same small limit.
-        assert!(overflow_allowed <= 5 * 2, "{overflow_allowed}");
+        // Beyond the cap, new keys shared a few buckets with the same small limit.
+        assert!(
+            overflow_allowed <= 5 * OVERFLOW_BUCKETS,
+            "{overflow_allowed}"
+        );
         assert!(
             !l.reserve("fresh-key", 600).await.is_allowed(),
             "fail closed"

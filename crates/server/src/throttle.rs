@@ -57,6 +57,8 @@ pub struct LoginLimits {
     log_once: MemoryLimiter,
     /// IPv6 clients are counted per network of this prefix length (64: one customer).
     ipv6_prefix: u8,
+    /// Keys of the account-key hash.
+    key_hashers: [std::collections::hash_map::RandomState; 2],
 }
 
 /// An address crossed the credential-stuffing threshold.
@@ -113,6 +115,10 @@ impl LoginLimits {
                 capacity,
             ),
             ipv6_prefix: 64,
+            key_hashers: [
+                std::collections::hash_map::RandomState::new(),
+                std::collections::hash_map::RandomState::new(),
+            ],
         }
     }
 
@@ -141,18 +147,32 @@ impl LoginLimits {
                 100_000,
             ),
             ipv6_prefix: 64,
+            key_hashers: [
+                std::collections::hash_map::RandomState::new(),
+                std::collections::hash_map::RandomState::new(),
+            ],
         }
     }
 
-    /// The counter key of whatever was typed as the e-mail address.
-    pub fn account_key(typed: &str) -> String {
-        match Email::parse(typed) {
-            Ok(e) => format!("acct:{}", e.key()),
+    /// The counter key of whatever was typed as the e-mail address: a 128-bit keyed hash of
+    /// its normalised form, so the limiters hold no e-mail addresses and every key has the
+    /// same small size. (The hash key is random per process; a shared store would need one
+    /// shared key.)
+    pub fn account_key(&self, typed: &str) -> String {
+        use std::hash::BuildHasher;
+        let normalised = match Email::parse(typed) {
+            Ok(e) => format!("@{}", e.key()),
             Err(_) => {
                 let folded: String = typed.nfkc().collect::<String>().trim().to_lowercase();
-                format!("acct?:{}", folded.chars().take(320).collect::<String>())
+                format!("?{}", folded.chars().take(320).collect::<String>())
             }
-        }
+        };
+        let [a, b] = &self.key_hashers;
+        format!(
+            "acct:{:016x}{:016x}",
+            a.hash_one(&normalised),
+            b.hash_one(&normalised)
+        )
     }
 
     /// The counter key of a client address.
@@ -169,7 +189,7 @@ impl LoginLimits {
         device: Option<&str>,
         now: i64,
     ) -> Result<Reservation, Throttled> {
-        let account = Self::account_key(typed_email);
+        let account = self.account_key(typed_email);
         // A recognised device answers only to its own small limit: neither a throttled
         // account nor a busy or flagged address (a shared NAT, an attacker next door) can
         // lock its owner out.
@@ -213,7 +233,7 @@ impl LoginLimits {
     /// slot back. A recognised device's success also clears the account: its owner is back.
     pub async fn succeeded(&self, r: Reservation, typed_email: &str) {
         self.account_limiter(&r).clear(&r.account).await;
-        self.account.clear(&Self::account_key(typed_email)).await;
+        self.account.clear(&self.account_key(typed_email)).await;
         if let Some(a) = &r.address {
             self.address.refund(a).await;
         }
@@ -221,11 +241,7 @@ impl LoginLimits {
 
     /// Should this refusal be logged? Only the first for an account and address in each window.
     pub async fn first_refusal(&self, typed_email: &str, ip: IpAddr, now: i64) -> bool {
-        let key = format!(
-            "{}|{}",
-            Self::account_key(typed_email),
-            self.address_key(ip)
-        );
+        let key = format!("{}|{}", self.account_key(typed_email), self.address_key(ip));
         self.log_once.reserve(&key, now).await.is_allowed()
     }
 
@@ -248,7 +264,7 @@ impl LoginLimits {
     ) -> Option<StuffingDetected> {
         // A recognised device's failure is its own business, not its address's.
         let address = r.address?;
-        let pair = format!("{address}|{}", Self::account_key(typed_email));
+        let pair = format!("{address}|{}", self.account_key(typed_email));
         let first_time = self.stuffing_seen.reserve(&pair, now).await.is_allowed()
             // A pair the full limiter could not track counts as new: under a flood, detection
             // errs towards flagging, never towards silence.
@@ -283,20 +299,32 @@ mod tests {
 
     #[test]
     fn variants_of_one_account_share_a_key() {
-        let k = LoginLimits::account_key("alice@example.com");
+        let l = LoginLimits::in_memory(
+            Limit {
+                max: 5,
+                window_secs: 900,
+            },
+            Limit {
+                max: 10,
+                window_secs: 3600,
+            },
+            1_000,
+        );
+        let k = l.account_key("alice@example.com");
+        assert!(!k.contains("alice") && k.len() == 5 + 32, "{k}");
         for v in [
             "ALICE@Example.COM",
             " alice@example.com\t",
             "ａｌｉｃｅ@example.com",
             "Alice@EXAMPLE.com",
         ] {
-            assert_eq!(LoginLimits::account_key(v), k, "{v:?}");
+            assert_eq!(l.account_key(v), k, "{v:?}");
         }
-        assert_ne!(LoginLimits::account_key("bob@example.com"), k);
+        assert_ne!(l.account_key("bob@example.com"), k);
         // Unparseable input still shares a key across case variants.
         assert_eq!(
-            LoginLimits::account_key("Not An Email"),
-            LoginLimits::account_key("not an email ")
+            l.account_key("Not An Email"),
+            l.account_key("not an email ")
         );
     }
 
