@@ -95,7 +95,23 @@ pub async fn token(
         rate_limit_headers(&mut res, &st, d);
         return res;
     }
-    let (res, auth_failed) = async {
+    let (res, auth_failed) = handle(&st, ip, &headers, &body, now, slot).await;
+    if !auth_failed {
+        st.client_auth_limits.refund(&address).await;
+    }
+    res
+}
+
+/// Everything after the slot: returns the answer and whether client authentication failed
+/// (then the slot stays taken).
+async fn handle(
+    st: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    body: &Bytes,
+    now: i64,
+    slot: Decision,
+) -> (Response, bool) {
     let form_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -113,7 +129,7 @@ pub async fn token(
             false,
         );
     }
-    let params = match Params::parse(&body) {
+    let params = match Params::parse(body) {
         Ok(p) => p,
         Err(e) => return (oauth_json_error(&e), false),
     };
@@ -133,11 +149,11 @@ pub async fn token(
             );
         }
         if let Some(d) = counted {
-            rate_limit_headers(&mut res, &st, d);
+            rate_limit_headers(&mut res, st, d);
         }
         res
     };
-    let basic = match basic_credentials(&headers) {
+    let basic = match basic_credentials(headers) {
         Ok(b) => b,
         Err(e) if e.code == ErrorCode::InvalidClient => {
             let d = failed_auth();
@@ -207,10 +223,4 @@ pub async fn token(
         }
         Err(e) => (error(&e, None), false),
     }
-    }
-    .await;
-    if !auth_failed {
-        st.client_auth_limits.refund(&address).await;
-    }
-    res
 }
