@@ -716,9 +716,7 @@ async fn a_recognised_device_may_sign_in_while_its_account_is_throttled() {
     let device = renewed.expect("renewed at sign-in");
 
     // The device has a small limit of its own while the account is throttled again.
-    for n in 6..=10 {
-        attempt_with_device(&srv, &http, web, ALICE, WRONG, &attack(n), None).await;
-    }
+    throttle_account(&srv, &http, web, ALICE, 6).await;
     for i in 0..3 {
         let from = format!("198.51.100.{}", 60 + i);
         let (s, _) =
@@ -748,9 +746,7 @@ async fn a_recognised_device_may_sign_in_while_its_account_is_throttled() {
         ],
         Some(PASSWORD),
     );
-    for n in 11..=15 {
-        attempt_with_device(&srv, &http, web, "bob@example.com", WRONG, &attack(n), None).await;
-    }
+    throttle_account(&srv, &http, web, "bob@example.com", 11).await;
     let (s, _) = attempt_with_device(
         &srv,
         &http,
@@ -762,61 +758,6 @@ async fn a_recognised_device_may_sign_in_while_its_account_is_throttled() {
     )
     .await;
     assert_eq!(s, 429);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_password_change_revokes_device_cookies() {
-    let srv = TestServer::start_with(&[("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")]);
-    let seed = srv.seed();
-    let http = srv.http();
-    let web = seed.web_id.as_str();
-    let (_, device) = attempt_with_device(
-        &srv,
-        &http,
-        web,
-        "alice@example.com",
-        PASSWORD,
-        "198.51.100.1",
-        None,
-    )
-    .await;
-    let device = device.unwrap();
-    let new_password = "amber quartz meadow signal";
-    srv.cli(
-        &[
-            "users",
-            "set-password",
-            "alice@example.com",
-            "--password-stdin",
-        ],
-        Some(new_password),
-    );
-    for n in 1..=5 {
-        attempt_with_device(
-            &srv,
-            &http,
-            web,
-            "alice@example.com",
-            "a wrong password, long enough",
-            &format!("203.0.113.{n}"),
-            None,
-        )
-        .await;
-    }
-    let (s, _) = attempt_with_device(
-        &srv,
-        &http,
-        web,
-        "alice@example.com",
-        new_password,
-        "198.51.100.2",
-        Some(&device),
-    )
-    .await;
-    assert_eq!(
-        s, 429,
-        "a cookie from before the password change opens nothing"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1037,45 +978,79 @@ async fn a_recognised_device_is_not_locked_out_by_its_address() {
     assert_eq!(s, 303, "with it, the owner signs in");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoke_devices_ends_every_device_cookie_of_a_user() {
-    let srv = TestServer::start_with(&[("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")]);
-    let seed = srv.seed();
-    let http = srv.http();
-    let web = seed.web_id.as_str();
-    let (_, device) = attempt_with_device(
-        &srv,
-        &http,
-        web,
-        "alice@example.com",
-        PASSWORD,
-        "198.51.100.1",
-        None,
-    )
-    .await;
-    let device = device.unwrap();
-    srv.cli(&["users", "revoke-devices", "alice@example.com"], None);
-    for n in 1..=5 {
+/// Fails `email` five times from five attack addresses (`203.0.113.<first..first+4>`), which
+/// throttles the account.
+async fn throttle_account(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    client: &str,
+    email: &str,
+    first: u8,
+) {
+    for n in first..first + 5 {
         attempt_with_device(
-            &srv,
-            &http,
-            web,
-            "alice@example.com",
+            srv,
+            http,
+            client,
+            email,
             "a wrong password, long enough",
             &format!("203.0.113.{n}"),
             None,
         )
         .await;
     }
-    let (s, _) = attempt_with_device(
-        &srv,
-        &http,
-        web,
-        "alice@example.com",
-        PASSWORD,
-        "198.51.100.2",
-        Some(&device),
-    )
-    .await;
-    assert_eq!(s, 429, "a revoked device cookie opens nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_or_revoke_devices_ends_device_cookies() {
+    let new_password = "amber quartz meadow signal";
+    let revocations: [(&str, &[&str], Option<&str>, &str); 2] = [
+        (
+            "password change",
+            &[
+                "users",
+                "set-password",
+                "alice@example.com",
+                "--password-stdin",
+            ],
+            Some(new_password),
+            new_password,
+        ),
+        (
+            "revoke-devices",
+            &["users", "revoke-devices", "alice@example.com"],
+            None,
+            PASSWORD,
+        ),
+    ];
+    for (what, args, stdin, password_after) in revocations {
+        let srv = TestServer::start_with(&[("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")]);
+        let seed = srv.seed();
+        let http = srv.http();
+        let web = seed.web_id.as_str();
+        let (_, device) = attempt_with_device(
+            &srv,
+            &http,
+            web,
+            "alice@example.com",
+            PASSWORD,
+            "198.51.100.1",
+            None,
+        )
+        .await;
+        let device = device.unwrap();
+        srv.cli(args, stdin);
+        throttle_account(&srv, &http, web, "alice@example.com", 1).await;
+        let (s, _) = attempt_with_device(
+            &srv,
+            &http,
+            web,
+            "alice@example.com",
+            password_after,
+            "198.51.100.2",
+            Some(&device),
+        )
+        .await;
+        assert_eq!(s, 429, "{what}: a revoked device cookie opens nothing");
+    }
 }
