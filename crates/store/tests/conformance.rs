@@ -71,6 +71,11 @@ macro_rules! all_checks {
                 rotation_disabled_client,
                 rotation_invalid_tokens,
                 rotation_refuses_successor_outside_family,
+                offline_tokens_outlive_the_session_and_idle_out,
+                live_refresh_token_applies_every_rule,
+                access_token_liveness_follows_every_revocation,
+                api_secrets_keep_two_newest,
+                purge_removes_only_what_cannot_matter,
             ];
             shared = [
                 flow_take_is_atomic,
@@ -325,6 +330,7 @@ mod fixtures {
             expires_at: T0 + 30 * DAY,
             rotated_at: None,
             revoked_at: None,
+            offline: false,
         }
     }
 
@@ -414,7 +420,9 @@ mod checks {
 
     use portcullis_core::ids::{ClientId, FamilyId, SessionId, UserId};
     use portcullis_core::model::RefreshToken;
-    use portcullis_core::store::{CodeRedemption, RefreshRotation, Storage, StoreError};
+    use portcullis_core::store::{
+        AccessTokenCheck, CodeRedemption, RefreshRotation, RefreshRules, Storage, StoreError,
+    };
 
     use crate::fixtures::*;
 
@@ -428,12 +436,17 @@ mod checks {
     ) -> RefreshRotation {
         let next = next.to_owned();
         let make_next = move |t: &RefreshToken| Some(next_of(t, &next, now));
-        s.rotate_refresh_token(old, client, now, GRACE, &make_next)
+        s.rotate_refresh_token(old, client, now, &RULES, &make_next)
             .await
             .expect("rotate")
     }
 
     const GRACE: i64 = 10;
+    const OFFLINE_IDLE: i64 = 7 * DAY;
+    const RULES: RefreshRules = RefreshRules {
+        reuse_grace: GRACE,
+        offline_idle: OFFLINE_IDLE,
+    };
 
     /// Redeems `hash` for `client` with a check that accepts every code.
     async fn redeem(s: &dyn Storage, hash: &str, client: &ClientId, now: i64) -> CodeRedemption {
@@ -1418,7 +1431,7 @@ mod checks {
             })
         };
         assert!(s
-            .rotate_refresh_token("rt-1", &fx.client.id, T0 + 1, GRACE, &escape)
+            .rotate_refresh_token("rt-1", &fx.client.id, T0 + 1, &RULES, &escape)
             .await
             .is_err());
         let longer = |old: &RefreshToken| {
@@ -1428,14 +1441,18 @@ mod checks {
             })
         };
         assert!(s
-            .rotate_refresh_token("rt-1", &fx.client.id, T0 + 1, GRACE, &longer)
+            .rotate_refresh_token("rt-1", &fx.client.id, T0 + 1, &RULES, &longer)
             .await
             .is_err());
         // A caller that declines (`None`) changes nothing either.
         assert!(matches!(
-            s.rotate_refresh_token("rt-1", &fx.client.id, T0 + 1, GRACE, &|_: &RefreshToken| {
-                None
-            })
+            s.rotate_refresh_token(
+                "rt-1",
+                &fx.client.id,
+                T0 + 1,
+                &RULES,
+                &|_: &RefreshToken| { None }
+            )
             .await
             .unwrap(),
             RefreshRotation::Refused
@@ -1461,7 +1478,7 @@ mod checks {
             tasks.spawn(async move {
                 let next = format!("rt-next-{i}");
                 let make_next = move |t: &RefreshToken| Some(next_of(t, &next, T0 + 100));
-                s.rotate_refresh_token("rt-race", &client, T0 + 100, GRACE, &make_next)
+                s.rotate_refresh_token("rt-race", &client, T0 + 100, &RULES, &make_next)
                     .await
             });
         }
@@ -1491,5 +1508,307 @@ mod checks {
             .unwrap()
             .revoked_at
             .is_none());
+    }
+
+    pub async fn offline_tokens_outlive_the_session_and_idle_out(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let family = FamilyId::generate();
+        let mut offline = refresh(&fx, "rt-off", &family);
+        offline.offline = true;
+        offline.expires_at = T0 + 90 * DAY;
+        s.insert_refresh_token(&offline).await.unwrap();
+        let bound = refresh(&fx, "rt-bound", &FamilyId::generate());
+        s.insert_refresh_token(&bound).await.unwrap();
+
+        // Ending the session ends the session-bound token only.
+        s.revoke_session(&fx.session.id, T0 + 1).await.unwrap();
+        assert!(!usable(s, "rt-bound", &fx.client.id, T0 + 2).await);
+        assert!(matches!(
+            rotate(s, "rt-off", &fx.client.id, T0 + 2, "rt-off-2").await,
+            RefreshRotation::Rotated(_)
+        ));
+        // The successor keeps the kind; its idle limit counts from its own creation.
+        let next = s.refresh_token_by_hash("rt-off-2").await.unwrap().unwrap();
+        assert!(next.offline);
+        let idle_end = T0 + 2 + OFFLINE_IDLE;
+        assert!(s
+            .live_refresh_token("rt-off-2", idle_end - 1, &RULES)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(!usable(s, "rt-off-2", &fx.client.id, idle_end).await);
+
+        // Disabling the user ends offline tokens too.
+        let fx2 = seed_named(s, "bob").await;
+        let mut off2 = refresh(&fx2, "rt-off-b", &FamilyId::generate());
+        off2.offline = true;
+        s.insert_refresh_token(&off2).await.unwrap();
+        s.set_user_disabled(&fx2.user.id, true, T0 + 3)
+            .await
+            .unwrap();
+        s.set_user_disabled(&fx2.user.id, false, T0 + 4)
+            .await
+            .unwrap();
+        assert!(!usable(s, "rt-off-b", &fx2.client.id, T0 + 5).await);
+
+        // And so does a password change.
+        let fx3 = seed_named(s, "cy").await;
+        let mut off3 = refresh(&fx3, "rt-off-c", &FamilyId::generate());
+        off3.offline = true;
+        s.insert_refresh_token(&off3).await.unwrap();
+        s.set_password_hash(&fx3.user.id, "$argon2id$new", T0 + 3)
+            .await
+            .unwrap();
+        assert!(!usable(s, "rt-off-c", &fx3.client.id, T0 + 5).await);
+    }
+
+    pub async fn live_refresh_token_applies_every_rule(s: &dyn Storage) {
+        let fx = seed(s).await;
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+            .await
+            .unwrap();
+        let live = |now| async move { s.live_refresh_token("rt-1", now, &RULES).await.unwrap() };
+        assert_eq!(live(T0 + 1).await.unwrap().token_hash, "rt-1");
+        assert!(s
+            .live_refresh_token("nope", T0 + 1, &RULES)
+            .await
+            .unwrap()
+            .is_none());
+        // Past the session's end (the session is shorter than the token here).
+        assert!(live(fx.session.expires_at).await.is_none());
+        // Rotated: not live, but still found by hash (revocation must find it).
+        assert!(matches!(
+            rotate(s, "rt-1", &fx.client.id, T0 + 2, "rt-2").await,
+            RefreshRotation::Rotated(_)
+        ));
+        assert!(live(T0 + 3).await.is_none());
+        let found = s.refresh_token_by_hash("rt-1").await.unwrap().unwrap();
+        assert_eq!(found.rotated_at, Some(T0 + 2));
+        assert!(s
+            .live_refresh_token("rt-2", T0 + 3, &RULES)
+            .await
+            .unwrap()
+            .is_some());
+        // Disabled client: not live.
+        s.set_client_disabled(&fx.client.id, true, T0 + 4)
+            .await
+            .unwrap();
+        assert!(s
+            .live_refresh_token("rt-2", T0 + 5, &RULES)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    pub async fn access_token_liveness_follows_every_revocation(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let family = FamilyId::generate();
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+            .await
+            .unwrap();
+        let uid = fx.user.id.to_string();
+        let cid = fx.client.id.to_string();
+        let sid = fx.session.id.to_string();
+        let fid = family.to_string();
+        let user_token = AccessTokenCheck {
+            jti: "jti-1",
+            client_id: &cid,
+            user_id: Some(&uid),
+            family_id: Some(&fid),
+            session_id: Some(&sid),
+            now: T0 + 1,
+        };
+        assert!(s.access_token_active(&user_token).await.unwrap());
+        // A client-credentials token: no user, family or session.
+        let machine = AccessTokenCheck {
+            jti: "jti-m",
+            user_id: None,
+            family_id: None,
+            session_id: None,
+            ..user_token.clone()
+        };
+        assert!(s.access_token_active(&machine).await.unwrap());
+
+        // Revoking one jti ends that token only (and is idempotent).
+        for _ in 0..2 {
+            s.revoke_access_token("jti-m", &fx.client.id, T0 + 300, T0 + 2)
+                .await
+                .unwrap();
+        }
+        assert!(!s.access_token_active(&machine).await.unwrap());
+        assert!(s.access_token_active(&user_token).await.unwrap());
+
+        // Revoking the family ends the tokens it produced.
+        s.revoke_family(&family, T0 + 3).await.unwrap();
+        assert!(!s.access_token_active(&user_token).await.unwrap());
+
+        // A token without a refresh family: the session decides.
+        let no_family = AccessTokenCheck {
+            jti: "jti-2",
+            family_id: None,
+            ..user_token.clone()
+        };
+        assert!(s.access_token_active(&no_family).await.unwrap());
+        let past_end = AccessTokenCheck {
+            now: fx.session.expires_at,
+            ..no_family.clone()
+        };
+        assert!(!s.access_token_active(&past_end).await.unwrap());
+
+        // A replayed code ends the tokens of its redemption even with no refresh token.
+        let code_family = FamilyId::generate();
+        s.insert_code(&code(&fx, "code-1")).await.unwrap();
+        assert!(matches!(
+            redeem(s, "code-1", &fx.client.id, T0 + 4).await,
+            CodeRedemption::Redeemed(_)
+        ));
+        s.set_code_family("code-1", &code_family).await.unwrap();
+        let cfid = code_family.to_string();
+        let from_code = AccessTokenCheck {
+            jti: "jti-3",
+            family_id: Some(&cfid),
+            ..user_token.clone()
+        };
+        assert!(s.access_token_active(&from_code).await.unwrap());
+        assert!(matches!(
+            redeem(s, "code-1", &fx.client.id, T0 + 5).await,
+            CodeRedemption::Replayed
+        ));
+        assert!(!s.access_token_active(&from_code).await.unwrap());
+
+        // An offline family outlives the session; a session-bound one does not.
+        let off_family = FamilyId::generate();
+        let mut off = refresh(&fx, "rt-off", &off_family);
+        off.offline = true;
+        s.insert_refresh_token(&off).await.unwrap();
+        let bound_family = FamilyId::generate();
+        s.insert_refresh_token(&refresh(&fx, "rt-b", &bound_family))
+            .await
+            .unwrap();
+        let ofid = off_family.to_string();
+        let bfid = bound_family.to_string();
+        let offline_token = AccessTokenCheck {
+            jti: "jti-4",
+            family_id: Some(&ofid),
+            ..user_token.clone()
+        };
+        let bound_token = AccessTokenCheck {
+            jti: "jti-5",
+            family_id: Some(&bfid),
+            ..user_token.clone()
+        };
+        s.revoke_session(&fx.session.id, T0 + 6).await.unwrap();
+        assert!(s.access_token_active(&offline_token).await.unwrap());
+        assert!(!s.access_token_active(&bound_token).await.unwrap());
+
+        // A disabled user or client ends everything.
+        s.set_client_disabled(&fx.client.id, true, T0 + 7)
+            .await
+            .unwrap();
+        assert!(!s.access_token_active(&offline_token).await.unwrap());
+        s.set_client_disabled(&fx.client.id, false, T0 + 8)
+            .await
+            .unwrap();
+        // (Disabling the client revoked its refresh tokens, so the offline family is over.)
+        assert!(!s.access_token_active(&offline_token).await.unwrap());
+        let fx2 = seed_named(s, "bob").await;
+        let uid2 = fx2.user.id.to_string();
+        let cid2 = fx2.client.id.to_string();
+        let bob_machine = AccessTokenCheck {
+            jti: "jti-6",
+            client_id: &cid2,
+            user_id: Some(&uid2),
+            family_id: None,
+            session_id: None,
+            now: T0 + 9,
+        };
+        assert!(s.access_token_active(&bob_machine).await.unwrap());
+        s.set_user_disabled(&fx2.user.id, true, T0 + 9)
+            .await
+            .unwrap();
+        assert!(!s.access_token_active(&bob_machine).await.unwrap());
+    }
+
+    pub async fn api_secrets_keep_two_newest(s: &dyn Storage) {
+        let a = api("https://api.example.org");
+        s.create_api(&a).await.unwrap();
+        assert!(s.api_secret_hashes(&a.audience).await.unwrap().is_empty());
+        for (i, h) in ["h1", "h2", "h3"].into_iter().enumerate() {
+            assert!(s
+                .add_api_secret(&a.audience, h, T0 + i as i64)
+                .await
+                .unwrap());
+        }
+        assert_eq!(
+            s.api_secret_hashes(&a.audience).await.unwrap(),
+            ["h3", "h2"]
+        );
+        assert!(!s
+            .add_api_secret("https://absent.example", "h", T0)
+            .await
+            .unwrap());
+        assert!(s
+            .api_secret_hashes("https://absent.example")
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    pub async fn purge_removes_only_what_cannot_matter(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let family = FamilyId::generate();
+        let mut bound = refresh(&fx, "rt-live", &family);
+        bound.expires_at = fx.session.expires_at;
+        s.insert_refresh_token(&bound).await.unwrap();
+        let mut off = refresh(&fx, "rt-off", &FamilyId::generate());
+        off.offline = true;
+        off.expires_at = T0 + 90 * DAY;
+        s.insert_refresh_token(&off).await.unwrap();
+        s.revoke_access_token("jti-old", &fx.client.id, T0 + 300, T0)
+            .await
+            .unwrap();
+        s.revoke_access_token("jti-new", &fx.client.id, T0 + 900, T0)
+            .await
+            .unwrap();
+        s.insert_code(&code(&fx, "code-old")).await.unwrap();
+
+        // Nothing is gone while it can still matter.
+        assert_eq!(s.purge_expired(T0 + 30).await.unwrap(), 0);
+
+        // A second after the first revocation record's token expired, it goes; the other stays.
+        s.purge_expired(T0 + 301).await.unwrap();
+        let revoked_new = AccessTokenCheck {
+            jti: "jti-new",
+            client_id: fx.client.id.as_str(),
+            user_id: None,
+            family_id: None,
+            session_id: None,
+            now: T0 + 301,
+        };
+        assert!(!s.access_token_active(&revoked_new).await.unwrap());
+
+        // Long after the session ended, its session-bound token goes, but the session stays
+        // while the offline token it granted lives.
+        let late = fx.session.expires_at + 2 * DAY;
+        assert!(s.purge_expired(late).await.unwrap() >= 2);
+        assert!(s.refresh_token_by_hash("rt-live").await.unwrap().is_none());
+        assert!(s.refresh_token_by_hash("rt-off").await.unwrap().is_some());
+        assert!(s.session_by_id(&fx.session.id).await.unwrap().is_some());
+        assert!(s
+            .live_refresh_token("rt-off", late, &RULES)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(
+            s.live_refresh_token("rt-off", T0 + OFFLINE_IDLE, &RULES)
+                .await
+                .unwrap()
+                .is_none(),
+            "idle for the offline idle limit"
+        );
+        // Once the offline token is past its end too, everything goes.
+        s.purge_expired(T0 + 92 * DAY).await.unwrap();
+        assert!(s.refresh_token_by_hash("rt-off").await.unwrap().is_none());
+        assert!(s.session_by_id(&fx.session.id).await.unwrap().is_none());
     }
 }

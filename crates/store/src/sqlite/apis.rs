@@ -61,4 +61,52 @@ impl ApiStore for SqliteStore {
         .map_err(map_err)?;
         rows.into_iter().map(Api::try_from).collect()
     }
+
+    async fn add_api_secret(
+        &self,
+        audience: &str,
+        secret_hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let found = sqlx::query(
+            "INSERT INTO api_secrets (audience, secret_hash, created_at) \
+             SELECT audience, ?, ? FROM apis WHERE audience = ?",
+        )
+        .bind(secret_hash)
+        .bind(now)
+        .bind(audience)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected()
+            > 0;
+        if found {
+            sqlx::query(
+                "DELETE FROM api_secrets WHERE audience = ?1 AND id NOT IN \
+                 (SELECT id FROM api_secrets WHERE audience = ?1 ORDER BY id DESC LIMIT ?2)",
+            )
+            .bind(audience)
+            .bind(ACTIVE_SECRETS)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(found)
+    }
+
+    async fn api_secret_hashes(&self, audience: &str) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT secret_hash FROM api_secrets WHERE audience = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(audience)
+        .bind(ACTIVE_SECRETS)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
 }
+
+/// Active secrets per API: the newest and the one it replaces (rotation overlap).
+const ACTIVE_SECRETS: i64 = 2;

@@ -5,6 +5,7 @@
 //! instead of failing with `SQLITE_BUSY_SNAPSHOT` when a read snapshot goes stale, and
 //! check-then-write sequences (rotation, redemption) see no interleaved writes.
 
+mod access;
 mod apis;
 mod clients;
 mod codes;

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 use portcullis_core::ids::{ClientId, FamilyId, SessionId, UserId};
 use portcullis_core::model::RefreshToken;
-use portcullis_core::store::{RefreshRotation, RefreshTokenStore, StoreError, StoreResult};
+use portcullis_core::store::{
+    RefreshRotation, RefreshRules, RefreshTokenStore, StoreError, StoreResult,
+};
 use sqlx::SqliteConnection;
 
 use super::sessions::revoke_session_in;
@@ -24,6 +26,7 @@ struct RefreshRow {
     expires_at: i64,
     rotated_at: Option<i64>,
     revoked_at: Option<i64>,
+    offline: bool,
 }
 
 impl TryFrom<RefreshRow> for RefreshToken {
@@ -43,6 +46,7 @@ impl TryFrom<RefreshRow> for RefreshToken {
             expires_at: row.expires_at,
             rotated_at: row.rotated_at,
             revoked_at: row.revoked_at,
+            offline: row.offline,
         })
     }
 }
@@ -51,7 +55,7 @@ impl TryFrom<RefreshRow> for RefreshToken {
 macro_rules! refresh_columns {
     () => {
         "token_hash, family_id, client_id, user_id, session_id, scope, audience, auth_time, \
-         created_at, expires_at, rotated_at, revoked_at"
+         created_at, expires_at, rotated_at, revoked_at, offline"
     };
 }
 
@@ -80,7 +84,7 @@ async fn insert_refresh_in(conn: &mut SqliteConnection, token: &RefreshToken) ->
         "INSERT INTO refresh_tokens (",
         refresh_columns!(),
         ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, \
-         (SELECT MIN(replayed_at) FROM auth_codes WHERE family_id = ?)))"
+         (SELECT MIN(replayed_at) FROM auth_codes WHERE family_id = ?)), ?)"
     ))
     .bind(&token.token_hash)
     .bind(token.family_id.as_str())
@@ -95,6 +99,7 @@ async fn insert_refresh_in(conn: &mut SqliteConnection, token: &RefreshToken) ->
     .bind(token.rotated_at)
     .bind(token.revoked_at)
     .bind(token.family_id.as_str())
+    .bind(token.offline)
     .execute(conn)
     .await
     .map_err(|e| map_err_conflict(e, |_| "refresh token"))?;
@@ -109,6 +114,7 @@ fn check_successor(old: &RefreshToken, next: &RefreshToken) -> StoreResult<()> {
         || next.user_id != old.user_id
         || next.session_id != old.session_id
         || next.expires_at > old.expires_at
+        || next.offline != old.offline
         || next.token_hash == old.token_hash
         || next.rotated_at.is_some()
         || next.revoked_at.is_some()
@@ -167,7 +173,7 @@ impl RefreshTokenStore for SqliteStore {
         old_hash: &str,
         client_id: &ClientId,
         now: i64,
-        grace_seconds: i64,
+        rules: &RefreshRules,
         make_next: &(dyn for<'a> Fn(&'a RefreshToken) -> Option<RefreshToken> + Send + Sync),
     ) -> StoreResult<RefreshRotation> {
         // BEGIN IMMEDIATE, then a write first: concurrent rotations of one token queue on the
@@ -176,12 +182,15 @@ impl RefreshTokenStore for SqliteStore {
         let rotated: Vec<RefreshRow> = sqlx::query_as(concat!(
             "UPDATE refresh_tokens SET rotated_at = ? \
              WHERE token_hash = ? AND client_id = ? AND rotated_at IS NULL \
-             AND revoked_at IS NULL AND expires_at > ? RETURNING ",
+             AND revoked_at IS NULL AND expires_at > ? \
+             AND (offline = 0 OR created_at + ? > ?) RETURNING ",
             refresh_columns!()
         ))
         .bind(now)
         .bind(old_hash)
         .bind(client_id.as_str())
+        .bind(now)
+        .bind(rules.offline_idle)
         .bind(now)
         .fetch_all(&mut *tx)
         .await
@@ -189,21 +198,7 @@ impl RefreshTokenStore for SqliteStore {
 
         if let Some(row) = rotated.into_iter().next() {
             let old = RefreshToken::try_from(row)?;
-            let live: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM sessions s \
-                 JOIN users u ON u.id = s.user_id \
-                 JOIN clients c ON c.id = ? \
-                 WHERE s.id = ? AND s.user_id = ? AND s.revoked_at IS NULL AND s.expires_at > ? \
-                 AND u.disabled = 0 AND c.disabled = 0",
-            )
-            .bind(old.client_id.as_str())
-            .bind(old.session_id.as_str())
-            .bind(old.user_id.as_str())
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-            if live.is_none() {
+            if !holders_active(&mut tx, &old, now).await? {
                 revoke_family_in(&mut tx, &old.family_id, now).await?;
                 tx.commit().await.map_err(map_err)?;
                 return Ok(RefreshRotation::Invalid);
@@ -236,7 +231,7 @@ impl RefreshTokenStore for SqliteStore {
                     RefreshToken::try_from(row)?,
                     client_id,
                     now,
-                    grace_seconds,
+                    rules.reuse_grace,
                 )
                 .await?
             }
@@ -251,4 +246,68 @@ impl RefreshTokenStore for SqliteStore {
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         revoke_family_in(&mut conn, family_id, now).await
     }
+
+    async fn live_refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+        rules: &RefreshRules,
+    ) -> StoreResult<Option<RefreshToken>> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let row: Option<RefreshRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            refresh_columns!(),
+            " FROM refresh_tokens WHERE token_hash = ? AND rotated_at IS NULL \
+             AND revoked_at IS NULL AND expires_at > ? AND (offline = 0 OR created_at + ? > ?)"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .bind(rules.offline_idle)
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let token = RefreshToken::try_from(row)?;
+        Ok(holders_active(&mut conn, &token, now)
+            .await?
+            .then_some(token))
+    }
+
+    async fn refresh_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        let row: Option<RefreshRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            refresh_columns!(),
+            " FROM refresh_tokens WHERE token_hash = ?"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(RefreshToken::try_from).transpose()
+    }
+}
+
+/// Whether the token's client and user are enabled and, for a session-bound token, its session
+/// is still active (an offline token outlives its session).
+async fn holders_active(
+    conn: &mut SqliteConnection,
+    token: &RefreshToken,
+    now: i64,
+) -> StoreResult<bool> {
+    let live: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM users u JOIN clients c ON c.id = ? \
+         WHERE u.id = ? AND u.disabled = 0 AND c.disabled = 0 \
+         AND (? OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = ? AND s.user_id = u.id \
+              AND s.revoked_at IS NULL AND s.expires_at > ?))",
+    )
+    .bind(token.client_id.as_str())
+    .bind(token.user_id.as_str())
+    .bind(token.offline)
+    .bind(token.session_id.as_str())
+    .bind(now)
+    .fetch_optional(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(live.is_some())
 }

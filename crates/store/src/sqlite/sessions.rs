@@ -47,7 +47,8 @@ macro_rules! select_session {
 }
 
 /// Inside the caller's write transaction: revokes the session (keeping an earlier revocation
-/// time), every refresh token bound to it, and deletes its unredeemed codes. Returns whether
+/// time), every session-bound refresh token of it (offline ones outlive it), and deletes its
+/// unredeemed codes. Returns whether
 /// the session exists.
 pub(super) async fn revoke_session_in(
     conn: &mut SqliteConnection,
@@ -65,7 +66,8 @@ pub(super) async fn revoke_session_in(
             > 0;
     if found {
         sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = ? WHERE session_id = ? AND revoked_at IS NULL",
+            "UPDATE refresh_tokens SET revoked_at = ? \
+             WHERE session_id = ? AND revoked_at IS NULL AND offline = 0",
         )
         .bind(now)
         .bind(id.as_str())
