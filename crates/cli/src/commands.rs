@@ -38,6 +38,14 @@ pub enum ApisCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Issue a new introspection secret for an API (shown once; the previous one stays valid
+    /// until the next rotation). The API authenticates at `/introspect` with its audience as
+    /// `client_id` and this secret.
+    RotateSecret {
+        audience: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -166,7 +174,10 @@ pub async fn apis(config: &Config, cmd: ApisCommand) -> anyhow::Result<()> {
         } => {
             valid_audience(&audience)?;
             for s in &scopes {
-                if !scope::is_valid_token(s) || scope::IDENTITY_SCOPES.contains(&s.as_str()) {
+                if !scope::is_valid_token(s)
+                    || scope::IDENTITY_SCOPES.contains(&s.as_str())
+                    || s == scope::OFFLINE_ACCESS
+                {
                     bail!("--scope {s:?} is not a valid API scope");
                 }
             }
@@ -197,6 +208,22 @@ pub async fn apis(config: &Config, cmd: ApisCommand) -> anyhow::Result<()> {
                 for a in list {
                     println!("{}\t{}\t{}", a.audience, a.name, a.scopes.join(" "));
                 }
+            }
+        }
+        ApisCommand::RotateSecret { audience, json } => {
+            let key = HashKey::new(&config.hash_key);
+            let issued = secret::issue(SecretKind::ApiSecret, &key);
+            if !store.add_api_secret(&audience, &issued.hash, now()).await? {
+                bail!("no such API");
+            }
+            if json {
+                println!(
+                    "{}",
+                    json!({"audience": audience, "api_secret": reveal(&issued.value)})
+                );
+            } else {
+                println!("api_secret: {}", reveal(&issued.value));
+                println!("(the previous secret stays valid until the next rotation)");
             }
         }
     }

@@ -6,8 +6,6 @@ mod common;
 
 use common::*;
 
-const CB: &str = "https://app.example.com/cb";
-
 /// A fresh pending sign-in: the jar with its flow cookie, and the form's CSRF token.
 async fn fresh_form(srv: &TestServer, http: &reqwest::Client, client: &str) -> (Jar, String) {
     let (_v, c) = pkce();

@@ -8,7 +8,6 @@ mod common;
 
 use common::*;
 
-const CB: &str = "https://app.example.com/cb";
 const ALICE: &str = "alice@example.com";
 
 /// Asserts "400, no redirect": our own error page, no `Location`, no flow cookie (so no code
@@ -917,7 +916,14 @@ async fn cors_follows_the_redirect_origins_of_enabled_public_clients() {
             .map(|v| v.to_str().unwrap().to_owned())
     };
     let app = "https://app.example.com";
-    for (path, method) in [("/token", "POST"), ("/userinfo", "GET")] {
+    // Introspection is for servers: no CORS at all.
+    let res = preflight("/introspect", app, "POST").await.unwrap();
+    assert_eq!(acao(&res), None, "/introspect");
+    for (path, method) in [
+        ("/token", "POST"),
+        ("/revoke", "POST"),
+        ("/userinfo", "GET"),
+    ] {
         let res = preflight(path, app, method).await.unwrap();
         assert!(res.status().is_success(), "{path}: {}", res.status());
         assert_eq!(acao(&res).as_deref(), Some(app), "{path}");

@@ -17,7 +17,6 @@ use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SerialNumber};
 use serde_json::Value;
 
-const CB: &str = "https://app.example.com/cb";
 const DISCOVERY: &str = "/.well-known/openid-configuration";
 const ALICE: &str = "alice@example.com";
 
@@ -272,52 +271,6 @@ fn check_json_headers(what: &str, h: &reqwest::header::HeaderMap, no_store: bool
         assert_eq!(get("cache-control"), "no-store", "{what}");
         assert_eq!(get("pragma"), "no-cache", "{what}");
     }
-}
-
-async fn token_request(
-    srv: &TestServer,
-    http: &reqwest::Client,
-    basic: (&str, &str),
-    form: &[(&str, &str)],
-) -> (u16, Value, reqwest::header::HeaderMap) {
-    let res = http
-        .post(srv.url("/token"))
-        .basic_auth(basic.0, Some(basic.1))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let h = res.headers().clone();
-    (status, res.json().await.unwrap_or(Value::Null), h)
-}
-
-/// Starts a pending authorization with the browser's cookies and follows the same-site hop;
-/// returns the response of `/authorize/resume`.
-/// Signs alice in through `client` (redirect `CB`) and exchanges the code; returns the token
-/// response (asserting a 200).
-async fn signed_in_tokens(
-    srv: &TestServer,
-    http: &reqwest::Client,
-    client: &str,
-    auth: (&str, &str),
-) -> Value {
-    let (v, c) = pkce();
-    let code = get_code(srv, http, client, CB, &c).await;
-    let (s, t, _) = token_request(
-        srv,
-        http,
-        auth,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", CB),
-            ("code_verifier", &v),
-        ],
-    )
-    .await;
-    assert_eq!(s, 200, "{t}");
-    t
 }
 
 fn is_login_form(html: &str) -> bool {

@@ -33,8 +33,6 @@ fn code_form<'a>(code: &'a str, redirect: &'a str, verifier: &'a str) -> Vec<(&'
     ]
 }
 
-const CB: &str = "https://app.example.com/cb";
-
 /// Polls until `f` returns `expected`, failing after 1 second (the promise for CLI changes).
 async fn within_one_second<F, Fut>(expected: u16, mut f: F)
 where

@@ -20,6 +20,7 @@ fn claims() -> AccessClaims {
         scope: "read:things".into(),
         auth_time: None,
         sid: None,
+        fid: None,
     }
 }
 

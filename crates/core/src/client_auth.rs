@@ -5,10 +5,10 @@
 use crate::crypto::HashKey;
 use crate::error::OAuthError;
 use crate::ids::ClientId;
-use crate::model::{Client, ClientKind};
+use crate::model::{Api, Client, ClientKind};
 use crate::params::Params;
 use crate::secret::{self, SecretKind};
-use crate::store::ClientStore;
+use crate::store::{ApiStore, ClientStore};
 
 /// Credentials from an `Authorization: Basic` header, already split (not yet decoded).
 #[derive(Clone)]
@@ -34,14 +34,12 @@ fn form_decode(s: &str) -> Option<String> {
         .map(|c| c.into_owned())
 }
 
-/// Authenticates the client of a token-endpoint request.
-pub async fn authenticate<S: ClientStore + ?Sized>(
+/// The presented identity and secret, from exactly one authentication method.
+fn credentials(
     params: &Params,
     basic: Option<&BasicCredentials>,
-    store: &S,
-    key: &HashKey,
-) -> Result<Client, OAuthError> {
-    let body_id = params.get("client_id", 128)?;
+) -> Result<(String, Option<String>), OAuthError> {
+    let body_id = params.get("client_id", 2048)?;
     let body_secret = params.get("client_secret", 256)?;
     let (id, secret): (String, Option<String>) = match (basic, body_secret) {
         (Some(_), Some(_)) => {
@@ -70,7 +68,40 @@ pub async fn authenticate<S: ClientStore + ?Sized>(
             (id.to_owned(), None)
         }
     };
-    let client_id = ClientId::parse(&id)
+    Ok((id, secret))
+}
+
+/// Does the presented secret match one of the stored hashes? Every hash is compared, in
+/// constant time.
+fn secret_matches(kind: SecretKind, presented: &str, stored: &[String], key: &HashKey) -> bool {
+    let Some(hash) = secret::hash_presented(kind, presented, key) else {
+        return false;
+    };
+    let mut matched = false;
+    for s in stored {
+        matched |= crate::crypto::constant_time_eq(hash.as_bytes(), s.as_bytes());
+    }
+    matched
+}
+
+/// Authenticates the client of a token-endpoint request.
+pub async fn authenticate<S: ClientStore + ?Sized>(
+    params: &Params,
+    basic: Option<&BasicCredentials>,
+    store: &S,
+    key: &HashKey,
+) -> Result<Client, OAuthError> {
+    let (id, secret) = credentials(params, basic)?;
+    client_with(&id, secret, store, key).await
+}
+
+async fn client_with<S: ClientStore + ?Sized>(
+    id: &str,
+    secret: Option<String>,
+    store: &S,
+    key: &HashKey,
+) -> Result<Client, OAuthError> {
+    let client_id = ClientId::parse(id)
         .ok_or_else(|| OAuthError::invalid_client().with_detail("malformed client_id"))?;
     let client = store
         .client_by_id(&client_id)
@@ -88,20 +119,55 @@ pub async fn authenticate<S: ClientStore + ?Sized>(
             Err(OAuthError::invalid_client().with_detail("confidential client without secret"))
         }
         (ClientKind::Confidential, Some(s)) => {
-            let Some(hash) = secret::hash_presented(SecretKind::ClientSecret, &s, key) else {
-                return Err(
-                    OAuthError::invalid_client().with_detail("secret has a bad shape or checksum")
-                );
-            };
-            let mut matched = false;
-            for stored in &client.secret_hashes {
-                matched |= crate::crypto::constant_time_eq(hash.as_bytes(), stored.as_bytes());
-            }
-            if matched {
+            if secret_matches(SecretKind::ClientSecret, &s, &client.secret_hashes, key) {
                 Ok(client)
             } else {
-                Err(OAuthError::invalid_client().with_detail("wrong secret"))
+                Err(OAuthError::invalid_client().with_detail("wrong or malformed secret"))
             }
         }
+    }
+}
+
+/// Who called the introspection endpoint.
+#[derive(Debug)]
+pub enum Caller {
+    /// A client: it may introspect the tokens issued to it.
+    Client(Client),
+    /// An API, identified by its audience: it may introspect tokens naming it in `aud`.
+    Api(Api),
+}
+
+/// Authenticates a client or an API (whose identifier is its audience URI and whose secret
+/// comes from `portcullis apis rotate-secret`). Public clients are refused: their `client_id`
+/// proves nothing, and introspection answers only to a caller that proves who it is.
+pub async fn authenticate_caller<S: ClientStore + ApiStore + ?Sized>(
+    params: &Params,
+    basic: Option<&BasicCredentials>,
+    store: &S,
+    key: &HashKey,
+) -> Result<Caller, OAuthError> {
+    let (id, secret) = credentials(params, basic)?;
+    if ClientId::parse(&id).is_some() {
+        let client = client_with(&id, secret, store, key).await?;
+        if client.kind == ClientKind::Public {
+            return Err(
+                OAuthError::invalid_client().with_detail("public clients cannot use this endpoint")
+            );
+        }
+        return Ok(Caller::Client(client));
+    }
+    let Some(secret) = secret else {
+        return Err(OAuthError::invalid_client().with_detail("API without secret"));
+    };
+    let api = store.api_by_audience(&id).await?;
+    let hashes = match &api {
+        Some(a) => store.api_secret_hashes(&a.audience).await?,
+        None => Vec::new(),
+    };
+    match api {
+        Some(api) if secret_matches(SecretKind::ApiSecret, &secret, &hashes, key) => {
+            Ok(Caller::Api(api))
+        }
+        _ => Err(OAuthError::invalid_client().with_detail("unknown API or wrong secret")),
     }
 }

@@ -8,6 +8,8 @@ pub mod paths {
     pub const AUTHORIZE: &str = "/authorize";
     pub const TOKEN: &str = "/token";
     pub const USERINFO: &str = "/userinfo";
+    pub const REVOKE: &str = "/revoke";
+    pub const INTROSPECT: &str = "/introspect";
     pub const JWKS: &str = "/jwks";
 }
 
@@ -24,7 +26,11 @@ pub fn metadata(issuer: &str) -> Value {
         "token_endpoint": format!("{issuer}{}", paths::TOKEN),
         "userinfo_endpoint": userinfo_url(issuer),
         "jwks_uri": format!("{issuer}{}", paths::JWKS),
-        "scopes_supported": ["openid", "email"],
+        "revocation_endpoint": format!("{issuer}{}", paths::REVOKE),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint": format!("{issuer}{}", paths::INTROSPECT),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": ["openid", "email", "offline_access"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

@@ -93,6 +93,10 @@ pub struct AccessClaims {
     pub auth_time: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The grant (refresh-token family, or code redemption) the token came from: revoking it
+    /// ends the token at introspection and userinfo. An opaque random identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fid: Option<String>,
 }
 
 impl AccessClaims {
@@ -249,6 +253,7 @@ mod tests {
             scope: "openid".into(),
             auth_time: None,
             sid: None,
+            fid: None,
         }
     }
 

@@ -242,4 +242,6 @@ pub struct RefreshToken {
     pub expires_at: i64,
     pub rotated_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// `offline_access`: outlives the session; dies when unused for the offline idle limit.
+    pub offline: bool,
 }

@@ -14,8 +14,13 @@ pub struct Lifetimes {
     pub session_absolute: i64,
     /// A pending sign-in (the flow cookie).
     pub flow: i64,
-    /// A rotated refresh token presented within this window is refused without alarm.
+    /// A rotated refresh token presented up to this many seconds after its rotation is refused
+    /// without alarm (2 s: parallel tabs, client retries); more than that is theft.
     pub refresh_reuse_grace: i64,
+    /// Offline refresh tokens (`offline_access`): dead when unused this long (30 days).
+    pub offline_idle: i64,
+    /// Offline refresh tokens: absolute end of the family from its first issue (90 days).
+    pub offline_absolute: i64,
 }
 
 impl Default for Lifetimes {
@@ -27,6 +32,8 @@ impl Default for Lifetimes {
             session_absolute: 30 * 24 * 3600,
             flow: 15 * 60,
             refresh_reuse_grace: 2,
+            offline_idle: 30 * 24 * 3600,
+            offline_absolute: 90 * 24 * 3600,
         }
     }
 }
@@ -40,6 +47,26 @@ impl Lifetimes {
         if !(300..=365 * 24 * 3600).contains(&self.session_absolute) {
             return Err("session lifetime must be between 5 minutes and 1 year".into());
         }
+        if !(0..=60).contains(&self.refresh_reuse_grace) {
+            return Err("refresh reuse grace must be between 0 and 60 seconds".into());
+        }
+        if !(300..=365 * 24 * 3600).contains(&self.offline_absolute) {
+            return Err("offline token lifetime must be between 5 minutes and 1 year".into());
+        }
+        if !(60..=self.offline_absolute).contains(&self.offline_idle) {
+            return Err(
+                "offline idle timeout must be between 1 minute and the offline token lifetime"
+                    .into(),
+            );
+        }
         Ok(())
+    }
+
+    /// The refresh-token timing rules storage applies.
+    pub fn refresh_rules(&self) -> crate::store::RefreshRules {
+        crate::store::RefreshRules {
+            reuse_grace: self.refresh_reuse_grace,
+            offline_idle: self.offline_idle,
+        }
     }
 }

@@ -5,7 +5,14 @@ use crate::error::OAuthError;
 /// Scopes Portcullis itself understands (OpenID Connect).
 pub const OPENID: &str = "openid";
 pub const EMAIL: &str = "email";
+/// A refresh token that outlives the browser session (OIDC Core §11), with the user's consent.
+pub const OFFLINE_ACCESS: &str = "offline_access";
 pub const IDENTITY_SCOPES: &[&str] = &[OPENID, EMAIL];
+
+/// Does the grant ask for offline access?
+pub fn is_offline(scopes: &[String]) -> bool {
+    scopes.iter().any(|s| s == OFFLINE_ACCESS)
+}
 
 /// Most scopes one request may carry.
 pub const MAX_SCOPES: usize = 64;

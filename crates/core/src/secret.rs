@@ -17,6 +17,8 @@ pub enum SecretKind {
     RefreshToken,
     SessionCookie,
     FlowCookie,
+    /// An API's credential at the introspection endpoint.
+    ApiSecret,
 }
 
 impl SecretKind {
@@ -27,6 +29,7 @@ impl SecretKind {
             SecretKind::RefreshToken => "pcr_",
             SecretKind::SessionCookie => "pck_",
             SecretKind::FlowCookie => "pcf_",
+            SecretKind::ApiSecret => "pci_",
         }
     }
 }

@@ -74,6 +74,16 @@ pub trait ApiStore: Send + Sync {
     async fn create_api(&self, api: &Api) -> StoreResult<()>;
     async fn api_by_audience(&self, audience: &str) -> StoreResult<Option<Api>>;
     async fn list_apis(&self) -> StoreResult<Vec<Api>>;
+    /// Adds an introspection secret hash for the API; only the two newest stay active.
+    /// False when no such API exists.
+    async fn add_api_secret(
+        &self,
+        audience: &str,
+        secret_hash: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// The API's active introspection secret hashes, newest first (empty when none or absent).
+    async fn api_secret_hashes(&self, audience: &str) -> StoreResult<Vec<String>>;
 }
 
 #[async_trait]
@@ -101,7 +111,8 @@ pub trait SessionStore: Send + Sync {
     async fn session_by_cookie_hash(&self, cookie_hash: &str) -> StoreResult<Option<Session>>;
     async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>>;
     async fn touch_session(&self, id: &SessionId, now: i64) -> StoreResult<()>;
-    /// Revokes the session and its refresh tokens in one transaction.
+    /// Revokes the session and its session-bound refresh tokens in one transaction (offline
+    /// tokens outlive it).
     async fn revoke_session(&self, id: &SessionId, now: i64) -> StoreResult<bool>;
 }
 
@@ -174,10 +185,64 @@ pub trait RefreshTokenStore: Send + Sync {
         old_hash: &str,
         client_id: &ClientId,
         now: i64,
-        grace_seconds: i64,
+        rules: &RefreshRules,
         make_next: &(dyn for<'a> Fn(&'a RefreshToken) -> Option<RefreshToken> + Send + Sync),
     ) -> StoreResult<RefreshRotation>;
     async fn revoke_family(&self, family_id: &FamilyId, now: i64) -> StoreResult<()>;
+    /// The token if it is usable right now: not rotated, revoked or expired, within the offline
+    /// idle limit, its client and user enabled, and (unless offline) its session active.
+    async fn live_refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+        rules: &RefreshRules,
+    ) -> StoreResult<Option<RefreshToken>>;
+    /// The token by hash in any state (for revocation, which must find rotated tokens too).
+    async fn refresh_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>>;
+}
+
+/// The timing rules of refresh tokens that storage applies inside its transactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefreshRules {
+    /// A rotated token presented up to this many (whole) seconds after its rotation is refused
+    /// without alarm; more than that is theft. With 0, reuse from the next second on is theft.
+    pub reuse_grace: i64,
+    /// An offline token unused for this many seconds is dead.
+    pub offline_idle: i64,
+}
+
+/// What decides whether an access token that verified is still live (revocation is immediate
+/// for introspection and userinfo).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessTokenCheck<'a> {
+    pub jti: &'a str,
+    pub client_id: &'a str,
+    /// The user, for user tokens (`None` for client credentials).
+    pub user_id: Option<&'a str>,
+    /// The refresh-token family (or code redemption) the token came from.
+    pub family_id: Option<&'a str>,
+    /// The browser session the token came from.
+    pub session_id: Option<&'a str>,
+    pub now: i64,
+}
+
+#[async_trait]
+pub trait AccessTokenStore: Send + Sync {
+    /// Records the revocation of an access token until `expires_at` (idempotent).
+    async fn revoke_access_token(
+        &self,
+        jti: &str,
+        client_id: &ClientId,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// False when the token was revoked, its client or user is disabled, its family was
+    /// revoked (or its code replayed), or its session ended (unless its family is offline).
+    async fn access_token_active(&self, check: &AccessTokenCheck<'_>) -> StoreResult<bool>;
+    /// Deletes what can no longer matter: expired flows are separate; this removes revocation
+    /// records past their token's `exp`, codes a day past expiry, sessions and refresh tokens
+    /// a day past their end. Returns how many rows went.
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
 }
 
 /// Everything the server needs, as one object.
@@ -190,6 +255,7 @@ pub trait Storage:
     + SessionStore
     + CodeStore
     + RefreshTokenStore
+    + AccessTokenStore
 {
 }
 
@@ -202,5 +268,6 @@ impl<T> Storage for T where
         + SessionStore
         + CodeStore
         + RefreshTokenStore
+        + AccessTokenStore
 {
 }

@@ -1,21 +1,22 @@
 //! The userinfo endpoint (OIDC Core §5.3): only for access tokens with a user subject and the
-//! `openid` scope, whose user is enabled and whose session (if any) is still active.
+//! `openid` scope, whose user is enabled and which is still live in storage (not revoked, its
+//! grant not revoked, its session active unless the grant is offline).
 
 use serde_json::{json, Value};
 
 use crate::error::{ErrorCode, OAuthError};
-use crate::ids::{SessionId, UserId};
+use crate::ids::UserId;
 use crate::jwt::{self, AccessClaims};
 use crate::keys::KeySet;
 use crate::scope;
-use crate::store::{SessionStore, UserStore};
+use crate::store::Storage;
 
 fn invalid(detail: impl Into<String>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidToken, "the access token is invalid").with_detail(detail)
 }
 
 /// Verifies the bearer token and returns the claims document.
-pub async fn claims<S: UserStore + SessionStore + ?Sized>(
+pub async fn claims<S: Storage + ?Sized>(
     token: &str,
     keys: &KeySet,
     issuer: &str,
@@ -41,11 +42,8 @@ pub async fn claims<S: UserStore + SessionStore + ?Sized>(
         Some(u) if !u.disabled => u,
         _ => return Err(invalid("user disabled or deleted")),
     };
-    if let Some(sid) = at.sid.as_deref().and_then(SessionId::parse) {
-        match store.session_by_id(&sid).await? {
-            Some(s) if s.is_active(now) => {}
-            _ => return Err(invalid("session ended")),
-        }
+    if !crate::introspection::access_token_live(&at, store, now).await? {
+        return Err(invalid("token revoked, or its grant or session ended"));
     }
     let mut doc = json!({"sub": user.id.as_str()});
     if at.has_scope(scope::EMAIL) {

@@ -66,6 +66,13 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             paths::TOKEN,
             post(routes::token::token).layer(token_cors(&[Method::POST])),
         )
+        // Browser apps (public clients) revoke their tokens at sign-out; introspection is for
+        // servers, so it sends no CORS headers at all.
+        .route(
+            paths::REVOKE,
+            post(routes::revoke::revoke).layer(token_cors(&[Method::POST])),
+        )
+        .route(paths::INTROSPECT, post(routes::introspect::introspect))
         .route(
             paths::USERINFO,
             get(routes::userinfo::userinfo)

@@ -129,6 +129,17 @@ impl ApiStore for CachedStore {
     async fn list_apis(&self) -> StoreResult<Vec<Api>> {
         self.inner.list_apis().await
     }
+    async fn add_api_secret(
+        &self,
+        audience: &str,
+        secret_hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        self.inner.add_api_secret(audience, secret_hash, now).await
+    }
+    async fn api_secret_hashes(&self, audience: &str) -> StoreResult<Vec<String>> {
+        self.inner.api_secret_hashes(audience).await
+    }
 }
 
 #[async_trait]
@@ -235,14 +246,46 @@ impl RefreshTokenStore for CachedStore {
         old_hash: &str,
         client_id: &ClientId,
         now: i64,
-        grace_seconds: i64,
+        rules: &RefreshRules,
         make_next: &(dyn for<'a> Fn(&'a RefreshToken) -> Option<RefreshToken> + Send + Sync),
     ) -> StoreResult<RefreshRotation> {
         self.inner
-            .rotate_refresh_token(old_hash, client_id, now, grace_seconds, make_next)
+            .rotate_refresh_token(old_hash, client_id, now, rules, make_next)
             .await
     }
     async fn revoke_family(&self, family_id: &FamilyId, now: i64) -> StoreResult<()> {
         self.inner.revoke_family(family_id, now).await
+    }
+    async fn live_refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+        rules: &RefreshRules,
+    ) -> StoreResult<Option<RefreshToken>> {
+        self.inner.live_refresh_token(token_hash, now, rules).await
+    }
+    async fn refresh_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        self.inner.refresh_token_by_hash(token_hash).await
+    }
+}
+
+#[async_trait]
+impl AccessTokenStore for CachedStore {
+    async fn revoke_access_token(
+        &self,
+        jti: &str,
+        client_id: &ClientId,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.inner
+            .revoke_access_token(jti, client_id, expires_at, now)
+            .await
+    }
+    async fn access_token_active(&self, check: &AccessTokenCheck<'_>) -> StoreResult<bool> {
+        self.inner.access_token_active(check).await
+    }
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+        self.inner.purge_expired(now).await
     }
 }

@@ -31,6 +31,9 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_ACCESS_TOKEN_TTL",
     "PORTCULLIS_ACCESS_TOKEN_ALG",
     "PORTCULLIS_SESSION_TTL",
+    "PORTCULLIS_OFFLINE_TTL",
+    "PORTCULLIS_OFFLINE_IDLE",
+    "PORTCULLIS_REFRESH_REUSE_GRACE",
     "PORTCULLIS_PASSWORD_MIN_LENGTH",
     "PORTCULLIS_HASHING_CONCURRENCY",
     "PORTCULLIS_LOG_LEVEL",
@@ -72,6 +75,9 @@ struct FileConfig {
     access_token_ttl: Option<i64>,
     access_token_alg: Option<String>,
     session_ttl: Option<i64>,
+    offline_ttl: Option<i64>,
+    offline_idle: Option<i64>,
+    refresh_reuse_grace: Option<i64>,
     password_min_length: Option<usize>,
     hashing_concurrency: Option<usize>,
     login_max_failures: Option<u32>,
@@ -410,6 +416,27 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         file.session_ttl,
     )? {
         lifetimes.session_absolute = t;
+    }
+    if let Some(t) = parse_num(
+        "PORTCULLIS_OFFLINE_TTL",
+        get("PORTCULLIS_OFFLINE_TTL"),
+        file.offline_ttl,
+    )? {
+        lifetimes.offline_absolute = t;
+    }
+    if let Some(t) = parse_num(
+        "PORTCULLIS_OFFLINE_IDLE",
+        get("PORTCULLIS_OFFLINE_IDLE"),
+        file.offline_idle,
+    )? {
+        lifetimes.offline_idle = t;
+    }
+    if let Some(t) = parse_num(
+        "PORTCULLIS_REFRESH_REUSE_GRACE",
+        get("PORTCULLIS_REFRESH_REUSE_GRACE"),
+        file.refresh_reuse_grace,
+    )? {
+        lifetimes.refresh_reuse_grace = t;
     }
     lifetimes.validate().map_err(ConfigError)?;
     let access_token_alg = match get("PORTCULLIS_ACCESS_TOKEN_ALG").or(file.access_token_alg) {

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod client_request;
 pub mod config;
 pub mod cookies;
 pub mod cors;
@@ -142,7 +143,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
-            let _ = purge_store.purge_expired_flows(now()).await;
+            if let Err(e) = purge_store.purge_expired_flows(now()).await {
+                tracing::warn!(event = "store.purge_failed", error = %e);
+            }
+            match purge_store.purge_expired(now()).await {
+                Ok(n) if n > 0 => tracing::debug!(event = "store.purged", rows = n),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(event = "store.purge_failed", error = %e),
+            }
         }
     });
     let app = app::router(state);

@@ -40,6 +40,21 @@ pub struct AppState {
     pub trusted_proxies: Arc<portcullis_guard::client_addr::TrustedProxies>,
 }
 
+impl AppState {
+    /// What core needs to issue, check or revoke tokens at `now`.
+    pub fn token_context(&self, now: i64) -> portcullis_core::grants::TokenContext<'_> {
+        portcullis_core::grants::TokenContext {
+            quota: &*self.client_quota,
+            issuer: &self.issuer,
+            keys: &self.keys,
+            hash_key: &self.hash_key,
+            lifetimes: &self.lifetimes,
+            access_token_alg: self.access_token_alg,
+            now,
+        }
+    }
+}
+
 /// Current Unix time in seconds: read here, at the edge, and passed into core.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

@@ -30,6 +30,7 @@ async fn scope_and_audience_are_both_required() {
             scope: scope.into(),
             auth_time: None,
             sid: None,
+            fid: None,
         };
         jwt::sign(key, jwt::TYP_ACCESS_TOKEN, &claims).unwrap()
     };

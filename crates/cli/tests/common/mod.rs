@@ -685,3 +685,65 @@ pub async fn signed_in_jar(srv: &TestServer, http: &reqwest::Client, seed: &Seed
     assert!(jar.cookies.contains_key("__Host-portcullis-session"));
     jar
 }
+
+/// The redirect URI of the seeded clients used by most tests.
+pub const CB: &str = "https://app.example.com/cb";
+
+/// POSTs a token request with `Basic` credentials; returns status, JSON body and headers.
+pub async fn token_request(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    basic: (&str, &str),
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+    post_form(srv, http, "/token", Some(basic), form).await
+}
+
+/// POSTs a form to `path`, with `Basic` credentials when given; returns status, JSON body
+/// (`null` when empty or not JSON) and headers.
+pub async fn post_form(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    path: &str,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+    let mut req = http.post(srv.url(path));
+    if let Some((id, secret)) = basic {
+        req = req.basic_auth(id, Some(secret));
+    }
+    let res = req.form(form).send().await.unwrap();
+    let status = res.status().as_u16();
+    let h = res.headers().clone();
+    (
+        status,
+        res.json().await.unwrap_or(serde_json::Value::Null),
+        h,
+    )
+}
+
+/// Signs alice in through `client` (redirect `CB`) and exchanges the code; returns the token
+/// response (asserting a 200).
+pub async fn signed_in_tokens(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    client: &str,
+    auth: (&str, &str),
+) -> serde_json::Value {
+    let (v, c) = pkce();
+    let code = get_code(srv, http, client, CB, &c).await;
+    let (s, t, _) = token_request(
+        srv,
+        http,
+        auth,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", &v),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    t
+}

@@ -24,6 +24,14 @@ pub async fn allowed<S: ApiStore + ?Sized>(
         if identity && IDENTITY_SCOPES.contains(&s.as_str()) {
             continue;
         }
+        if identity && s == scope::OFFLINE_ACCESS {
+            if client.allows_grant(crate::model::GrantType::RefreshToken) {
+                continue;
+            }
+            return Err(OAuthError::invalid_scope(
+                "offline_access needs a client allowed the refresh_token grant",
+            ));
+        }
         let client_ok = client.scopes.iter().any(|c| c == s);
         let api_ok = api
             .as_ref()

@@ -53,7 +53,9 @@ pub fn next(
             Next::Login
         };
     }
-    if silent_sso_allowed(client, &req.redirect_uri) && !req.prompt_confirm {
+    // Offline access outlives the session, so the user always says yes to it (OIDC Core §11).
+    let confirm = req.prompt_confirm || crate::scope::is_offline(&req.scope);
+    if silent_sso_allowed(client, &req.redirect_uri) && !confirm {
         Next::IssueCode
     } else if req.prompt_none {
         Next::Fail(OAuthError::new(

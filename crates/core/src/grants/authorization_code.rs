@@ -73,6 +73,9 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         Some(s) if s.is_active(ctx.now) => s,
         _ => return Err(OAuthError::invalid_grant("the session has ended")),
     };
+    // The grant's identity, in the access token too: a replay of the code, or the revocation
+    // of the family, then ends this access token at introspection and userinfo.
+    let family = FamilyId::generate();
     let access = issue::access_token(
         ctx,
         client,
@@ -81,6 +84,7 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         &code.scope,
         Some(code.auth_time),
         Some(&session.id),
+        Some(&family),
     )?;
     let id_token = if code.scope.iter().any(|s| s == crate::scope::OPENID) {
         Some(issue::id_token(
@@ -96,8 +100,15 @@ pub(super) async fn handle<S: Storage + ?Sized>(
     } else {
         None
     };
+    store.set_code_family(&code.code_hash, &family).await?;
     let refresh_token = if client.allows_grant(GrantType::RefreshToken) {
-        let family = FamilyId::generate();
+        // Offline tokens outlive the session; session-bound ones end with it.
+        let offline = crate::scope::is_offline(&code.scope);
+        let expires_at = if offline {
+            ctx.now + ctx.lifetimes.offline_absolute
+        } else {
+            session.expires_at
+        };
         let (record, issued) = issue::refresh_token(
             ctx,
             family.clone(),
@@ -107,14 +118,15 @@ pub(super) async fn handle<S: Storage + ?Sized>(
             &code.scope,
             code.audience.clone(),
             code.auth_time,
-            session.expires_at,
+            expires_at,
+            offline,
         );
         store.insert_refresh_token(&record).await?;
-        store.set_code_family(&code.code_hash, &family).await?;
         Some(reveal(&issued.value).to_owned())
     } else {
         None
     };
+
     Ok(TokenResponse {
         access_token: access,
         token_type: "Bearer",

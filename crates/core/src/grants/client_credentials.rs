@@ -39,6 +39,7 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         &scopes,
         None,
         None,
+        None,
     )?;
     Ok(TokenResponse {
         access_token: access,

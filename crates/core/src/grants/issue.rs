@@ -20,6 +20,7 @@ pub fn access_token(
     scopes: &[String],
     auth_time: Option<i64>,
     sid: Option<&SessionId>,
+    fid: Option<&FamilyId>,
 ) -> Result<String, OAuthError> {
     let key = ctx
         .keys
@@ -45,6 +46,7 @@ pub fn access_token(
         scope: scope::join(scopes),
         auth_time,
         sid: sid.map(|s| s.to_string()),
+        fid: fid.map(|f| f.to_string()),
     };
     jwt::sign(key, jwt::TYP_ACCESS_TOKEN, &claims)
         .map_err(|e| OAuthError::server_error(e.to_string()))
@@ -84,8 +86,8 @@ pub fn id_token(
     jwt::sign(key, jwt::TYP_ID_TOKEN, &claims).map_err(|e| OAuthError::server_error(e.to_string()))
 }
 
-/// A new refresh token. Session-bound: it ends when the session ends (`expires_at` is the
-/// session's absolute end).
+/// A new refresh token, the first of its family. Session-bound ones end with the session
+/// (`expires_at` is then the session's absolute end); offline ones outlive it.
 #[allow(clippy::too_many_arguments)]
 pub fn refresh_token(
     ctx: &TokenContext<'_>,
@@ -97,6 +99,7 @@ pub fn refresh_token(
     audience: Option<String>,
     auth_time: i64,
     expires_at: i64,
+    offline: bool,
 ) -> (RefreshToken, IssuedSecret) {
     let issued = secret::issue(SecretKind::RefreshToken, ctx.hash_key);
     let record = RefreshToken {
@@ -112,6 +115,7 @@ pub fn refresh_token(
         expires_at,
         rotated_at: None,
         revoked_at: None,
+        offline,
     };
     (record, issued)
 }

@@ -57,7 +57,7 @@ pub(super) async fn handle<S: Storage + ?Sized>(
             &hash,
             &client.id,
             ctx.now,
-            ctx.lifetimes.refresh_reuse_grace,
+            &ctx.lifetimes.refresh_rules(),
             &make_next,
         )
         .await?
@@ -111,6 +111,7 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         &scopes,
         Some(old.auth_time),
         Some(&old.session_id),
+        Some(&old.family_id),
     )?;
     let id_token = if scopes.iter().any(|s| s == scope::OPENID) {
         Some(issue::id_token(

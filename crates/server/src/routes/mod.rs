@@ -3,7 +3,9 @@
 pub mod authorize;
 pub mod discovery;
 pub mod index;
+pub mod introspect;
 pub mod login;
 pub mod resume;
+pub mod revoke;
 pub mod token;
 pub mod userinfo;

@@ -43,6 +43,7 @@ pub fn login_page(
             csrf_token => &flow.csrf_token,
             login_hint => flow.request.login_hint.as_deref().unwrap_or(""),
             error => error,
+            offline => portcullis_core::scope::is_offline(&flow.request.scope),
         },
     );
     page(
@@ -84,7 +85,12 @@ pub async fn resume(State(st): State<AppState>, headers: HeaderMap) -> Response 
                 .unwrap_or_default();
             let html = st.templates.render(
                 "continue.html",
-                minijinja::context! { client_name => &client.name, user_email => email, csrf_token => &flow.csrf_token },
+                minijinja::context! {
+                    client_name => &client.name,
+                    user_email => email,
+                    csrf_token => &flow.csrf_token,
+                    offline => portcullis_core::scope::is_offline(&flow.request.scope),
+                },
             );
             page(
                 StatusCode::OK,

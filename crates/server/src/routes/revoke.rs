@@ -1,0 +1,60 @@
+//! `POST /revoke` (RFC 7009): an authenticated client (a public one by `client_id` alone)
+//! revokes one of its own tokens. The answer is `200` with an empty body whether or not the
+//! token was found, so the endpoint does not tell which tokens exist.
+
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use portcullis_core::client_auth;
+use portcullis_core::grants::ClientQuota;
+use portcullis_core::revocation::{self, Revoked};
+use portcullis_guard::client_addr::ClientAddr;
+
+use crate::client_request::{limited, ClientRequest, Handled};
+use crate::state::{now, AppState};
+
+pub async fn revoke(
+    State(st): State<AppState>,
+    Extension(ClientAddr(ip)): Extension<ClientAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = now();
+    limited(&st, ip, now, &headers, &body, |req| {
+        handle(&st, ip, req, now)
+    })
+    .await
+}
+
+async fn handle(st: &AppState, ip: std::net::IpAddr, req: ClientRequest, now: i64) -> Handled {
+    let client =
+        match client_auth::authenticate(&req.params, req.basic.as_ref(), &*st.store, &st.hash_key)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => return req.error(st, ip, &e),
+        };
+    if let Err(retry_after) = st.client_quota.admit(&client.id) {
+        return (ClientRequest::over_quota(st, None, retry_after), false);
+    }
+    let ctx = st.token_context(now);
+    match revocation::revoke(&req.params, &client, &*st.store, &ctx).await {
+        Ok(what) => {
+            match what {
+                Revoked::RefreshFamily { family_id } => {
+                    tracing::info!(event = "token.revoked", kind = "refresh_token", client_id = %client.id, %family_id);
+                }
+                Revoked::AccessToken { jti } => {
+                    tracing::info!(event = "token.revoked", kind = "access_token", client_id = %client.id, %jti);
+                }
+                Revoked::Nothing => {}
+            }
+            let mut res = StatusCode::OK.into_response();
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            (res, false)
+        }
+        Err(e) => req.error(st, ip, &e),
+    }
+}
