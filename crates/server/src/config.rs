@@ -21,6 +21,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_HTTP_REDIRECT_LISTEN",
     "PORTCULLIS_DATABASE_URL",
     "PORTCULLIS_DATA_DIR",
+    "PORTCULLIS_SQLITE_SYNCHRONOUS",
     "PORTCULLIS_TLS_CERT",
     "PORTCULLIS_TLS_KEY",
     "PORTCULLIS_ENCRYPTION_KEY",
@@ -68,6 +69,7 @@ struct FileConfig {
     listen: Option<String>,
     http_redirect_listen: Option<String>,
     database_url: Option<String>,
+    sqlite_synchronous: Option<String>,
     data_dir: Option<String>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
@@ -110,6 +112,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub http_redirect_listen: Option<SocketAddr>,
     pub database_url: String,
+    /// SQLite commit durability (`PORTCULLIS_SQLITE_SYNCHRONOUS`, `full` by default).
+    pub durability: portcullis_store::Durability,
     pub data_dir: PathBuf,
     /// `None` only in plain-HTTP-behind-proxy mode.
     pub tls: Option<TlsFiles>,
@@ -360,6 +364,12 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     let database_url = get("PORTCULLIS_DATABASE_URL")
         .or(file.database_url)
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("portcullis.sqlite3").display()));
+    let durability = match get("PORTCULLIS_SQLITE_SYNCHRONOUS").or(file.sqlite_synchronous) {
+        None => portcullis_store::Durability::default(),
+        Some(v) => portcullis_store::Durability::parse(&v).ok_or_else(|| {
+            ConfigError("PORTCULLIS_SQLITE_SYNCHRONOUS must be full or normal".into())
+        })?,
+    };
 
     let encryption_key = parse_key(&merged, "PORTCULLIS_ENCRYPTION_KEY", true)?
         .ok_or_else(|| ConfigError("PORTCULLIS_ENCRYPTION_KEY is not set".into()))?;
@@ -563,6 +573,7 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         listen,
         http_redirect_listen,
         database_url,
+        durability,
         data_dir,
         tls,
         encryption_key,

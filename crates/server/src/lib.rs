@@ -40,7 +40,7 @@ use crate::state::{now, AppState};
 
 /// Opens the database named by the configuration and applies migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    let store = portcullis_store::connect(&config.database_url)
+    let store = SqliteStore::connect_with(&config.database_url, config.durability)
         .await
         .context("opening the database")?;
     store

@@ -15,7 +15,7 @@
 pub mod sqlite;
 
 pub use portcullis_core::store::{StoreError, StoreResult};
-pub use sqlite::SqliteStore;
+pub use sqlite::{Durability, SqliteStore};
 
 /// Opens the SQLite database at `database_url` (a `sqlite:` URL or a file path), creating the
 /// file if it is missing. Call [`SqliteStore::migrate`] before use.

@@ -126,7 +126,7 @@ mod sqlite {
                 .fetch_one(&mut **conn)
                 .await
                 .expect("synchronous");
-            assert_eq!(sync, 1, "NORMAL");
+            assert_eq!(sync, 2, "FULL: commits survive a power loss");
             let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
                 .fetch_one(&mut **conn)
                 .await

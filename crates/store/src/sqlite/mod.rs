@@ -16,6 +16,7 @@ mod sessions;
 mod users;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::store::{StoreError, StoreResult};
@@ -45,18 +46,61 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 const WAL_SWITCH_ATTEMPTS: u32 = 50;
 const WAL_SWITCH_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Runs of the migrator while another process migrates the same fresh file.
+const MIGRATION_ATTEMPTS: u32 = 10;
+
 /// Storage on a SQLite database file. Cheap to clone (it is a connection pool).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The write lane: this process's write transactions wait here, in FIFO order, instead of
+    /// in SQLite's busy handler (which polls with sleeps of up to 100 ms and so turns a queue
+    /// of writers into long tail latencies). Other processes (the CLI) still meet the busy
+    /// timeout.
+    writer: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A write transaction holding both SQLite's write lock and this process's write lane.
+/// Dereferences to the connection, like an sqlx transaction.
+pub(crate) struct WriteTx {
+    tx: Transaction<'static, Sqlite>,
+    _lane: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl WriteTx {
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `database_url`: either a `sqlite:` URL
     /// (`sqlite://portcullis.db`, `sqlite::memory:`) or a plain file path. Does not migrate.
     pub async fn connect(database_url: &str) -> StoreResult<Self> {
+        Self::connect_with(database_url, Durability::default()).await
+    }
+
+    /// [`SqliteStore::connect`] with an explicit commit durability.
+    pub async fn connect_with(database_url: &str, durability: Durability) -> StoreResult<Self> {
         let in_memory = database_url.contains(":memory:") || database_url.contains("mode=memory");
-        let options = connect_options(database_url)?;
+        let options = connect_options(database_url, durability)?;
 
         if !in_memory {
             // Switching a file to WAL needs an exclusive lock that the busy timeout does not
@@ -92,13 +136,16 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(map_err)?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     /// Wraps an existing pool. The caller is responsible for its connection options (WAL,
     /// `foreign_keys = ON`, busy timeout); prefer [`SqliteStore::connect`].
     pub fn from_pool(pool: SqlitePool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 
     /// The underlying pool, for maintenance tasks outside the storage traits.
@@ -108,18 +155,28 @@ impl SqliteStore {
 
     /// Applies the embedded migrations that have not run yet. Idempotent.
     pub async fn migrate(&self) -> StoreResult<()> {
-        if let Err(first) = MIGRATOR.run(&self.pool).await {
-            // The server and the CLI may migrate a fresh file at the same moment; the loser
-            // fails ("table already exists") because it listed the applied migrations before
-            // the winner committed. Each migration is one transaction, so running again sees
-            // them applied; a genuine failure fails again and is reported.
-            tracing::debug!(error = %first, "migration failed once; retrying");
-            MIGRATOR.run(&self.pool).await.map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(inner) => map_err(inner),
-                other => StoreError::Backend(format!("migration failed: {other}")),
-            })?;
+        // The server and the CLI may migrate a fresh file at the same moment; the loser fails
+        // ("table already exists", "duplicate column") because it listed the applied
+        // migrations before the winner committed one. Each migration is one transaction, so
+        // running again sees it applied; the race can repeat once per migration, so retry a
+        // few times. A genuine failure fails every time and is reported.
+        let mut attempt = 0;
+        loop {
+            match MIGRATOR.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < MIGRATION_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "migration failed; retrying");
+                    tokio::time::sleep(WAL_SWITCH_BACKOFF).await;
+                }
+                Err(e) => {
+                    return Err(match e {
+                        sqlx::migrate::MigrateError::Execute(inner) => map_err(inner),
+                        other => StoreError::Backend(format!("migration failed: {other}")),
+                    })
+                }
+            }
         }
-        Ok(())
     }
 
     /// Closes every pooled connection (and checkpoints the WAL when the last one goes).
@@ -128,16 +185,46 @@ impl SqliteStore {
     }
 
     /// Starts a transaction that holds SQLite's write lock from its first moment.
-    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.pool
+    async fn begin_write(&self) -> StoreResult<WriteTx> {
+        let lane = self.writer.clone().lock_owned().await;
+        let tx = self
+            .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(map_err)
+            .map_err(map_err)?;
+        Ok(WriteTx { tx, _lane: lane })
+    }
+}
+
+/// How far a commit is on disk when it returns (SQLite's `synchronous` in WAL mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous = FULL` (the default): the WAL is synced at every commit, so a committed
+    /// rotation, revocation or sign-out survives a power loss too. An auth server must not
+    /// bring a revoked token back to life after a crash.
+    #[default]
+    Full,
+    /// `synchronous = NORMAL`: no sync at commit. Still consistent, and a commit survives a
+    /// crash of the process, but a power loss or OS crash may undo the last commits.
+    Normal,
+}
+
+impl Durability {
+    /// Parses `full` or `normal` (any case).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Some(Self::Full),
+            "normal" => Some(Self::Normal),
+            _ => None,
+        }
     }
 }
 
 /// Connection options applied to every pooled connection.
-fn connect_options(database_url: &str) -> StoreResult<SqliteConnectOptions> {
+fn connect_options(
+    database_url: &str,
+    durability: Durability,
+) -> StoreResult<SqliteConnectOptions> {
     let base = if database_url.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(database_url)
             .map_err(|e| StoreError::Backend(format!("invalid database URL: {e}")))?
@@ -147,10 +234,10 @@ fn connect_options(database_url: &str) -> StoreResult<SqliteConnectOptions> {
     Ok(base
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        // In WAL mode, NORMAL skips the fsync at each commit but keeps the database
-        // consistent: a committed transaction survives a crash of the process (the WAL is
-        // in the OS page cache); only a power loss or OS crash may lose the last commits.
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(match durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Normal => SqliteSynchronous::Normal,
+        })
         // Set explicitly (it is also sqlx's default) because cascades and integrity rely on it;
         // it is sent on every new connection of the pool.
         .foreign_keys(true)

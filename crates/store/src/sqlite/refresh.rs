@@ -12,7 +12,7 @@ use sqlx::SqliteConnection;
 use super::sessions::revoke_session_in;
 use super::{from_json, map_err, map_err_conflict, to_json, SqliteStore};
 
-#[derive(sqlx::FromRow)]
+#[derive(sqlx::FromRow, Clone)]
 struct RefreshRow {
     token_hash: String,
     family_id: String,
@@ -49,6 +49,18 @@ impl TryFrom<RefreshRow> for RefreshToken {
             offline: row.offline,
         })
     }
+}
+
+/// The condition (on a `refresh_tokens` row, unqualified) that its client and user are
+/// enabled and, unless it is offline, its session is active at `?1`.
+macro_rules! holders_live {
+    () => {
+        "EXISTS (SELECT 1 FROM users u JOIN clients c ON c.id = refresh_tokens.client_id \
+         WHERE u.id = refresh_tokens.user_id AND u.disabled = 0 AND c.disabled = 0 \
+         AND (refresh_tokens.offline = 1 OR EXISTS (SELECT 1 FROM sessions s \
+              WHERE s.id = refresh_tokens.session_id AND s.user_id = u.id \
+              AND s.revoked_at IS NULL AND s.expires_at > ?1)))"
+    };
 }
 
 /// Every refresh-token column, as one string literal for `concat!`.
@@ -180,29 +192,24 @@ impl RefreshTokenStore for SqliteStore {
         // write lock, and exactly one of them finds `rotated_at IS NULL`.
         let mut tx = self.begin_write().await?;
         let rotated: Vec<RefreshRow> = sqlx::query_as(concat!(
-            "UPDATE refresh_tokens SET rotated_at = ? \
-             WHERE token_hash = ? AND client_id = ? AND rotated_at IS NULL \
-             AND revoked_at IS NULL AND expires_at > ? \
-             AND (offline = 0 OR created_at + ? > ?) RETURNING ",
+            "UPDATE refresh_tokens SET rotated_at = ?1 \
+             WHERE token_hash = ?2 AND client_id = ?3 AND rotated_at IS NULL \
+             AND revoked_at IS NULL AND expires_at > ?1 \
+             AND (offline = 0 OR created_at + ?4 > ?1) AND ",
+            holders_live!(),
+            " RETURNING ",
             refresh_columns!()
         ))
         .bind(now)
         .bind(old_hash)
         .bind(client_id.as_str())
-        .bind(now)
         .bind(rules.offline_idle)
-        .bind(now)
         .fetch_all(&mut *tx)
         .await
         .map_err(map_err)?;
 
         if let Some(row) = rotated.into_iter().next() {
             let old = RefreshToken::try_from(row)?;
-            if !holders_active(&mut tx, &old, now).await? {
-                revoke_family_in(&mut tx, &old.family_id, now).await?;
-                tx.commit().await.map_err(map_err)?;
-                return Ok(RefreshRotation::Invalid);
-            }
             // The caller may refuse the rotation (e.g. a wider scope was asked for): then nothing
             // changes and the presented token stays live.
             let Some(next) = make_next(&old) else {
@@ -224,6 +231,22 @@ impl RefreshTokenStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
+        // A live token of this client that the UPDATE skipped: its user, client or session
+        // has ended, so the family ends too.
+        if let Some(row) = &row {
+            let token = RefreshToken::try_from(row.clone())?;
+            if token.client_id == *client_id
+                && token.rotated_at.is_none()
+                && token.revoked_at.is_none()
+                && token.expires_at > now
+                && (!token.offline || token.created_at + rules.offline_idle > now)
+                && !holders_active(&mut tx, &token, now).await?
+            {
+                revoke_family_in(&mut tx, &token.family_id, now).await?;
+                tx.commit().await.map_err(map_err)?;
+                return Ok(RefreshRotation::Invalid);
+            }
+        }
         let outcome = match row {
             Some(row) => {
                 settle_unrotatable(
