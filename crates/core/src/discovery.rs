@@ -9,6 +9,8 @@ pub mod paths {
     pub const TOKEN: &str = "/token";
     pub const USERINFO: &str = "/userinfo";
     pub const JWKS: &str = "/jwks";
+    /// RP-initiated logout (`end_session_endpoint`).
+    pub const END_SESSION: &str = "/logout";
 }
 
 /// The userinfo endpoint's URL: also the audience that access tokens for it carry.
@@ -24,6 +26,7 @@ pub fn metadata(issuer: &str) -> Value {
         "token_endpoint": format!("{issuer}{}", paths::TOKEN),
         "userinfo_endpoint": userinfo_url(issuer),
         "jwks_uri": format!("{issuer}{}", paths::JWKS),
+        "end_session_endpoint": format!("{issuer}{}", paths::END_SESSION),
         "scopes_supported": ["openid", "email"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod jwt;
 pub mod keys;
 pub mod login;
+pub mod logout;
 pub mod model;
 pub mod params;
 pub mod password;
