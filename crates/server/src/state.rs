@@ -17,6 +17,8 @@ pub struct AppState {
     pub store: Arc<dyn Storage>,
     pub keys: Arc<KeySet>,
     pub hash_key: Arc<HashKey>,
+    /// Synchronizer tokens for forms of a signed-in session (logout), bound to its id.
+    pub session_csrf: Arc<portcullis_guard::csrf::SessionBoundTokens>,
     pub hasher: PasswordHasher,
     pub lifetimes: Lifetimes,
     pub access_token_alg: portcullis_core::model::SigningAlg,
@@ -38,6 +40,17 @@ pub struct AppState {
     pub ipv6_prefix: u8,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<portcullis_guard::client_addr::TrustedProxies>,
+}
+
+/// The key of [`AppState::session_csrf`], derived from the token hash key: the same on every
+/// instance and across restarts, and never stored.
+pub fn session_csrf_tokens(hash_key: &HashKey) -> portcullis_guard::csrf::SessionBoundTokens {
+    let derived = hash_key.hash("portcullis:csrf-key:session-forms:v1");
+    match portcullis_guard::csrf::SessionBoundTokens::new(derived.as_bytes()) {
+        Ok(t) => t,
+        // 43 bytes of base64url always pass; a random key is the safe fallback regardless.
+        Err(_) => portcullis_guard::csrf::SessionBoundTokens::random(),
+    }
 }
 
 /// Current Unix time in seconds: read here, at the edge, and passed into core.

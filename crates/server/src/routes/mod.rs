@@ -4,6 +4,7 @@ pub mod authorize;
 pub mod discovery;
 pub mod index;
 pub mod login;
+pub mod logout;
 pub mod resume;
 pub mod token;
 pub mod userinfo;
