@@ -47,7 +47,7 @@ pub async fn logout(
     let raw = uri.query().unwrap_or("").as_bytes();
     match parse(&st, raw) {
         Ok((req, hint)) => rp_initiated(&st, &headers, &req, hint, Entry::First, false).await,
-        Err(r) => r,
+        Err(e) => refused(&st, &e),
     }
 }
 
@@ -60,7 +60,7 @@ pub async fn resume(
     let raw = uri.query().unwrap_or("").as_bytes();
     match parse(&st, raw) {
         Ok((req, hint)) => rp_initiated(&st, &headers, &req, hint, Entry::Resume, false).await,
-        Err(r) => r,
+        Err(e) => refused(&st, &e),
     }
 }
 
@@ -79,7 +79,7 @@ pub async fn logout_post(State(st): State<AppState>, headers: HeaderMap, body: B
     };
     let (req, hint) = match parse_params(&st, &params) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(e) => return refused(&st, &e),
     };
     if !params.contains("csrf_token") && hint.is_some() {
         return rp_initiated(&st, &headers, &req, hint, Entry::First, true).await;
@@ -121,9 +121,8 @@ fn is_form(headers: &HeaderMap) -> bool {
         })
 }
 
-fn parse(st: &AppState, raw: &[u8]) -> Result<(LogoutRequest, Option<IdTokenHint>), Response> {
-    let params = Params::parse(raw).map_err(|e| refused(st, &e))?;
-    parse_params(st, &params)
+fn parse(st: &AppState, raw: &[u8]) -> Result<(LogoutRequest, Option<IdTokenHint>), OAuthError> {
+    parse_params(st, &Params::parse(raw)?)
 }
 
 /// The request and its hint, if the hint is valid. An invalid hint (forged, `alg: none`, an
@@ -131,8 +130,8 @@ fn parse(st: &AppState, raw: &[u8]) -> Result<(LogoutRequest, Option<IdTokenHint
 fn parse_params(
     st: &AppState,
     params: &Params,
-) -> Result<(LogoutRequest, Option<IdTokenHint>), Response> {
-    let req = LogoutRequest::parse(params).map_err(|e| refused(st, &e))?;
+) -> Result<(LogoutRequest, Option<IdTokenHint>), OAuthError> {
+    let req = LogoutRequest::parse(params)?;
     let hint = match req.id_token_hint.as_deref() {
         None => None,
         Some(t) => match logout::verify_hint(t, &st.keys, &st.issuer) {
