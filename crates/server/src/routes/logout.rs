@@ -66,7 +66,8 @@ pub async fn resume(
 
 /// `POST /logout`: our confirmation form (same-origin, with the session's synchronizer token),
 /// or an app's form post carrying a valid `id_token_hint` and no `csrf_token`, which is handled
-/// exactly like the `GET` with that hint. Anything else is refused with 403.
+/// exactly like the `GET` with that hint. Anything else must be a same-origin post and, when
+/// the browser has a session, carry that session's token: else 403 and nothing ends.
 pub async fn logout_post(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let now = now();
     if !is_form(&headers) {
