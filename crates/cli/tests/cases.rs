@@ -286,7 +286,7 @@ async fn a05_fragments_and_response_parameters_cannot_be_injected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a06_dangerous_schemes_are_refused_in_every_spelling() {
     let srv = TestServer::start();
-    let _seed = srv.seed();
+    let seed = srv.seed();
     let http = srv.http();
     for x in [
         "JaVaScRiPt:alert(1)",
@@ -308,16 +308,28 @@ async fn a06_dangerous_schemes_are_refused_in_every_spelling() {
         assert_registration_refused(&srv, "--redirect-uri", x);
         assert_registration_refused(&srv, "--post-logout-redirect-uri", x);
     }
-    // Logout does not exist yet: the documented refusal is a 404 that echoes nothing.
-    let res = http
-        .get(srv.url("/logout?client_id=c1&post_logout_redirect_uri=JAVASCRIPT:alert(1)"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
-    assert!(res.headers().get("location").is_none());
-    let body = res.text().await.unwrap().to_ascii_lowercase();
-    assert!(!body.contains("javascript"), "{body}");
+    // At logout, a dangerous post-logout URI is never registered, so never followed: 400, our
+    // own page, echoing nothing (with a malformed, an unknown and a real client id).
+    for client in ["c1", "cl_nobody", seed.web_id.as_str()] {
+        for x in [
+            "JAVASCRIPT:alert(1)",
+            "javascript:alert(1)",
+            "data:text/html,x",
+        ] {
+            let mut u = url::Url::parse(&srv.url("/logout")).unwrap();
+            u.query_pairs_mut()
+                .append_pair("client_id", client)
+                .append_pair("post_logout_redirect_uri", x);
+            let res = http.get(u.as_str()).send().await.unwrap();
+            assert_eq!(res.status(), 400, "{client} {x}");
+            assert!(res.headers().get("location").is_none());
+            let body = res.text().await.unwrap().to_ascii_lowercase();
+            assert!(
+                !body.contains("javascript") && !body.contains("data:"),
+                "{body}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -554,17 +566,6 @@ async fn a14_flows_cannot_be_fixed_or_restarted_into_a_victims_session() {
     assert!(res.text().await.unwrap().contains("name=\"password\""));
 }
 
-/// Parses a `Set-Cookie` line into its name, value and lower-cased attributes.
-fn parse_set_cookie(line: &str) -> (String, String, Vec<String>) {
-    let mut parts = line.split(';').map(str::trim);
-    let (name, value) = parts.next().unwrap().split_once('=').unwrap();
-    (
-        name.to_owned(),
-        value.to_owned(),
-        parts.map(|p| p.to_ascii_lowercase()).collect(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a16_every_cookie_is_secure_host_only_and_deleted_alike() {
     let srv = TestServer::start();
@@ -627,15 +628,27 @@ async fn a16_every_cookie_is_secure_host_only_and_deleted_alike() {
             .send()
             .await
             .unwrap(),
-        http.get(srv.url("/logout"))
-            .header("cookie", jar.header())
-            .send()
-            .await
-            .unwrap(),
         http.get(srv.url("/authorize/resume")).send().await.unwrap(),
     ] {
         jar.absorb(&res);
     }
+    // Logout: the confirmation page, then its form (which expires the session cookie).
+    let res = browser_logout(&srv, &http, &mut jar, &[], &[]).await;
+    let csrf = csrf_of(&res.text().await.unwrap());
+    let res = http
+        .post(srv.url("/logout"))
+        .header("cookie", jar.header())
+        .header("origin", &srv.issuer)
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    jar.absorb(&res);
+    assert!(jar
+        .set_cookie_lines
+        .iter()
+        .any(|l| l.starts_with("__Host-portcullis-session=;")));
 
     assert!(
         jar.set_cookie_lines.len() >= 4,
@@ -813,12 +826,30 @@ async fn a18_every_page_has_a_strict_csp_and_escapes_what_it_shows() {
     check_html_page("expired page", res, None).await;
     let res = http.get(srv.url("/")).send().await.unwrap();
     check_html_page("index", res, None).await;
-    // Logout confirmation and password reset do not exist yet: 404, still with the headers.
-    for path in ["/logout", "/password-reset"] {
-        let res = http.get(srv.url(path)).send().await.unwrap();
-        assert_eq!(res.status(), 404, "{path}");
-        assert!(res.headers().contains_key("content-security-policy"));
-    }
+    // The logout pages: the same-site step, the confirmation, the signed-out page, and a
+    // refusal. (The confirmation with an app's redirect is checked in `logout.rs`.)
+    let res = http.get(srv.url("/logout")).send().await.unwrap();
+    check_html_page("logout step", res, None).await;
+    let res = browser_logout(&srv, &http, &mut sso, &[], &[]).await;
+    check_html_page("logout confirmation", res, None).await;
+    let res = browser_logout(&srv, &http, &mut Jar::default(), &[], &[]).await;
+    check_html_page("signed-out page", res, None).await;
+    let res = http
+        .get(
+            srv.url(
+                "/logout?post_logout_redirect_uri=https%3A%2F%2Fapp.example.com%2F%3Cscript%3E",
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let html = check_html_page("logout refusal", res, None).await;
+    assert!(!html.contains("<script>"));
+    // Password reset does not exist yet: 404, still with the headers.
+    let res = http.get(srv.url("/password-reset")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(res.headers().contains_key("content-security-policy"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,8 @@ pub mod paths {
     pub const REVOKE: &str = "/revoke";
     pub const INTROSPECT: &str = "/introspect";
     pub const JWKS: &str = "/jwks";
+    /// RP-initiated logout (`end_session_endpoint`).
+    pub const END_SESSION: &str = "/logout";
 }
 
 /// The userinfo endpoint's URL: also the audience that access tokens for it carry.
@@ -26,6 +28,7 @@ pub fn metadata(issuer: &str) -> Value {
         "token_endpoint": format!("{issuer}{}", paths::TOKEN),
         "userinfo_endpoint": userinfo_url(issuer),
         "jwks_uri": format!("{issuer}{}", paths::JWKS),
+        "end_session_endpoint": format!("{issuer}{}", paths::END_SESSION),
         "revocation_endpoint": format!("{issuer}{}", paths::REVOKE),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint": format!("{issuer}{}", paths::INTROSPECT),

@@ -223,6 +223,37 @@ pub fn verify_access_token(
     Ok(claims)
 }
 
+/// How [`verify_id_token`] treats `exp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Refused at or after `exp`, at this time (Unix seconds).
+    EnforceAt(i64),
+    /// Accepted after `exp`: an `id_token_hint` names a past sign-in, and RP-Initiated Logout
+    /// 1.0 §2 lets the OP accept it expired. Only for that use.
+    AcceptExpired,
+}
+
+/// Verifies one of our ID tokens: signature (current or retired key, the algorithm taken from
+/// the key), `typ` (an access token is refused), issuer, and expiry as `expiry` says.
+pub fn verify_id_token(
+    token: &str,
+    keys: &KeySet,
+    issuer: &str,
+    expiry: Expiry,
+) -> Result<IdClaims, VerifyError> {
+    let v = verify(token, keys, TYP_ID_TOKEN)?;
+    let claims: IdClaims = serde_json::from_value(v).map_err(|_| VerifyError::Malformed)?;
+    if claims.iss != issuer {
+        return Err(VerifyError::Issuer);
+    }
+    if let Expiry::EnforceAt(now) = expiry {
+        if now >= claims.exp {
+            return Err(VerifyError::Expired);
+        }
+    }
+    Ok(claims)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +349,78 @@ mod tests {
         assert_eq!(
             verify(&forged, &ks, TYP_ACCESS_TOKEN),
             Err(VerifyError::Signature)
+        );
+    }
+
+    fn id_claims(exp: i64) -> IdClaims {
+        IdClaims {
+            iss: "https://as.example".into(),
+            sub: "usr_1".into(),
+            aud: "cl_1".into(),
+            azp: "cl_1".into(),
+            exp,
+            iat: 0,
+            auth_time: 0,
+            nonce: None,
+            sid: "ses_1".into(),
+            at_hash: None,
+            email: None,
+            email_verified: None,
+        }
+    }
+
+    #[test]
+    fn id_tokens_verify_expired_only_when_asked() {
+        let ks = keyset();
+        let iss = "https://as.example";
+        for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+            let t = sign(ks.active(alg, 0).unwrap(), TYP_ID_TOKEN, &id_claims(100)).unwrap();
+            assert_eq!(
+                verify_id_token(&t, &ks, iss, Expiry::EnforceAt(99)),
+                Ok(id_claims(100))
+            );
+            assert_eq!(
+                verify_id_token(&t, &ks, iss, Expiry::EnforceAt(100)),
+                Err(VerifyError::Expired)
+            );
+            assert_eq!(
+                verify_id_token(&t, &ks, iss, Expiry::AcceptExpired),
+                Ok(id_claims(100))
+            );
+            assert_eq!(
+                verify_id_token(&t, &ks, "https://other.example", Expiry::AcceptExpired),
+                Err(VerifyError::Issuer)
+            );
+            // An access token is not an ID token, whatever its claims.
+            let at = sign(
+                ks.active(alg, 0).unwrap(),
+                TYP_ACCESS_TOKEN,
+                &id_claims(100),
+            )
+            .unwrap();
+            assert_eq!(
+                verify_id_token(&at, &ks, iss, Expiry::AcceptExpired),
+                Err(VerifyError::Type)
+            );
+        }
+    }
+
+    #[test]
+    fn retired_keys_still_verify_hints() {
+        let enc = Encrypter::new(
+            &KeyBytes::from_hex(&KeyBytes::generate_hex()).unwrap(),
+            None,
+        )
+        .unwrap();
+        let mut stored = generate(SigningAlg::RS256, &enc, 0, 0).unwrap();
+        let signer = load(&stored, &enc).unwrap();
+        let t = sign(&signer, TYP_ID_TOKEN, &id_claims(100)).unwrap();
+        stored.retired_at = Some(50);
+        let ks = KeySet::new(vec![load(&stored, &enc).unwrap()]);
+        assert!(ks.active(SigningAlg::RS256, 60).is_err());
+        assert_eq!(
+            verify_id_token(&t, &ks, "https://as.example", Expiry::AcceptExpired),
+            Ok(id_claims(100))
         );
     }
 

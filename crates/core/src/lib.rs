@@ -18,6 +18,7 @@ pub mod introspection;
 pub mod jwt;
 pub mod keys;
 pub mod login;
+pub mod logout;
 pub mod model;
 pub mod params;
 pub mod password;

@@ -5,7 +5,8 @@
 pub struct Lifetimes {
     /// Access tokens: 5 minutes (1 minute to 1 hour).
     pub access_token: i64,
-    /// ID tokens.
+    /// ID tokens: 5 minutes (1 minute to 1 hour). An expired one still serves as an
+    /// `id_token_hint` at logout.
     pub id_token: i64,
     /// Authorization codes: 60 s, single use.
     pub authorization_code: i64,
@@ -43,6 +44,9 @@ impl Lifetimes {
     pub fn validate(&self) -> Result<(), String> {
         if !(60..=3600).contains(&self.access_token) {
             return Err("access token lifetime must be between 60 and 3600 seconds".into());
+        }
+        if !(60..=3600).contains(&self.id_token) {
+            return Err("ID token lifetime must be between 60 and 3600 seconds".into());
         }
         if !(300..=365 * 24 * 3600).contains(&self.session_absolute) {
             return Err("session lifetime must be between 5 minutes and 1 year".into());

@@ -63,6 +63,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/authorize/continue", post(routes::resume::continue_as))
         .route("/login", post(routes::login::login))
         .route(
+            paths::END_SESSION,
+            get(routes::logout::logout).post(routes::logout::logout_post),
+        )
+        .route(routes::logout::RESUME_PATH, get(routes::logout::resume))
+        .route(
             paths::TOKEN,
             post(routes::token::token).layer(token_cors(&[Method::POST])),
         )

@@ -31,6 +31,7 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_DANGEROUS_PLAIN_HTTP_BEHIND_PROXY",
     "PORTCULLIS_ACCESS_TOKEN_TTL",
     "PORTCULLIS_ACCESS_TOKEN_ALG",
+    "PORTCULLIS_ID_TOKEN_TTL",
     "PORTCULLIS_SESSION_TTL",
     "PORTCULLIS_OFFLINE_TTL",
     "PORTCULLIS_OFFLINE_IDLE",
@@ -75,6 +76,7 @@ struct FileConfig {
     tls_key: Option<String>,
     trusted_proxies: Option<Vec<String>>,
     access_token_ttl: Option<i64>,
+    id_token_ttl: Option<i64>,
     access_token_alg: Option<String>,
     session_ttl: Option<i64>,
     offline_ttl: Option<i64>,
@@ -421,6 +423,13 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         lifetimes.access_token = t;
     }
     if let Some(t) = parse_num(
+        "PORTCULLIS_ID_TOKEN_TTL",
+        get("PORTCULLIS_ID_TOKEN_TTL"),
+        file.id_token_ttl,
+    )? {
+        lifetimes.id_token = t;
+    }
+    if let Some(t) = parse_num(
         "PORTCULLIS_SESSION_TTL",
         get("PORTCULLIS_SESSION_TTL"),
         file.session_ttl,
@@ -650,6 +659,22 @@ mod tests {
         assert_eq!(c.issuer, "https://id.example.com");
         assert_eq!(c.issuer_hosts, vec!["id.example.com", "id.example.com:443"]);
         assert_eq!(c.lifetimes.access_token, 300);
+        assert_eq!(c.lifetimes.id_token, 300);
+    }
+
+    #[test]
+    fn id_token_lifetime_is_bounded() {
+        let c = load(&with(&[("PORTCULLIS_ID_TOKEN_TTL", "60")], &[]), false).unwrap();
+        assert_eq!(c.lifetimes.id_token, 60);
+        for bad in ["59", "3601", "x"] {
+            let e = load(&with(&[("PORTCULLIS_ID_TOKEN_TTL", bad)], &[]), false)
+                .unwrap_err()
+                .0;
+            assert!(
+                e.contains("ID token") || e.contains("PORTCULLIS_ID_TOKEN_TTL"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         )),
         store,
         keys: Arc::new(keys),
+        session_csrf: Arc::new(state::session_csrf_tokens(&HashKey::new(&config.hash_key))),
         hash_key: Arc::new(HashKey::new(&config.hash_key)),
         hasher: PasswordHasher::new(config.hashing_concurrency)?
             .with_queue_limit(config.hashing_queue),

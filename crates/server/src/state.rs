@@ -17,6 +17,8 @@ pub struct AppState {
     pub store: Arc<dyn Storage>,
     pub keys: Arc<KeySet>,
     pub hash_key: Arc<HashKey>,
+    /// Synchronizer tokens for forms of a signed-in session (logout), bound to its id.
+    pub session_csrf: Arc<portcullis_guard::csrf::SessionBoundTokens>,
     pub hasher: PasswordHasher,
     pub lifetimes: Lifetimes,
     pub access_token_alg: portcullis_core::model::SigningAlg,
@@ -52,6 +54,17 @@ impl AppState {
             access_token_alg: self.access_token_alg,
             now,
         }
+    }
+}
+
+/// The key of [`AppState::session_csrf`], derived from the token hash key: the same on every
+/// instance and across restarts, and never stored.
+pub fn session_csrf_tokens(hash_key: &HashKey) -> portcullis_guard::csrf::SessionBoundTokens {
+    let derived = hash_key.hash("portcullis:csrf-key:session-forms:v1");
+    match portcullis_guard::csrf::SessionBoundTokens::new(derived.as_bytes()) {
+        Ok(t) => t,
+        // 43 bytes of base64url always pass; a random key is the safe fallback regardless.
+        Err(_) => portcullis_guard::csrf::SessionBoundTokens::random(),
     }
 }
 

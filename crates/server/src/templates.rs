@@ -25,6 +25,15 @@ impl Templates {
             include_str!("../templates/returning.html"),
         )?;
         env.add_template("index.html", include_str!("../templates/index.html"))?;
+        env.add_template("logout.html", include_str!("../templates/logout.html"))?;
+        env.add_template(
+            "logout_hop.html",
+            include_str!("../templates/logout_hop.html"),
+        )?;
+        env.add_template(
+            "signed_out.html",
+            include_str!("../templates/signed_out.html"),
+        )?;
         Ok(Self { env })
     }
 
@@ -48,12 +57,20 @@ mod tests {
     fn every_page_escapes_user_input() {
         let t = Templates::new().unwrap();
         let evil = "<script>alert(1)</script>\"'&";
-        for name in ["login.html", "continue.html", "error.html"] {
+        for name in [
+            "login.html",
+            "continue.html",
+            "error.html",
+            "logout.html",
+            "signed_out.html",
+        ] {
             let html = t.render(
                 name,
                 minijinja::context! {
                     client_name => evil, login_hint => evil, error => evil, user_email => evil,
                     title => evil, message => evil, code => evil, csrf_token => "t",
+                    client_id => evil, post_logout_redirect_uri => evil, state => evil,
+                    location => evil,
                 },
             );
             assert!(!html.contains("<script>alert(1)"), "{name} did not escape");

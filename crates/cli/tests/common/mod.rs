@@ -747,3 +747,201 @@ pub async fn signed_in_tokens(
     assert_eq!(s, 200, "{t}");
     t
 }
+
+/// Parses a `Set-Cookie` line into its name, value and lower-cased attributes.
+pub fn parse_set_cookie(line: &str) -> (String, String, Vec<String>) {
+    let mut parts = line.split(';').map(str::trim);
+    let (name, value) = parts.next().unwrap().split_once('=').unwrap();
+    (
+        name.to_owned(),
+        value.to_owned(),
+        parts.map(|p| p.to_ascii_lowercase()).collect(),
+    )
+}
+
+/// The attributes of a `Set-Cookie` line apart from its lifetime (`Max-Age`, `Expires`): what
+/// a deletion must repeat exactly.
+pub fn cookie_shape(line: &str) -> (String, Vec<String>) {
+    let (name, _, attrs) = parse_set_cookie(line);
+    let mut shape: Vec<String> = attrs
+        .into_iter()
+        .filter(|a| !a.starts_with("max-age") && !a.starts_with("expires"))
+        .collect();
+    shape.sort();
+    (name, shape)
+}
+
+/// Registers a confidential first-party client with `CB`-style redirect `redirect_uri` and
+/// extra `clients create` arguments; returns its id and secret.
+pub fn create_client(
+    srv: &TestServer,
+    name: &str,
+    redirect_uri: &str,
+    extra: &[&str],
+) -> (String, String) {
+    let mut args = vec![
+        "clients",
+        "create",
+        "--name",
+        name,
+        "--redirect-uri",
+        redirect_uri,
+        "--api",
+        API,
+        "--scope",
+        "read:things",
+        "--first-party",
+    ];
+    args.extend_from_slice(extra);
+    let c = srv.cli_json(&args, None);
+    (
+        c["client_id"].as_str().unwrap().to_owned(),
+        c["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Signs `email` in through the confidential `client` in the browser `jar` and redeems the
+/// code; returns the token response (asserting a 200). The jar keeps the session cookie.
+pub async fn sign_in_for_tokens(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    client: (&str, &str),
+    redirect_uri: &str,
+    email: &str,
+) -> serde_json::Value {
+    let (v, c) = pkce();
+    let res = browser_login(
+        srv,
+        http,
+        jar,
+        &authorize_url(srv, client.0, redirect_uri, &c, &[]),
+        email,
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(res.status(), 303, "sign-in");
+    let code = query_of(res.headers()["location"].to_str().unwrap())["code"].clone();
+    let res = http
+        .post(srv.url("/token"))
+        .basic_auth(client.0, Some(client.1))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", v.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// `GET /logout?<query>` as a browser: with the jar's cookies and `extra` headers, following
+/// our same-site step (the "Signing out…" page) to `/logout/resume` when it is the answer.
+pub async fn browser_logout(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    query: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut u = url::Url::parse(&srv.url("/logout")).unwrap();
+    if !query.is_empty() {
+        u.query_pairs_mut().extend_pairs(query);
+    }
+    let mut req = http.get(u.as_str()).header("cookie", jar.header());
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let res = req.send().await.unwrap();
+    jar.absorb(&res);
+    if res.status() != 200 {
+        return res;
+    }
+    let headers = res.headers().clone();
+    let html = res.text().await.unwrap();
+    let Some(next) = refresh_target(&html) else {
+        return rebuild(headers, html);
+    };
+    assert!(next.starts_with("/logout/resume"), "{next}");
+    let res = http
+        .get(srv.url(&next))
+        .header("cookie", jar.header())
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(&res);
+    res
+}
+
+/// Where a page's meta refresh sends the browser, unescaped.
+pub fn refresh_target(html: &str) -> Option<String> {
+    const REFRESH: &str = "http-equiv=\"refresh\" content=\"0;url=";
+    let rest = &html[html.find(REFRESH)? + REFRESH.len()..];
+    Some(html_unescape(&rest[..rest.find('"')?]))
+}
+
+/// A response rebuilt from parts already read (to hand back a page after peeking at it).
+fn rebuild(headers: reqwest::header::HeaderMap, body: String) -> reqwest::Response {
+    let mut b = http::Response::builder().status(200);
+    for (k, v) in headers.iter() {
+        b = b.header(k, v);
+    }
+    reqwest::Response::from(b.body(body).unwrap())
+}
+
+/// Is the session behind `access_token` still active? (`/userinfo` checks it on every call.)
+pub async fn session_alive(srv: &TestServer, http: &reqwest::Client, access_token: &str) -> bool {
+    let res = http
+        .get(srv.url("/userinfo"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap();
+    match res.status().as_u16() {
+        200 => true,
+        401 => false,
+        s => panic!("userinfo answered {s}"),
+    }
+}
+
+/// A refresh-token grant for the confidential `client`: (status, body).
+pub async fn refresh(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    client: (&str, &str),
+    refresh_token: &str,
+) -> (u16, serde_json::Value) {
+    let res = http
+        .post(srv.url("/token"))
+        .basic_auth(client.0, Some(client.1))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or_default())
+}
+
+/// Undoes the template engine's HTML escaping (`& < > " ' /`).
+pub fn html_unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&")
+}
+
+/// The value of the hidden form field `name` in a page, unescaped.
+pub fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let i = html.find(&marker)?;
+    let rest = &html[i + marker.len()..];
+    Some(html_unescape(&rest[..rest.find('"')?]))
+}

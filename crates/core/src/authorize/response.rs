@@ -8,7 +8,8 @@ use crate::ids::{FamilyId, SessionId};
 use crate::model::{AuthCode, AuthorizationRequest, User};
 use crate::secret::{self, IssuedSecret, SecretKind};
 
-fn append(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
+/// `redirect_uri` with `pairs` form-encoded into its query (after any query it has).
+pub fn append(redirect_uri: &str, pairs: &[(&str, &str)]) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         ser.append_pair(k, v);

@@ -5,6 +5,7 @@ pub mod discovery;
 pub mod index;
 pub mod introspect;
 pub mod login;
+pub mod logout;
 pub mod resume;
 pub mod revoke;
 pub mod token;
