@@ -372,6 +372,9 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
             ConfigError("PORTCULLIS_SQLITE_SYNCHRONOUS must be full or normal".into())
         })?,
     };
+    if durability == portcullis_store::Durability::Normal {
+        warnings.push("PORTCULLIS_SQLITE_SYNCHRONOUS=normal: a power loss or OS crash may undo the last commits, revocations and sign-outs included".into());
+    }
 
     let encryption_key = parse_key(&merged, "PORTCULLIS_ENCRYPTION_KEY", true)?
         .ok_or_else(|| ConfigError("PORTCULLIS_ENCRYPTION_KEY is not set".into()))?;
