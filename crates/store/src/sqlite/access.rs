@@ -28,7 +28,7 @@ impl AccessTokenStore for SqliteStore {
         .bind(client_id.as_str())
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
         Ok(())

@@ -35,7 +35,7 @@ impl ApiStore for SqliteStore {
             .bind(&api.name)
             .bind(to_json(&api.scopes)?)
             .bind(api.created_at)
-            .execute(&self.pool)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(|e| map_err_conflict(e, |_| "audience"))?;
         Ok(())

@@ -72,7 +72,7 @@ impl CodeStore for SqliteStore {
         .bind(code.expires_at)
         .bind(code.consumed_at)
         .bind(code.family_id.as_ref().map(FamilyId::as_str))
-        .execute(&self.pool)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(|e| map_err_conflict(e, |_| "code"))?;
         Ok(())

@@ -41,7 +41,7 @@ impl FlowStore for SqliteStore {
         .bind(to_json(&flow.request)?)
         .bind(flow.created_at)
         .bind(flow.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(|e| map_err_conflict(e, |_| "flow"))?;
         Ok(())
@@ -70,7 +70,7 @@ impl FlowStore for SqliteStore {
         )
         .bind(cookie_hash)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
         rows.into_iter().next().map(Flow::try_from).transpose()
@@ -79,7 +79,7 @@ impl FlowStore for SqliteStore {
     async fn purge_expired_flows(&self, now: i64) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM flows WHERE expires_at <= ?")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected())

@@ -47,7 +47,7 @@ impl SigningKeyStore for SqliteStore {
         .bind(key.created_at)
         .bind(key.activates_at)
         .bind(key.retired_at)
-        .execute(&self.pool)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(|e| map_err_conflict(e, |_| "kid"))?;
         Ok(())

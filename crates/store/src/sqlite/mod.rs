@@ -60,6 +60,25 @@ pub struct SqliteStore {
     writer: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// A pooled connection for one write statement, holding this process's write lane.
+pub(crate) struct WriteConn {
+    conn: sqlx::pool::PoolConnection<Sqlite>,
+    _lane: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl std::ops::Deref for WriteConn {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteConn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
 /// A write transaction holding both SQLite's write lock and this process's write lane.
 /// Dereferences to the connection, like an sqlx transaction.
 pub(crate) struct WriteTx {
@@ -182,6 +201,14 @@ impl SqliteStore {
     /// Closes every pooled connection (and checkpoints the WAL when the last one goes).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// A connection for a single write statement, in the write lane: single statements queue
+    /// with the transactions instead of meeting them in SQLite's busy handler.
+    async fn write_conn(&self) -> StoreResult<WriteConn> {
+        let lane = self.writer.clone().lock_owned().await;
+        let conn = self.pool.acquire().await.map_err(map_err)?;
+        Ok(WriteConn { conn, _lane: lane })
     }
 
     /// Starts a transaction that holds SQLite's write lock from its first moment.

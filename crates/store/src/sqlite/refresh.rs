@@ -175,7 +175,7 @@ async fn settle_unrotatable(
 #[async_trait]
 impl RefreshTokenStore for SqliteStore {
     async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut conn = self.write_conn().await?;
         insert_refresh_in(&mut conn, token).await
     }
 
@@ -266,7 +266,7 @@ impl RefreshTokenStore for SqliteStore {
     }
 
     async fn revoke_family(&self, family_id: &FamilyId, now: i64) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut conn = self.write_conn().await?;
         revoke_family_in(&mut conn, family_id, now).await
     }
 

@@ -98,7 +98,7 @@ impl SessionStore for SqliteStore {
         .bind(session.last_seen_at)
         .bind(session.expires_at)
         .bind(session.revoked_at)
-        .execute(&self.pool)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(|e| {
             map_err_conflict(e, |msg| {
@@ -135,7 +135,7 @@ impl SessionStore for SqliteStore {
         sqlx::query("UPDATE sessions SET last_seen_at = MAX(last_seen_at, ?) WHERE id = ?")
             .bind(now)
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(map_err)?;
         Ok(())

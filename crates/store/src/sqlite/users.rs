@@ -61,7 +61,7 @@ impl UserStore for SqliteStore {
         .bind(user.disabled)
         .bind(user.created_at)
         .bind(user.device_epoch)
-        .execute(&self.pool)
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(|e| {
             map_err_conflict(e, |msg| {
@@ -143,7 +143,7 @@ impl UserStore for SqliteStore {
     async fn revoke_devices(&self, id: &UserId) -> StoreResult<bool> {
         let done = sqlx::query("UPDATE users SET device_epoch = device_epoch + 1 WHERE id = ?")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected() > 0)
@@ -153,7 +153,7 @@ impl UserStore for SqliteStore {
         // Sessions, codes and refresh tokens go with it: ON DELETE CASCADE.
         let done = sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *self.write_conn().await?)
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected() > 0)
