@@ -6,13 +6,13 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use portcullis_core::crypto::HashKey;
 use portcullis_core::email::Email;
-use portcullis_core::ids::{ClientId, UserId};
+use portcullis_core::ids::{ClientId, SessionId, UserId};
 use portcullis_core::model::{Api, Client, ClientKind, GrantType, SigningAlg, User};
 use portcullis_core::password::{self, PasswordHasher, PasswordPolicy};
 use portcullis_core::redirect_uri::RedirectUri;
 use portcullis_core::scope;
 use portcullis_core::secret::{self, reveal, SecretKind};
-use portcullis_core::store::{ApiStore, ClientStore, StoreError, UserStore};
+use portcullis_core::store::{ApiStore, ClientStore, SessionStore, StoreError, UserStore};
 use portcullis_server::config::Config;
 use portcullis_server::state::now;
 use serde_json::json;
@@ -406,6 +406,78 @@ fn read_password() -> anyhow::Result<String> {
         .map(|s| s.strip_suffix('\r').unwrap_or(s))
         .unwrap_or(&buf);
     Ok(trimmed.to_owned())
+}
+
+#[derive(Subcommand)]
+pub enum SessionsCommand {
+    /// A user's active sessions: id, device, address, created, last active (newest first).
+    List {
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End one session (its session-bound refresh tokens end with it).
+    Revoke { session_id: String },
+    /// End every session of a user.
+    RevokeAll { email: String },
+}
+
+pub async fn sessions(config: &Config, cmd: SessionsCommand) -> anyhow::Result<()> {
+    let store = portcullis_server::open_store(config).await?;
+    match cmd {
+        SessionsCommand::List { email, json } => {
+            let user = user_by_email(&store, &email).await?;
+            let list = store.list_sessions(&user.id, now()).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::Value::Array(
+                        list.iter()
+                            .map(|s| json!({
+                                "session_id": s.id.as_str(),
+                                "user_agent": s.user_agent,
+                                "address": s.address,
+                                "created_at": s.created_at,
+                                "last_seen_at": s.last_seen_at,
+                                "auth_time": s.auth_time,
+                                "expires_at": s.expires_at,
+                                "idle_timeout": s.idle_timeout,
+                            }))
+                            .collect()
+                    )
+                );
+            } else {
+                for s in list {
+                    println!(
+                        "{}\t{}\t{}\tcreated {}\tlast active {}",
+                        s.id,
+                        s.user_agent.as_deref().unwrap_or("-"),
+                        s.address.as_deref().unwrap_or("-"),
+                        s.created_at,
+                        s.last_seen_at
+                    );
+                }
+            }
+        }
+        SessionsCommand::Revoke { session_id } => {
+            let id = SessionId::parse(&session_id)
+                .ok_or_else(|| anyhow::anyhow!("{session_id:?} is not a session id"))?;
+            match store.session_by_id(&id).await? {
+                Some(s) if s.revoked_at.is_none() => {
+                    store.revoke_session(&id, now()).await?;
+                    println!("session ended");
+                }
+                Some(_) => println!("session already ended"),
+                None => bail!("no such session"),
+            }
+        }
+        SessionsCommand::RevokeAll { email } => {
+            let user = user_by_email(&store, &email).await?;
+            let ended = store.revoke_user_sessions(&user.id, None, now()).await?;
+            println!("{} session(s) ended", ended.len());
+        }
+    }
+    Ok(())
 }
 
 async fn user_by_email<S: UserStore>(store: &S, email: &str) -> anyhow::Result<User> {

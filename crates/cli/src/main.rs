@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::UsersCommand,
     },
+    /// List and end users' sessions.
+    Sessions {
+        #[command(subcommand)]
+        command: commands::SessionsCommand,
+    },
 }
 
 fn init_logging() {
@@ -96,5 +101,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apis { command } => commands::apis(&config, command).await,
         Command::Clients { command } => commands::clients(&config, command).await,
         Command::Users { command } => commands::users(&config, command).await,
+        Command::Sessions { command } => commands::sessions(&config, command).await,
     }
 }

@@ -70,12 +70,42 @@ pub async fn verify_credentials<S: UserStore + ?Sized>(
     }
 }
 
+/// Where a sign-in came from, as the user will see it in their list of sessions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionOrigin {
+    pub user_agent: Option<String>,
+    pub address: Option<String>,
+}
+
+/// Longest `User-Agent` kept with a session, in characters.
+pub const MAX_USER_AGENT: usize = 200;
+
+impl SessionOrigin {
+    /// Keeps at most [`MAX_USER_AGENT`] characters of the user agent, without control
+    /// characters (it is shown on a page and in the CLI).
+    pub fn new(user_agent: Option<&str>, address: Option<String>) -> Self {
+        let user_agent = user_agent
+            .map(|ua| {
+                ua.chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_USER_AGENT)
+                    .collect::<String>()
+            })
+            .filter(|ua| !ua.trim().is_empty());
+        Self {
+            user_agent,
+            address,
+        }
+    }
+}
+
 /// A new session for `user` (a new id at every sign-in: no fixation).
 pub fn new_session(
     user: &User,
     key: &HashKey,
     now: i64,
-    absolute_lifetime: i64,
+    policy: &crate::policy::SessionPolicy,
+    origin: SessionOrigin,
 ) -> (Session, IssuedSecret) {
     let cookie = secret::issue(SecretKind::SessionCookie, key);
     let session = Session {
@@ -85,8 +115,11 @@ pub fn new_session(
         auth_time: now,
         created_at: now,
         last_seen_at: now,
-        expires_at: now + absolute_lifetime,
+        expires_at: now + policy.absolute,
         revoked_at: None,
+        user_agent: origin.user_agent,
+        address: origin.address,
+        idle_timeout: policy.idle,
     };
     (session, cookie)
 }

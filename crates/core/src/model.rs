@@ -156,11 +156,22 @@ pub struct Session {
     pub last_seen_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// The browser's `User-Agent` at sign-in (shortened, control characters removed).
+    pub user_agent: Option<String>,
+    /// The client address at sign-in.
+    pub address: Option<String>,
+    /// Ends the session after this many seconds without activity (`None`: never idle-ends).
+    pub idle_timeout: Option<i64>,
 }
 
 impl Session {
+    /// Not revoked, within its absolute lifetime, and not idle for its idle timeout.
     pub fn is_active(&self, now: i64) -> bool {
-        self.revoked_at.is_none() && now < self.expires_at
+        self.revoked_at.is_none()
+            && now < self.expires_at
+            && self
+                .idle_timeout
+                .is_none_or(|idle| now < self.last_seen_at.saturating_add(idle))
     }
 }
 

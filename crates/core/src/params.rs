@@ -148,6 +148,7 @@ fn is_known(name: &str) -> bool {
         "registration",
         "acr_values",
         "action",
+        "end",
         "logout_hint",
         "audience",
         "client_assertion",

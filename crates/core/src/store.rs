@@ -114,6 +114,24 @@ pub trait SessionStore: Send + Sync {
     /// Revokes the session and its session-bound refresh tokens in one transaction (offline
     /// tokens outlive it).
     async fn revoke_session(&self, id: &SessionId, now: i64) -> StoreResult<bool>;
+    /// The user's active sessions at `now`, newest first.
+    async fn list_sessions(&self, user_id: &UserId, now: i64) -> StoreResult<Vec<Session>>;
+    /// Revokes every active session of the user except `keep` (with their session-bound
+    /// refresh tokens), in one transaction; returns the ids revoked.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &UserId,
+        keep: Option<&SessionId>,
+        now: i64,
+    ) -> StoreResult<Vec<SessionId>>;
+    /// Keeps the user's `max` newest active sessions and revokes the older ones (oldest ends
+    /// first), in one transaction; returns the ids revoked.
+    async fn cap_sessions(
+        &self,
+        user_id: &UserId,
+        max: u32,
+        now: i64,
+    ) -> StoreResult<Vec<SessionId>>;
 }
 
 /// The outcome of consuming an authorization code.

@@ -63,6 +63,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/authorize/continue", post(routes::resume::continue_as))
         .route("/login", post(routes::login::login))
         .route(
+            "/account/sessions",
+            get(routes::sessions::list).post(routes::sessions::end),
+        )
+        .route(
             paths::END_SESSION,
             get(routes::logout::logout).post(routes::logout::logout_post),
         )

@@ -210,6 +210,25 @@ impl SessionStore for CachedStore {
     async fn touch_session(&self, id: &SessionId, now: i64) -> StoreResult<()> {
         self.inner.touch_session(id, now).await
     }
+    async fn list_sessions(&self, user_id: &UserId, now: i64) -> StoreResult<Vec<Session>> {
+        self.inner.list_sessions(user_id, now).await
+    }
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &UserId,
+        keep: Option<&SessionId>,
+        now: i64,
+    ) -> StoreResult<Vec<SessionId>> {
+        self.inner.revoke_user_sessions(user_id, keep, now).await
+    }
+    async fn cap_sessions(
+        &self,
+        user_id: &UserId,
+        max: u32,
+        now: i64,
+    ) -> StoreResult<Vec<SessionId>> {
+        self.inner.cap_sessions(user_id, max, now).await
+    }
     async fn revoke_session(&self, id: &SessionId, now: i64) -> StoreResult<bool> {
         self.inner.revoke_session(id, now).await
     }

@@ -35,6 +35,9 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_SESSION_TTL",
     "PORTCULLIS_OFFLINE_TTL",
     "PORTCULLIS_OFFLINE_IDLE",
+    "PORTCULLIS_SESSION_PRESET",
+    "PORTCULLIS_SESSION_IDLE",
+    "PORTCULLIS_MAX_SESSIONS_PER_USER",
     "PORTCULLIS_REFRESH_REUSE_GRACE",
     "PORTCULLIS_PASSWORD_MIN_LENGTH",
     "PORTCULLIS_HASHING_CONCURRENCY",
@@ -80,6 +83,9 @@ struct FileConfig {
     access_token_alg: Option<String>,
     session_ttl: Option<i64>,
     offline_ttl: Option<i64>,
+    session_preset: Option<String>,
+    session_idle: Option<String>,
+    max_sessions_per_user: Option<u32>,
     offline_idle: Option<i64>,
     refresh_reuse_grace: Option<i64>,
     password_min_length: Option<usize>,
@@ -418,6 +424,33 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     };
 
     let mut lifetimes = Lifetimes::default();
+    // A preset sets the absolute timeout, the idle timeout and the access-token lifetime; the
+    // individual settings below override its figures one by one.
+    if let Some(p) = get("PORTCULLIS_SESSION_PRESET").or(file.session_preset) {
+        let preset = portcullis_core::policy::Preset::parse(&p).ok_or_else(|| {
+            ConfigError(
+                "PORTCULLIS_SESSION_PRESET must be consumer, enterprise, financial or internal"
+                    .into(),
+            )
+        })?;
+        lifetimes.apply(preset);
+    }
+    if let Some(v) = get("PORTCULLIS_SESSION_IDLE").or(file.session_idle) {
+        lifetimes.session_idle = if v.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            Some(v.parse().map_err(|_| {
+                ConfigError("PORTCULLIS_SESSION_IDLE must be a number of seconds or off".into())
+            })?)
+        };
+    }
+    if let Some(n) = parse_num(
+        "PORTCULLIS_MAX_SESSIONS_PER_USER",
+        get("PORTCULLIS_MAX_SESSIONS_PER_USER"),
+        file.max_sessions_per_user,
+    )? {
+        lifetimes.max_sessions_per_user = Some(n);
+    }
     if let Some(t) = parse_num(
         "PORTCULLIS_ACCESS_TOKEN_TTL",
         get("PORTCULLIS_ACCESS_TOKEN_TTL"),

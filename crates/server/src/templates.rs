@@ -26,6 +26,7 @@ impl Templates {
         )?;
         env.add_template("index.html", include_str!("../templates/index.html"))?;
         env.add_template("logout.html", include_str!("../templates/logout.html"))?;
+        env.add_template("sessions.html", include_str!("../templates/sessions.html"))?;
         env.add_template(
             "logout_hop.html",
             include_str!("../templates/logout_hop.html"),
@@ -63,6 +64,7 @@ mod tests {
             "error.html",
             "logout.html",
             "signed_out.html",
+            "sessions.html",
         ] {
             let html = t.render(
                 name,
@@ -71,6 +73,10 @@ mod tests {
                     title => evil, message => evil, code => evil, csrf_token => "t",
                     client_id => evil, post_logout_redirect_uri => evil, state => evil,
                     location => evil,
+                    sessions => vec![minijinja::context! {
+                        id => evil, device => evil, address => evil, created => evil,
+                        last_active => evil, current => true,
+                    }],
                 },
             );
             assert!(!html.contains("<script>alert(1)"), "{name} did not escape");

@@ -110,8 +110,13 @@ impl World {
 
     /// A session at `now` and a fresh code for it.
     async fn code(&self, now: i64) -> (String, portcullis_core::model::Session) {
-        let (session, _cookie) =
-            new_session(&self.user, &self.hash, now, self.lifetimes.session_absolute);
+        let (session, _cookie) = new_session(
+            &self.user,
+            &self.hash,
+            now,
+            &self.lifetimes.session_policy(),
+            Default::default(),
+        );
         self.store.insert_session(&session).await.unwrap();
         let req = AuthorizationRequest {
             client_id: self.client.id.clone(),

@@ -76,6 +76,8 @@ macro_rules! all_checks {
                 access_token_liveness_follows_every_revocation,
                 api_secrets_keep_two_newest,
                 purge_removes_only_what_cannot_matter,
+                sessions_list_revoke_all_and_cap,
+                idle_sessions_end_and_refreshes_keep_them_alive,
             ];
             shared = [
                 flow_take_is_atomic,
@@ -294,6 +296,9 @@ mod fixtures {
             last_seen_at: T0,
             expires_at: T0 + DAY,
             revoked_at: None,
+            user_agent: None,
+            address: None,
+            idle_timeout: None,
         }
     }
 
@@ -1810,5 +1815,129 @@ mod checks {
         s.purge_expired(T0 + 92 * DAY).await.unwrap();
         assert!(s.refresh_token_by_hash("rt-off").await.unwrap().is_none());
         assert!(s.session_by_id(&fx.session.id).await.unwrap().is_none());
+    }
+
+    pub async fn sessions_list_revoke_all_and_cap(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let mut ids = vec![fx.session.id.clone()];
+        for (i, name) in ["b", "c", "d"].into_iter().enumerate() {
+            let mut next = session(&fx.user, name);
+            next.created_at = T0 + 1 + i as i64;
+            next.user_agent = Some(format!("agent {name}"));
+            next.address = Some("192.0.2.1".to_owned());
+            s.insert_session(&next).await.unwrap();
+            ids.push(next.id.clone());
+        }
+        let bob = seed_named(s, "bob").await;
+        let listed = s.list_sessions(&fx.user.id, T0 + 10).await.unwrap();
+        let listed_ids: Vec<_> = listed.iter().map(|x| x.id.clone()).collect();
+        assert_eq!(
+            listed_ids,
+            ids.iter().rev().cloned().collect::<Vec<_>>(),
+            "newest first"
+        );
+        assert_eq!(listed[0].user_agent.as_deref(), Some("agent d"));
+        assert_eq!(listed[0].address.as_deref(), Some("192.0.2.1"));
+
+        // The cap keeps the newest two; the ended ones take their refresh tokens along.
+        s.insert_refresh_token(&refresh(&fx, "rt-oldest", &FamilyId::generate()))
+            .await
+            .unwrap();
+        let ended = s.cap_sessions(&fx.user.id, 2, T0 + 10).await.unwrap();
+        assert_eq!(ended.len(), 2);
+        assert!(ended.contains(&ids[0]) && ended.contains(&ids[1]));
+        assert!(!usable(s, "rt-oldest", &fx.client.id, T0 + 11).await);
+        assert_eq!(
+            s.list_sessions(&fx.user.id, T0 + 11).await.unwrap().len(),
+            2
+        );
+        assert!(s
+            .cap_sessions(&fx.user.id, 2, T0 + 11)
+            .await
+            .unwrap()
+            .is_empty());
+
+        // All but one, then all; another user's sessions are untouched.
+        let ended = s
+            .revoke_user_sessions(&fx.user.id, Some(&ids[3]), T0 + 12)
+            .await
+            .unwrap();
+        assert_eq!(ended, vec![ids[2].clone()]);
+        let ended = s
+            .revoke_user_sessions(&fx.user.id, None, T0 + 13)
+            .await
+            .unwrap();
+        assert_eq!(ended, vec![ids[3].clone()]);
+        assert!(s
+            .list_sessions(&fx.user.id, T0 + 14)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            s.list_sessions(&bob.user.id, T0 + 14).await.unwrap().len(),
+            1
+        );
+    }
+
+    pub async fn idle_sessions_end_and_refreshes_keep_them_alive(s: &dyn Storage) {
+        let user = user("ida");
+        s.create_user(&user).await.unwrap();
+        let client = client("ida");
+        s.create_client(&client).await.unwrap();
+        let mut idle = session(&user, "idle");
+        idle.idle_timeout = Some(300);
+        s.insert_session(&idle).await.unwrap();
+        let fx = Fixture {
+            user,
+            client,
+            session: idle.clone(),
+        };
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+            .await
+            .unwrap();
+        let got = s.session_by_id(&idle.id).await.unwrap().unwrap();
+        assert_eq!(got.idle_timeout, Some(300));
+        assert!(got.is_active(T0 + 299) && !got.is_active(T0 + 300));
+        // A refresh at T0 + 200 is activity: the session now idles out at T0 + 500.
+        assert!(matches!(
+            rotate(s, "rt-1", &fx.client.id, T0 + 200, "rt-2").await,
+            RefreshRotation::Rotated(_)
+        ));
+        let got = s.session_by_id(&idle.id).await.unwrap().unwrap();
+        assert_eq!(got.last_seen_at, T0 + 200);
+        assert!(got.is_active(T0 + 499) && !got.is_active(T0 + 500));
+        assert_eq!(
+            s.list_sessions(&fx.user.id, T0 + 499).await.unwrap().len(),
+            1
+        );
+        assert!(s
+            .list_sessions(&fx.user.id, T0 + 500)
+            .await
+            .unwrap()
+            .is_empty());
+        // Past the idle end the session's tokens are dead everywhere.
+        assert!(s
+            .live_refresh_token("rt-2", T0 + 500, &RULES)
+            .await
+            .unwrap()
+            .is_none());
+        let uid = fx.user.id.to_string();
+        let cid = fx.client.id.to_string();
+        let sid = idle.id.to_string();
+        let at = AccessTokenCheck {
+            jti: "j",
+            client_id: &cid,
+            user_id: Some(&uid),
+            family_id: None,
+            session_id: Some(&sid),
+            now: T0 + 499,
+        };
+        assert!(s.access_token_active(&at).await.unwrap());
+        let late = AccessTokenCheck {
+            now: T0 + 500,
+            ..at
+        };
+        assert!(!s.access_token_active(&late).await.unwrap());
+        assert!(!usable(s, "rt-2", &fx.client.id, T0 + 500).await);
     }
 }

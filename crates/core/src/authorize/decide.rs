@@ -128,6 +128,9 @@ mod tests {
             last_seen_at: auth_time,
             expires_at: auth_time + 1000,
             revoked_at: None,
+            user_agent: None,
+            address: None,
+            idle_timeout: None,
         };
         (s, user)
     }

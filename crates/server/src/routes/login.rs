@@ -144,10 +144,32 @@ pub async fn login(
     if let Ok(Some((old, _))) = load_session(&st, &headers, now).await {
         let _ = st.store.revoke_session(&old.id, now).await;
     }
-    let (session, cookie) =
-        login::new_session(&user, &st.hash_key, now, st.lifetimes.session_absolute);
+    let origin = login::SessionOrigin::new(
+        headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+        Some(ip.to_string()),
+    );
+    let (session, cookie) = login::new_session(
+        &user,
+        &st.hash_key,
+        now,
+        &st.lifetimes.session_policy(),
+        origin,
+    );
     if let Err(e) = st.store.insert_session(&session).await {
         return store_failure(&st, e);
+    }
+    // The concurrent-session limit: the oldest sessions end first.
+    if let Some(max) = st.lifetimes.max_sessions_per_user {
+        match st.store.cap_sessions(&user.id, max, now).await {
+            Ok(ended) => {
+                for id in ended {
+                    tracing::info!(event = "session.revoked", reason = "session_limit", user_id = %user.id, session_id = %id);
+                }
+            }
+            Err(e) => return store_failure(&st, e),
+        }
     }
     tracing::info!(event = "login.succeeded", user_id = %user.id, client_id = %client.id, session_id = %session.id);
     let res = flow::issue_code(&st, &taken, &client, &session, &user, true, now).await;

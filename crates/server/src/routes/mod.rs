@@ -8,5 +8,6 @@ pub mod login;
 pub mod logout;
 pub mod resume;
 pub mod revoke;
+pub mod sessions;
 pub mod token;
 pub mod userinfo;

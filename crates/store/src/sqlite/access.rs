@@ -52,7 +52,8 @@ impl AccessTokenStore for SqliteStore {
                  OR (?4 IS NOT NULL AND EXISTS (SELECT 1 FROM refresh_tokens \
                                                 WHERE family_id = ?4 AND offline = 1)) \
                  OR EXISTS (SELECT 1 FROM sessions \
-                            WHERE id = ?5 AND revoked_at IS NULL AND expires_at > ?6))",
+                            WHERE id = ?5 AND revoked_at IS NULL AND expires_at > ?6 \
+                            AND (idle_timeout IS NULL OR last_seen_at + idle_timeout > ?6)))",
         )
         .bind(check.jti)
         .bind(check.client_id)

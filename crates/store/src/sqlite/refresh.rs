@@ -59,7 +59,8 @@ macro_rules! holders_live {
          WHERE u.id = refresh_tokens.user_id AND u.disabled = 0 AND c.disabled = 0 \
          AND (refresh_tokens.offline = 1 OR EXISTS (SELECT 1 FROM sessions s \
               WHERE s.id = refresh_tokens.session_id AND s.user_id = u.id \
-              AND s.revoked_at IS NULL AND s.expires_at > ?1)))"
+              AND s.revoked_at IS NULL AND s.expires_at > ?1 \
+              AND (s.idle_timeout IS NULL OR s.last_seen_at + s.idle_timeout > ?1))))"
     };
 }
 
@@ -322,7 +323,8 @@ async fn holders_active(
         "SELECT 1 FROM users u JOIN clients c ON c.id = ? \
          WHERE u.id = ? AND u.disabled = 0 AND c.disabled = 0 \
          AND (? OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = ? AND s.user_id = u.id \
-              AND s.revoked_at IS NULL AND s.expires_at > ?))",
+              AND s.revoked_at IS NULL AND s.expires_at > ?5 \
+              AND (s.idle_timeout IS NULL OR s.last_seen_at + s.idle_timeout > ?5)))",
     )
     .bind(token.client_id.as_str())
     .bind(token.user_id.as_str())

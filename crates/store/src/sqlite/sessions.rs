@@ -18,6 +18,9 @@ struct SessionRow {
     last_seen_at: i64,
     expires_at: i64,
     revoked_at: Option<i64>,
+    user_agent: Option<String>,
+    address: Option<String>,
+    idle_timeout: Option<i64>,
 }
 
 impl From<SessionRow> for Session {
@@ -31,6 +34,9 @@ impl From<SessionRow> for Session {
             last_seen_at: row.last_seen_at,
             expires_at: row.expires_at,
             revoked_at: row.revoked_at,
+            user_agent: row.user_agent,
+            address: row.address,
+            idle_timeout: row.idle_timeout,
         }
     }
 }
@@ -40,7 +46,7 @@ macro_rules! select_session {
     ($tail:literal) => {
         concat!(
             "SELECT id, cookie_hash, user_id, auth_time, created_at, last_seen_at, expires_at, \
-             revoked_at FROM sessions ",
+             revoked_at, user_agent, address, idle_timeout FROM sessions ",
             $tail
         )
     };
@@ -88,7 +94,8 @@ impl SessionStore for SqliteStore {
     async fn insert_session(&self, session: &Session) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, created_at, last_seen_at, \
-             expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             expires_at, revoked_at, user_agent, address, idle_timeout) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(session.id.as_str())
         .bind(&session.cookie_hash)
@@ -98,6 +105,9 @@ impl SessionStore for SqliteStore {
         .bind(session.last_seen_at)
         .bind(session.expires_at)
         .bind(session.revoked_at)
+        .bind(session.user_agent.as_deref())
+        .bind(session.address.as_deref())
+        .bind(session.idle_timeout)
         .execute(&mut *self.write_conn().await?)
         .await
         .map_err(|e| {
@@ -147,5 +157,68 @@ impl SessionStore for SqliteStore {
         let found = revoke_session_in(&mut tx, id, now).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(found)
+    }
+
+    async fn list_sessions(&self, user_id: &UserId, now: i64) -> StoreResult<Vec<Session>> {
+        let rows: Vec<SessionRow> = sqlx::query_as(select_session!(
+            "WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 \
+             AND (idle_timeout IS NULL OR last_seen_at + idle_timeout > ?2) \
+             ORDER BY created_at DESC, rowid DESC"
+        ))
+        .bind(user_id.as_str())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(Session::from).collect())
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &UserId,
+        keep: Option<&SessionId>,
+        now: i64,
+    ) -> StoreResult<Vec<SessionId>> {
+        let mut tx = self.begin_write().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?",
+        )
+        .bind(user_id.as_str())
+        .bind(keep.map(SessionId::as_str))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let ids: Vec<SessionId> = ids.into_iter().map(SessionId::from_trusted).collect();
+        for id in &ids {
+            revoke_session_in(&mut tx, id, now).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(ids)
+    }
+
+    async fn cap_sessions(
+        &self,
+        user_id: &UserId,
+        max: u32,
+        now: i64,
+    ) -> StoreResult<Vec<SessionId>> {
+        let mut tx = self.begin_write().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL \
+             AND expires_at > ?2 AND (idle_timeout IS NULL OR last_seen_at + idle_timeout > ?2) \
+             ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?3",
+        )
+        .bind(user_id.as_str())
+        .bind(now)
+        .bind(i64::from(max))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let ids: Vec<SessionId> = ids.into_iter().map(SessionId::from_trusted).collect();
+        for id in &ids {
+            revoke_session_in(&mut tx, id, now).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(ids)
     }
 }

@@ -1,0 +1,322 @@
+//! Session control and session policies against the real server: the hosted sessions page,
+//! the `sessions` CLI, the concurrent-session limit and the presets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const ALICE: &str = "alice@example.com";
+const PAGE: &str = "/account/sessions";
+
+/// An HTTP client that announces `ua` as its `User-Agent`.
+fn browser(srv: &TestServer, ua: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(srv.ca_pem.as_bytes()).unwrap()])
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(ua)
+        .build()
+        .unwrap()
+}
+
+/// Signs alice in through the web client in a new browser; returns its jar and tokens.
+async fn signed_in(srv: &TestServer, http: &reqwest::Client, seed: &Seed) -> (Jar, Value) {
+    let mut jar = Jar::default();
+    let t = sign_in_for_tokens(
+        srv,
+        http,
+        &mut jar,
+        (&seed.web_id, &seed.web_secret),
+        CB,
+        ALICE,
+    )
+    .await;
+    (jar, t)
+}
+
+async fn page_of(srv: &TestServer, http: &reqwest::Client, jar: &Jar) -> String {
+    let res = http
+        .get(srv.url(PAGE))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}
+
+async fn end(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    jar: &Jar,
+    form: &[(&str, &str)],
+    origin: &str,
+) -> reqwest::Response {
+    http.post(srv.url(PAGE))
+        .header("cookie", jar.header())
+        .header("origin", origin)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn refresh_status(srv: &TestServer, http: &reqwest::Client, seed: &Seed, t: &Value) -> u16 {
+    refresh(
+        srv,
+        http,
+        (&seed.web_id, &seed.web_secret),
+        t["refresh_token"].as_str().unwrap(),
+    )
+    .await
+    .0
+}
+
+fn session_ids(html: &str) -> Vec<String> {
+    html.split("data-session=\"")
+        .skip(1)
+        .map(|s| s[..s.find('"').unwrap()].to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_see_their_sessions_and_end_one_the_others_or_all() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let laptop = browser(&srv, "Laptop <script>alert(1)</script>");
+    let phone = browser(&srv, "Phone\tBrowser");
+    let (laptop_jar, laptop_t) = signed_in(&srv, &laptop, &seed).await;
+    let (phone_jar, phone_t) = signed_in(&srv, &phone, &seed).await;
+
+    let res = laptop
+        .get(srv.url(PAGE))
+        .header("cookie", laptop_jar.header())
+        .send()
+        .await
+        .unwrap();
+    let html = check_html_page("sessions page", res, None).await;
+    let ids = session_ids(&html);
+    assert_eq!(ids.len(), 2, "{html}");
+    assert_eq!(html.matches("id=\"this-browser\"").count(), 1);
+    assert!(html.contains("Laptop &lt;script&gt;"), "escaped: {html}");
+    assert!(!html.contains("<script>alert"));
+    assert!(html.contains("PhoneBrowser"), "control characters removed");
+    assert!(html.contains("127.0.0.1"));
+    let csrf = csrf_of(&html);
+
+    // Without the token, or cross-site: 403, nothing ends.
+    let phone_session = ids[0].clone(); // newest first: the phone signed in last
+    let res = end(
+        &srv,
+        &laptop,
+        &laptop_jar,
+        &[("end", &phone_session)],
+        &srv.issuer,
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+    let res = end(
+        &srv,
+        &laptop,
+        &laptop_jar,
+        &[("end", &phone_session), ("csrf_token", &csrf)],
+        "https://evil.example",
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+    // A token of another session does not pass either.
+    let phone_csrf = csrf_of(&page_of(&srv, &phone, &phone_jar).await);
+    let res = end(
+        &srv,
+        &laptop,
+        &laptop_jar,
+        &[("end", &phone_session), ("csrf_token", &phone_csrf)],
+        &srv.issuer,
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(refresh_status(&srv, &phone, &seed, &phone_t).await, 200);
+
+    // Another user's session cannot be ended from here (and its existence is not told).
+    let bob = srv.cli_json(
+        &[
+            "users",
+            "create",
+            "--email",
+            "bob@example.com",
+            "--password-stdin",
+        ],
+        Some(PASSWORD),
+    );
+    assert!(bob["user_id"].is_string());
+    let mut bob_jar = Jar::default();
+    let bob_t = sign_in_for_tokens(
+        &srv,
+        &laptop,
+        &mut bob_jar,
+        (&seed.web_id, &seed.web_secret),
+        CB,
+        "bob@example.com",
+    )
+    .await;
+    let bob_session = session_ids(&page_of(&srv, &laptop, &bob_jar).await)[0].clone();
+    for victim in [bob_session.as_str(), "ses_doesnotexist", "not an id"] {
+        let res = end(
+            &srv,
+            &laptop,
+            &laptop_jar,
+            &[("end", victim), ("csrf_token", &csrf)],
+            &srv.issuer,
+        )
+        .await;
+        assert_eq!(res.status(), 400, "{victim}");
+    }
+    assert_eq!(refresh_status(&srv, &laptop, &seed, &bob_t).await, 200);
+
+    // End the phone's session: 303 back to the page; its refresh token is dead.
+    let res = end(
+        &srv,
+        &laptop,
+        &laptop_jar,
+        &[("end", &phone_session), ("csrf_token", &csrf)],
+        &srv.issuer,
+    )
+    .await;
+    let status = res.status();
+    let headers = res.headers().clone();
+    assert_eq!(status, 303, "{}", res.text().await.unwrap());
+    let res = (headers,);
+    assert_eq!(res.0["location"], PAGE);
+    assert!(res.0.get("set-cookie").is_none(), "this browser stays");
+    assert_eq!(refresh_status(&srv, &phone, &seed, &phone_t).await, 400);
+    assert_eq!(
+        session_ids(&page_of(&srv, &laptop, &laptop_jar).await).len(),
+        1
+    );
+
+    // "All others" leaves this one; "all" ends it too and deletes the cookie.
+    let (_, tablet_t) = signed_in(&srv, &phone, &seed).await;
+    let res = end(
+        &srv,
+        &laptop,
+        &laptop_jar,
+        &[("end", "others"), ("csrf_token", &csrf)],
+        &srv.issuer,
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(refresh_status(&srv, &phone, &seed, &tablet_t).await, 400);
+    let (st, next) = refresh(
+        &srv,
+        &laptop,
+        (&seed.web_id, &seed.web_secret),
+        laptop_t["refresh_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let res = end(
+        &srv,
+        &laptop,
+        &laptop_jar,
+        &[("end", "all"), ("csrf_token", &csrf)],
+        &srv.issuer,
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.starts_with("__Host-portcullis-session=;"),
+        "{cookie}"
+    );
+    assert!(
+        cookie.to_ascii_lowercase().contains("max-age=0"),
+        "{cookie}"
+    );
+    assert_eq!(refresh_status(&srv, &laptop, &seed, &next).await, 400);
+    let html = page_of(&srv, &laptop, &laptop_jar).await;
+    assert!(html.contains("id=\"signed-out\""), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_and_revokes_a_users_sessions() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let http = browser(&srv, "Test Browser 1.0");
+    let (_, first) = signed_in(&srv, &http, &seed).await;
+    let (_, second) = signed_in(&srv, &http, &seed).await;
+    let list = srv.cli_json(&["sessions", "list", ALICE], None);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["user_agent"], "Test Browser 1.0");
+    assert_eq!(list[0]["address"], "127.0.0.1");
+    assert!(list[0]["created_at"].as_i64().unwrap() >= list[1]["created_at"].as_i64().unwrap());
+    let newest = list[0]["session_id"].as_str().unwrap();
+    assert!(srv
+        .cli(&["sessions", "revoke", newest], None)
+        .contains("session ended"));
+    assert_eq!(refresh_status(&srv, &http, &seed, &second).await, 400);
+    assert_eq!(refresh_status(&srv, &http, &seed, &first).await, 200);
+    assert!(srv
+        .cli(&["sessions", "revoke-all", ALICE], None)
+        .contains("1 session(s) ended"));
+    assert!(srv
+        .cli_json(&["sessions", "list", ALICE], None)
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let bad = srv.cli_raw(&["sessions", "revoke", "ses_nope"], None);
+    assert_ne!(bad.status.code(), Some(0));
+    let bad = srv.cli_raw(&["sessions", "list", "nobody@example.com"], None);
+    assert_ne!(bad.status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrent_session_limit_ends_the_oldest_first() {
+    let srv = TestServer::start_with(&[("PORTCULLIS_MAX_SESSIONS_PER_USER", "2")]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let (_, first) = signed_in(&srv, &http, &seed).await;
+    let (_, second) = signed_in(&srv, &http, &seed).await;
+    let (_, third) = signed_in(&srv, &http, &seed).await;
+    assert_eq!(refresh_status(&srv, &http, &seed, &first).await, 400);
+    assert_eq!(refresh_status(&srv, &http, &seed, &second).await, 200);
+    assert_eq!(refresh_status(&srv, &http, &seed, &third).await, 200);
+    assert_eq!(
+        srv.cli_json(&["sessions", "list", ALICE], None)
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(srv.log().contains("session_limit"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preset_sets_the_access_token_lifetime_and_the_idle_timeout() {
+    let srv = TestServer::start_with(&[("PORTCULLIS_SESSION_PRESET", "financial")]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let (_, t) = signed_in(&srv, &http, &seed).await;
+    assert_eq!(t["expires_in"], 120, "financial: 2-minute access tokens");
+    let list = srv.cli_json(&["sessions", "list", ALICE], None);
+    let s = &list.as_array().unwrap()[0];
+    assert_eq!(s["idle_timeout"], 300);
+    assert_eq!(
+        s["expires_at"].as_i64().unwrap() - s["created_at"].as_i64().unwrap(),
+        900
+    );
+    // A setting that breaks the rule "access token shorter than the idle timeout" is refused
+    // at start, naming it.
+    let mut cmd = srv.base_command();
+    cmd.args(["serve"])
+        .env("PORTCULLIS_SESSION_PRESET", "financial")
+        .env("PORTCULLIS_ACCESS_TOKEN_TTL", "300");
+    let out = cmd.output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("shorter than the session idle timeout"),
+        "{err}"
+    );
+}
