@@ -257,11 +257,16 @@ async fn revocation_is_immediate_owner_only_and_survives_a_restart() {
     );
     assert_eq!(userinfo_status(&srv, &http, at2).await, 401);
 
-    // Bad requests: a missing token is invalid_request; no credentials is invalid_client.
+    // Bad requests: a missing token is invalid_request; no credentials is invalid_client
+    // (and counts against the address).
     let (st, e, _) = post_form(&srv, &http, "/revoke", Some(web(&seed)), &[]).await;
     assert_eq!((st, s(&e, "error")), (400, "invalid_request"));
-    let (st, e, _) = post_form(&srv, &http, "/revoke", None, &[("token", rt2)]).await;
-    assert_eq!((st, s(&e, "error")), (400, "invalid_request"), "{e}");
+    let (st, e, h) = post_form(&srv, &http, "/revoke", None, &[("token", rt2)]).await;
+    assert_eq!((st, s(&e, "error")), (401, "invalid_client"), "{e}");
+    assert!(
+        h.contains_key("ratelimit"),
+        "counted as a failed client authentication"
+    );
     let (st, e, h) = post_form(
         &srv,
         &http,
@@ -326,9 +331,13 @@ async fn public_clients_revoke_with_their_client_id_and_only_their_own_tokens() 
     let (st, _) = refresh(&srv, &http, &seed, web_rt).await;
     assert_eq!(st, 200, "another client's token is untouched");
 
-    // Its own: revoked with client_id alone.
+    // Its own: revoked with client_id alone. The access token of the same code exchange
+    // ends with the family (`fid`), at userinfo at once.
+    let first_at = s(&t, "access_token");
+    assert_eq!(userinfo_status(&srv, &http, first_at).await, 200);
     let form = [public_id[0], ("token", rt)];
     assert_eq!(revoke(&srv, &http, None, &form).await, 200);
+    assert_eq!(userinfo_status(&srv, &http, first_at).await, 401);
     let (st, e, _) = post_form(
         &srv,
         &http,
@@ -387,7 +396,10 @@ async fn introspection_answers_the_tokens_client_and_apis_in_its_audience_only()
     assert!(v.get("fid").is_none() && v.get("sid").is_none());
     let v = introspect(&srv, &http, web(&seed), rt).await;
     assert_eq!(v["active"], true);
-    assert_eq!(v["token_type"], "refresh_token");
+    assert!(
+        v.get("token_type").is_none(),
+        "refresh tokens have no RFC 6749 token type"
+    );
     assert_eq!(v["client_id"], seed.web_id.as_str());
 
     // The API named in `aud`, with its own credentials in the body or (form-encoded) Basic.
@@ -576,6 +588,22 @@ async fn offline_tokens_need_consent_and_outlive_the_session_but_not_a_password_
     let code = query_of(res.headers()["location"].to_str().unwrap())["code"].clone();
     let offline = exchange(&srv, &http, &seed, &code, &v).await;
     assert!(s(&offline, "scope").contains("offline_access"));
+
+    // A browser without a session sees the notice on the sign-in page itself.
+    let (_, c) = pkce();
+    let mut fresh = Jar::default();
+    let res = authorize_and_resume(
+        &srv,
+        &http,
+        &mut fresh,
+        &offline_url(&srv, &seed.web_id, &c, &[]),
+    )
+    .await;
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("id=\"login\"") && html.contains("id=\"offline-consent\""),
+        "{html}"
+    );
 
     // prompt=none cannot consent; a client without the refresh grant cannot ask.
     let (_, c) = pkce();

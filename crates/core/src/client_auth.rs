@@ -57,14 +57,17 @@ fn credentials(
             }
             (id, Some(secret))
         }
+        // No client identified at all is failed client authentication (RFC 6749 §5.2), and
+        // counts against the address like any other.
         (None, Some(s)) => {
-            let id = body_id
-                .ok_or_else(|| OAuthError::invalid_request("parameter 'client_id' is missing"))?;
+            let id = body_id.ok_or_else(|| {
+                OAuthError::invalid_client().with_detail("client_secret without client_id")
+            })?;
             (id.to_owned(), Some(s.to_owned()))
         }
         (None, None) => {
             let id = body_id
-                .ok_or_else(|| OAuthError::invalid_request("parameter 'client_id' is missing"))?;
+                .ok_or_else(|| OAuthError::invalid_client().with_detail("no client credentials"))?;
             (id.to_owned(), None)
         }
     };

@@ -35,8 +35,10 @@ pub struct Details {
     pub iat: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
-    /// `Bearer` for access tokens, `refresh_token` for refresh tokens.
-    pub token_type: &'static str,
+    /// `Bearer` for access tokens; absent for refresh tokens (RFC 7662 §2.2 names access
+    /// token types from RFC 6749 §7.1, and a refresh token has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
 }
 
 impl Introspection {
@@ -71,8 +73,11 @@ pub async fn introspect<S: Storage + ?Sized>(
         };
         let rules = ctx.lifetimes.refresh_rules();
         return Ok(
-            match store.live_refresh_token(&hash, ctx.now, &rules).await? {
-                Some(t) if t.client_id == client.id => {
+            match store
+                .live_refresh_token(&hash, &client.id, ctx.now, &rules)
+                .await?
+            {
+                Some(t) => {
                     // An offline token also dies when idle: report the sooner of the two ends.
                     let exp = if t.offline {
                         t.expires_at
@@ -89,7 +94,7 @@ pub async fn introspect<S: Storage + ?Sized>(
                         exp,
                         iat: t.created_at,
                         jti: None,
-                        token_type: "refresh_token",
+                        token_type: None,
                     })
                 }
                 _ => Introspection::inactive(),
@@ -121,7 +126,7 @@ pub async fn introspect<S: Storage + ?Sized>(
         exp: claims.exp,
         iat: claims.iat,
         jti: Some(claims.jti),
-        token_type: "Bearer",
+        token_type: Some("Bearer"),
     }))
 }
 

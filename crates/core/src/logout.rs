@@ -156,13 +156,11 @@ pub fn redirect_with_state(uri: &str, state: Option<&str>) -> String {
     }
 }
 
-/// The sessions a logout ends.
+/// The session a logout ends: always the browser's own. A hint never ends a session the
+/// browser does not hold (a leaked old ID token must not sign its user out from anywhere).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ending {
-    /// The browser's own session.
     pub browser: Option<SessionId>,
-    /// The session the hint names, ended only if it belongs to this user.
-    pub hinted: Option<(SessionId, UserId)>,
 }
 
 /// What to do with a logout request.
@@ -187,18 +185,16 @@ pub fn decide(
     match (hint, browser, confirmed) {
         (_, Some((sid, _)), true) => Decision::End(Ending {
             browser: Some(sid.clone()),
-            hinted: None,
         }),
-        (_, None, true) | (None, None, false) => Decision::NothingToEnd,
+        (_, None, _) => Decision::NothingToEnd,
         (None, Some(_), false) => Decision::Confirm,
-        (Some(h), None, false) => Decision::End(Ending {
-            browser: None,
-            hinted: Some((h.session_id.clone(), h.user_id.clone())),
-        }),
-        (Some(h), Some((sid, uid)), false) if uid == &h.user_id => Decision::End(Ending {
-            browser: Some(sid.clone()),
-            hinted: (sid != &h.session_id).then(|| (h.session_id.clone(), h.user_id.clone())),
-        }),
+        // Without asking only when the hint names this very session (RP-Initiated Logout §2:
+        // a hint for another session, or another user, is confirmed by the user first).
+        (Some(h), Some((sid, uid)), false) if uid == &h.user_id && sid == &h.session_id => {
+            Decision::End(Ending {
+                browser: Some(sid.clone()),
+            })
+        }
         (Some(_), Some(_), false) => Decision::Confirm,
     }
 }
@@ -214,15 +210,6 @@ pub async fn end<S: SessionStore + ?Sized>(
     if let Some(sid) = &ending.browser {
         if store.revoke_session(sid, now).await? {
             ended += 1;
-        }
-    }
-    if let Some((sid, user)) = &ending.hinted {
-        if ending.browser.as_ref() != Some(sid) {
-            if let Some(s) = store.session_by_id(sid).await? {
-                if &s.user_id == user && s.is_active(now) && store.revoke_session(sid, now).await? {
-                    ended += 1;
-                }
-            }
         }
     }
     Ok(ended)
@@ -366,38 +353,28 @@ mod tests {
             decide(Some(&h), Some((&other_sid, &bob)), true),
             Decision::End(Ending {
                 browser: Some(other_sid.clone()),
-                hinted: None
             })
         );
         assert_eq!(decide(None, None, true), Decision::NothingToEnd);
-        // A hint for the signed-in user ends the browser's session (and the hinted one).
+        // A hint naming the browser's own session ends it without asking.
         assert_eq!(
             decide(Some(&h), Some((&mine, &alice)), false),
             Decision::End(Ending {
                 browser: Some(mine.clone()),
-                hinted: None
             })
         );
+        // The same user's hint for another (older, or ended) session: ask.
         assert_eq!(
             decide(Some(&h), Some((&other_sid, &alice)), false),
-            Decision::End(Ending {
-                browser: Some(other_sid.clone()),
-                hinted: Some((mine.clone(), alice.clone()))
-            })
+            Decision::Confirm
         );
         // Another user's hint: ask.
         assert_eq!(
             decide(Some(&h), Some((&other_sid, &bob)), false),
             Decision::Confirm
         );
-        // No session in the browser: the hinted session, for the hinted user.
-        assert_eq!(
-            decide(Some(&h), None, false),
-            Decision::End(Ending {
-                browser: None,
-                hinted: Some((mine, alice))
-            })
-        );
+        // No session in the browser: nothing ends, even the session the hint names.
+        assert_eq!(decide(Some(&h), None, false), Decision::NothingToEnd);
     }
 
     #[test]

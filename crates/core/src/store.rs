@@ -192,7 +192,10 @@ pub trait CodeStore: Send + Sync {
 
 #[async_trait]
 pub trait RefreshTokenStore: Send + Sync {
-    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()>;
+    /// Stores the first token of a family, only while its user (enabled, no password change
+    /// since its `auth_time`), client and, unless offline, session are live at `now`. False
+    /// when refused.
+    async fn insert_refresh_token(&self, token: &RefreshToken, now: i64) -> StoreResult<bool>;
     /// In one transaction: mark `old_hash` rotated if it is live, belongs to `client_id` and
     /// its session is active, and store `next` (whose family and binding the caller copies
     /// from the returned record, so `next` is built by `make_next`; `None` from it rolls the
@@ -212,6 +215,7 @@ pub trait RefreshTokenStore: Send + Sync {
     async fn live_refresh_token(
         &self,
         token_hash: &str,
+        client_id: &ClientId,
         now: i64,
         rules: &RefreshRules,
     ) -> StoreResult<Option<RefreshToken>>;

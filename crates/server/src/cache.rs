@@ -257,8 +257,8 @@ impl CodeStore for CachedStore {
 
 #[async_trait]
 impl RefreshTokenStore for CachedStore {
-    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
-        self.inner.insert_refresh_token(token).await
+    async fn insert_refresh_token(&self, token: &RefreshToken, now: i64) -> StoreResult<bool> {
+        self.inner.insert_refresh_token(token, now).await
     }
     async fn rotate_refresh_token(
         &self,
@@ -278,10 +278,13 @@ impl RefreshTokenStore for CachedStore {
     async fn live_refresh_token(
         &self,
         token_hash: &str,
+        client_id: &ClientId,
         now: i64,
         rules: &RefreshRules,
     ) -> StoreResult<Option<RefreshToken>> {
-        self.inner.live_refresh_token(token_hash, now, rules).await
+        self.inner
+            .live_refresh_token(token_hash, client_id, now, rules)
+            .await
     }
     async fn refresh_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
         self.inner.refresh_token_by_hash(token_hash).await

@@ -492,6 +492,9 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         file.refresh_reuse_grace,
     )? {
         lifetimes.refresh_reuse_grace = t;
+        if t > 2 {
+            warnings.push(format!("PORTCULLIS_REFRESH_REUSE_GRACE={t}: a stolen rotated refresh token may be replayed for {t} s without raising theft (the default, 2 s, covers parallel tabs and retries)"));
+        }
     }
     lifetimes.validate().map_err(ConfigError)?;
     let access_token_alg = match get("PORTCULLIS_ACCESS_TOKEN_ALG").or(file.access_token_alg) {

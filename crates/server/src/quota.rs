@@ -34,6 +34,19 @@ impl GovernorQuota {
     }
 }
 
+impl GovernorQuota {
+    /// The quota of any authenticated caller by its key (an API at introspection is keyed
+    /// `api:<audience>`, which no client id can be).
+    pub fn admit_key(&self, key: &str) -> Result<(), i64> {
+        self.limiter
+            .check_key(&key.to_owned())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(self.clock.now());
+                (wait.as_secs_f64().ceil() as i64).max(1)
+            })
+    }
+}
+
 impl ClientQuota for GovernorQuota {
     fn admit(&self, client: &ClientId) -> Result<(), i64> {
         self.limiter

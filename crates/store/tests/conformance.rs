@@ -78,6 +78,7 @@ macro_rules! all_checks {
                 purge_removes_only_what_cannot_matter,
                 sessions_list_revoke_all_and_cap,
                 idle_sessions_end_and_refreshes_keep_them_alive,
+                first_token_only_while_its_holders_live,
             ];
             shared = [
                 flow_take_is_atomic,
@@ -522,14 +523,14 @@ mod checks {
         s.insert_session(&earlier).await.unwrap();
         s.revoke_session(&earlier.id, T0 + 5).await.unwrap();
         let family = FamilyId::generate();
-        s.insert_refresh_token(&refresh(&fx, "rt-a", &family))
+        s.insert_refresh_token(&refresh(&fx, "rt-a", &family), T0)
             .await
             .unwrap();
         assert!(matches!(
             rotate(s, "rt-a", &fx.client.id, T0 + 10, "rt-a2").await,
             RefreshRotation::Rotated(_)
         ));
-        s.insert_refresh_token(&refresh(&other, "rt-b", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&other, "rt-b", &FamilyId::generate()), T0)
             .await
             .unwrap();
         s.insert_code(&code(&fx, "pending")).await.unwrap();
@@ -607,10 +608,10 @@ mod checks {
         let other = seed_named(s, "bob").await;
         s.insert_code(&code(&fx, "c-ada")).await.unwrap();
         s.insert_code(&code(&other, "c-bob")).await.unwrap();
-        s.insert_refresh_token(&refresh(&fx, "rt-ada", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-ada", &FamilyId::generate()), T0)
             .await
             .unwrap();
-        s.insert_refresh_token(&refresh(&other, "rt-bob", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&other, "rt-bob", &FamilyId::generate()), T0)
             .await
             .unwrap();
 
@@ -645,10 +646,10 @@ mod checks {
 
     pub async fn password_change_revokes_sessions_and_refresh_tokens(s: &dyn Storage) {
         let fx = seed(s).await;
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()), T0)
             .await
             .unwrap();
-        s.insert_refresh_token(&refresh(&fx, "rt-2", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-2", &FamilyId::generate()), T0)
             .await
             .unwrap();
         assert!(s
@@ -738,10 +739,10 @@ mod checks {
     pub async fn client_disable_revokes_refresh_tokens(s: &dyn Storage) {
         let fx = seed(s).await;
         let other = seed_named(s, "bob").await;
-        s.insert_refresh_token(&refresh(&fx, "rt-a", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-a", &FamilyId::generate()), T0)
             .await
             .unwrap();
-        s.insert_refresh_token(&refresh(&other, "rt-b", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&other, "rt-b", &FamilyId::generate()), T0)
             .await
             .unwrap();
         s.insert_code(&code(&fx, "pending")).await.unwrap();
@@ -930,11 +931,11 @@ mod checks {
         s.insert_session(&second).await.unwrap();
         let mut other_rt = refresh(&fx, "rt-second", &FamilyId::generate());
         other_rt.session_id = second.id.clone();
-        s.insert_refresh_token(&other_rt).await.unwrap();
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+        s.insert_refresh_token(&other_rt, T0).await.unwrap();
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()), T0)
             .await
             .unwrap();
-        s.insert_refresh_token(&refresh(&fx, "rt-2", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-2", &FamilyId::generate()), T0)
             .await
             .unwrap();
         assert!(matches!(
@@ -1004,7 +1005,7 @@ mod checks {
             CodeRedemption::Redeemed(_)
         ));
         let family = FamilyId::generate();
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family), T0)
             .await
             .unwrap();
         s.set_code_family("code-1", &family).await.unwrap();
@@ -1033,7 +1034,7 @@ mod checks {
             CodeRedemption::Redeemed(_)
         ));
         let family = FamilyId::generate();
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family), T0)
             .await
             .unwrap();
         s.set_code_family("code-1", &family).await.unwrap();
@@ -1069,7 +1070,7 @@ mod checks {
         let fx = seed(s).await;
         s.insert_code(&code(&fx, "code-1")).await.unwrap();
         let unrelated = FamilyId::generate();
-        s.insert_refresh_token(&refresh(&fx, "rt-unrelated", &unrelated))
+        s.insert_refresh_token(&refresh(&fx, "rt-unrelated", &unrelated), T0)
             .await
             .unwrap();
         assert!(matches!(
@@ -1077,7 +1078,7 @@ mod checks {
             CodeRedemption::Redeemed(_)
         ));
         let family = FamilyId::generate();
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family), T0)
             .await
             .unwrap();
         s.set_code_family("code-1", &family).await.unwrap();
@@ -1115,11 +1116,11 @@ mod checks {
             let family = FamilyId::generate();
             if family_first {
                 s.set_code_family(&code_hash, &family).await.unwrap();
-                s.insert_refresh_token(&refresh(&fx, &token_hash, &family))
+                s.insert_refresh_token(&refresh(&fx, &token_hash, &family), T0)
                     .await
                     .unwrap();
             } else {
-                s.insert_refresh_token(&refresh(&fx, &token_hash, &family))
+                s.insert_refresh_token(&refresh(&fx, &token_hash, &family), T0)
                     .await
                     .unwrap();
                 s.set_code_family(&code_hash, &family).await.unwrap();
@@ -1151,9 +1152,9 @@ mod checks {
         let fx = seed(s).await;
         let family = FamilyId::generate();
         let first = refresh(&fx, "rt-1", &family);
-        s.insert_refresh_token(&first).await.unwrap();
+        s.insert_refresh_token(&first, T0).await.unwrap();
         assert!(matches!(
-            s.insert_refresh_token(&first).await.unwrap_err(),
+            s.insert_refresh_token(&first, T0).await.unwrap_err(),
             StoreError::Conflict(_)
         ));
 
@@ -1183,7 +1184,7 @@ mod checks {
         assert!(usable(s, "rt-3", &fx.client.id, T0 + 300).await);
 
         // revoke_family ends every live link.
-        s.insert_refresh_token(&refresh(&fx, "rt-x", &family))
+        s.insert_refresh_token(&refresh(&fx, "rt-x", &family), T0)
             .await
             .unwrap();
         s.revoke_family(&family, T0 + 400).await.unwrap();
@@ -1194,7 +1195,7 @@ mod checks {
     pub async fn rotation_recent_reuse_within_grace(s: &dyn Storage) {
         let fx = seed(s).await;
         let family = FamilyId::generate();
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family), T0)
             .await
             .unwrap();
         assert!(matches!(
@@ -1224,11 +1225,11 @@ mod checks {
     pub async fn rotation_reuse_after_grace_revokes_family_and_session(s: &dyn Storage) {
         let fx = seed(s).await;
         let family = FamilyId::generate();
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family), T0)
             .await
             .unwrap();
         // Another family in the same session (e.g. a second grant) dies with the session.
-        s.insert_refresh_token(&refresh(&fx, "rt-sibling", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-sibling", &FamilyId::generate()), T0)
             .await
             .unwrap();
         // Another session of the same user survives.
@@ -1236,7 +1237,7 @@ mod checks {
         s.insert_session(&second).await.unwrap();
         let mut other = refresh(&fx, "rt-other-session", &FamilyId::generate());
         other.session_id = second.id.clone();
-        s.insert_refresh_token(&other).await.unwrap();
+        s.insert_refresh_token(&other, T0).await.unwrap();
 
         assert!(matches!(
             rotate(s, "rt-1", &fx.client.id, T0 + 100, "rt-2").await,
@@ -1274,7 +1275,7 @@ mod checks {
     pub async fn rotation_wrong_client(s: &dyn Storage) {
         let fx = seed(s).await;
         let other = seed_named(s, "bob").await;
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()), T0)
             .await
             .unwrap();
         assert!(matches!(
@@ -1297,7 +1298,7 @@ mod checks {
     pub async fn rotation_ended_session(s: &dyn Storage) {
         let fx = seed(s).await;
         let family = FamilyId::generate();
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family), T0)
             .await
             .unwrap();
         // Revoking the session directly would revoke the token too; simulate a session that
@@ -1321,7 +1322,7 @@ mod checks {
         s.revoke_session(&second.id, T0 + 5).await.unwrap();
         let mut late = refresh(&fx, "rt-late", &FamilyId::generate());
         late.session_id = second.id.clone();
-        s.insert_refresh_token(&late).await.unwrap();
+        s.insert_refresh_token(&late, T0).await.unwrap();
         assert!(matches!(
             rotate(s, "rt-late", &fx.client.id, T0 + 6, "rt-late-2").await,
             RefreshRotation::Invalid
@@ -1339,7 +1340,7 @@ mod checks {
         s.insert_session(&late).await.unwrap();
         let mut token = refresh(&fx, "rt-1", &FamilyId::generate());
         token.session_id = late.id.clone();
-        s.insert_refresh_token(&token).await.unwrap();
+        s.insert_refresh_token(&token, T0).await.unwrap();
         assert!(matches!(
             rotate(s, "rt-1", &fx.client.id, T0 + 2, "rt-2").await,
             RefreshRotation::Invalid
@@ -1359,7 +1360,7 @@ mod checks {
             .await
             .unwrap();
         // A token stored after the disabling (so not revoked by it) is still refused.
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()), T0)
             .await
             .unwrap();
         assert!(matches!(
@@ -1389,13 +1390,13 @@ mod checks {
         ));
         let mut short = refresh(&fx, "rt-short", &FamilyId::generate());
         short.expires_at = T0 + 100;
-        s.insert_refresh_token(&short).await.unwrap();
+        s.insert_refresh_token(&short, T0).await.unwrap();
         assert!(matches!(
             rotate(s, "rt-short", &fx.client.id, T0 + 100, "rt-2").await,
             RefreshRotation::Invalid
         ));
         let family = FamilyId::generate();
-        s.insert_refresh_token(&refresh(&fx, "rt-revoked", &family))
+        s.insert_refresh_token(&refresh(&fx, "rt-revoked", &family), T0)
             .await
             .unwrap();
         s.revoke_family(&family, T0 + 1).await.unwrap();
@@ -1406,7 +1407,7 @@ mod checks {
         // Rotated then expired: invalid, not reuse.
         let mut soon = refresh(&fx, "rt-soon", &FamilyId::generate());
         soon.expires_at = T0 + 1000;
-        s.insert_refresh_token(&soon).await.unwrap();
+        s.insert_refresh_token(&soon, T0).await.unwrap();
         assert!(matches!(
             rotate(s, "rt-soon", &fx.client.id, T0 + 10, "rt-soon-2").await,
             RefreshRotation::Rotated(_)
@@ -1426,7 +1427,7 @@ mod checks {
 
     pub async fn rotation_refuses_successor_outside_family(s: &dyn Storage) {
         let fx = seed(s).await;
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()), T0)
             .await
             .unwrap();
         let escape = |old: &RefreshToken| {
@@ -1472,7 +1473,7 @@ mod checks {
 
     pub async fn concurrent_rotation_yields_one_winner(s: Arc<dyn Storage>) {
         let fx = seed(s.as_ref()).await;
-        s.insert_refresh_token(&refresh(&fx, "rt-race", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-race", &FamilyId::generate()), T0)
             .await
             .unwrap();
         let client = fx.client.id.clone();
@@ -1521,9 +1522,9 @@ mod checks {
         let mut offline = refresh(&fx, "rt-off", &family);
         offline.offline = true;
         offline.expires_at = T0 + 90 * DAY;
-        s.insert_refresh_token(&offline).await.unwrap();
+        s.insert_refresh_token(&offline, T0).await.unwrap();
         let bound = refresh(&fx, "rt-bound", &FamilyId::generate());
-        s.insert_refresh_token(&bound).await.unwrap();
+        s.insert_refresh_token(&bound, T0).await.unwrap();
 
         // Ending the session ends the session-bound token only.
         s.revoke_session(&fx.session.id, T0 + 1).await.unwrap();
@@ -1537,7 +1538,7 @@ mod checks {
         assert!(next.offline);
         let idle_end = T0 + 2 + OFFLINE_IDLE;
         assert!(s
-            .live_refresh_token("rt-off-2", idle_end - 1, &RULES)
+            .live_refresh_token("rt-off-2", &fx.client.id, idle_end - 1, &RULES)
             .await
             .unwrap()
             .is_some());
@@ -1547,7 +1548,7 @@ mod checks {
         let fx2 = seed_named(s, "bob").await;
         let mut off2 = refresh(&fx2, "rt-off-b", &FamilyId::generate());
         off2.offline = true;
-        s.insert_refresh_token(&off2).await.unwrap();
+        s.insert_refresh_token(&off2, T0).await.unwrap();
         s.set_user_disabled(&fx2.user.id, true, T0 + 3)
             .await
             .unwrap();
@@ -1560,7 +1561,7 @@ mod checks {
         let fx3 = seed_named(s, "cy").await;
         let mut off3 = refresh(&fx3, "rt-off-c", &FamilyId::generate());
         off3.offline = true;
-        s.insert_refresh_token(&off3).await.unwrap();
+        s.insert_refresh_token(&off3, T0).await.unwrap();
         s.set_password_hash(&fx3.user.id, "$argon2id$new", T0 + 3)
             .await
             .unwrap();
@@ -1569,13 +1570,26 @@ mod checks {
 
     pub async fn live_refresh_token_applies_every_rule(s: &dyn Storage) {
         let fx = seed(s).await;
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()), T0)
             .await
             .unwrap();
-        let live = |now| async move { s.live_refresh_token("rt-1", now, &RULES).await.unwrap() };
+        let cid = fx.client.id.clone();
+        let cid = &cid;
+        let live = |now| async move {
+            s.live_refresh_token("rt-1", cid, now, &RULES)
+                .await
+                .unwrap()
+        };
         assert_eq!(live(T0 + 1).await.unwrap().token_hash, "rt-1");
+        let stranger = client("stranger");
+        s.create_client(&stranger).await.unwrap();
         assert!(s
-            .live_refresh_token("nope", T0 + 1, &RULES)
+            .live_refresh_token("rt-1", &stranger.id, T0 + 1, &RULES)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(s
+            .live_refresh_token("nope", &fx.client.id, T0 + 1, &RULES)
             .await
             .unwrap()
             .is_none());
@@ -1590,7 +1604,7 @@ mod checks {
         let found = s.refresh_token_by_hash("rt-1").await.unwrap().unwrap();
         assert_eq!(found.rotated_at, Some(T0 + 2));
         assert!(s
-            .live_refresh_token("rt-2", T0 + 3, &RULES)
+            .live_refresh_token("rt-2", &fx.client.id, T0 + 3, &RULES)
             .await
             .unwrap()
             .is_some());
@@ -1599,7 +1613,7 @@ mod checks {
             .await
             .unwrap();
         assert!(s
-            .live_refresh_token("rt-2", T0 + 5, &RULES)
+            .live_refresh_token("rt-2", &fx.client.id, T0 + 5, &RULES)
             .await
             .unwrap()
             .is_none());
@@ -1608,7 +1622,7 @@ mod checks {
     pub async fn access_token_liveness_follows_every_revocation(s: &dyn Storage) {
         let fx = seed(s).await;
         let family = FamilyId::generate();
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &family))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &family), T0)
             .await
             .unwrap();
         let uid = fx.user.id.to_string();
@@ -1685,9 +1699,9 @@ mod checks {
         let off_family = FamilyId::generate();
         let mut off = refresh(&fx, "rt-off", &off_family);
         off.offline = true;
-        s.insert_refresh_token(&off).await.unwrap();
+        s.insert_refresh_token(&off, T0).await.unwrap();
         let bound_family = FamilyId::generate();
-        s.insert_refresh_token(&refresh(&fx, "rt-b", &bound_family))
+        s.insert_refresh_token(&refresh(&fx, "rt-b", &bound_family), T0)
             .await
             .unwrap();
         let ofid = off_family.to_string();
@@ -1764,11 +1778,11 @@ mod checks {
         let family = FamilyId::generate();
         let mut bound = refresh(&fx, "rt-live", &family);
         bound.expires_at = fx.session.expires_at;
-        s.insert_refresh_token(&bound).await.unwrap();
+        s.insert_refresh_token(&bound, T0).await.unwrap();
         let mut off = refresh(&fx, "rt-off", &FamilyId::generate());
         off.offline = true;
         off.expires_at = T0 + 90 * DAY;
-        s.insert_refresh_token(&off).await.unwrap();
+        s.insert_refresh_token(&off, T0).await.unwrap();
         s.revoke_access_token("jti-old", &fx.client.id, T0 + 300, T0)
             .await
             .unwrap();
@@ -1800,12 +1814,12 @@ mod checks {
         assert!(s.refresh_token_by_hash("rt-off").await.unwrap().is_some());
         assert!(s.session_by_id(&fx.session.id).await.unwrap().is_some());
         assert!(s
-            .live_refresh_token("rt-off", late, &RULES)
+            .live_refresh_token("rt-off", &fx.client.id, late, &RULES)
             .await
             .unwrap()
             .is_some());
         assert!(
-            s.live_refresh_token("rt-off", T0 + OFFLINE_IDLE, &RULES)
+            s.live_refresh_token("rt-off", &fx.client.id, T0 + OFFLINE_IDLE, &RULES)
                 .await
                 .unwrap()
                 .is_none(),
@@ -1840,7 +1854,7 @@ mod checks {
         assert_eq!(listed[0].address.as_deref(), Some("192.0.2.1"));
 
         // The cap keeps the newest two; the ended ones take their refresh tokens along.
-        s.insert_refresh_token(&refresh(&fx, "rt-oldest", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-oldest", &FamilyId::generate()), T0)
             .await
             .unwrap();
         let ended = s.cap_sessions(&fx.user.id, 2, T0 + 10).await.unwrap();
@@ -1892,7 +1906,7 @@ mod checks {
             client,
             session: idle.clone(),
         };
-        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()))
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()), T0)
             .await
             .unwrap();
         let got = s.session_by_id(&idle.id).await.unwrap().unwrap();
@@ -1917,7 +1931,7 @@ mod checks {
             .is_empty());
         // Past the idle end the session's tokens are dead everywhere.
         assert!(s
-            .live_refresh_token("rt-2", T0 + 500, &RULES)
+            .live_refresh_token("rt-2", &fx.client.id, T0 + 500, &RULES)
             .await
             .unwrap()
             .is_none());
@@ -1939,5 +1953,43 @@ mod checks {
         };
         assert!(!s.access_token_active(&late).await.unwrap());
         assert!(!usable(s, "rt-2", &fx.client.id, T0 + 500).await);
+    }
+
+    pub async fn first_token_only_while_its_holders_live(s: &dyn Storage) {
+        let fx = seed(s).await;
+        // A password change after the grant's sign-in: refused, offline or not (the race where
+        // the change's sweep ran before this insert).
+        s.set_password_hash(&fx.user.id, "$argon2id$new", T0 + 5)
+            .await
+            .unwrap();
+        let mut off = refresh(&fx, "rt-off", &FamilyId::generate());
+        off.offline = true;
+        assert!(!s.insert_refresh_token(&off, T0 + 6).await.unwrap());
+        // A grant signed in after the change is fine (its session is new).
+        let mut fresh_session = session(&fx.user, "after");
+        fresh_session.auth_time = T0 + 7;
+        s.insert_session(&fresh_session).await.unwrap();
+        let mut ok = refresh(&fx, "rt-ok", &FamilyId::generate());
+        ok.session_id = fresh_session.id.clone();
+        ok.auth_time = T0 + 7;
+        assert!(s.insert_refresh_token(&ok, T0 + 8).await.unwrap());
+        // An ended session refuses a session-bound token but not an offline one.
+        s.revoke_session(&fresh_session.id, T0 + 9).await.unwrap();
+        let mut bound = ok.clone();
+        bound.token_hash = "rt-bound".into();
+        bound.family_id = FamilyId::generate();
+        assert!(!s.insert_refresh_token(&bound, T0 + 10).await.unwrap());
+        let mut offline = bound.clone();
+        offline.token_hash = "rt-offline".into();
+        offline.offline = true;
+        assert!(s.insert_refresh_token(&offline, T0 + 10).await.unwrap());
+        // A disabled user refuses everything.
+        s.set_user_disabled(&fx.user.id, true, T0 + 11)
+            .await
+            .unwrap();
+        let mut late = offline.clone();
+        late.token_hash = "rt-late".into();
+        late.family_id = FamilyId::generate();
+        assert!(!s.insert_refresh_token(&late, T0 + 12).await.unwrap());
     }
 }

@@ -121,7 +121,11 @@ pub(super) async fn handle<S: Storage + ?Sized>(
             expires_at,
             offline,
         );
-        store.insert_refresh_token(&record).await?;
+        if !store.insert_refresh_token(&record, ctx.now).await? {
+            return Err(OAuthError::invalid_grant(
+                "the session or the user has ended",
+            ));
+        }
         Some(reveal(&issued.value).to_owned())
     } else {
         None

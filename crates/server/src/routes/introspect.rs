@@ -40,10 +40,12 @@ async fn handle(st: &AppState, ip: std::net::IpAddr, req: ClientRequest, now: i6
         Ok(c) => c,
         Err(e) => return req.error(st, ip, &e),
     };
-    if let Caller::Client(client) = &caller {
-        if let Err(retry_after) = st.client_quota.admit(&client.id) {
-            return (ClientRequest::over_quota(st, None, retry_after), false);
-        }
+    let admitted = match &caller {
+        Caller::Client(client) => st.client_quota.admit(&client.id),
+        Caller::Api(api) => st.client_quota.admit_key(&format!("api:{}", api.audience)),
+    };
+    if let Err(retry_after) = admitted {
+        return (ClientRequest::over_quota(st, None, retry_after), false);
     }
     let ctx = st.token_context(now);
     match introspection::introspect(&req.params, &caller, &*st.store, &ctx).await {

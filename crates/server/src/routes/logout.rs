@@ -269,11 +269,6 @@ async fn end_and_leave(
                 event = "logout.succeeded",
                 client_id = target.client.as_ref().map(|c| c.id.as_str()).unwrap_or(""),
                 session_id = ending.browser.as_ref().map(|s| s.as_str()).unwrap_or(""),
-                hinted_session_id = ending
-                    .hinted
-                    .as_ref()
-                    .map(|(s, _)| s.as_str())
-                    .unwrap_or(""),
                 sessions_ended = n,
             );
         }

@@ -85,7 +85,12 @@ impl AccessTokenStore for SqliteStore {
             // A session that ended stays while an offline token it granted is alive (deleting
             // it would cascade to that token).
             (
-                "DELETE FROM sessions WHERE (expires_at <= ?1 OR revoked_at <= ?1) \
+                "DELETE FROM sessions WHERE expires_at <= ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = sessions.id)",
+                cutoff,
+            ),
+            (
+                "DELETE FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at <= ?1 \
                  AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = sessions.id)",
                 cutoff,
             ),

@@ -87,6 +87,14 @@ impl CodeStore for SqliteStore {
         now: i64,
         check: &CodeCheck<'_>,
     ) -> StoreResult<CodeRedemption> {
+        // A plain read first: a made-up code (its checksum is no secret) must not cost a turn
+        // in the write lane.
+        if !self
+            .exists("auth_codes", "code_hash", code_hash, client_id)
+            .await?
+        {
+            return Ok(CodeRedemption::Unknown);
+        }
         let mut tx = self.begin_write().await?;
         let found: Option<CodeRow> = sqlx::query_as(
             "SELECT code_hash, client_id, redirect_uri, code_challenge, scope, audience, \
@@ -99,6 +107,7 @@ impl CodeStore for SqliteStore {
         .await
         .map_err(map_err)?;
         let Some(row) = found else {
+            tx.rollback().await.map_err(map_err)?;
             return Ok(CodeRedemption::Unknown);
         };
         let mut code = AuthCode::try_from(row)?;

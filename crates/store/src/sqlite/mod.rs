@@ -203,17 +203,44 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
+    /// A turn in the write lane, waiting at most [`BUSY_TIMEOUT`] (then `Busy`: the caller
+    /// answers 503, as SQLite's own busy timeout would).
+    async fn lane(&self) -> StoreResult<tokio::sync::OwnedMutexGuard<()>> {
+        tokio::time::timeout(BUSY_TIMEOUT, self.writer.clone().lock_owned())
+            .await
+            .map_err(|_| StoreError::Busy)
+    }
+
+    /// Whether a row with `key_column = key` issued to `client_id` exists (a plain read,
+    /// outside the write lane). `table` and `key_column` are compile-time names.
+    async fn exists(
+        &self,
+        table: &'static str,
+        key_column: &'static str,
+        key: &str,
+        client_id: &portcullis_core::ids::ClientId,
+    ) -> StoreResult<bool> {
+        let sql = format!("SELECT 1 FROM {table} WHERE {key_column} = ? AND client_id = ?");
+        let found: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(key)
+            .bind(client_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(found.is_some())
+    }
+
     /// A connection for a single write statement, in the write lane: single statements queue
     /// with the transactions instead of meeting them in SQLite's busy handler.
     async fn write_conn(&self) -> StoreResult<WriteConn> {
-        let lane = self.writer.clone().lock_owned().await;
+        let lane = self.lane().await?;
         let conn = self.pool.acquire().await.map_err(map_err)?;
         Ok(WriteConn { conn, _lane: lane })
     }
 
     /// Starts a transaction that holds SQLite's write lock from its first moment.
     async fn begin_write(&self) -> StoreResult<WriteTx> {
-        let lane = self.writer.clone().lock_owned().await;
+        let lane = self.lane().await?;
         let tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")

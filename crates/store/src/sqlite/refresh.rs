@@ -89,15 +89,32 @@ pub(super) async fn revoke_family_in(
     Ok(())
 }
 
-/// Stores a token in one statement. If an authorization code that started this family has
-/// been replayed, the token is stored already revoked (as of the replay): this closes the race
-/// where a replay lands between the first redemption and the issuing of its tokens.
-async fn insert_refresh_in(conn: &mut SqliteConnection, token: &RefreshToken) -> StoreResult<()> {
-    sqlx::query(concat!(
+/// (Numbered parameters throughout: sqlx counts plain `?` separately from `?NNN`, so the two
+/// must not be mixed in one statement.)
+/// Stores a token in one statement, and only while its holders are live: the user enabled and
+/// without a password change after the token's `auth_time`, the client enabled, and (unless
+/// offline) the session active. A disable or password change racing the issue of a first token
+/// therefore cannot be missed by its sweep. False when refused.
+///
+/// If an authorization code that started this family has been replayed, the token is stored
+/// already revoked (as of the replay): this closes the race where a replay lands between the
+/// first redemption and the issuing of its tokens.
+async fn insert_refresh_in(
+    conn: &mut SqliteConnection,
+    token: &RefreshToken,
+    now: i64,
+) -> StoreResult<bool> {
+    let inserted = sqlx::query(concat!(
         "INSERT INTO refresh_tokens (",
         refresh_columns!(),
-        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(?, \
-         (SELECT MIN(replayed_at) FROM auth_codes WHERE family_id = ?)), ?)"
+        ") SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, COALESCE(?12, \
+         (SELECT MIN(replayed_at) FROM auth_codes WHERE family_id = ?13)), ?14 \
+         WHERE EXISTS (SELECT 1 FROM users u JOIN clients c ON c.id = ?3 \
+           WHERE u.id = ?4 AND u.disabled = 0 AND c.disabled = 0 \
+           AND (u.password_changed_at IS NULL OR u.password_changed_at <= ?8) \
+           AND (?14 OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = ?5 AND s.user_id = u.id \
+                AND s.revoked_at IS NULL AND s.expires_at > ?15 \
+                AND (s.idle_timeout IS NULL OR s.last_seen_at + s.idle_timeout > ?15))))"
     ))
     .bind(&token.token_hash)
     .bind(token.family_id.as_str())
@@ -113,10 +130,11 @@ async fn insert_refresh_in(conn: &mut SqliteConnection, token: &RefreshToken) ->
     .bind(token.revoked_at)
     .bind(token.family_id.as_str())
     .bind(token.offline)
+    .bind(now)
     .execute(conn)
     .await
     .map_err(|e| map_err_conflict(e, |_| "refresh token"))?;
-    Ok(())
+    Ok(inserted.rows_affected() > 0)
 }
 
 /// Refuses a successor that `make_next` did not bind to the same family, client, user and
@@ -175,9 +193,9 @@ async fn settle_unrotatable(
 
 #[async_trait]
 impl RefreshTokenStore for SqliteStore {
-    async fn insert_refresh_token(&self, token: &RefreshToken) -> StoreResult<()> {
+    async fn insert_refresh_token(&self, token: &RefreshToken, now: i64) -> StoreResult<bool> {
         let mut conn = self.write_conn().await?;
-        insert_refresh_in(&mut conn, token).await
+        insert_refresh_in(&mut conn, token, now).await
     }
 
     /// Also refuses (and revokes the family of) a token whose user or client is disabled.
@@ -189,6 +207,14 @@ impl RefreshTokenStore for SqliteStore {
         rules: &RefreshRules,
         make_next: &(dyn for<'a> Fn(&'a RefreshToken) -> Option<RefreshToken> + Send + Sync),
     ) -> StoreResult<RefreshRotation> {
+        // A plain read first: a made-up token (its checksum is no secret) or another client's
+        // must not cost a turn in the write lane. Either way nothing would change.
+        if !self
+            .exists("refresh_tokens", "token_hash", old_hash, client_id)
+            .await?
+        {
+            return Ok(RefreshRotation::Invalid);
+        }
         // BEGIN IMMEDIATE, then a write first: concurrent rotations of one token queue on the
         // write lock, and exactly one of them finds `rotated_at IS NULL`.
         let mut tx = self.begin_write().await?;
@@ -218,7 +244,10 @@ impl RefreshTokenStore for SqliteStore {
                 return Ok(RefreshRotation::Refused);
             };
             check_successor(&old, &next)?;
-            insert_refresh_in(&mut tx, &next).await?;
+            if !insert_refresh_in(&mut tx, &next, now).await? {
+                tx.rollback().await.map_err(map_err)?;
+                return Ok(RefreshRotation::Invalid);
+            }
             tx.commit().await.map_err(map_err)?;
             return Ok(RefreshRotation::Rotated(old));
         }
@@ -271,31 +300,31 @@ impl RefreshTokenStore for SqliteStore {
         revoke_family_in(&mut conn, family_id, now).await
     }
 
+    /// One statement: the token of `client_id` with every liveness rule, holders included,
+    /// so another client's token costs the same as an unknown one.
     async fn live_refresh_token(
         &self,
         token_hash: &str,
+        client_id: &ClientId,
         now: i64,
         rules: &RefreshRules,
     ) -> StoreResult<Option<RefreshToken>> {
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
         let row: Option<RefreshRow> = sqlx::query_as(concat!(
             "SELECT ",
             refresh_columns!(),
-            " FROM refresh_tokens WHERE token_hash = ? AND rotated_at IS NULL \
-             AND revoked_at IS NULL AND expires_at > ? AND (offline = 0 OR created_at + ? > ?)"
+            " FROM refresh_tokens WHERE token_hash = ?2 AND client_id = ?3 \
+             AND rotated_at IS NULL AND revoked_at IS NULL AND expires_at > ?1 \
+             AND (offline = 0 OR created_at + ?4 > ?1) AND ",
+            holders_live!()
         ))
+        .bind(now)
         .bind(token_hash)
-        .bind(now)
+        .bind(client_id.as_str())
         .bind(rules.offline_idle)
-        .bind(now)
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        let Some(row) = row else { return Ok(None) };
-        let token = RefreshToken::try_from(row)?;
-        Ok(holders_active(&mut conn, &token, now)
-            .await?
-            .then_some(token))
+        row.map(RefreshToken::try_from).transpose()
     }
 
     async fn refresh_token_by_hash(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
@@ -320,9 +349,9 @@ async fn holders_active(
     now: i64,
 ) -> StoreResult<bool> {
     let live: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM users u JOIN clients c ON c.id = ? \
-         WHERE u.id = ? AND u.disabled = 0 AND c.disabled = 0 \
-         AND (? OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = ? AND s.user_id = u.id \
+        "SELECT 1 FROM users u JOIN clients c ON c.id = ?1 \
+         WHERE u.id = ?2 AND u.disabled = 0 AND c.disabled = 0 \
+         AND (?3 OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = ?4 AND s.user_id = u.id \
               AND s.revoked_at IS NULL AND s.expires_at > ?5 \
               AND (s.idle_timeout IS NULL OR s.last_seen_at + s.idle_timeout > ?5)))",
     )

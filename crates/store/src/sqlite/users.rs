@@ -161,14 +161,16 @@ impl UserStore for SqliteStore {
 
     async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let found = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
-            .bind(hash)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .rows_affected()
-            > 0;
+        let found =
+            sqlx::query("UPDATE users SET password_hash = ?, password_changed_at = ? WHERE id = ?")
+                .bind(hash)
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+                > 0;
         if found {
             // A new password ends every way in that the old one opened: sessions, their
             // refresh tokens, and codes not yet redeemed.
