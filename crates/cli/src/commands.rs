@@ -223,7 +223,7 @@ pub async fn apis(config: &Config, cmd: ApisCommand) -> anyhow::Result<()> {
                 );
             } else {
                 println!("api_secret: {}", reveal(&issued.value));
-                println!("(the previous secret stays valid until the next rotation)");
+                println!("(the API's previous secret, if it had one, stays valid until the next rotation)");
             }
         }
     }
