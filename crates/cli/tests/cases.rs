@@ -759,6 +759,35 @@ async fn a17_hsts_on_every_https_response_and_plain_http_only_redirects() {
     for s in [200, 400, 401, 403, 404, 405, 414, 421, 431] {
         assert!(statuses.contains(&s), "no {s} among {statuses:?}");
     }
+    // The same oversized heads over HTTP/2 (what browsers speak) reach our layers too.
+    let ca = srv.dir.path().join("test-ca.pem");
+    std::fs::write(&ca, &srv.ca_pem).unwrap();
+    let long = srv.url(&format!("/jwks?x={}", "a".repeat(20_000)));
+    let big_header = format!("x-big: {}", "b".repeat(20_000));
+    for (what, args, want) in [
+        ("HTTP/2 long target", vec![long.as_str()], "414"),
+        (
+            "HTTP/2 20 KB header",
+            vec!["-H", big_header.as_str(), "--url", srv.issuer.as_str()],
+            "200",
+        ),
+    ] {
+        let out = std::process::Command::new("curl")
+            .args(["--http2", "-s", "-o", "/dev/null", "-D", "-", "--cacert"])
+            .arg(&ca)
+            .args(&args)
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(
+            head.starts_with(&format!("http/2 {want}")),
+            "{what}: {head}"
+        );
+        assert!(
+            head.contains("strict-transport-security: max-age=31536000; includesubdomains"),
+            "{what}: {head}"
+        );
+    }
     // Plain HTTP: a bodiless, cookieless redirect to the https URL.
     let plain = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -225,7 +225,11 @@ fn limit_slow_clients<A>(server: &mut axum_server::Server<A>) {
         .header_read_timeout(HEADER_READ_TIMEOUT)
         // Far above our own limits (`app::MAX_HEADERS`), so that the router, not hyper, refuses
         // a large request head, with the full security header set.
-        .max_headers(1_000);
+        .max_headers(1_000)
+        // The same for HTTP/2, whose default header-list limit (16 KiB) would answer a long
+        // target or a large header with a bare 431 before any layer runs.
+        .http2()
+        .max_header_list_size(256 * 1024);
 }
 
 async fn only_from_proxies(
