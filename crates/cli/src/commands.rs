@@ -409,6 +409,140 @@ fn read_password() -> anyhow::Result<String> {
 }
 
 #[derive(Subcommand)]
+pub enum KeysCommand {
+    /// The signing keys: kid, algorithm, state (pending, signing, retired), dates.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a rotation now: a new key is published at once and signs from
+    /// `PORTCULLIS_KEY_PUBLISH_LEAD` seconds later (1 hour by default); the current key signs
+    /// until then, and stays published while the tokens it signed live.
+    Rotate {
+        /// ES256, RS256, or both (the default).
+        #[arg(long)]
+        alg: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Emergency: remove a key at once. Nothing it signed verifies any more (running servers
+    /// drop it within 5 seconds, or at SIGHUP); a new key replaces it if it was signing.
+    Revoke { kid: String },
+}
+
+pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
+    use portcullis_core::ids::KeyId;
+    use portcullis_core::keys;
+    use portcullis_core::store::SigningKeyStore;
+    let store = portcullis_server::open_store(config).await?;
+    let now = now();
+    match cmd {
+        KeysCommand::List { json } => {
+            let list = store.list_signing_keys().await?;
+            let state = |k: &portcullis_core::model::StoredSigningKey| {
+                if k.activates_at > now {
+                    "pending"
+                } else if k.retired_at.is_some_and(|r| r <= now) {
+                    "retired"
+                } else {
+                    "signing"
+                }
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::Value::Array(
+                        list.iter()
+                            .map(|k| json!({
+                                "kid": k.kid.as_str(), "alg": k.alg.as_str(), "state": state(k),
+                                "created_at": k.created_at, "activates_at": k.activates_at,
+                                "retired_at": k.retired_at,
+                            }))
+                            .collect()
+                    )
+                );
+            } else {
+                for k in &list {
+                    println!(
+                        "{}\t{}\t{}\tactivates {}\tretires {}",
+                        k.kid,
+                        k.alg.as_str(),
+                        state(k),
+                        k.activates_at,
+                        k.retired_at.map_or("-".to_owned(), |r| r.to_string())
+                    );
+                }
+            }
+        }
+        KeysCommand::Rotate { alg, json } => {
+            let algs = match alg.as_deref() {
+                None => vec![SigningAlg::ES256, SigningAlg::RS256],
+                Some(a) => vec![SigningAlg::parse(a)
+                    .ok_or_else(|| anyhow::anyhow!("--alg must be ES256 or RS256"))?],
+            };
+            let enc = portcullis_server::keyring::encrypter(config)?;
+            let mut out = Vec::new();
+            for alg in algs {
+                let next = keys::generate(alg, &enc, now, now + config.key_rotation.lead)?;
+                let started = store.rotate_signing_key(&next, now).await?;
+                if started {
+                    tracing::info!(event = "key.rotated", kid = %next.kid, alg = alg.as_str(), reason = "cli");
+                }
+                out.push((alg, next, started));
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::Value::Array(
+                        out.iter()
+                            .map(|(alg, k, started)| json!({
+                                "alg": alg.as_str(), "rotated": started,
+                                "kid": started.then(|| k.kid.as_str()),
+                                "activates_at": started.then_some(k.activates_at),
+                            }))
+                            .collect()
+                    )
+                );
+            } else {
+                for (alg, k, started) in out {
+                    if started {
+                        println!(
+                            "{}: new key {} published now, signs from {}",
+                            alg.as_str(),
+                            k.kid,
+                            k.activates_at
+                        );
+                    } else {
+                        println!("{}: a rotation is already pending", alg.as_str());
+                    }
+                }
+            }
+        }
+        KeysCommand::Revoke { kid } => {
+            let kid =
+                KeyId::parse(&kid).ok_or_else(|| anyhow::anyhow!("{kid:?} is not a key id"))?;
+            if !store.revoke_signing_key(&kid, now).await? {
+                bail!("no such key (or it was already revoked)");
+            }
+            tracing::warn!(event = "key.revoked", kid = %kid);
+            // A revoked signing key leaves its algorithm without one: make the replacement
+            // now, signing at once (an emergency cannot wait for the publish lead).
+            let enc = portcullis_server::keyring::encrypter(config)?;
+            let policy = portcullis_server::keyring::KeyPolicy {
+                rotation: keys::RotationPolicy {
+                    lead: 0,
+                    ..config.key_rotation
+                },
+                ..portcullis_server::keyring::KeyPolicy::from_config(config)
+            };
+            portcullis_server::keyring::maintain(&store, &enc, &policy, now).await?;
+            println!("key {kid} revoked");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
 pub enum SessionsCommand {
     /// A user's active sessions: id, device, address, created, last active (newest first).
     List {

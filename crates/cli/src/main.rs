@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::UsersCommand,
     },
+    /// Signing keys: list, rotate, revoke.
+    Keys {
+        #[command(subcommand)]
+        command: commands::KeysCommand,
+    },
     /// List and end users' sessions.
     Sessions {
         #[command(subcommand)]
@@ -102,5 +107,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Clients { command } => commands::clients(&config, command).await,
         Command::Users { command } => commands::users(&config, command).await,
         Command::Sessions { command } => commands::sessions(&config, command).await,
+        Command::Keys { command } => commands::keys(&config, command).await,
     }
 }

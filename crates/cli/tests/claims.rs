@@ -1660,6 +1660,11 @@ async fn encryption_key_previous_reads_keys_wrapped_under_the_old_key() {
         .insert("PORTCULLIS_ENCRYPTION_KEY_PREVIOUS".into(), old);
     srv.restart();
     assert_eq!(kids(&http, &srv.issuer).await, before);
+    // That start re-wrapped every stored key under the new key, so the old one can go.
+    assert!(srv.log().contains("key.rewrapped"));
+    srv.env.remove("PORTCULLIS_ENCRYPTION_KEY_PREVIOUS");
+    srv.restart();
+    assert_eq!(kids(&http, &srv.issuer).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,6 +99,23 @@ pub fn generate(
     })
 }
 
+/// The key's sealed private part re-encrypted under `enc`'s current key, when it is sealed
+/// under another one (`PORTCULLIS_ENCRYPTION_KEY_PREVIOUS` after a rotation of the encryption
+/// key); `None` when it already is.
+pub fn rewrap(stored: &StoredSigningKey, enc: &Encrypter) -> Result<Option<String>, KeyError> {
+    let current = format!("v1.{}.", enc.current_key_id());
+    if stored.private_key_blob.starts_with(&current) {
+        return Ok(None);
+    }
+    let row = format!("{}:{}", stored.kid, stored.alg.as_str());
+    let mut pkcs8 = enc
+        .open(KEY_PURPOSE, &row, &stored.private_key_blob)
+        .map_err(|e| KeyError::Decrypt(stored.kid.to_string(), e))?;
+    let blob = enc.seal(KEY_PURPOSE, &row, &pkcs8);
+    pkcs8.zeroize();
+    Ok(Some(blob))
+}
+
 /// Decrypts and parses a stored key.
 pub fn load(stored: &StoredSigningKey, enc: &Encrypter) -> Result<LoadedKey, KeyError> {
     let kid = stored.kid.clone();
@@ -191,11 +208,14 @@ impl KeySet {
         Self { keys }
     }
 
-    /// The newest key of `alg` that may sign at `now`.
+    /// The newest key of `alg` that may sign at `now`: activated, and not yet retired (a key
+    /// being replaced signs until its successor activates).
     pub fn active(&self, alg: SigningAlg, now: i64) -> Result<&LoadedKey, KeyError> {
         self.keys
             .iter()
-            .filter(|k| k.alg == alg && k.activates_at <= now && k.retired_at.is_none())
+            .filter(|k| {
+                k.alg == alg && k.activates_at <= now && k.retired_at.is_none_or(|r| now < r)
+            })
             .max_by_key(|k| k.activates_at)
             .ok_or(KeyError::NoActiveKey(alg.as_str()))
     }
@@ -211,8 +231,146 @@ impl KeySet {
             .any(|k| k.alg == alg && k.retired_at.is_none())
     }
 
-    /// The JWKS document.
-    pub fn jwks(&self) -> Value {
-        json!({"keys": self.keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()})
+    /// The JWKS document at `now`: keys waiting to activate (published before they sign),
+    /// signing keys, and retired keys until every token they signed has expired
+    /// (`token_lifetime` after retirement). Older retired keys stay in the set, for
+    /// `id_token_hint` checks, but are no longer published.
+    pub fn jwks(&self, now: i64, token_lifetime: i64) -> Value {
+        json!({"keys": self
+            .keys
+            .iter()
+            .filter(|k| k.retired_at.is_none_or(|r| now < r.saturating_add(token_lifetime)))
+            .map(|k| k.jwk.clone())
+            .collect::<Vec<_>>()})
+    }
+
+    /// Every key in the set (for listings).
+    pub fn keys(&self) -> &[LoadedKey] {
+        &self.keys
+    }
+}
+
+/// When keys rotate: every `period` a successor is published `lead` before it starts signing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotationPolicy {
+    /// 90 days by default.
+    pub period: i64,
+    /// How long a new key is published before it signs: at least one JWKS cache lifetime
+    /// (1 hour by default).
+    pub lead: i64,
+}
+
+impl Default for RotationPolicy {
+    fn default() -> Self {
+        Self {
+            period: 90 * 24 * 3600,
+            lead: 3600,
+        }
+    }
+}
+
+/// Is a rotation of `alg` due at `now`? True when no successor is already waiting and the
+/// key signing now has signed for `period - lead` (so its successor activates at `period`).
+/// A set without any key of `alg` is not "due": the caller generates a first key instead.
+pub fn rotation_due(
+    keys: &[StoredSigningKey],
+    alg: SigningAlg,
+    now: i64,
+    policy: &RotationPolicy,
+) -> bool {
+    let of_alg = keys.iter().filter(|k| k.alg == alg);
+    let mut current: Option<&StoredSigningKey> = None;
+    for k in of_alg {
+        if k.activates_at > now && k.retired_at.is_none() {
+            return false;
+        }
+        let signing = k.activates_at <= now && k.retired_at.is_none_or(|r| now < r);
+        if signing && current.is_none_or(|c| k.activates_at > c.activates_at) {
+            current = Some(k);
+        }
+    }
+    current.is_some_and(|c| now >= c.activates_at + policy.period - policy.lead)
+}
+
+impl KeySet {
+    /// Whether any key of `alg` can sign now or later (not retired).
+    pub fn can_sign(&self, alg: SigningAlg, now: i64) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k.alg == alg && k.retired_at.is_none_or(|r| now < r))
+    }
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use super::*;
+    use crate::crypto::KeyBytes;
+
+    fn enc() -> Encrypter {
+        Encrypter::new(
+            &KeyBytes::from_hex(&KeyBytes::generate_hex()).unwrap(),
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_successor_is_published_first_and_signs_only_from_its_activation() {
+        let e = enc();
+        const DAY: i64 = 86_400;
+        let mut old = generate(SigningAlg::ES256, &e, 0, 0).unwrap();
+        // Rotation at day 100 with a one-hour lead: the old key retires when the new activates.
+        let new = generate(SigningAlg::ES256, &e, 100 * DAY, 100 * DAY + 3600).unwrap();
+        old.retired_at = Some(new.activates_at);
+        let set = KeySet::new(vec![load(&old, &e).unwrap(), load(&new, &e).unwrap()]);
+        let kids = |now| {
+            set.jwks(now, 300)["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let (o, n) = (old.kid.to_string(), new.kid.to_string());
+        // Before activation: both published, the old one signs.
+        assert_eq!(kids(100 * DAY), vec![o.clone(), n.clone()]);
+        assert_eq!(
+            set.active(SigningAlg::ES256, 100 * DAY).unwrap().kid,
+            old.kid
+        );
+        // From activation: the new one signs; the old stays published while its tokens live.
+        let at = 100 * DAY + 3600;
+        assert_eq!(set.active(SigningAlg::ES256, at).unwrap().kid, new.kid);
+        assert_eq!(kids(at + 299), vec![o, n.clone()]);
+        assert_eq!(kids(at + 300), vec![n]);
+        // Still in the set (for id_token_hint checks), just not published.
+        assert!(set.by_kid(old.kid.as_str()).is_some());
+    }
+
+    #[test]
+    fn rotation_is_due_once_per_period_and_never_twice() {
+        let e = enc();
+        const DAY: i64 = 86_400;
+        let policy = RotationPolicy::default();
+        let first = generate(SigningAlg::RS256, &e, 0, 0).unwrap();
+        let mut keys = vec![first.clone()];
+        assert!(!rotation_due(&keys, SigningAlg::RS256, 89 * DAY, &policy));
+        let due_at = 90 * DAY - 3600;
+        assert!(!rotation_due(&keys, SigningAlg::RS256, due_at - 1, &policy));
+        assert!(rotation_due(&keys, SigningAlg::RS256, due_at, &policy));
+        // Only the algorithm in question.
+        assert!(!rotation_due(&keys, SigningAlg::ES256, due_at, &policy));
+        // Once a successor waits, not again.
+        keys[0].retired_at = Some(90 * DAY);
+        keys.push(generate(SigningAlg::RS256, &e, due_at, 90 * DAY).unwrap());
+        assert!(!rotation_due(&keys, SigningAlg::RS256, due_at + 1, &policy));
+        // The successor, once signing, is due a period after its activation.
+        assert!(!rotation_due(&keys, SigningAlg::RS256, 179 * DAY, &policy));
+        assert!(rotation_due(
+            &keys,
+            SigningAlg::RS256,
+            180 * DAY - 3600,
+            &policy
+        ));
     }
 }

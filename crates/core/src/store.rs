@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::ids::{ClientId, FamilyId, SessionId, UserId};
+use crate::ids::{ClientId, FamilyId, KeyId, SessionId, UserId};
 use crate::model::{Api, AuthCode, Client, Flow, RefreshToken, Session, StoredSigningKey, User};
 
 /// Storage failures. The detail is for logs; callers map them to `server_error`.
@@ -89,8 +89,17 @@ pub trait ApiStore: Send + Sync {
 #[async_trait]
 pub trait SigningKeyStore: Send + Sync {
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()>;
-    /// Every key not yet removed, oldest first.
+    /// Every key not revoked, oldest first.
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>>;
+    /// In one transaction: unless a key of `next.alg` is already waiting to activate, stores
+    /// `next` and retires every current key of that algorithm at `next.activates_at` (they sign
+    /// until then). False when a rotation was already pending (nothing changed).
+    async fn rotate_signing_key(&self, next: &StoredSigningKey, now: i64) -> StoreResult<bool>;
+    /// Revokes a key at once: it leaves the key set (its private part is erased). False when
+    /// no such key, or it was already revoked.
+    async fn revoke_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool>;
+    /// Replaces a key's sealed private part (re-encryption under a new encryption key).
+    async fn rewrap_signing_key(&self, kid: &KeyId, blob: &str) -> StoreResult<()>;
 }
 
 #[async_trait]

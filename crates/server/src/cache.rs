@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use portcullis_core::ids::{ClientId, FamilyId, SessionId, UserId};
+use portcullis_core::ids::{ClientId, FamilyId, KeyId, SessionId, UserId};
 use portcullis_core::model::{
     Api, AuthCode, Client, Flow, RefreshToken, Session, StoredSigningKey, User,
 };
@@ -174,6 +174,15 @@ impl UserStore for CachedStore {
 impl SigningKeyStore for CachedStore {
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
         self.inner.insert_signing_key(key).await
+    }
+    async fn rotate_signing_key(&self, next: &StoredSigningKey, now: i64) -> StoreResult<bool> {
+        self.inner.rotate_signing_key(next, now).await
+    }
+    async fn revoke_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool> {
+        self.inner.revoke_signing_key(kid, now).await
+    }
+    async fn rewrap_signing_key(&self, kid: &KeyId, blob: &str) -> StoreResult<()> {
+        self.inner.rewrap_signing_key(kid, blob).await
     }
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         self.inner.list_signing_keys().await

@@ -35,6 +35,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_SESSION_TTL",
     "PORTCULLIS_OFFLINE_TTL",
     "PORTCULLIS_OFFLINE_IDLE",
+    "PORTCULLIS_KEY_ROTATION_DAYS",
+    "PORTCULLIS_KEY_PUBLISH_LEAD",
     "PORTCULLIS_SESSION_PRESET",
     "PORTCULLIS_SESSION_IDLE",
     "PORTCULLIS_MAX_SESSIONS_PER_USER",
@@ -83,6 +85,8 @@ struct FileConfig {
     access_token_alg: Option<String>,
     session_ttl: Option<i64>,
     offline_ttl: Option<i64>,
+    key_rotation_days: Option<i64>,
+    key_publish_lead: Option<i64>,
     session_preset: Option<String>,
     session_idle: Option<String>,
     max_sessions_per_user: Option<u32>,
@@ -131,6 +135,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub dangerous_plain_http_behind_proxy: bool,
     pub lifetimes: Lifetimes,
+    /// Signing-key rotation: every `PORTCULLIS_KEY_ROTATION_DAYS`, published
+    /// `PORTCULLIS_KEY_PUBLISH_LEAD` seconds before it signs.
+    pub key_rotation: portcullis_core::keys::RotationPolicy,
     pub access_token_alg: portcullis_core::model::SigningAlg,
     pub password_min_length: usize,
     pub hashing_concurrency: usize,
@@ -497,6 +504,30 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         }
     }
     lifetimes.validate().map_err(ConfigError)?;
+    let mut key_rotation = portcullis_core::keys::RotationPolicy::default();
+    if let Some(days) = parse_num(
+        "PORTCULLIS_KEY_ROTATION_DAYS",
+        get("PORTCULLIS_KEY_ROTATION_DAYS"),
+        file.key_rotation_days,
+    )? {
+        if !(1..=3650).contains(&days) {
+            return err("PORTCULLIS_KEY_ROTATION_DAYS must be between 1 and 3650");
+        }
+        key_rotation.period = days * 86_400;
+    }
+    if let Some(lead) = parse_num(
+        "PORTCULLIS_KEY_PUBLISH_LEAD",
+        get("PORTCULLIS_KEY_PUBLISH_LEAD"),
+        file.key_publish_lead,
+    )? {
+        if !(0..=7 * 86_400).contains(&lead) || lead >= key_rotation.period {
+            return err("PORTCULLIS_KEY_PUBLISH_LEAD must be between 0 and 7 days, and shorter than the rotation period");
+        }
+        if lead < crate::keyring::JWKS_MAX_AGE {
+            warnings.push(format!("PORTCULLIS_KEY_PUBLISH_LEAD={lead}: shorter than the JWKS cache lifetime ({} s); an app with a cached JWKS may refuse tokens from a new key until its cache expires", crate::keyring::JWKS_MAX_AGE));
+        }
+        key_rotation.lead = lead;
+    }
     let access_token_alg = match get("PORTCULLIS_ACCESS_TOKEN_ALG").or(file.access_token_alg) {
         None => portcullis_core::model::SigningAlg::ES256,
         Some(a) => portcullis_core::model::SigningAlg::parse(&a).ok_or_else(|| {
@@ -630,6 +661,7 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         trusted_proxies,
         dangerous_plain_http_behind_proxy: dangerous_plain,
         lifetimes,
+        key_rotation,
         access_token_alg,
         password_min_length,
         hashing_concurrency,

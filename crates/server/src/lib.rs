@@ -10,6 +10,7 @@ pub mod cookies;
 pub mod cors;
 pub mod dev;
 pub mod flow;
+pub mod keyring;
 pub mod quota;
 pub mod respond;
 pub mod routes;
@@ -28,11 +29,8 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use portcullis_core::crypto::{Encrypter, HashKey};
-use portcullis_core::keys::{self, KeySet};
-use portcullis_core::model::SigningAlg;
+use portcullis_core::crypto::HashKey;
 use portcullis_core::password::PasswordHasher;
-use portcullis_core::store::SigningKeyStore;
 use portcullis_store::SqliteStore;
 
 use crate::config::Config;
@@ -50,41 +48,16 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
     Ok(store)
 }
 
-/// Loads the signing keys, generating the first ES256 and RS256 keys on first start.
-pub async fn load_keys(store: &SqliteStore, config: &Config) -> anyhow::Result<KeySet> {
-    let enc = Encrypter::new(
-        &config.encryption_key,
-        config.encryption_key_previous.as_ref(),
-    )
-    .context("PORTCULLIS_ENCRYPTION_KEY")?;
-    let mut stored = store.list_signing_keys().await?;
-    for alg in [SigningAlg::ES256, SigningAlg::RS256] {
-        if !stored
-            .iter()
-            .any(|k| k.alg == alg && k.retired_at.is_none())
-        {
-            let t = now();
-            let key = keys::generate(alg, &enc, t, t)?;
-            store.insert_signing_key(&key).await?;
-            tracing::info!(kid = %key.kid, alg = alg.as_str(), "generated a signing key");
-            stored.push(key);
-        }
-    }
-    let loaded = stored
-        .iter()
-        .map(|k| keys::load(k, &enc))
-        .collect::<Result<Vec<_>, _>>()
-        .context(
-            "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?)",
-        )?;
-    Ok(KeySet::new(loaded))
-}
-
 /// Builds the shared state from a configuration and an open store.
 pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<AppState> {
-    let keys = load_keys(&store, config).await?;
+    let keys = keyring::load(
+        &store,
+        &keyring::encrypter(config)?,
+        &keyring::KeyPolicy::from_config(config),
+        now(),
+    )
+    .await?;
     let metadata = serde_json::to_vec(&portcullis_core::discovery::metadata(&config.issuer))?;
-    let jwks = serde_json::to_vec(&keys.jwks())?;
     let store: Arc<dyn portcullis_core::store::Storage> =
         Arc::new(cache::CachedStore::new(Arc::new(store)));
     Ok(AppState {
@@ -116,7 +89,7 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
             config.trusted_proxies.clone(),
         )),
         store,
-        keys: Arc::new(keys),
+        keys: Arc::new(keyring::Keyring::new(keys)),
         session_csrf: Arc::new(state::session_csrf_tokens(&HashKey::new(&config.hash_key))),
         hash_key: Arc::new(HashKey::new(&config.hash_key)),
         hasher: PasswordHasher::new(config.hashing_concurrency)?
@@ -128,7 +101,6 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         issuer_hosts: config.issuer_hosts.clone().into(),
         templates: Arc::new(templates::Templates::new()?),
         metadata: metadata.into(),
-        jwks: jwks.into(),
     })
 }
 
@@ -151,6 +123,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 Ok(n) if n > 0 => tracing::debug!(event = "store.purged", rows = n),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(event = "store.purge_failed", error = %e),
+            }
+        }
+    });
+    // Keys: reloaded every few seconds and at SIGHUP, so a rotation or an emergency revocation
+    // made with the CLI takes effect without a restart; the schedule rotates them too.
+    let ring = state.keys.clone();
+    let key_store = state.store.clone();
+    let key_enc = keyring::encrypter(&config)?;
+    let key_policy = keyring::KeyPolicy::from_config(&config);
+    tokio::spawn(async move {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            match hup.as_mut() {
+                Some(h) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(keyring::RELOAD_EVERY) => {}
+                        _ = h.recv() => {}
+                    }
+                }
+                None => tokio::time::sleep(keyring::RELOAD_EVERY).await,
+            }
+            if let Err(e) = keyring::reload(&ring, &*key_store, &key_enc, &key_policy, now()).await
+            {
+                tracing::warn!(event = "key.reload_failed", error = %e);
             }
         }
     });

@@ -15,7 +15,8 @@ use crate::templates::Templates;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Storage>,
-    pub keys: Arc<KeySet>,
+    /// The signing keys and JWKS, reloaded while running.
+    pub keys: Arc<crate::keyring::Keyring>,
     pub hash_key: Arc<HashKey>,
     /// Synchronizer tokens for forms of a signed-in session (logout), bound to its id.
     pub session_csrf: Arc<portcullis_guard::csrf::SessionBoundTokens>,
@@ -27,7 +28,6 @@ pub struct AppState {
     pub issuer_hosts: Arc<[String]>,
     pub templates: Arc<Templates>,
     pub metadata: Arc<[u8]>,
-    pub jwks: Arc<[u8]>,
     /// Browser origins allowed to call the token endpoints (CORS).
     pub cors_origins: Arc<CorsOrigins>,
     /// Sign-in attempt limits: one per normalised account, one per client address bucket.
@@ -43,12 +43,17 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// What core needs to issue, check or revoke tokens at `now`.
-    pub fn token_context(&self, now: i64) -> portcullis_core::grants::TokenContext<'_> {
+    /// What core needs to issue, check or revoke tokens at `now`, with `keys` (a snapshot of
+    /// [`AppState::keys`]).
+    pub fn token_context<'a>(
+        &'a self,
+        keys: &'a KeySet,
+        now: i64,
+    ) -> portcullis_core::grants::TokenContext<'a> {
         portcullis_core::grants::TokenContext {
             quota: &*self.client_quota,
             issuer: &self.issuer,
-            keys: &self.keys,
+            keys,
             hash_key: &self.hash_key,
             lifetimes: &self.lifetimes,
             access_token_alg: self.access_token_alg,

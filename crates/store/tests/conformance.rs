@@ -79,6 +79,7 @@ macro_rules! all_checks {
                 sessions_list_revoke_all_and_cap,
                 idle_sessions_end_and_refreshes_keep_them_alive,
                 first_token_only_while_its_holders_live,
+                signing_key_rotation_revocation_and_rewrap,
             ];
             shared = [
                 flow_take_is_atomic,
@@ -1991,5 +1992,53 @@ mod checks {
         late.token_hash = "rt-late".into();
         late.family_id = FamilyId::generate();
         assert!(!s.insert_refresh_token(&late, T0 + 12).await.unwrap());
+    }
+
+    pub async fn signing_key_rotation_revocation_and_rewrap(s: &dyn Storage) {
+        use portcullis_core::ids::KeyId;
+        use portcullis_core::model::SigningAlg;
+        let mut current = signing_key("k_current", T0);
+        current.activates_at = T0;
+        s.insert_signing_key(&current).await.unwrap();
+        let mut es = signing_key("k_es", T0);
+        es.alg = SigningAlg::ES256;
+        es.activates_at = T0;
+        s.insert_signing_key(&es).await.unwrap();
+        // The successor is stored and the current key retires when it activates.
+        let next = signing_key("k_next", T0 + 10);
+        assert!(s.rotate_signing_key(&next, T0 + 10).await.unwrap());
+        let keys = s.list_signing_keys().await.unwrap();
+        let by = |kid: &str| keys.iter().find(|k| k.kid.as_str() == kid).unwrap().clone();
+        assert_eq!(by("k_current").retired_at, Some(next.activates_at));
+        assert_eq!(by("k_next").retired_at, None);
+        assert_eq!(by("k_es").retired_at, None, "other algorithms untouched");
+        // While it waits, another rotation does nothing.
+        let again = signing_key("k_again", T0 + 20);
+        assert!(!s.rotate_signing_key(&again, T0 + 20).await.unwrap());
+        assert_eq!(s.list_signing_keys().await.unwrap().len(), 3);
+        // Re-wrapping replaces the sealed part only.
+        s.rewrap_signing_key(&KeyId::from_trusted("k_es".into()), "v1.new-blob")
+            .await
+            .unwrap();
+        let keys = s.list_signing_keys().await.unwrap();
+        let es_now = keys.iter().find(|k| k.kid.as_str() == "k_es").unwrap();
+        assert_eq!(es_now.private_key_blob, "v1.new-blob");
+        assert_eq!(es_now.activates_at, T0);
+        // Revocation removes the key from the list at once, once.
+        let kid = KeyId::from_trusted("k_current".into());
+        assert!(s.revoke_signing_key(&kid, T0 + 30).await.unwrap());
+        assert!(!s.revoke_signing_key(&kid, T0 + 31).await.unwrap());
+        assert!(!s
+            .revoke_signing_key(&KeyId::from_trusted("k_absent".into()), T0)
+            .await
+            .unwrap());
+        let kids: Vec<String> = s
+            .list_signing_keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.kid.to_string())
+            .collect();
+        assert_eq!(kids, ["k_es", "k_next"]);
     }
 }

@@ -19,5 +19,6 @@ pub async fn metadata(State(st): State<AppState>) -> Response {
 }
 
 pub async fn jwks(State(st): State<AppState>) -> Response {
-    public_json(&st.jwks, "public, max-age=300")
+    let keys = st.keys.snapshot();
+    public_json(&keys.jwks, "public, max-age=300")
 }

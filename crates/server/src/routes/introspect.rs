@@ -47,7 +47,8 @@ async fn handle(st: &AppState, ip: std::net::IpAddr, req: ClientRequest, now: i6
     if let Err(retry_after) = admitted {
         return (ClientRequest::over_quota(st, None, retry_after), false);
     }
-    let ctx = st.token_context(now);
+    let keys = st.keys.snapshot();
+    let ctx = st.token_context(&keys.set, now);
     match introspection::introspect(&req.params, &caller, &*st.store, &ctx).await {
         Ok(answer) => (json_no_store(StatusCode::OK, &answer), false),
         Err(e) => req.error(st, ip, &e),

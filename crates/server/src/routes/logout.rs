@@ -135,7 +135,7 @@ fn parse_params(
     let req = LogoutRequest::parse(params)?;
     let hint = match req.id_token_hint.as_deref() {
         None => None,
-        Some(t) => match logout::verify_hint(t, &st.keys, &st.issuer) {
+        Some(t) => match logout::verify_hint(t, &st.keys.snapshot().set, &st.issuer) {
             Ok(h) => Some(h),
             Err(e) => {
                 tracing::info!(event = "logout.hint_refused", reason = %e, "id_token_hint ignored");

@@ -38,7 +38,8 @@ async fn handle(st: &AppState, ip: std::net::IpAddr, req: ClientRequest, now: i6
     if let Err(retry_after) = st.client_quota.admit(&client.id) {
         return (ClientRequest::over_quota(st, None, retry_after), false);
     }
-    let ctx = st.token_context(now);
+    let keys = st.keys.snapshot();
+    let ctx = st.token_context(&keys.set, now);
     match revocation::revoke(&req.params, &client, &*st.store, &ctx).await {
         Ok(what) => {
             match what {

@@ -26,7 +26,8 @@ pub async fn token(
 }
 
 async fn handle(st: &AppState, ip: std::net::IpAddr, req: ClientRequest, now: i64) -> Handled {
-    let ctx = st.token_context(now);
+    let keys = st.keys.snapshot();
+    let ctx = st.token_context(&keys.set, now);
     let outcome = grants::dispatch(&req.params, req.basic.as_ref(), &*st.store, &ctx).await;
     let client_id = outcome.client_id.as_deref().unwrap_or("");
     for ev in &outcome.events {

@@ -35,7 +35,15 @@ pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> Respons
         );
         return challenge(res, None);
     };
-    match userinfo::claims(&token, &st.keys, &st.issuer, &*st.store, now()).await {
+    match userinfo::claims(
+        &token,
+        &st.keys.snapshot().set,
+        &st.issuer,
+        &*st.store,
+        now(),
+    )
+    .await
+    {
         Ok(doc) => json_no_store(StatusCode::OK, &doc),
         Err(e) => {
             let code = e.code;

@@ -57,11 +57,75 @@ impl SigningKeyStore for SqliteStore {
         // The rowid breaks ties between keys created in the same second (insertion order).
         let rows: Vec<KeyRow> = sqlx::query_as(
             "SELECT kid, alg, private_key_blob, created_at, activates_at, retired_at \
-             FROM signing_keys ORDER BY created_at, rowid",
+             FROM signing_keys WHERE revoked_at IS NULL ORDER BY created_at, rowid",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
         rows.into_iter().map(StoredSigningKey::try_from).collect()
+    }
+
+    async fn rotate_signing_key(&self, next: &StoredSigningKey, now: i64) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let pending: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM signing_keys WHERE alg = ? AND revoked_at IS NULL \
+             AND retired_at IS NULL AND activates_at > ?",
+        )
+        .bind(next.alg.as_str())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if pending.is_some() {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = ? WHERE alg = ? AND revoked_at IS NULL \
+             AND (retired_at IS NULL OR retired_at > ?)",
+        )
+        .bind(next.activates_at)
+        .bind(next.alg.as_str())
+        .bind(next.activates_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_key_blob, created_at, activates_at, \
+             retired_at) VALUES (?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(next.kid.as_str())
+        .bind(next.alg.as_str())
+        .bind(&next.private_key_blob)
+        .bind(next.created_at)
+        .bind(next.activates_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_err_conflict(e, |_| "kid"))?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn revoke_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE signing_keys SET revoked_at = ?, private_key_blob = '' \
+             WHERE kid = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(kid.as_str())
+        .execute(&mut *self.write_conn().await?)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn rewrap_signing_key(&self, kid: &KeyId, blob: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE signing_keys SET private_key_blob = ? WHERE kid = ?")
+            .bind(blob)
+            .bind(kid.as_str())
+            .execute(&mut *self.write_conn().await?)
+            .await
+            .map_err(map_err)?;
+        Ok(())
     }
 }

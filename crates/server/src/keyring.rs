@@ -1,0 +1,210 @@
+//! The signing keys a running server uses, reloaded from the store every few seconds (and at
+//! `SIGHUP`), so that `portcullis keys rotate` / `keys revoke` in another process take effect
+//! without a restart. Each reload also applies the rotation schedule and re-wraps keys still
+//! sealed under `PORTCULLIS_ENCRYPTION_KEY_PREVIOUS`.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use portcullis_core::crypto::Encrypter;
+use portcullis_core::keys::{self, KeySet, RotationPolicy};
+use portcullis_core::model::{SigningAlg, StoredSigningKey};
+use portcullis_core::store::SigningKeyStore;
+
+use crate::config::Config;
+
+/// How long clients may cache the JWKS document (its `Cache-Control: max-age`).
+pub const JWKS_MAX_AGE: i64 = 300;
+
+/// How often a running server re-reads its keys.
+pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
+
+/// One consistent view: the key set and the JWKS document published from it.
+pub struct KeyState {
+    pub set: Arc<KeySet>,
+    pub jwks: Arc<[u8]>,
+    /// What the set was built from (to skip rebuilding when nothing changed).
+    stamp: Vec<(String, i64, Option<i64>)>,
+}
+
+/// The current [`KeyState`], swapped whole on reload.
+pub struct Keyring {
+    current: RwLock<Arc<KeyState>>,
+}
+
+impl Keyring {
+    pub fn new(state: KeyState) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(state)),
+        }
+    }
+
+    /// The current keys (cheap: one read lock and an `Arc` clone).
+    pub fn snapshot(&self) -> Arc<KeyState> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, state: KeyState) {
+        let state = Arc::new(state);
+        match self.current.write() {
+            Ok(mut g) => *g = state,
+            Err(poisoned) => *poisoned.into_inner() = state,
+        }
+    }
+}
+
+/// What the key lifecycle needs from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyPolicy {
+    pub rotation: RotationPolicy,
+    /// Retired keys stay published this long after retirement (the longest token lifetime).
+    pub token_lifetime: i64,
+    /// Retired keys stay in the set this long after retirement, for `id_token_hint` checks
+    /// (the absolute session lifetime).
+    pub hint_lifetime: i64,
+}
+
+impl KeyPolicy {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            rotation: config.key_rotation,
+            token_lifetime: config.lifetimes.access_token.max(config.lifetimes.id_token),
+            hint_lifetime: config.lifetimes.session_absolute,
+        }
+    }
+}
+
+/// The encrypter of the configured encryption keys.
+pub fn encrypter(config: &Config) -> anyhow::Result<Encrypter> {
+    Encrypter::new(
+        &config.encryption_key,
+        config.encryption_key_previous.as_ref(),
+    )
+    .context("PORTCULLIS_ENCRYPTION_KEY")
+}
+
+/// Makes sure each algorithm has a key (first start), rotates the ones due, re-wraps blobs
+/// sealed under the previous encryption key; returns the stored keys afterwards.
+pub async fn maintain<S: SigningKeyStore + ?Sized>(
+    store: &S,
+    enc: &Encrypter,
+    policy: &KeyPolicy,
+    now: i64,
+) -> anyhow::Result<Vec<StoredSigningKey>> {
+    let mut stored = store.list_signing_keys().await?;
+    let mut changed = false;
+    for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+        let signable = stored
+            .iter()
+            .any(|k| k.alg == alg && k.retired_at.is_none_or(|r| now < r));
+        if !signable {
+            let key = keys::generate(alg, enc, now, now)?;
+            store.insert_signing_key(&key).await?;
+            tracing::info!(event = "key.generated", kid = %key.kid, alg = alg.as_str());
+            changed = true;
+        } else if keys::rotation_due(&stored, alg, now, &policy.rotation) {
+            let next = keys::generate(alg, enc, now, now + policy.rotation.lead)?;
+            if store.rotate_signing_key(&next, now).await? {
+                tracing::info!(event = "key.rotated", kid = %next.kid, alg = alg.as_str(), activates_at = next.activates_at, reason = "schedule");
+                changed = true;
+            }
+        }
+    }
+    if changed {
+        stored = store.list_signing_keys().await?;
+    }
+    for k in &stored {
+        if let Some(blob) = keys::rewrap(k, enc).context(
+            "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?)",
+        )? {
+            store.rewrap_signing_key(&k.kid, &blob).await?;
+            tracing::info!(event = "key.rewrapped", kid = %k.kid);
+        }
+    }
+    Ok(stored)
+}
+
+/// Builds the key state from stored keys at `now`.
+pub fn build(
+    stored: &[StoredSigningKey],
+    enc: &Encrypter,
+    policy: &KeyPolicy,
+    now: i64,
+) -> anyhow::Result<KeyState> {
+    let kept: Vec<&StoredSigningKey> = stored
+        .iter()
+        .filter(|k| {
+            k.retired_at
+                .is_none_or(|r| now < r.saturating_add(policy.hint_lifetime))
+        })
+        .collect();
+    let loaded = kept
+        .iter()
+        .map(|k| keys::load(k, enc))
+        .collect::<Result<Vec<_>, _>>()
+        .context(
+            "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?)",
+        )?;
+    let set = KeySet::new(loaded);
+    let jwks = serde_json::to_vec(&set.jwks(now, policy.token_lifetime))?;
+    Ok(KeyState {
+        set: Arc::new(set),
+        jwks: jwks.into(),
+        stamp: stamp(&kept),
+    })
+}
+
+fn stamp(keys: &[&StoredSigningKey]) -> Vec<(String, i64, Option<i64>)> {
+    keys.iter()
+        .map(|k| (k.kid.to_string(), k.activates_at, k.retired_at))
+        .collect()
+}
+
+/// Loads the keys at start.
+pub async fn load<S: SigningKeyStore + ?Sized>(
+    store: &S,
+    enc: &Encrypter,
+    policy: &KeyPolicy,
+    now: i64,
+) -> anyhow::Result<KeyState> {
+    let stored = maintain(store, enc, policy, now).await?;
+    build(&stored, enc, policy, now)
+}
+
+/// One reload: maintain, then rebuild the set if the stored keys changed, or only the JWKS
+/// document (which keys are published depends on the time).
+pub async fn reload<S: SigningKeyStore + ?Sized>(
+    ring: &Keyring,
+    store: &S,
+    enc: &Encrypter,
+    policy: &KeyPolicy,
+    now: i64,
+) -> anyhow::Result<()> {
+    let stored = maintain(store, enc, policy, now).await?;
+    let old = ring.snapshot();
+    let kept: Vec<&StoredSigningKey> = stored
+        .iter()
+        .filter(|k| {
+            k.retired_at
+                .is_none_or(|r| now < r.saturating_add(policy.hint_lifetime))
+        })
+        .collect();
+    if stamp(&kept) == old.stamp {
+        let jwks: Arc<[u8]> = serde_json::to_vec(&old.set.jwks(now, policy.token_lifetime))?.into();
+        if jwks != old.jwks {
+            ring.replace(KeyState {
+                set: old.set.clone(),
+                jwks,
+                stamp: old.stamp.clone(),
+            });
+        }
+        return Ok(());
+    }
+    ring.replace(build(&stored, enc, policy, now)?);
+    tracing::info!(event = "key.reloaded", keys = kept.len());
+    Ok(())
+}
