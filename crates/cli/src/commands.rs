@@ -80,6 +80,16 @@ pub enum ClientsCommand {
         /// ID token signing algorithm (RS256 by default, as OpenID Connect requires).
         #[arg(long, default_value = "RS256")]
         id_token_alg: String,
+        /// This client's access-token lifetime, seconds (only shorter than the server's).
+        #[arg(long)]
+        access_token_ttl: Option<i64>,
+        /// A session older than this (seconds since sign-in) signs in again for this client,
+        /// and its session-bound refresh tokens end then (only tighter than the server's).
+        #[arg(long)]
+        session_max_age: Option<i64>,
+        /// A session idle longer than this (seconds) signs in again for this client.
+        #[arg(long)]
+        session_idle: Option<i64>,
         #[arg(long)]
         json: bool,
     },
@@ -248,6 +258,9 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
             scopes,
             first_party,
             id_token_alg,
+            access_token_ttl,
+            session_max_age,
+            session_idle,
             json,
         } => {
             let name = valid_name(&name)?;
@@ -295,6 +308,14 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
             }
             let alg = SigningAlg::parse(&id_token_alg)
                 .ok_or_else(|| anyhow::anyhow!("--id-token-alg must be RS256 or ES256"))?;
+            let policy = portcullis_core::model::ClientPolicy {
+                access_token_ttl,
+                session_max_age,
+                session_idle,
+            };
+            policy
+                .validate(&config.lifetimes)
+                .map_err(|e| anyhow::anyhow!("client policy: {e}"))?;
             let issued = (kind == ClientKind::Confidential)
                 .then(|| secret::issue(SecretKind::ClientSecret, &key));
             let client = Client {
@@ -310,6 +331,7 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
                 id_token_alg: alg,
                 disabled: false,
                 secret_hashes: issued.iter().map(|s| s.hash.clone()).collect(),
+                policy,
                 created_at: now(),
             };
             store.create_client(&client).await?;

@@ -320,3 +320,68 @@ async fn a_preset_sets_the_access_token_lifetime_and_the_idle_timeout() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_can_only_tighten_the_servers_policy() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    // Looser than the server (300 s access tokens, 30-day sessions): refused, naming why.
+    for (flag, value) in [
+        ("--access-token-ttl", "600"),
+        ("--session-max-age", "99999999"),
+        ("--session-idle", "200"),
+    ] {
+        let out = srv.cli_raw(
+            &[
+                "clients",
+                "create",
+                "--name",
+                "Loose",
+                "--redirect-uri",
+                CB,
+                flag,
+                value,
+            ],
+            None,
+        );
+        assert_ne!(out.status.code(), Some(0), "{flag} {value}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("client policy"));
+    }
+    let strict = srv.cli_json(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Strict",
+            "--redirect-uri",
+            CB,
+            "--access-token-ttl",
+            "120",
+            "--session-max-age",
+            "600",
+        ],
+        None,
+    );
+    let id = strict["client_id"].as_str().unwrap();
+    let secret = strict["client_secret"].as_str().unwrap();
+    let mut jar = Jar::default();
+    let t = sign_in_for_tokens(&srv, &http, &mut jar, (id, secret), CB, ALICE).await;
+    assert_eq!(t["expires_in"], 120);
+    // Its session-bound refresh token ends at the client's max age, not the session's 30 days.
+    let (st, v, _) = post_form(
+        &srv,
+        &http,
+        "/introspect",
+        Some((id, secret)),
+        &[("token", t["refresh_token"].as_str().unwrap())],
+    )
+    .await;
+    assert_eq!(st, 200);
+    // (`exp` counts from the sign-in, `iat` from the exchange a moment later.)
+    let life = v["exp"].as_i64().unwrap() - v["iat"].as_i64().unwrap();
+    assert!((590..=600).contains(&life), "{v}");
+    // Other clients keep the server's figures.
+    let (_, web) = signed_in(&srv, &http, &seed).await;
+    assert_eq!(web["expires_in"], 300);
+}

@@ -113,6 +113,71 @@ pub struct Client {
     /// Keyed hashes of the active secrets (at most two: rotation overlap).
     pub secret_hashes: Vec<String>,
     pub created_at: i64,
+    /// This client's session policy; it can only tighten the server's.
+    pub policy: ClientPolicy,
+}
+
+/// Per-client figures, each `None` for the server's own. Applied as the minimum of the two, so
+/// a client can only tighten the server's policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientPolicy {
+    /// Access-token lifetime for this client, seconds.
+    pub access_token_ttl: Option<i64>,
+    /// A session older than this (since sign-in) must sign in again for this client, and this
+    /// client's session-bound refresh tokens end then.
+    pub session_max_age: Option<i64>,
+    /// A session idle longer than this must sign in again for this client.
+    pub session_idle: Option<i64>,
+}
+
+impl ClientPolicy {
+    /// The access-token lifetime for this client under `global`.
+    pub fn access_token_ttl(&self, global: i64) -> i64 {
+        self.access_token_ttl.map_or(global, |c| c.min(global))
+    }
+
+    /// Checks the figures against the server's lifetimes: each within its bounds and no
+    /// looser than the server's, and the access token shorter than any idle timeout.
+    pub fn validate(&self, global: &crate::policy::Lifetimes) -> Result<(), String> {
+        if let Some(t) = self.access_token_ttl {
+            if !(60..=global.access_token).contains(&t) {
+                return Err(format!(
+                    "the access-token lifetime must be between 60 and {} seconds (the server's)",
+                    global.access_token
+                ));
+            }
+        }
+        if let Some(a) = self.session_max_age {
+            if !(300..=global.session_absolute).contains(&a) {
+                return Err(format!(
+                    "the session max age must be between 300 and {} seconds (the server's)",
+                    global.session_absolute
+                ));
+            }
+        }
+        if let Some(i) = self.session_idle {
+            let ceiling = global.session_idle.unwrap_or(30 * 24 * 3600);
+            if !(300..=ceiling).contains(&i) {
+                return Err(format!(
+                    "the session idle timeout must be between 300 and {ceiling} seconds"
+                ));
+            }
+            if self.access_token_ttl(global.access_token) >= i {
+                return Err(
+                    "the access-token lifetime must be shorter than the session idle timeout"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a session signed in at `auth_time` and last active at `last_seen` may still be
+    /// used for this client at `now` without signing in again.
+    pub fn session_fresh(&self, auth_time: i64, last_seen: i64, now: i64) -> bool {
+        self.session_max_age.is_none_or(|a| now - auth_time < a)
+            && self.session_idle.is_none_or(|i| now - last_seen < i)
+    }
 }
 
 impl Client {

@@ -54,6 +54,7 @@ async fn world() -> World {
         id_token_alg: SigningAlg::RS256,
         disabled: false,
         secret_hashes: vec![issued.hash.clone()],
+        policy: Default::default(),
         created_at: T0,
     };
     store.create_client(&client).await.unwrap();

@@ -52,6 +52,7 @@ async fn world() -> World {
         id_token_alg: SigningAlg::RS256,
         disabled: false,
         secret_hashes: vec![],
+        policy: Default::default(),
         created_at: 0,
     };
     store.create_client(&client).await.unwrap();

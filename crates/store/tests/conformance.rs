@@ -284,6 +284,7 @@ mod fixtures {
             id_token_alg: SigningAlg::ES256,
             disabled: false,
             secret_hashes: vec![format!("secret-{name}")],
+            policy: Default::default(),
             created_at: T0,
         }
     }

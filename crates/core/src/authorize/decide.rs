@@ -41,6 +41,8 @@ pub fn next(
                 || req.prompt_login
                 // max_age=0 is prompt=login (OIDC Core §3.1.2.1).
                 || req.max_age.is_some_and(|max| max == 0 || now - s.auth_time > max)
+                // The client's own, tighter session policy.
+                || !client.policy.session_fresh(s.auth_time, s.last_seen_at, now)
         }
     };
     if needs_login {
@@ -87,6 +89,7 @@ mod tests {
             id_token_alg: SigningAlg::RS256,
             disabled: false,
             secret_hashes: vec![],
+            policy: Default::default(),
             created_at: 0,
         }
     }
@@ -133,6 +136,64 @@ mod tests {
             idle_timeout: None,
         };
         (s, user)
+    }
+
+    #[test]
+    fn a_client_policy_can_force_a_new_sign_in_but_never_extend_a_session() {
+        let (mut s, u) = session(1000);
+        s.last_seen_at = 1500;
+        let https = req("https://app.example.com/cb");
+        let mut strict = client(ClientKind::Confidential, true);
+        strict.policy.session_max_age = Some(600);
+        strict.policy.session_idle = Some(300);
+        assert_eq!(next(&https, &strict, Some((&s, &u)), 1599), Next::IssueCode);
+        // Past the client's max age since sign-in, or its idle limit: sign in again.
+        assert_eq!(next(&https, &strict, Some((&s, &u)), 1600), Next::Login);
+        s.last_seen_at = 1200;
+        assert_eq!(next(&https, &strict, Some((&s, &u)), 1500), Next::Login);
+        // A looser client figure changes nothing: the session itself has ended.
+        let mut loose = client(ClientKind::Confidential, true);
+        loose.policy.session_max_age = Some(10_000);
+        assert_eq!(next(&https, &loose, Some((&s, &u)), 2000), Next::Login);
+    }
+
+    #[test]
+    fn client_policy_figures_only_tighten() {
+        use crate::model::ClientPolicy;
+        use crate::policy::Lifetimes;
+        let global = Lifetimes::default();
+        let p = ClientPolicy {
+            access_token_ttl: Some(120),
+            ..Default::default()
+        };
+        assert_eq!(p.validate(&global), Ok(()));
+        assert_eq!(p.access_token_ttl(300), 120);
+        assert_eq!(ClientPolicy::default().access_token_ttl(300), 300);
+        for bad in [
+            ClientPolicy {
+                access_token_ttl: Some(301),
+                ..Default::default()
+            },
+            ClientPolicy {
+                access_token_ttl: Some(59),
+                ..Default::default()
+            },
+            ClientPolicy {
+                session_max_age: Some(global.session_absolute + 1),
+                ..Default::default()
+            },
+            ClientPolicy {
+                session_idle: Some(299),
+                ..Default::default()
+            },
+            // The access token must be shorter than the idle timeout.
+            ClientPolicy {
+                session_idle: Some(300),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.validate(&global).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -107,7 +107,13 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         let expires_at = if offline {
             ctx.now + ctx.lifetimes.offline_absolute
         } else {
-            session.expires_at
+            // The client's own session max age, when it is tighter, bounds its tokens too.
+            client
+                .policy
+                .session_max_age
+                .map_or(session.expires_at, |a| {
+                    session.expires_at.min(session.auth_time + a)
+                })
         };
         let (record, issued) = issue::refresh_token(
             ctx,
@@ -134,7 +140,7 @@ pub(super) async fn handle<S: Storage + ?Sized>(
     Ok(TokenResponse {
         access_token: access,
         token_type: "Bearer",
-        expires_in: ctx.lifetimes.access_token,
+        expires_in: client.policy.access_token_ttl(ctx.lifetimes.access_token),
         scope: crate::scope::join(&code.scope),
         id_token,
         refresh_token,

@@ -44,7 +44,7 @@ pub(super) async fn handle<S: Storage + ?Sized>(
     Ok(TokenResponse {
         access_token: access,
         token_type: "Bearer",
-        expires_in: ctx.lifetimes.access_token,
+        expires_in: client.policy.access_token_ttl(ctx.lifetimes.access_token),
         scope: scope::join(&scopes),
         id_token: None,
         refresh_token: None,

@@ -39,7 +39,7 @@ pub fn access_token(
         iss: ctx.issuer.to_owned(),
         sub: sub.to_owned(),
         aud: jwt::Audience::new(aud),
-        exp: ctx.now + ctx.lifetimes.access_token,
+        exp: ctx.now + client.policy.access_token_ttl(ctx.lifetimes.access_token),
         iat: ctx.now,
         jti: new_jti(),
         client_id: client.id.to_string(),

@@ -27,6 +27,9 @@ struct ClientRow {
     created_at: i64,
     /// JSON array, newest first.
     secret_hashes: String,
+    access_token_ttl: Option<i64>,
+    session_max_age: Option<i64>,
+    session_idle: Option<i64>,
 }
 
 impl TryFrom<ClientRow> for Client {
@@ -58,6 +61,11 @@ impl TryFrom<ClientRow> for Client {
             disabled: row.disabled,
             secret_hashes: from_json("secret_hashes", &row.secret_hashes)?,
             created_at: row.created_at,
+            policy: portcullis_core::model::ClientPolicy {
+                access_token_ttl: row.access_token_ttl,
+                session_max_age: row.session_max_age,
+                session_idle: row.session_idle,
+            },
         })
     }
 }
@@ -75,7 +83,7 @@ macro_rules! select_client {
         concat!(
             "SELECT c.id, c.name, c.kind, c.redirect_uris, c.post_logout_redirect_uris, \
              c.grants, c.apis, c.scopes, c.first_party, c.id_token_alg, c.disabled, \
-             c.created_at, \
+             c.created_at, c.access_token_ttl, c.session_max_age, c.session_idle, \
              (SELECT json_group_array(s.secret_hash ORDER BY s.id DESC) \
               FROM client_secrets s WHERE s.client_id = c.id) AS secret_hashes \
              FROM clients c ",
@@ -107,8 +115,9 @@ impl ClientStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO clients (id, name, kind, redirect_uris, post_logout_redirect_uris, \
-             grants, apis, scopes, first_party, id_token_alg, disabled, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             grants, apis, scopes, first_party, id_token_alg, disabled, created_at, \
+             access_token_ttl, session_max_age, session_idle) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(client.id.as_str())
         .bind(&client.name)
@@ -122,6 +131,9 @@ impl ClientStore for SqliteStore {
         .bind(client.id_token_alg.as_str())
         .bind(client.disabled)
         .bind(client.created_at)
+        .bind(client.policy.access_token_ttl)
+        .bind(client.policy.session_max_age)
+        .bind(client.policy.session_idle)
         .execute(&mut *tx)
         .await
         .map_err(|e| map_err_conflict(e, |_| "client id"))?;
