@@ -309,6 +309,7 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
                 first_party,
                 id_token_alg: alg,
                 disabled: false,
+                backchannel_logout_uri: None,
                 secret_hashes: issued.iter().map(|s| s.hash.clone()).collect(),
                 created_at: now(),
             };
@@ -551,7 +552,7 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
         }
         UsersCommand::Delete { email } => {
             let u = user_by_email(&store, &email).await?;
-            store.delete_user(&u.id).await?;
+            store.delete_user(&u.id, now()).await?;
             println!("user deleted");
         }
         UsersCommand::RevokeDevices { email } => {

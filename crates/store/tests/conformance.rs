@@ -282,6 +282,7 @@ mod fixtures {
             first_party: true,
             id_token_alg: SigningAlg::ES256,
             disabled: false,
+            backchannel_logout_uri: None,
             secret_hashes: vec![format!("secret-{name}")],
             created_at: T0,
         }
@@ -615,7 +616,7 @@ mod checks {
             .await
             .unwrap();
 
-        assert!(s.delete_user(&fx.user.id).await.unwrap());
+        assert!(s.delete_user(&fx.user.id, T0).await.unwrap());
         assert_eq!(s.user_by_id(&fx.user.id).await.unwrap(), None);
         assert_eq!(s.session_by_id(&fx.session.id).await.unwrap(), None);
         assert_eq!(
@@ -632,7 +633,7 @@ mod checks {
             rotate(s, "rt-ada", &fx.client.id, T0 + 1, "x").await,
             RefreshRotation::Invalid
         ));
-        assert!(!s.delete_user(&fx.user.id).await.unwrap());
+        assert!(!s.delete_user(&fx.user.id, T0).await.unwrap());
 
         // The client and the other user's records stay.
         assert!(s.client_by_id(&fx.client.id).await.unwrap().is_some());
