@@ -4,6 +4,7 @@ use std::io::Read;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use portcullis_core::backchannel::BackchannelUri;
 use portcullis_core::crypto::HashKey;
 use portcullis_core::email::Email;
 use portcullis_core::ids::{ClientId, SessionId, UserId};
@@ -80,6 +81,12 @@ pub enum ClientsCommand {
         /// ID token signing algorithm (RS256 by default, as OpenID Connect requires).
         #[arg(long, default_value = "RS256")]
         id_token_alg: String,
+        /// Where to POST a logout token (OpenID Connect Back-Channel Logout) when a session
+        /// in which this client received tokens ends: `https` (with `--dev`, also `http` on
+        /// localhost, 127.0.0.1 or [::1]), no fragment, no user name or password, not a
+        /// link-local or cloud metadata address.
+        #[arg(long = "backchannel-logout-uri")]
+        backchannel_logout_uri: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -248,9 +255,17 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
             scopes,
             first_party,
             id_token_alg,
+            backchannel_logout_uri,
             json,
         } => {
             let name = valid_name(&name)?;
+            let backchannel_logout_uri = backchannel_logout_uri
+                .map(|u| {
+                    BackchannelUri::parse(&u, config.dev)
+                        .map(|b| b.as_str().to_owned())
+                        .map_err(|e| anyhow::anyhow!("--backchannel-logout-uri {u:?}: {e}"))
+                })
+                .transpose()?;
             let mut grant_list = Vec::new();
             let grant_names = if grants.is_empty() {
                 vec!["authorization_code".to_owned(), "refresh_token".to_owned()]
@@ -309,7 +324,7 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
                 first_party,
                 id_token_alg: alg,
                 disabled: false,
-                backchannel_logout_uri: None,
+                backchannel_logout_uri,
                 secret_hashes: issued.iter().map(|s| s.hash.clone()).collect(),
                 created_at: now(),
             };
@@ -375,6 +390,7 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
                     "client_id": c.id.as_str(), "name": c.name, "public": c.kind == ClientKind::Public,
                     "redirect_uris": c.redirect_uris, "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
                     "apis": c.apis, "scopes": c.scopes, "first_party": c.first_party, "disabled": c.disabled,
+                    "backchannel_logout_uri": c.backchannel_logout_uri,
                 })).collect()));
             } else {
                 for c in list {
