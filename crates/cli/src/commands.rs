@@ -4,6 +4,7 @@ use std::io::Read;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use portcullis_core::backchannel::BackchannelUri;
 use portcullis_core::crypto::HashKey;
 use portcullis_core::email::Email;
 use portcullis_core::ids::{ClientId, SessionId, UserId};
@@ -48,6 +49,8 @@ pub enum ApisCommand {
     },
 }
 
+// Parsed once per process: the size of the `Create` variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ClientsCommand {
     /// Register a client application; prints its client_id and (confidential clients) its
@@ -90,6 +93,12 @@ pub enum ClientsCommand {
         /// A session idle longer than this (seconds) signs in again for this client.
         #[arg(long)]
         session_idle: Option<i64>,
+        /// Where to POST a logout token (OpenID Connect Back-Channel Logout) when a session
+        /// in which this client received tokens ends: `https` (with `--dev`, also `http` on
+        /// localhost, 127.0.0.1 or [::1]), no fragment, no user name or password, not a
+        /// link-local or cloud metadata address.
+        #[arg(long = "backchannel-logout-uri")]
+        backchannel_logout_uri: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -261,9 +270,17 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
             access_token_ttl,
             session_max_age,
             session_idle,
+            backchannel_logout_uri,
             json,
         } => {
             let name = valid_name(&name)?;
+            let backchannel_logout_uri = backchannel_logout_uri
+                .map(|u| {
+                    BackchannelUri::parse(&u, config.dev)
+                        .map(|b| b.as_str().to_owned())
+                        .map_err(|e| anyhow::anyhow!("--backchannel-logout-uri {u:?}: {e}"))
+                })
+                .transpose()?;
             let mut grant_list = Vec::new();
             let grant_names = if grants.is_empty() {
                 vec!["authorization_code".to_owned(), "refresh_token".to_owned()]
@@ -330,6 +347,7 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
                 first_party,
                 id_token_alg: alg,
                 disabled: false,
+                backchannel_logout_uri,
                 secret_hashes: issued.iter().map(|s| s.hash.clone()).collect(),
                 policy,
                 created_at: now(),
@@ -396,6 +414,7 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
                     "client_id": c.id.as_str(), "name": c.name, "public": c.kind == ClientKind::Public,
                     "redirect_uris": c.redirect_uris, "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
                     "apis": c.apis, "scopes": c.scopes, "first_party": c.first_party, "disabled": c.disabled,
+                    "backchannel_logout_uri": c.backchannel_logout_uri,
                 })).collect()));
             } else {
                 for c in list {
@@ -707,7 +726,7 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
         }
         UsersCommand::Delete { email } => {
             let u = user_by_email(&store, &email).await?;
-            store.delete_user(&u.id).await?;
+            store.delete_user(&u.id, now()).await?;
             println!("user deleted");
         }
         UsersCommand::RevokeDevices { email } => {

@@ -29,6 +29,8 @@ pub fn metadata(issuer: &str) -> Value {
         "userinfo_endpoint": userinfo_url(issuer),
         "jwks_uri": format!("{issuer}{}", paths::JWKS),
         "end_session_endpoint": format!("{issuer}{}", paths::END_SESSION),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
         "revocation_endpoint": format!("{issuer}{}", paths::REVOKE),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint": format!("{issuer}{}", paths::INTROSPECT),

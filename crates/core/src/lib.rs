@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authorize;
+pub mod backchannel;
 pub mod client_auth;
 pub mod crypto;
 pub mod device;

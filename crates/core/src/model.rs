@@ -109,6 +109,9 @@ pub struct Client {
     /// First-party confidential clients get silent single sign-on.
     pub first_party: bool,
     pub id_token_alg: SigningAlg,
+    /// Where logout tokens are POSTed when a session this client received tokens in ends
+    /// (OpenID Connect Back-Channel Logout; validated by `backchannel::BackchannelUri::parse`).
+    pub backchannel_logout_uri: Option<String>,
     pub disabled: bool,
     /// Keyed hashes of the active secrets (at most two: rotation overlap).
     pub secret_hashes: Vec<String>,

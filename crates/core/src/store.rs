@@ -38,8 +38,9 @@ pub trait UserStore: Send + Sync {
     /// Raises the user's device epoch, which revokes every device cookie issued to the user.
     /// False when absent.
     async fn revoke_devices(&self, id: &UserId) -> StoreResult<bool>;
-    /// Deletes the user with its sessions, codes and tokens. False when absent.
-    async fn delete_user(&self, id: &UserId) -> StoreResult<bool>;
+    /// Deletes the user with its sessions, codes and tokens, queuing the back-channel logout
+    /// notices of its sessions first. False when absent.
+    async fn delete_user(&self, id: &UserId, now: i64) -> StoreResult<bool>;
     /// Replaces the password hash and ends the user's sessions, refresh tokens and unredeemed
     /// codes, in one transaction. False when absent.
     async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StoreResult<bool>;
@@ -184,8 +185,9 @@ pub enum RefreshRotation {
 #[async_trait]
 pub trait CodeStore: Send + Sync {
     async fn insert_code(&self, code: &AuthCode) -> StoreResult<()>;
-    /// In one transaction: finds the code issued to `client_id`, runs `check` on it, and marks
-    /// it consumed. A second redemption by the same client that passes `check` revokes the
+    /// In one transaction: finds the code issued to `client_id`, runs `check` on it, marks it
+    /// consumed, and records that the client received tokens in the code's session (for
+    /// back-channel logout). A second redemption by the same client that passes `check` revokes the
     /// family recorded by the first one. A code of another client, or a presentation `check`
     /// refuses (live or spent), leaves everything exactly as it was.
     async fn redeem_code(
@@ -276,6 +278,49 @@ pub trait AccessTokenStore: Send + Sync {
     async fn purge_expired(&self, now: i64) -> StoreResult<u64>;
 }
 
+/// A queued back-channel logout notice: tell `client_id` that session `session_id` of
+/// `user_id` ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogoutNotice {
+    pub id: i64,
+    pub client_id: ClientId,
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub created_at: i64,
+    /// Delivery attempts started so far (a claimed notice counts its current attempt).
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+}
+
+/// Back-channel logout bookkeeping. The notices themselves are queued by the stores that end
+/// sessions, in the transaction that ends them (revocation, logout, reuse detection, user
+/// disable, deletion and password change, the session cap): only sessions that merely expire
+/// need [`BackchannelStore::enqueue_ended_sessions`].
+#[async_trait]
+pub trait BackchannelStore: Send + Sync {
+    /// Queues a notice for every client that received tokens in a session that has ended
+    /// (expired, idle, or revoked) and was not announced yet, and marks it announced, in one
+    /// transaction. Returns how many notices were queued.
+    async fn enqueue_ended_sessions(&self, now: i64) -> StoreResult<u64>;
+    /// Claims up to `limit` notices due at `now`: each one's attempt count rises and its next
+    /// attempt moves to `lease_until`, so that it is not claimed twice while in flight and is
+    /// retried after the lease if the process dies. Oldest due first.
+    async fn claim_logout_notices(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<LogoutNotice>>;
+    /// Removes a notice (delivered, or given up on).
+    async fn remove_logout_notice(&self, id: i64) -> StoreResult<()>;
+    /// Schedules the next attempt of a claimed notice.
+    async fn retry_logout_notice(&self, id: i64, next_attempt_at: i64) -> StoreResult<()>;
+    /// Every queued notice, oldest first (for operators and tests).
+    async fn list_logout_notices(&self) -> StoreResult<Vec<LogoutNotice>>;
+    /// The clients that received tokens in the session (recorded at code redemption).
+    async fn session_clients(&self, session_id: &SessionId) -> StoreResult<Vec<ClientId>>;
+}
+
 /// Everything the server needs, as one object.
 pub trait Storage:
     UserStore
@@ -287,6 +332,7 @@ pub trait Storage:
     + CodeStore
     + RefreshTokenStore
     + AccessTokenStore
+    + BackchannelStore
 {
 }
 
@@ -300,5 +346,6 @@ impl<T> Storage for T where
         + CodeStore
         + RefreshTokenStore
         + AccessTokenStore
+        + BackchannelStore
 {
 }

@@ -162,8 +162,8 @@ impl UserStore for CachedStore {
     async fn revoke_devices(&self, id: &UserId) -> StoreResult<bool> {
         self.inner.revoke_devices(id).await
     }
-    async fn delete_user(&self, id: &UserId) -> StoreResult<bool> {
-        self.inner.delete_user(id).await
+    async fn delete_user(&self, id: &UserId, now: i64) -> StoreResult<bool> {
+        self.inner.delete_user(id, now).await
     }
     async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StoreResult<bool> {
         self.inner.set_password_hash(id, hash, now).await
@@ -318,5 +318,34 @@ impl AccessTokenStore for CachedStore {
     }
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
         self.inner.purge_expired(now).await
+    }
+}
+
+#[async_trait]
+impl BackchannelStore for CachedStore {
+    async fn enqueue_ended_sessions(&self, now: i64) -> StoreResult<u64> {
+        self.inner.enqueue_ended_sessions(now).await
+    }
+    async fn claim_logout_notices(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<LogoutNotice>> {
+        self.inner
+            .claim_logout_notices(now, lease_until, limit)
+            .await
+    }
+    async fn remove_logout_notice(&self, id: i64) -> StoreResult<()> {
+        self.inner.remove_logout_notice(id).await
+    }
+    async fn retry_logout_notice(&self, id: i64, next_attempt_at: i64) -> StoreResult<()> {
+        self.inner.retry_logout_notice(id, next_attempt_at).await
+    }
+    async fn list_logout_notices(&self) -> StoreResult<Vec<LogoutNotice>> {
+        self.inner.list_logout_notices().await
+    }
+    async fn session_clients(&self, session_id: &SessionId) -> StoreResult<Vec<ClientId>> {
+        self.inner.session_clients(session_id).await
     }
 }

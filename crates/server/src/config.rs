@@ -53,6 +53,9 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_STUFFING_WINDOW",
     "PORTCULLIS_CLIENT_QUOTA",
     "PORTCULLIS_IPV6_PREFIX",
+    "PORTCULLIS_OUTBOUND_CA_FILE",
+    "PORTCULLIS_BACKCHANNEL_POLL_MS",
+    "PORTCULLIS_BACKCHANNEL_RETRY_BASE",
 ];
 
 /// The window of the token endpoint's failed-client-authentication limit, seconds.
@@ -103,6 +106,9 @@ struct FileConfig {
     stuffing_window: Option<i64>,
     client_quota: Option<u32>,
     ipv6_prefix: Option<u8>,
+    outbound_ca_file: Option<String>,
+    backchannel_poll_ms: Option<u64>,
+    backchannel_retry_base: Option<i64>,
 }
 
 /// TLS certificate and key files.
@@ -160,6 +166,13 @@ pub struct Config {
     pub client_quota: u32,
     /// IPv6 clients are limited per network of this prefix length.
     pub ipv6_prefix: u8,
+    /// Extra CA certificates (PEM) trusted for outbound calls, besides the system roots.
+    pub outbound_ca_file: Option<PathBuf>,
+    /// How often the back-channel logout dispatcher looks for ended sessions and due notices.
+    pub backchannel_poll: std::time::Duration,
+    /// Seconds before the first retry of a failed logout notice; each further retry waits
+    /// twice as long.
+    pub backchannel_retry_base: i64,
     pub dev: bool,
     /// Warnings to log once the logger is up.
     pub warnings: Vec<String>,
@@ -639,6 +652,27 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     if !(32..=128).contains(&ipv6_prefix) {
         return err("PORTCULLIS_IPV6_PREFIX must be between 32 and 128");
     }
+    let outbound_ca_file = get("PORTCULLIS_OUTBOUND_CA_FILE")
+        .or(file.outbound_ca_file)
+        .map(PathBuf::from);
+    let backchannel_poll_ms = parse_num(
+        "PORTCULLIS_BACKCHANNEL_POLL_MS",
+        get("PORTCULLIS_BACKCHANNEL_POLL_MS"),
+        file.backchannel_poll_ms,
+    )?
+    .unwrap_or(2000);
+    if !(100..=60_000).contains(&backchannel_poll_ms) {
+        return err("PORTCULLIS_BACKCHANNEL_POLL_MS must be between 100 and 60000 milliseconds");
+    }
+    let backchannel_retry_base = parse_num(
+        "PORTCULLIS_BACKCHANNEL_RETRY_BASE",
+        get("PORTCULLIS_BACKCHANNEL_RETRY_BASE"),
+        file.backchannel_retry_base,
+    )?
+    .unwrap_or(10);
+    if !(1..=600).contains(&backchannel_retry_base) {
+        return err("PORTCULLIS_BACKCHANNEL_RETRY_BASE must be between 1 and 600 seconds");
+    }
     if dev {
         warnings.push(format!(
             "development mode: secrets and a development certificate live in {dir}; never use --dev in production. To avoid the browser's certificate warning, trust {dir}/dev-ca.pem",
@@ -674,6 +708,9 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         stuffing_window,
         client_quota,
         ipv6_prefix,
+        outbound_ca_file,
+        backchannel_poll: std::time::Duration::from_millis(backchannel_poll_ms),
+        backchannel_retry_base,
         dev,
         warnings,
     })

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod backchannel;
 pub mod cache;
 pub mod client_request;
 pub mod config;
@@ -112,6 +113,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let store = open_store(&config).await?;
     let state = build_state(&config, store).await?;
+    let dispatcher = backchannel::Dispatcher {
+        store: state.store.clone(),
+        keys: state.keys.clone(),
+        issuer: state.issuer.clone(),
+        http: backchannel::http_client(config.outbound_ca_file.as_deref())?,
+        dev: config.dev,
+        poll: config.backchannel_poll,
+        retry_base: config.backchannel_retry_base,
+    };
+    tokio::spawn(dispatcher.run());
     let purge_store = state.store.clone();
     tokio::spawn(async move {
         loop {

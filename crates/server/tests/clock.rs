@@ -53,6 +53,7 @@ async fn world() -> World {
         first_party: true,
         id_token_alg: SigningAlg::RS256,
         disabled: false,
+        backchannel_logout_uri: None,
         secret_hashes: vec![issued.hash.clone()],
         policy: Default::default(),
         created_at: T0,

@@ -51,6 +51,7 @@ async fn world() -> World {
         first_party: false,
         id_token_alg: SigningAlg::RS256,
         disabled: false,
+        backchannel_logout_uri: None,
         secret_hashes: vec![],
         policy: Default::default(),
         created_at: 0,

@@ -80,6 +80,10 @@ macro_rules! all_checks {
                 idle_sessions_end_and_refreshes_keep_them_alive,
                 first_token_only_while_its_holders_live,
                 signing_key_rotation_revocation_and_rewrap,
+                session_clients_are_recorded_at_redemption,
+                every_session_end_queues_logout_notices,
+                the_sweep_queues_each_ended_session_once,
+                logout_notices_are_claimed_leased_and_retried,
             ];
             shared = [
                 flow_take_is_atomic,
@@ -283,6 +287,7 @@ mod fixtures {
             first_party: true,
             id_token_alg: SigningAlg::ES256,
             disabled: false,
+            backchannel_logout_uri: None,
             secret_hashes: vec![format!("secret-{name}")],
             policy: Default::default(),
             created_at: T0,
@@ -617,7 +622,7 @@ mod checks {
             .await
             .unwrap();
 
-        assert!(s.delete_user(&fx.user.id).await.unwrap());
+        assert!(s.delete_user(&fx.user.id, T0).await.unwrap());
         assert_eq!(s.user_by_id(&fx.user.id).await.unwrap(), None);
         assert_eq!(s.session_by_id(&fx.session.id).await.unwrap(), None);
         assert_eq!(
@@ -634,7 +639,7 @@ mod checks {
             rotate(s, "rt-ada", &fx.client.id, T0 + 1, "x").await,
             RefreshRotation::Invalid
         ));
-        assert!(!s.delete_user(&fx.user.id).await.unwrap());
+        assert!(!s.delete_user(&fx.user.id, T0).await.unwrap());
 
         // The client and the other user's records stay.
         assert!(s.client_by_id(&fx.client.id).await.unwrap().is_some());
@@ -2041,5 +2046,319 @@ mod checks {
             .map(|k| k.kid.to_string())
             .collect();
         assert_eq!(kids, ["k_es", "k_next"]);
+    }
+
+    /// A client with a back-channel logout URI.
+    async fn bc_client(s: &dyn Storage, name: &str) -> portcullis_core::model::Client {
+        let mut c = client(name);
+        c.backchannel_logout_uri = Some(format!("https://{name}.example.org/backchannel"));
+        s.create_client(&c).await.unwrap();
+        c
+    }
+
+    /// Redeems a fresh code of `session` for `client_id` (the client receives tokens there).
+    async fn tokens_in(
+        s: &dyn Storage,
+        fx: &Fixture,
+        session: &SessionId,
+        client_id: &ClientId,
+        hash: &str,
+    ) {
+        let mut c = code(fx, hash);
+        c.client_id = client_id.clone();
+        c.session_id = session.clone();
+        s.insert_code(&c).await.unwrap();
+        assert!(matches!(
+            redeem(s, hash, client_id, T0 + 1).await,
+            CodeRedemption::Redeemed(_)
+        ));
+    }
+
+    /// The queued notices as (client, session, user) triples, oldest first.
+    async fn notices(s: &dyn Storage) -> Vec<(ClientId, SessionId, UserId)> {
+        s.list_logout_notices()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.client_id, n.session_id, n.user_id))
+            .collect()
+    }
+
+    pub async fn session_clients_are_recorded_at_redemption(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let other = bc_client(s, "other").await;
+        assert!(s.session_clients(&fx.session.id).await.unwrap().is_empty());
+        tokens_in(s, &fx, &fx.session.id, &fx.client.id, "c-1").await;
+        tokens_in(s, &fx, &fx.session.id, &other.id, "c-2").await;
+        // A second code of the same client in the same session adds nothing.
+        tokens_in(s, &fx, &fx.session.id, &fx.client.id, "c-3").await;
+        let mut got = s.session_clients(&fx.session.id).await.unwrap();
+        got.sort();
+        let mut want = vec![fx.client.id.clone(), other.id.clone()];
+        want.sort();
+        assert_eq!(got, want);
+        // A replay, a refused presentation and a code of another client record nothing.
+        let third = bc_client(s, "third").await;
+        let mut c = code(&fx, "c-refused");
+        c.client_id = third.id.clone();
+        s.insert_code(&c).await.unwrap();
+        assert!(matches!(
+            s.redeem_code("c-refused", &third.id, T0 + 2, &|_| Err("wrong verifier"))
+                .await
+                .unwrap(),
+            CodeRedemption::Refused(_)
+        ));
+        assert!(matches!(
+            redeem(s, "c-refused", &fx.client.id, T0 + 2).await,
+            CodeRedemption::Unknown
+        ));
+        assert!(matches!(
+            redeem(s, "c-1", &fx.client.id, T0 + 2).await,
+            CodeRedemption::Replayed
+        ));
+        assert_eq!(s.session_clients(&fx.session.id).await.unwrap().len(), 2);
+        // Nothing is queued while the session lives.
+        assert_eq!(s.enqueue_ended_sessions(T0 + 3).await.unwrap(), 0);
+        assert!(notices(s).await.is_empty());
+    }
+
+    pub async fn every_session_end_queues_logout_notices(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let rp = bc_client(s, "rp").await;
+        let bystander = bc_client(s, "bystander").await;
+        let user = fx.user.id.clone();
+        // A session the back-channel client received tokens in, and the plain client too.
+        let new_session = |name: &str| session(&fx.user, name);
+        async fn used(
+            s: &dyn Storage,
+            fx: &Fixture,
+            sess: &portcullis_core::model::Session,
+            rp: &ClientId,
+            plain: &ClientId,
+        ) {
+            s.insert_session(sess).await.unwrap();
+            let tag = sess.cookie_hash.clone();
+            tokens_in(s, fx, &sess.id, rp, &format!("{tag}-rp")).await;
+            tokens_in(s, fx, &sess.id, plain, &format!("{tag}-plain")).await;
+        }
+
+        // Revocation (logout, the sessions page, `sessions revoke`): one notice for the client
+        // with a URI, none for the one without, none for a client that got no tokens there;
+        // visible at once (queued by the revocation itself, not by a sweep).
+        let a = new_session("a");
+        used(s, &fx, &a, &rp.id, &fx.client.id).await;
+        assert!(s.revoke_session(&a.id, T0 + 10).await.unwrap());
+        assert_eq!(
+            notices(s).await,
+            vec![(rp.id.clone(), a.id.clone(), user.clone())]
+        );
+        let n = &s.list_logout_notices().await.unwrap()[0];
+        assert_eq!(
+            (n.created_at, n.attempts, n.next_attempt_at),
+            (T0 + 10, 0, T0 + 10)
+        );
+        // Once per session: revoking again, or the sweep, queues nothing more.
+        assert!(s.revoke_session(&a.id, T0 + 11).await.unwrap());
+        assert_eq!(s.enqueue_ended_sessions(T0 + 12).await.unwrap(), 0);
+        assert_eq!(notices(s).await.len(), 1);
+        assert!(!notices(s).await.iter().any(|n| n.0 == bystander.id));
+        for n in s.list_logout_notices().await.unwrap() {
+            s.remove_logout_notice(n.id).await.unwrap();
+        }
+
+        // "End the others" keeps the current one; "end all" ends it too.
+        let keep = new_session("keep");
+        let other = new_session("other");
+        used(s, &fx, &keep, &rp.id, &fx.client.id).await;
+        used(s, &fx, &other, &rp.id, &fx.client.id).await;
+        s.revoke_user_sessions(&fx.user.id, Some(&keep.id), T0 + 20)
+            .await
+            .unwrap();
+        assert_eq!(
+            notices(s).await,
+            vec![(rp.id.clone(), other.id.clone(), user.clone())]
+        );
+        s.revoke_user_sessions(&fx.user.id, None, T0 + 21)
+            .await
+            .unwrap();
+        assert_eq!(
+            notices(s).await,
+            vec![
+                (rp.id.clone(), other.id.clone(), user.clone()),
+                (rp.id.clone(), keep.id.clone(), user.clone())
+            ]
+        );
+        for n in s.list_logout_notices().await.unwrap() {
+            s.remove_logout_notice(n.id).await.unwrap();
+        }
+
+        // The concurrent-session cap ends the oldest.
+        let mut old = new_session("old");
+        old.created_at = T0 + 30;
+        let mut young = new_session("young");
+        young.created_at = T0 + 31;
+        used(s, &fx, &old, &rp.id, &fx.client.id).await;
+        used(s, &fx, &young, &rp.id, &fx.client.id).await;
+        let capped = s.cap_sessions(&fx.user.id, 1, T0 + 32).await.unwrap();
+        assert_eq!(capped, vec![old.id.clone()]);
+        assert_eq!(
+            notices(s).await,
+            vec![(rp.id.clone(), old.id.clone(), user.clone())]
+        );
+        for n in s.list_logout_notices().await.unwrap() {
+            s.remove_logout_notice(n.id).await.unwrap();
+        }
+
+        // Refresh-token theft revokes the session inside the rotation.
+        let mut t = refresh(&fx, "rt-1", &FamilyId::generate());
+        t.client_id = rp.id.clone();
+        t.session_id = young.id.clone();
+        assert!(s.insert_refresh_token(&t, T0 + 40).await.unwrap());
+        assert!(matches!(
+            rotate(s, "rt-1", &rp.id, T0 + 41, "rt-2").await,
+            RefreshRotation::Rotated(_)
+        ));
+        assert!(matches!(
+            rotate(s, "rt-1", &rp.id, T0 + 41 + GRACE + 1, "rt-thief").await,
+            RefreshRotation::ReuseDetected { .. }
+        ));
+        assert_eq!(
+            notices(s).await,
+            vec![(rp.id.clone(), young.id.clone(), user.clone())]
+        );
+        for n in s.list_logout_notices().await.unwrap() {
+            s.remove_logout_notice(n.id).await.unwrap();
+        }
+
+        // A password change and a disable end every session of the user.
+        let p1 = new_session("p1");
+        let p2 = new_session("p2");
+        used(s, &fx, &p1, &rp.id, &fx.client.id).await;
+        used(s, &fx, &p2, &rp.id, &fx.client.id).await;
+        s.set_password_hash(&fx.user.id, "$argon2id$new", T0 + 50)
+            .await
+            .unwrap();
+        let mut got: Vec<SessionId> = notices(s).await.into_iter().map(|n| n.1).collect();
+        got.sort();
+        let mut want = vec![p1.id.clone(), p2.id.clone()];
+        want.sort();
+        assert_eq!(got, want);
+        for n in s.list_logout_notices().await.unwrap() {
+            s.remove_logout_notice(n.id).await.unwrap();
+        }
+        let d = new_session("d");
+        let mut d = d;
+        d.auth_time = T0 + 60;
+        used(s, &fx, &d, &rp.id, &fx.client.id).await;
+        assert!(s
+            .set_user_disabled(&fx.user.id, true, T0 + 61)
+            .await
+            .unwrap());
+        assert_eq!(
+            notices(s).await,
+            vec![(rp.id.clone(), d.id.clone(), user.clone())]
+        );
+        for n in s.list_logout_notices().await.unwrap() {
+            s.remove_logout_notice(n.id).await.unwrap();
+        }
+
+        // Deleting a user announces its sessions; the notice outlives the user.
+        let bob = seed_named(s, "bob").await;
+        tokens_in(s, &bob, &bob.session.id, &rp.id, "bob-rp").await;
+        assert!(s.delete_user(&bob.user.id, T0 + 70).await.unwrap());
+        assert_eq!(
+            notices(s).await,
+            vec![(rp.id.clone(), bob.session.id.clone(), bob.user.id.clone())]
+        );
+    }
+
+    pub async fn the_sweep_queues_each_ended_session_once(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let rp = bc_client(s, "rp").await;
+        // `fx.session` ends at T0 + DAY (absolute); `idle` after an hour without activity.
+        tokens_in(s, &fx, &fx.session.id, &rp.id, "c-abs").await;
+        let mut idle = session(&fx.user, "idle");
+        idle.idle_timeout = Some(HOUR);
+        s.insert_session(&idle).await.unwrap();
+        tokens_in(s, &fx, &idle.id, &rp.id, "c-idle").await;
+        let mut long = session(&fx.user, "long");
+        long.expires_at = T0 + 30 * DAY;
+        s.insert_session(&long).await.unwrap();
+        tokens_in(s, &fx, &long.id, &rp.id, "c-long").await;
+
+        assert_eq!(s.enqueue_ended_sessions(T0 + HOUR - 1).await.unwrap(), 0);
+        assert_eq!(s.enqueue_ended_sessions(T0 + HOUR).await.unwrap(), 1);
+        assert_eq!(
+            notices(s).await,
+            vec![(rp.id.clone(), idle.id.clone(), fx.user.id.clone())]
+        );
+        assert_eq!(s.enqueue_ended_sessions(T0 + HOUR + 1).await.unwrap(), 0);
+        assert_eq!(s.enqueue_ended_sessions(T0 + DAY).await.unwrap(), 1);
+        assert_eq!(s.enqueue_ended_sessions(T0 + DAY + 1).await.unwrap(), 0);
+        let all = notices(s).await;
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].1, fx.session.id);
+        // Revoking a session that expired (and was announced) queues nothing more.
+        assert!(s
+            .revoke_session(&fx.session.id, T0 + DAY + 2)
+            .await
+            .unwrap());
+        assert_eq!(notices(s).await.len(), 2);
+        // The long session is still live and unannounced; when it ends, it is announced once.
+        assert!(s.revoke_session(&long.id, T0 + DAY + 3).await.unwrap());
+        assert_eq!(notices(s).await.len(), 3);
+        assert_eq!(s.enqueue_ended_sessions(T0 + 31 * DAY).await.unwrap(), 0);
+        assert_eq!(notices(s).await.len(), 3);
+    }
+
+    pub async fn logout_notices_are_claimed_leased_and_retried(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let rp = bc_client(s, "rp").await;
+        tokens_in(s, &fx, &fx.session.id, &rp.id, "c-1").await;
+        let second = session(&fx.user, "second");
+        s.insert_session(&second).await.unwrap();
+        tokens_in(s, &fx, &second.id, &rp.id, "c-2").await;
+        s.revoke_session(&fx.session.id, T0 + 10).await.unwrap();
+        s.revoke_session(&second.id, T0 + 11).await.unwrap();
+
+        // Nothing is due before it was queued; a limit is respected, oldest first.
+        assert!(s
+            .claim_logout_notices(T0 + 9, T0 + 100, 8)
+            .await
+            .unwrap()
+            .is_empty());
+        let first = s.claim_logout_notices(T0 + 20, T0 + 80, 1).await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].session_id, fx.session.id);
+        assert_eq!(first[0].attempts, 1);
+        assert_eq!(first[0].next_attempt_at, T0 + 80);
+        // A claimed notice is not claimed again during its lease.
+        let rest = s.claim_logout_notices(T0 + 21, T0 + 81, 8).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].session_id, second.id);
+        assert!(s
+            .claim_logout_notices(T0 + 22, T0 + 82, 8)
+            .await
+            .unwrap()
+            .is_empty());
+        // A retry is due at its time, with one more attempt counted.
+        s.retry_logout_notice(first[0].id, T0 + 30).await.unwrap();
+        assert!(s
+            .claim_logout_notices(T0 + 29, T0 + 90, 8)
+            .await
+            .unwrap()
+            .is_empty());
+        let again = s.claim_logout_notices(T0 + 30, T0 + 90, 8).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 2);
+        // After the lease (a crashed delivery), it comes back.
+        let back = s.claim_logout_notices(T0 + 81, T0 + 200, 8).await.unwrap();
+        assert_eq!(
+            back.iter().map(|n| n.id).collect::<Vec<_>>(),
+            vec![rest[0].id]
+        );
+        s.remove_logout_notice(first[0].id).await.unwrap();
+        s.remove_logout_notice(rest[0].id).await.unwrap();
+        assert!(s.list_logout_notices().await.unwrap().is_empty());
     }
 }

@@ -67,6 +67,9 @@ impl TestServer {
         let key_path = dir.path().join("key.pem");
         std::fs::write(&cert_path, leaf.pem()).unwrap();
         std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
+        // The test CA as a file too, for settings that name one (e.g. a relative
+        // `PORTCULLIS_OUTBOUND_CA_FILE=ca.pem`: the server runs in this directory).
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
         let issuer = format!("https://localhost:{port}");
         let mut env: HashMap<String, String> = HashMap::new();
         env.insert("PORTCULLIS_ISSUER".into(), issuer.clone());

@@ -88,6 +88,7 @@ mod tests {
             first_party,
             id_token_alg: SigningAlg::RS256,
             disabled: false,
+            backchannel_logout_uri: None,
             secret_hashes: vec![],
             policy: Default::default(),
             created_at: 0,

@@ -23,6 +23,7 @@ struct ClientRow {
     scopes: String,
     first_party: bool,
     id_token_alg: String,
+    backchannel_logout_uri: Option<String>,
     disabled: bool,
     created_at: i64,
     /// JSON array, newest first.
@@ -58,6 +59,7 @@ impl TryFrom<ClientRow> for Client {
             scopes: from_json("scopes", &row.scopes)?,
             first_party: row.first_party,
             id_token_alg,
+            backchannel_logout_uri: row.backchannel_logout_uri,
             disabled: row.disabled,
             secret_hashes: from_json("secret_hashes", &row.secret_hashes)?,
             created_at: row.created_at,
@@ -82,8 +84,8 @@ macro_rules! select_client {
     ($tail:literal) => {
         concat!(
             "SELECT c.id, c.name, c.kind, c.redirect_uris, c.post_logout_redirect_uris, \
-             c.grants, c.apis, c.scopes, c.first_party, c.id_token_alg, c.disabled, \
-             c.created_at, c.access_token_ttl, c.session_max_age, c.session_idle, \
+             c.grants, c.apis, c.scopes, c.first_party, c.id_token_alg, c.backchannel_logout_uri, \
+             c.disabled, c.created_at, c.access_token_ttl, c.session_max_age, c.session_idle, \
              (SELECT json_group_array(s.secret_hash ORDER BY s.id DESC) \
               FROM client_secrets s WHERE s.client_id = c.id) AS secret_hashes \
              FROM clients c ",
@@ -115,9 +117,9 @@ impl ClientStore for SqliteStore {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO clients (id, name, kind, redirect_uris, post_logout_redirect_uris, \
-             grants, apis, scopes, first_party, id_token_alg, disabled, created_at, \
-             access_token_ttl, session_max_age, session_idle) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             grants, apis, scopes, first_party, id_token_alg, backchannel_logout_uri, disabled, \
+             created_at, access_token_ttl, session_max_age, session_idle) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(client.id.as_str())
         .bind(&client.name)
@@ -129,6 +131,7 @@ impl ClientStore for SqliteStore {
         .bind(to_json(&client.scopes)?)
         .bind(client.first_party)
         .bind(client.id_token_alg.as_str())
+        .bind(client.backchannel_logout_uri.as_deref())
         .bind(client.disabled)
         .bind(client.created_at)
         .bind(client.policy.access_token_ttl)

@@ -6,6 +6,7 @@ use portcullis_core::ids::{ClientId, FamilyId, SessionId, UserId};
 use portcullis_core::model::AuthCode;
 use portcullis_core::store::{CodeCheck, CodeRedemption, CodeStore, StoreError, StoreResult};
 
+use super::backchannel::record_session_client_in;
 use super::refresh::revoke_family_in;
 use super::{from_json, map_err, map_err_conflict, to_json, SqliteStore};
 
@@ -125,6 +126,8 @@ impl CodeStore for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
+            // The client receives tokens in this session: it is told when the session ends.
+            record_session_client_in(&mut tx, &code.session_id, &code.client_id, now).await?;
             tx.commit().await.map_err(map_err)?;
             code.consumed_at = Some(now);
             return Ok(CodeRedemption::Redeemed(Box::new(code)));

@@ -6,6 +6,7 @@ use portcullis_core::model::Session;
 use portcullis_core::store::{SessionStore, StoreResult};
 use sqlx::SqliteConnection;
 
+use super::backchannel::enqueue_session_in;
 use super::{map_err, map_err_conflict, SqliteStore};
 
 #[derive(sqlx::FromRow)]
@@ -53,9 +54,9 @@ macro_rules! select_session {
 }
 
 /// Inside the caller's write transaction: revokes the session (keeping an earlier revocation
-/// time), every session-bound refresh token of it (offline ones outlive it), and deletes its
-/// unredeemed codes. Returns whether
-/// the session exists.
+/// time), every session-bound refresh token of it (offline ones outlive it), deletes its
+/// unredeemed codes, and queues the back-channel logout notices of the clients that received
+/// tokens in it (once per session and client). Returns whether the session exists.
 pub(super) async fn revoke_session_in(
     conn: &mut SqliteConnection,
     id: &SessionId,
@@ -85,6 +86,7 @@ pub(super) async fn revoke_session_in(
             .execute(&mut *conn)
             .await
             .map_err(map_err)?;
+        enqueue_session_in(conn, id, now).await?;
     }
     Ok(found)
 }

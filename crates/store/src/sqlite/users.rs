@@ -6,6 +6,7 @@ use portcullis_core::ids::UserId;
 use portcullis_core::model::User;
 use portcullis_core::store::{StoreResult, UserStore};
 
+use super::backchannel::enqueue_user_in;
 use super::{map_err, map_err_conflict, SqliteStore};
 
 #[derive(sqlx::FromRow)]
@@ -114,6 +115,7 @@ impl UserStore for SqliteStore {
             .rows_affected()
             > 0;
         if found && disabled {
+            enqueue_user_in(&mut tx, id, now).await?;
             sqlx::query(
                 "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
             )
@@ -149,13 +151,18 @@ impl UserStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn delete_user(&self, id: &UserId) -> StoreResult<bool> {
+    /// The user's sessions are announced to the clients that received tokens in them first
+    /// (the notices carry the user id, so they outlive the deletion).
+    async fn delete_user(&self, id: &UserId, now: i64) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        enqueue_user_in(&mut tx, id, now).await?;
         // Sessions, codes and refresh tokens go with it: ON DELETE CASCADE.
         let done = sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id.as_str())
-            .execute(&mut *self.write_conn().await?)
+            .execute(&mut *tx)
             .await
             .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -172,8 +179,10 @@ impl UserStore for SqliteStore {
                 .rows_affected()
                 > 0;
         if found {
-            // A new password ends every way in that the old one opened: sessions, their
-            // refresh tokens, and codes not yet redeemed.
+            // A new password ends every way in that the old one opened: sessions (announced
+            // to the clients that received tokens in them), their refresh tokens, and codes not
+            // yet redeemed.
+            enqueue_user_in(&mut tx, id, now).await?;
             for sql in [
                 "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
                 "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",

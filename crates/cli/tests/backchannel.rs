@@ -1,0 +1,518 @@
+//! OpenID Connect Back-Channel Logout against the real server: a real HTTPS receiver (the
+//! test's own TLS listener, with a certificate from the test CA, which the server trusts through
+//! `PORTCULLIS_OUTBOUND_CA_FILE`) records every POST. Checks who is notified (only the clients
+//! that received tokens in the session, once each), the logout token (header, signature against
+//! `/jwks`, claims), retries with a fresh token, redirects not followed, link-local URIs refused,
+//! and sessions ended by the CLI and by refresh-token theft.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const ALICE: &str = "alice@example.com";
+const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// What the receiver got.
+#[derive(Clone, Debug)]
+struct Post {
+    path: String,
+    content_type: String,
+    body: String,
+}
+
+impl Post {
+    fn logout_token(&self) -> String {
+        let pairs: HashMap<String, String> = url::form_urlencoded::parse(self.body.as_bytes())
+            .into_owned()
+            .collect();
+        assert_eq!(pairs.len(), 1, "only logout_token: {}", self.body);
+        pairs["logout_token"].clone()
+    }
+}
+
+/// The test's HTTPS receiver: records each request; answers each path with its scripted
+/// statuses in turn (then 200).
+#[derive(Default)]
+struct Receiver {
+    posts: Mutex<Vec<Post>>,
+    script: Mutex<HashMap<String, VecDeque<u16>>>,
+}
+
+impl Receiver {
+    async fn start(srv: &TestServer) -> (Arc<Self>, u16) {
+        let me = Arc::new(Self::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let acceptor = tls(srv);
+        let r = me.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (r, acceptor) = (r.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await
+                    {
+                        r.serve(stream, port).await;
+                    }
+                });
+            }
+        });
+        (me, port)
+    }
+
+    fn script(&self, path: &str, statuses: &[u16]) {
+        self.script
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), statuses.iter().copied().collect());
+    }
+
+    fn posts(&self, path: &str) -> Vec<Post> {
+        self.posts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.path == path)
+            .cloned()
+            .collect()
+    }
+
+    fn all(&self) -> Vec<Post> {
+        self.posts.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) until `path` got `n` requests.
+    async fn wait_for(&self, path: &str, n: usize) -> Vec<Post> {
+        for _ in 0..200 {
+            let got = self.posts(path);
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{path}: {} requests, wanted {n}", self.posts(path).len());
+    }
+
+    async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        &self,
+        mut sock: S,
+        port: u16,
+    ) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let (head, body_start) = loop {
+            let Ok(n) = sock.read(&mut chunk).await else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break (String::from_utf8_lossy(&buf[..i]).into_owned(), i + 4);
+            }
+        };
+        let mut lines = head.split("\r\n");
+        let request_line = lines.next().unwrap_or_default().to_owned();
+        let mut headers = HashMap::new();
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+        }
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < body_start + len {
+            let Ok(n) = sock.read(&mut chunk).await else {
+                return;
+            };
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = String::from_utf8_lossy(&buf[body_start..]).into_owned();
+        let mut parts = request_line.split(' ');
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        assert_eq!(method, "POST", "{request_line}");
+        self.posts.lock().unwrap().push(Post {
+            path: path.to_owned(),
+            content_type: headers.get("content-type").cloned().unwrap_or_default(),
+            body,
+        });
+        let status = self
+            .script
+            .lock()
+            .unwrap()
+            .get_mut(path)
+            .and_then(VecDeque::pop_front)
+            .unwrap_or(200);
+        let extra = if (300..400).contains(&status) {
+            format!("Location: https://localhost:{port}/redirected-here\r\n")
+        } else {
+            String::new()
+        };
+        let res = format!(
+            "HTTP/1.1 {status} Scripted\r\nContent-Length: 0\r\n{extra}Connection: close\r\n\r\n"
+        );
+        let _ = sock.write_all(res.as_bytes()).await;
+        let _ = sock.shutdown().await;
+    }
+}
+
+/// The server's own leaf certificate (for `localhost` and `127.0.0.1`, from the test CA).
+fn tls(srv: &TestServer) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(srv.dir.path().join("cert.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(srv.dir.path().join("key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// A server that trusts the test CA for outbound calls and polls and retries quickly.
+fn server() -> TestServer {
+    TestServer::start_with(&[
+        ("PORTCULLIS_OUTBOUND_CA_FILE", "ca.pem"),
+        ("PORTCULLIS_BACKCHANNEL_POLL_MS", "100"),
+        ("PORTCULLIS_BACKCHANNEL_RETRY_BASE", "1"),
+        ("PORTCULLIS_REFRESH_REUSE_GRACE", "0"),
+    ])
+}
+
+fn part(jwt: &str, i: usize) -> Value {
+    let p = jwt.split('.').nth(i).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
+}
+
+/// Checks a logout token for `client_id` about the session and user of `id_token`, with the
+/// `jsonwebtoken` crate against `/jwks`; returns its claims.
+async fn check_logout_token(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    token: &str,
+    client_id: &str,
+    id_token: &str,
+) -> Value {
+    let header = part(token, 0);
+    assert_eq!(header["typ"], "logout+jwt", "{header}");
+    let jwks: Value = http
+        .get(srv.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = header["kid"].as_str().unwrap();
+    let jwk_json = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid)
+        .unwrap_or_else(|| panic!("kid {kid} not in JWKS"));
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk_json.clone()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+    let alg: jsonwebtoken::Algorithm = header["alg"].as_str().unwrap().parse().unwrap();
+    // The same algorithm as the client's ID tokens.
+    assert_eq!(header["alg"], part(id_token, 0)["alg"]);
+    let mut v = jsonwebtoken::Validation::new(alg);
+    v.set_audience(&[client_id]);
+    v.set_issuer(&[&srv.issuer]);
+    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
+        .expect("the logout token verifies against the JWKS")
+        .claims;
+    let idt = part(id_token, 1);
+    let obj = claims.as_object().unwrap();
+    for name in ["iss", "aud", "iat", "exp", "jti", "events", "sid", "sub"] {
+        assert!(obj.contains_key(name), "{name} missing: {claims}");
+    }
+    assert!(!obj.contains_key("nonce"), "{claims}");
+    assert_eq!(claims["aud"], client_id);
+    assert_eq!(claims["sid"], idt["sid"]);
+    assert_eq!(claims["sub"], idt["sub"]);
+    assert_eq!(claims["events"], serde_json::json!({ EVENT: {} }));
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    assert!(exp > iat && exp - iat <= 120, "{claims}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((iat - now).abs() <= 30, "{claims}");
+    claims
+}
+
+/// A first-party confidential client (silent SSO) with a back-channel logout URI on `port`.
+fn bc_client(srv: &TestServer, name: &str, port: u16, path: &str) -> (String, String) {
+    create_client(
+        srv,
+        name,
+        CB,
+        &[
+            "--backchannel-logout-uri",
+            &format!("https://localhost:{port}{path}"),
+        ],
+    )
+}
+
+/// Single sign-on with a second client in a browser that is signed in: the code comes back at
+/// once; returns the token response.
+async fn sso_tokens(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    client: (&str, &str),
+) -> Value {
+    let (v, c) = pkce();
+    let res =
+        authorize_and_resume(srv, http, jar, &authorize_url(srv, client.0, CB, &c, &[])).await;
+    assert_eq!(res.status(), 302, "silent SSO (a redirect answering a GET)");
+    let code = query_of(res.headers()["location"].to_str().unwrap())["code"].clone();
+    let (s, t, _) = token_request(
+        srv,
+        http,
+        client,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CB),
+            ("code_verifier", &v),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{t}");
+    t
+}
+
+async fn rp_logout(srv: &TestServer, http: &reqwest::Client, jar: &mut Jar, id_token: &str) {
+    let res = browser_logout(srv, http, jar, &[("id_token_hint", id_token)], &[]).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("id=\"signed-out\""));
+}
+
+/// Waits (up to 10 s) until the server log contains `needle`.
+async fn wait_log(srv: &TestServer, needle: &str) {
+    for _ in 0..200 {
+        if srv.log().contains(needle) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("log lacks {needle}: {}", srv.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_notifies_each_client_that_received_tokens_once() {
+    let srv = server();
+    srv.seed();
+    let http = srv.http();
+    let (rx, port) = Receiver::start(&srv).await;
+    let a = bc_client(&srv, "RP A", port, "/a");
+    let b = bc_client(&srv, "RP B", port, "/b?tenant=b");
+    let c = bc_client(&srv, "RP C", port, "/c");
+
+    let discovery: Value = http
+        .get(srv.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(discovery["backchannel_logout_supported"], true);
+    assert_eq!(discovery["backchannel_logout_session_supported"], true);
+
+    // A and B receive tokens in one browser session; C has a URI but got nothing there.
+    let mut jar = Jar::default();
+    let ta = sign_in_for_tokens(&srv, &http, &mut jar, (&a.0, &a.1), CB, ALICE).await;
+    let tb = sso_tokens(&srv, &http, &mut jar, (&b.0, &b.1)).await;
+    assert_eq!(
+        part(ta["id_token"].as_str().unwrap(), 1)["sid"],
+        part(tb["id_token"].as_str().unwrap(), 1)["sid"],
+        "one session"
+    );
+    rp_logout(&srv, &http, &mut jar, ta["id_token"].as_str().unwrap()).await;
+
+    let got_a = rx.wait_for("/a", 1).await;
+    let got_b = rx.wait_for("/b?tenant=b", 1).await;
+    // Give a duplicate, or a notice to C, the time to show up.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(rx.posts("/a").len(), 1, "{:?}", rx.all());
+    assert_eq!(rx.posts("/b?tenant=b").len(), 1, "{:?}", rx.all());
+    assert!(
+        rx.posts("/c").is_empty(),
+        "C received no tokens: {:?}",
+        rx.all()
+    );
+    for (post, client, t) in [(&got_a[0], &a, &ta), (&got_b[0], &b, &tb)] {
+        assert_eq!(post.content_type, "application/x-www-form-urlencoded");
+        check_logout_token(
+            &srv,
+            &http,
+            &post.logout_token(),
+            &client.0,
+            t["id_token"].as_str().unwrap(),
+        )
+        .await;
+    }
+    wait_log(&srv, "logout.backchannel_sent").await;
+
+    // A receiver that fails once gets the notice again, with a freshly signed token.
+    rx.script("/c", &[500]);
+    let mut jar = Jar::default();
+    let tc = sign_in_for_tokens(&srv, &http, &mut jar, (&c.0, &c.1), CB, ALICE).await;
+    rp_logout(&srv, &http, &mut jar, tc["id_token"].as_str().unwrap()).await;
+    let got_c = rx.wait_for("/c", 2).await;
+    let idt = tc["id_token"].as_str().unwrap();
+    let first = check_logout_token(&srv, &http, &got_c[0].logout_token(), &c.0, idt).await;
+    let second = check_logout_token(&srv, &http, &got_c[1].logout_token(), &c.0, idt).await;
+    assert_ne!(first["jti"], second["jti"], "re-signed per attempt");
+    assert_eq!(first["sid"], second["sid"]);
+    wait_log(&srv, "logout.backchannel_retry").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rx.posts("/c").len(), 2, "delivered: no third attempt");
+
+    // A redirect answer is a failure, and its target is never contacted.
+    let r = bc_client(&srv, "RP R", port, "/r");
+    rx.script("/r", &[302, 302, 302, 302, 302]);
+    let mut jar = Jar::default();
+    let tr = sign_in_for_tokens(&srv, &http, &mut jar, (&r.0, &r.1), CB, ALICE).await;
+    rp_logout(&srv, &http, &mut jar, tr["id_token"].as_str().unwrap()).await;
+    rx.wait_for("/r", 2).await;
+    wait_log(&srv, "the receiver answered 302").await;
+    assert!(rx.posts("/redirected-here").is_empty(), "{:?}", rx.all());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_ended_by_the_cli_or_by_theft_are_notified() {
+    let srv = server();
+    srv.seed();
+    let http = srv.http();
+    let (rx, port) = Receiver::start(&srv).await;
+    let a = bc_client(&srv, "RP A", port, "/a");
+
+    // A link-local (cloud metadata) URI is refused at registration.
+    let out = srv.cli_raw(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Metadata",
+            "--redirect-uri",
+            CB,
+            "--backchannel-logout-uri",
+            "https://169.254.169.254/latest/meta-data",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("link-local or cloud metadata"), "{err}");
+    for bad in [
+        "http://localhost:1/bc",
+        "https://localhost/bc#frag",
+        "https://user:pw@localhost/bc",
+    ] {
+        let out = srv.cli_raw(
+            &[
+                "clients",
+                "create",
+                "--name",
+                "Bad",
+                "--redirect-uri",
+                CB,
+                "--backchannel-logout-uri",
+                bad,
+            ],
+            None,
+        );
+        assert!(!out.status.success(), "{bad}");
+    }
+
+    // `portcullis sessions revoke`.
+    let mut jar = Jar::default();
+    let t = sign_in_for_tokens(&srv, &http, &mut jar, (&a.0, &a.1), CB, ALICE).await;
+    let sid = part(t["id_token"].as_str().unwrap(), 1)["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    srv.cli(&["sessions", "revoke", &sid], None);
+    let got = rx.wait_for("/a", 1).await;
+    let claims = check_logout_token(
+        &srv,
+        &http,
+        &got[0].logout_token(),
+        &a.0,
+        t["id_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(claims["sid"], sid.as_str());
+
+    // Refresh-token theft ends the session inside the rotation.
+    let mut jar = Jar::default();
+    let t = sign_in_for_tokens(&srv, &http, &mut jar, (&a.0, &a.1), CB, ALICE).await;
+    let old = t["refresh_token"].as_str().unwrap().to_owned();
+    let (s, _) = refresh(&srv, &http, (&a.0, &a.1), &old).await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (s, body) = refresh(&srv, &http, (&a.0, &a.1), &old).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
+    wait_log(&srv, "token.reuse_detected").await;
+    let got = rx.wait_for("/a", 2).await;
+    let claims = check_logout_token(
+        &srv,
+        &http,
+        &got[1].logout_token(),
+        &a.0,
+        t["id_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        claims["sid"],
+        part(t["id_token"].as_str().unwrap(), 1)["sid"]
+    );
+
+    // `portcullis sessions revoke-all` ends the rest.
+    let mut jar = Jar::default();
+    let t = sign_in_for_tokens(&srv, &http, &mut jar, (&a.0, &a.1), CB, ALICE).await;
+    srv.cli(&["sessions", "revoke-all", ALICE], None);
+    let got = rx.wait_for("/a", 3).await;
+    check_logout_token(
+        &srv,
+        &http,
+        &got[2].logout_token(),
+        &a.0,
+        t["id_token"].as_str().unwrap(),
+    )
+    .await;
+}
