@@ -222,14 +222,7 @@ async fn check_logout_token(
 ) -> Value {
     let header = part(token, 0);
     assert_eq!(header["typ"], "logout+jwt", "{header}");
-    let jwks: Value = http
-        .get(srv.url("/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = get_json(http, &srv.url("/jwks")).await;
     let kid = header["kid"].as_str().unwrap();
     let jwk_json = jwks["keys"]
         .as_array()
@@ -341,14 +334,7 @@ async fn logout_notifies_each_client_that_received_tokens_once() {
     let b = bc_client(&srv, "RP B", port, "/b?tenant=b");
     let c = bc_client(&srv, "RP C", port, "/c");
 
-    let discovery: Value = http
-        .get(srv.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery: Value = get_json(&http, &srv.url("/.well-known/openid-configuration")).await;
     assert_eq!(discovery["backchannel_logout_supported"], true);
     assert_eq!(discovery["backchannel_logout_session_supported"], true);
 

@@ -501,14 +501,7 @@ async fn secrets_at_rest_are_hashed_or_encrypted() {
     )
     .await;
     assert_eq!(s, 200);
-    let jwks: Value = http
-        .get(srv.url("/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = get_json(&http, &srv.url("/jwks")).await;
 
     let mut secrets: Vec<(&str, String)> = vec![
         ("web client secret", seed.web_secret.clone()),
@@ -1202,14 +1195,7 @@ fn mode(p: &Path) -> u32 {
 }
 
 async fn kids(http: &reqwest::Client, issuer: &str) -> Vec<String> {
-    let jwks: Value = http
-        .get(format!("{issuer}/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = get_json(http, &format!("{issuer}/jwks")).await;
     let mut kids: Vec<String> = jwks["keys"]
         .as_array()
         .unwrap()
@@ -1272,14 +1258,7 @@ async fn dev_mode_generates_secrets_once_and_reuses_them() {
         .tls_certs_only([reqwest::Certificate::from_pem(&ca_pem).unwrap()])
         .build()
         .unwrap();
-    let meta: Value = trusting_dev_ca
-        .get(format!("{issuer}{DISCOVERY}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta: Value = get_json(&trusting_dev_ca, &format!("{issuer}{DISCOVERY}")).await;
     assert_eq!(meta["issuer"], issuer);
     let kids_before = kids(&trusting_dev_ca, &issuer).await;
     assert!(kids_before.len() >= 2);
@@ -1568,14 +1547,7 @@ async fn rs256_access_tokens_and_es256_id_tokens_when_configured() {
         es["client_id"].as_str().unwrap(),
         es["client_secret"].as_str().unwrap(),
     );
-    let jwks: Value = http
-        .get(srv.url("/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = get_json(&http, &srv.url("/jwks")).await;
     for (client, client_secret, want_id_alg) in [
         (id, secret, "ES256"),
         (seed.web_id.as_str(), seed.web_secret.as_str(), "RS256"),

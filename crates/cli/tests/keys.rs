@@ -13,14 +13,7 @@ use common::*;
 use serde_json::Value;
 
 async fn jwks_kids(srv: &TestServer, http: &reqwest::Client, alg: &str) -> Vec<String> {
-    let jwks: Value = http
-        .get(srv.url("/jwks"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value = get_json(http, &srv.url("/jwks")).await;
     jwks["keys"]
         .as_array()
         .unwrap()

@@ -186,14 +186,7 @@ async fn assert_confirmation(
 async fn a15_logout_via_cross_site_get_never_ends_a_session() {
     let w = World::new(&[]);
     let (srv, http) = (&w.srv, &w.http);
-    let meta: Value = http
-        .get(srv.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta: Value = get_json(http, &srv.url("/.well-known/openid-configuration")).await;
     assert_eq!(
         meta["end_session_endpoint"],
         format!("{}/logout", srv.issuer)

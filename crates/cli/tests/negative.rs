@@ -693,14 +693,7 @@ async fn hosts_headers_csrf_and_redirect_statuses() {
         "/.well-known/openid-configuration",
         "/.well-known/oauth-authorization-server",
     ] {
-        let meta: Value = http
-            .get(srv.url(path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let meta: Value = get_json(&http, &srv.url(path)).await;
         assert_eq!(meta["issuer"], srv.issuer);
         assert_eq!(
             meta["code_challenge_methods_supported"],

@@ -174,14 +174,7 @@ async fn revocation_is_immediate_owner_only_and_survives_a_restart() {
     let mut srv = TestServer::start();
     let seed = srv.seed();
     let http = srv.http();
-    let meta: Value = http
-        .get(srv.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta: Value = get_json(&http, &srv.url("/.well-known/openid-configuration")).await;
     assert_eq!(meta["revocation_endpoint"], srv.url("/revoke"));
     assert_eq!(meta["introspection_endpoint"], srv.url("/introspect"));
 

@@ -948,3 +948,8 @@ pub fn hidden_field(html: &str, name: &str) -> Option<String> {
     let rest = &html[i + marker.len()..];
     Some(html_unescape(&rest[..rest.find('"')?]))
 }
+
+/// GETs `url` and parses the JSON answer (panics otherwise: a test helper).
+pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
