@@ -124,6 +124,15 @@ async fn a_rotation_publishes_the_next_key_an_hour_before_it_signs() {
             (new_kid.clone(), "pending".to_owned())
         ]
     );
+    // An emergency revocation of the signing key while its successor still waits: the
+    // algorithm is not left without a signer until the successor activates.
+    srv.cli(&["keys", "revoke", &before[0]], None);
+    hup(&srv);
+    eventually("a key signs again", || async {
+        let k = kid_of(&machine_token(&srv, &http, &seed).await);
+        k != before[0] && k != new_kid
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,6 +202,15 @@ async fn retired_keys_stay_published_and_a_revoked_key_goes_at_once() {
     })
     .await;
     assert_eq!(userinfo(old_user_at).await, 401);
+    let (_, v, _) = post_form(
+        &srv,
+        &http,
+        "/introspect",
+        Some((&seed.machine_id, &seed.machine_secret)),
+        &[("token", &old_at)],
+    )
+    .await;
+    assert_eq!(v["active"], false, "nor at introspection");
     assert!(!srv.cli(&["keys", "list"], None).contains(old_kid.as_str()));
     // Revoking the key that signs now makes a replacement that signs at once.
     srv.cli(&["keys", "revoke", &new_kid], None);

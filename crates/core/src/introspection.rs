@@ -71,7 +71,10 @@ pub async fn introspect<S: Storage + ?Sized>(
         let Caller::Client(client) = caller else {
             return Ok(Introspection::inactive());
         };
-        let rules = ctx.lifetimes.refresh_rules();
+        let rules = crate::store::RefreshRules {
+            client_session_idle: client.policy.session_idle,
+            ..ctx.lifetimes.refresh_rules()
+        };
         return Ok(
             match store
                 .live_refresh_token(&hash, &client.id, ctx.now, &rules)

@@ -156,6 +156,7 @@ impl Lifetimes {
         crate::store::RefreshRules {
             reuse_grace: self.refresh_reuse_grace,
             offline_idle: self.offline_idle,
+            client_session_idle: None,
         }
     }
 }

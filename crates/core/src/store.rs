@@ -242,6 +242,9 @@ pub struct RefreshRules {
     pub reuse_grace: i64,
     /// An offline token unused for this many seconds is dead.
     pub offline_idle: i64,
+    /// The presenting client's own session idle timeout (`ClientPolicy::session_idle`): a
+    /// session-bound token of a session idle longer than that does not rotate for it.
+    pub client_session_idle: Option<i64>,
 }
 
 /// What decides whether an access token that verified is still live (revocation is immediate

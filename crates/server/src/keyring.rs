@@ -98,10 +98,13 @@ pub async fn maintain<S: SigningKeyStore + ?Sized>(
     let mut stored = store.list_signing_keys().await?;
     let mut changed = false;
     for alg in [SigningAlg::ES256, SigningAlg::RS256] {
-        let signable = stored
+        // A key that signs *now* (a successor still waiting for its activation does not count:
+        // after an emergency revocation of the current key it must not leave the algorithm
+        // without a signer until then).
+        let signing = stored
             .iter()
-            .any(|k| k.alg == alg && k.retired_at.is_none_or(|r| now < r));
-        if !signable {
+            .any(|k| k.alg == alg && k.activates_at <= now && k.retired_at.is_none_or(|r| now < r));
+        if !signing {
             let key = keys::generate(alg, enc, now, now)?;
             store.insert_signing_key(&key).await?;
             tracing::info!(event = "key.generated", kid = %key.kid, alg = alg.as_str());

@@ -80,6 +80,8 @@ macro_rules! all_checks {
                 idle_sessions_end_and_refreshes_keep_them_alive,
                 first_token_only_while_its_holders_live,
                 signing_key_rotation_revocation_and_rewrap,
+                a_clients_idle_timeout_stops_its_refreshes,
+                revoking_a_waiting_successor_keeps_the_current_key,
                 session_clients_are_recorded_at_redemption,
                 every_session_end_queues_logout_notices,
                 the_sweep_queues_each_ended_session_once,
@@ -459,6 +461,7 @@ mod checks {
     const RULES: RefreshRules = RefreshRules {
         reuse_grace: GRACE,
         offline_idle: OFFLINE_IDLE,
+        client_session_idle: None,
     };
 
     /// Redeems `hash` for `client` with a check that accepts every code.
@@ -2360,5 +2363,66 @@ mod checks {
         s.remove_logout_notice(first[0].id).await.unwrap();
         s.remove_logout_notice(rest[0].id).await.unwrap();
         assert!(s.list_logout_notices().await.unwrap().is_empty());
+    }
+
+    pub async fn a_clients_idle_timeout_stops_its_refreshes(s: &dyn Storage) {
+        let fx = seed(s).await;
+        s.insert_refresh_token(&refresh(&fx, "rt-1", &FamilyId::generate()), T0)
+            .await
+            .unwrap();
+        let strict = RefreshRules {
+            client_session_idle: Some(300),
+            ..RULES
+        };
+        let next =
+            |name: &'static str, now: i64| move |t: &RefreshToken| Some(next_of(t, name, now));
+        // The session was last active at T0: fine until T0 + 300 for this client.
+        assert!(matches!(
+            s.rotate_refresh_token(
+                "rt-1",
+                &fx.client.id,
+                T0 + 299,
+                &strict,
+                &next("rt-2", T0 + 299)
+            )
+            .await
+            .unwrap(),
+            RefreshRotation::Rotated(_)
+        ));
+        assert!(s
+            .live_refresh_token("rt-2", &fx.client.id, T0 + 300, &strict)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            s.rotate_refresh_token(
+                "rt-2",
+                &fx.client.id,
+                T0 + 300,
+                &strict,
+                &next("rt-3", T0 + 300)
+            )
+            .await
+            .unwrap(),
+            RefreshRotation::Invalid
+        ));
+        // Refused without theft or revocation: under the server's own rules it still rotates.
+        assert!(usable(s, "rt-2", &fx.client.id, T0 + 301).await);
+    }
+
+    pub async fn revoking_a_waiting_successor_keeps_the_current_key(s: &dyn Storage) {
+        use portcullis_core::ids::KeyId;
+        let mut current = signing_key("k_cur", T0);
+        current.activates_at = T0;
+        s.insert_signing_key(&current).await.unwrap();
+        let next = signing_key("k_wait", T0 + 10);
+        assert!(s.rotate_signing_key(&next, T0 + 10).await.unwrap());
+        assert!(s
+            .revoke_signing_key(&KeyId::from_trusted("k_wait".into()), T0 + 20)
+            .await
+            .unwrap());
+        let keys = s.list_signing_keys().await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].retired_at, None, "the current key signs on");
     }
 }

@@ -57,7 +57,10 @@ pub(super) async fn handle<S: Storage + ?Sized>(
             &hash,
             &client.id,
             ctx.now,
-            &ctx.lifetimes.refresh_rules(),
+            &crate::store::RefreshRules {
+                client_session_idle: client.policy.session_idle,
+                ..ctx.lifetimes.refresh_rules()
+            },
             &make_next,
         )
         .await?

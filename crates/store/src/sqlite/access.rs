@@ -83,15 +83,19 @@ impl AccessTokenStore for SqliteStore {
                 cutoff,
             ),
             // A session that ended stays while an offline token it granted is alive (deleting
-            // it would cascade to that token).
+            // it would cascade to that token), and until its back-channel notices are queued.
             (
                 "DELETE FROM sessions WHERE expires_at <= ?1 \
-                 AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = sessions.id)",
+                 AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = sessions.id) \
+                 AND NOT EXISTS (SELECT 1 FROM session_clients sc \
+                                 WHERE sc.session_id = sessions.id AND sc.notified_at IS NULL)",
                 cutoff,
             ),
             (
                 "DELETE FROM sessions WHERE revoked_at IS NOT NULL AND revoked_at <= ?1 \
-                 AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = sessions.id)",
+                 AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.session_id = sessions.id) \
+                 AND NOT EXISTS (SELECT 1 FROM session_clients sc \
+                                 WHERE sc.session_id = sessions.id AND sc.notified_at IS NULL)",
                 cutoff,
             ),
         ] {

@@ -106,26 +106,48 @@ impl SigningKeyStore for SqliteStore {
         Ok(true)
     }
 
+    /// Revoking a successor that was still waiting also un-retires the key it was to replace
+    /// (which would otherwise stop signing at the successor's activation).
     async fn revoke_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool> {
-        let done = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let revoked: Option<(String, i64)> = sqlx::query_as(
             "UPDATE signing_keys SET revoked_at = ?, private_key_blob = '' \
-             WHERE kid = ? AND revoked_at IS NULL",
+             WHERE kid = ? AND revoked_at IS NULL RETURNING alg, activates_at",
         )
         .bind(now)
+        .bind(kid.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some((alg, activates_at)) = revoked else {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(false);
+        };
+        if activates_at > now {
+            sqlx::query(
+                "UPDATE signing_keys SET retired_at = NULL \
+                 WHERE alg = ? AND retired_at = ? AND revoked_at IS NULL",
+            )
+            .bind(&alg)
+            .bind(activates_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn rewrap_signing_key(&self, kid: &KeyId, blob: &str) -> StoreResult<()> {
+        // Never onto a revoked key: a revocation racing a re-wrap must stay erased.
+        sqlx::query(
+            "UPDATE signing_keys SET private_key_blob = ? WHERE kid = ? AND revoked_at IS NULL",
+        )
+        .bind(blob)
         .bind(kid.as_str())
         .execute(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn rewrap_signing_key(&self, kid: &KeyId, blob: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE signing_keys SET private_key_blob = ? WHERE kid = ?")
-            .bind(blob)
-            .bind(kid.as_str())
-            .execute(&mut *self.write_conn().await?)
-            .await
-            .map_err(map_err)?;
         Ok(())
     }
 }

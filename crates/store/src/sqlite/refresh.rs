@@ -52,7 +52,8 @@ impl TryFrom<RefreshRow> for RefreshToken {
 }
 
 /// The condition (on a `refresh_tokens` row, unqualified) that its client and user are
-/// enabled and, unless it is offline, its session is active at `?1`.
+/// enabled and, unless it is offline, its session is active at `?1` and not idle for longer
+/// than the client's own idle timeout `?5` (NULL: none).
 macro_rules! holders_live {
     () => {
         "EXISTS (SELECT 1 FROM users u JOIN clients c ON c.id = refresh_tokens.client_id \
@@ -60,7 +61,8 @@ macro_rules! holders_live {
          AND (refresh_tokens.offline = 1 OR EXISTS (SELECT 1 FROM sessions s \
               WHERE s.id = refresh_tokens.session_id AND s.user_id = u.id \
               AND s.revoked_at IS NULL AND s.expires_at > ?1 \
-              AND (s.idle_timeout IS NULL OR s.last_seen_at + s.idle_timeout > ?1))))"
+              AND (s.idle_timeout IS NULL OR s.last_seen_at + s.idle_timeout > ?1) \
+              AND (?5 IS NULL OR s.last_seen_at + ?5 > ?1))))"
     };
 }
 
@@ -231,6 +233,7 @@ impl RefreshTokenStore for SqliteStore {
         .bind(old_hash)
         .bind(client_id.as_str())
         .bind(rules.offline_idle)
+        .bind(rules.client_session_idle)
         .fetch_all(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -321,6 +324,7 @@ impl RefreshTokenStore for SqliteStore {
         .bind(token_hash)
         .bind(client_id.as_str())
         .bind(rules.offline_idle)
+        .bind(rules.client_session_idle)
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;

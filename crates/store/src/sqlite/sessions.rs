@@ -144,12 +144,17 @@ impl SessionStore for SqliteStore {
 
     async fn touch_session(&self, id: &SessionId, now: i64) -> StoreResult<()> {
         // Never moves backwards when two requests race with slightly different clocks.
-        sqlx::query("UPDATE sessions SET last_seen_at = MAX(last_seen_at, ?) WHERE id = ?")
-            .bind(now)
-            .bind(id.as_str())
-            .execute(&mut *self.write_conn().await?)
-            .await
-            .map_err(map_err)?;
+        // Only a live session: activity must not bring back one that ended (or idled out).
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = MAX(last_seen_at, ?1) WHERE id = ?2 \
+             AND revoked_at IS NULL AND expires_at > ?1 \
+             AND (idle_timeout IS NULL OR last_seen_at + idle_timeout > ?1)",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&mut *self.write_conn().await?)
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 
