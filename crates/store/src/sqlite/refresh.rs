@@ -139,6 +139,60 @@ async fn insert_refresh_in(
     Ok(inserted.rows_affected() > 0)
 }
 
+/// Stores `next` as the successor of `parent_hash` in one statement, only while the parent is
+/// live for its client at `now` (not rotated, revoked or expired, within the offline idle
+/// limit, its user and client enabled and, unless offline, its session active and not idle
+/// for the server's or the client's idle timeout). The trigger
+/// `refresh_successor_rotates_parent` marks the parent rotated in the same statement. False
+/// when the parent was not live (nothing changed).
+async fn insert_successor(
+    conn: &mut SqliteConnection,
+    next: &RefreshToken,
+    parent_hash: &str,
+    now: i64,
+    rules: &RefreshRules,
+) -> StoreResult<bool> {
+    let inserted = sqlx::query(concat!(
+        "INSERT INTO refresh_tokens (",
+        refresh_columns!(),
+        ", parent_hash) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, COALESCE(?12, \
+         (SELECT MIN(replayed_at) FROM auth_codes WHERE family_id = ?13)), ?14, ?15 \
+         WHERE EXISTS (SELECT 1 FROM refresh_tokens o \
+           WHERE o.token_hash = ?15 AND o.client_id = ?3 AND o.rotated_at IS NULL \
+           AND o.revoked_at IS NULL AND o.expires_at > ?16 \
+           AND (o.offline = 0 OR o.created_at + ?17 > ?16) \
+           AND EXISTS (SELECT 1 FROM users u JOIN clients c ON c.id = o.client_id \
+             WHERE u.id = o.user_id AND u.disabled = 0 AND c.disabled = 0 \
+             AND (o.offline = 1 OR EXISTS (SELECT 1 FROM sessions s \
+               WHERE s.id = o.session_id AND s.user_id = u.id \
+               AND s.revoked_at IS NULL AND s.expires_at > ?16 \
+               AND (s.idle_timeout IS NULL OR s.last_seen_at + s.idle_timeout > ?16) \
+               AND (?18 IS NULL OR s.last_seen_at + ?18 > ?16)))))"
+    ))
+    .bind(&next.token_hash)
+    .bind(next.family_id.as_str())
+    .bind(next.client_id.as_str())
+    .bind(next.user_id.as_str())
+    .bind(next.session_id.as_str())
+    .bind(to_json(&next.scope)?)
+    .bind(next.audience.as_deref())
+    .bind(next.auth_time)
+    .bind(next.created_at)
+    .bind(next.expires_at)
+    .bind(next.rotated_at)
+    .bind(next.revoked_at)
+    .bind(next.family_id.as_str())
+    .bind(next.offline)
+    .bind(parent_hash)
+    .bind(now)
+    .bind(rules.offline_idle)
+    .bind(rules.client_session_idle)
+    .execute(conn)
+    .await
+    .map_err(|e| map_err_conflict(e, |_| "refresh token"))?;
+    Ok(inserted.rows_affected() > 0)
+}
+
 /// Refuses a successor that `make_next` did not bind to the same family, client, user and
 /// session, or that outlives the family: such a token would escape family revocation.
 fn check_successor(old: &RefreshToken, next: &RefreshToken) -> StoreResult<()> {
@@ -211,11 +265,38 @@ impl RefreshTokenStore for SqliteStore {
     ) -> StoreResult<RefreshRotation> {
         // A plain read first: a made-up token (its checksum is no secret) or another client's
         // must not cost a turn in the write lane. Either way nothing would change.
-        if !self
-            .exists("refresh_tokens", "token_hash", old_hash, client_id)
-            .await?
-        {
+        let seen: Option<RefreshRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            refresh_columns!(),
+            " FROM refresh_tokens WHERE token_hash = ? AND client_id = ?"
+        ))
+        .bind(old_hash)
+        .bind(client_id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let Some(seen) = seen else {
             return Ok(RefreshRotation::Invalid);
+        };
+        let seen = RefreshToken::try_from(seen)?;
+        // The common case, a live token, in one statement: the successor is inserted only if
+        // the parent is still live at that moment (every check of the slow path below, in the
+        // same statement), and the insert marks the parent rotated (a trigger). Anything else
+        // (reuse, a holder gone, a race lost) falls through to the transaction below, which
+        // decides what it means.
+        if seen.rotated_at.is_none() && seen.revoked_at.is_none() && seen.expires_at > now {
+            let Some(next) = make_next(&seen) else {
+                return Ok(RefreshRotation::Refused);
+            };
+            check_successor(&seen, &next)?;
+            if insert_successor(&mut *self.write_conn().await?, &next, old_hash, now, rules)
+                .await?
+            {
+                return Ok(RefreshRotation::Rotated(RefreshToken {
+                    rotated_at: Some(now),
+                    ..seen
+                }));
+            }
         }
         // BEGIN IMMEDIATE, then a write first: concurrent rotations of one token queue on the
         // write lock, and exactly one of them finds `rotated_at IS NULL`.
