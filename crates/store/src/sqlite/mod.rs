@@ -59,6 +59,8 @@ pub struct SqliteStore {
     /// of writers into long tail latencies). Other processes (the CLI) still meet the busy
     /// timeout.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// The group-commit queue of rotations (started on first use): see `refresh::Batcher`.
+    rotations: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<refresh::RotationJob>>>,
 }
 
 /// A pooled connection for one write statement, holding this process's write lane.
@@ -165,6 +167,7 @@ impl SqliteStore {
         Self {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            rotations: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
