@@ -37,6 +37,11 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(Lifetimes::default(), Default::default()).await
+}
+
+/// A world whose server lifetimes and client policy are given.
+async fn world_with(lifetimes: Lifetimes, policy: portcullis_core::model::ClientPolicy) -> World {
     let (dir, store) = common::temp_store().await;
     let keys = common::keyset(&[SigningAlg::ES256, SigningAlg::RS256], T0);
     let hash = HashKey::new(&KeyBytes::from_hex(&KeyBytes::generate_hex()).unwrap());
@@ -55,7 +60,7 @@ async fn world() -> World {
         disabled: false,
         backchannel_logout_uri: None,
         secret_hashes: vec![issued.hash.clone()],
-        policy: Default::default(),
+        policy,
         created_at: T0,
     };
     store.create_client(&client).await.unwrap();
@@ -78,7 +83,7 @@ async fn world() -> World {
         secret: reveal(&issued.value).to_owned(),
         client,
         user,
-        lifetimes: Lifetimes::default(),
+        lifetimes,
     }
 }
 
@@ -112,6 +117,15 @@ impl World {
 
     /// A session at `now` and a fresh code for it.
     async fn code(&self, now: i64) -> (String, portcullis_core::model::Session) {
+        self.code_for(now, &["openid"]).await
+    }
+
+    /// Like [`World::code`], for `scope`.
+    async fn code_for(
+        &self,
+        now: i64,
+        scope: &[&str],
+    ) -> (String, portcullis_core::model::Session) {
         let (session, _cookie) = new_session(
             &self.user,
             &self.hash,
@@ -123,7 +137,7 @@ impl World {
         let req = AuthorizationRequest {
             client_id: self.client.id.clone(),
             redirect_uri: "https://app.example.com/cb".into(),
-            scope: vec!["openid".into()],
+            scope: scope.iter().map(|s| s.to_string()).collect(),
             state: None,
             nonce: Some("n".into()),
             code_challenge: CHALLENGE.into(),
@@ -295,4 +309,116 @@ async fn revoked_session_kills_userinfo_and_refresh() {
         .0
         .is_err());
     let _ = w.store.user_by_id(&w.user.id).await.unwrap();
+}
+
+/// Exchanges a fresh code at `now` (scope `scope`) and returns the refresh token.
+async fn first_refresh(w: &World, now: i64, scope: &[&str]) -> String {
+    let (code, _) = w.code_for(now, scope).await;
+    w.token(&code_form(&code), now)
+        .await
+        .0
+        .unwrap()
+        .refresh_token
+        .unwrap()
+}
+
+/// Refreshes `rt` at `now`: the next refresh token, or the error code.
+async fn refresh_at(w: &World, rt: &str, now: i64) -> Result<String, String> {
+    w.token(
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+        now,
+    )
+    .await
+    .0
+    .map(|t| t.refresh_token.unwrap())
+    .map_err(|e| e.code.as_str().to_owned())
+}
+
+#[tokio::test]
+async fn the_session_idle_timeout_ends_refresh_and_refreshes_are_activity() {
+    let lifetimes = Lifetimes {
+        session_idle: Some(600),
+        ..Lifetimes::default()
+    };
+    let w = world_with(lifetimes, Default::default()).await;
+    let rt = first_refresh(&w, T0, &["openid"]).await;
+    // Each refresh is activity: the session lives on as long as they come within 600 s.
+    let rt = refresh_at(&w, &rt, T0 + 599).await.unwrap();
+    let rt = refresh_at(&w, &rt, T0 + 1198).await.unwrap();
+    assert_eq!(
+        refresh_at(&w, &rt, T0 + 1798).await.unwrap_err(),
+        "invalid_grant",
+        "600 s without activity"
+    );
+}
+
+#[tokio::test]
+async fn a_clients_idle_timeout_and_max_age_end_its_refreshes() {
+    let policy = portcullis_core::model::ClientPolicy {
+        session_idle: Some(600),
+        session_max_age: Some(1500),
+        ..Default::default()
+    };
+    let w = world_with(Lifetimes::default(), policy).await;
+    let rt = first_refresh(&w, T0, &["openid"]).await;
+    let rt = refresh_at(&w, &rt, T0 + 599).await.unwrap();
+    let rt = refresh_at(&w, &rt, T0 + 1198).await.unwrap();
+    // The client's max age (since sign-in) bounds its tokens although the session lives 30 d.
+    assert_eq!(
+        refresh_at(&w, &rt, T0 + 1500).await.unwrap_err(),
+        "invalid_grant"
+    );
+    // And its idle timeout, measured on the session's activity.
+    let rt = first_refresh(&w, T0 + 10_000, &["openid"]).await;
+    assert_eq!(
+        refresh_at(&w, &rt, T0 + 10_600).await.unwrap_err(),
+        "invalid_grant"
+    );
+}
+
+#[tokio::test]
+async fn offline_tokens_idle_out_and_end_absolutely_but_outlive_their_session() {
+    let lifetimes = Lifetimes {
+        offline_idle: 3600,
+        offline_absolute: 3 * 3600,
+        ..Lifetimes::default()
+    };
+    let w = world_with(lifetimes, Default::default()).await;
+    let (code, session) = w.code_for(T0, &["openid", "offline_access"]).await;
+    let rt = w
+        .token(&code_form(&code), T0)
+        .await
+        .0
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    // The browser session ends; the offline token does not.
+    w.store.revoke_session(&session.id, T0 + 1).await.unwrap();
+    let rt = refresh_at(&w, &rt, T0 + 3599).await.unwrap();
+    let rt = refresh_at(&w, &rt, T0 + 7198).await.unwrap();
+    // Unused for its idle limit: dead.
+    assert_eq!(
+        refresh_at(&w, &rt, T0 + 10_798).await.unwrap_err(),
+        "invalid_grant"
+    );
+    // Used often, it still ends at its absolute lifetime.
+    let (code, _) = w.code_for(T0 + 20_000, &["openid", "offline_access"]).await;
+    let mut rt = w
+        .token(&code_form(&code), T0 + 20_000)
+        .await
+        .0
+        .unwrap()
+        .refresh_token
+        .unwrap();
+    for step in 1..=5 {
+        rt = refresh_at(&w, &rt, T0 + 20_000 + step * 2000)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        refresh_at(&w, &rt, T0 + 20_000 + 3 * 3600)
+            .await
+            .unwrap_err(),
+        "invalid_grant"
+    );
 }

@@ -2376,7 +2376,7 @@ mod checks {
         };
         let next =
             |name: &'static str, now: i64| move |t: &RefreshToken| Some(next_of(t, name, now));
-        // The session was last active at T0: fine until T0 + 300 for this client.
+        // The session was last active at T0: fine until T0 + 599 for this client.
         assert!(matches!(
             s.rotate_refresh_token(
                 "rt-1",
@@ -2390,7 +2390,7 @@ mod checks {
             RefreshRotation::Rotated(_)
         ));
         assert!(s
-            .live_refresh_token("rt-2", &fx.client.id, T0 + 300, &strict)
+            .live_refresh_token("rt-2", &fx.client.id, T0 + 599, &strict)
             .await
             .unwrap()
             .is_none());
@@ -2398,16 +2398,16 @@ mod checks {
             s.rotate_refresh_token(
                 "rt-2",
                 &fx.client.id,
-                T0 + 300,
+                T0 + 599,
                 &strict,
-                &next("rt-3", T0 + 300)
+                &next("rt-3", T0 + 599)
             )
             .await
             .unwrap(),
             RefreshRotation::Invalid
         ));
         // Refused without theft or revocation: under the server's own rules it still rotates.
-        assert!(usable(s, "rt-2", &fx.client.id, T0 + 301).await);
+        assert!(usable(s, "rt-2", &fx.client.id, T0 + 600).await);
     }
 
     pub async fn revoking_a_waiting_successor_keeps_the_current_key(s: &dyn Storage) {
