@@ -53,7 +53,7 @@ impl Receiver {
         let me = Arc::new(Self::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let acceptor = tls(srv);
+        let acceptor = tls_acceptor(srv);
         let r = me.clone();
         tokio::spawn(async move {
             loop {
@@ -173,27 +173,6 @@ impl Receiver {
         let _ = sock.write_all(res.as_bytes()).await;
         let _ = sock.shutdown().await;
     }
-}
-
-/// The server's own leaf certificate (for `localhost` and `127.0.0.1`, from the test CA).
-fn tls(srv: &TestServer) -> tokio_rustls::TlsAcceptor {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(srv.dir.path().join("cert.pem"))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(srv.dir.path().join("key.pem")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 /// A server that trusts the test CA for outbound calls and polls and retries quickly.

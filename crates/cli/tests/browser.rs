@@ -168,28 +168,6 @@ where
     let _ = sock.shutdown().await;
 }
 
-/// The app's TLS settings: the server's own leaf certificate and key (it covers `127.0.0.1`, and
-/// Chromium accepts its key through the SPKI pin), HTTP/1.1 only (no ALPN).
-fn app_tls(srv: &TestServer) -> tokio_rustls::TlsAcceptor {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(srv.dir.path().join("cert.pem"))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-    let key = PrivateKeyDer::from_pem_file(srv.dir.path().join("key.pem")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
-}
-
 /// Serves the app on `listener`, over TLS when `tls` is given.
 fn serve_app(
     app: Arc<App>,
@@ -395,7 +373,7 @@ async fn chromium_signs_in_through_the_hosted_pages() {
         callbacks: Mutex::new(Vec::new()),
     });
     let http_task = serve_app(app.clone(), http_listener, None);
-    let https_task = serve_app(app.clone(), https_listener, Some(app_tls(&srv)));
+    let https_task = serve_app(app.clone(), https_listener, Some(tls_acceptor(&srv)));
     let v6_task = serve_app(app.clone(), v6_listener, None);
 
     // The browser.

@@ -953,3 +953,26 @@ pub fn hidden_field(html: &str, name: &str) -> Option<String> {
 pub async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
 }
+
+/// A TLS acceptor with the test server's own leaf certificate and key (for `localhost` and
+/// `127.0.0.1`, from the test CA), HTTP/1.1 only (no ALPN): for receivers and apps the tests
+/// run beside the server.
+pub fn tls_acceptor(srv: &TestServer) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(srv.dir.path().join("cert.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(srv.dir.path().join("key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
