@@ -101,11 +101,42 @@ pub fn is_loopback_host(host: &Host<&str>) -> bool {
 pub fn is_forbidden_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => match embedded_v4(v6) {
+            Some(v4) => forbidden_v4(v4) || forbidden_v6(v6),
             None => forbidden_v6(v6),
         },
     }
+}
+
+/// An IPv4 address an IPv6 address carries and may reach: IPv4-mapped (`::ffff:a.b.c.d`),
+/// IPv4-compatible (`::a.b.c.d`, deprecated), NAT64 (`64:ff9b::a.b.c.d`) and 6to4
+/// (`2002:aabb:ccdd::`). Each is judged as the IPv4 address too.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = Ipv4Addr::new(
+        (s[6] >> 8) as u8,
+        (s[6] & 0xff) as u8,
+        (s[7] >> 8) as u8,
+        (s[7] & 0xff) as u8,
+    );
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    if s[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_unspecified() && !ip.is_loopback() {
+        return Some(low);
+    }
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some(low);
+    }
+    if s[0] == 0x2002 {
+        return Some(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            (s[1] & 0xff) as u8,
+            (s[2] >> 8) as u8,
+            (s[2] & 0xff) as u8,
+        ));
+    }
+    None
 }
 
 fn forbidden_v4(ip: Ipv4Addr) -> bool {
@@ -114,6 +145,8 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
         || ip.is_broadcast()
         || ip.is_multicast()
         || ip == Ipv4Addr::new(100, 100, 100, 200)
+        // Oracle Cloud's metadata service.
+        || ip == Ipv4Addr::new(192, 0, 0, 192)
 }
 
 fn forbidden_v6(ip: Ipv6Addr) -> bool {
@@ -122,6 +155,8 @@ fn forbidden_v6(ip: Ipv6Addr) -> bool {
         || ip.is_unspecified()
         || ip.is_multicast()
         || ip == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)
+        // Google Cloud's IPv6 metadata server.
+        || ip == Ipv6Addr::new(0xfd20, 0x00ce, 0, 0, 0, 0, 0, 0x0254)
 }
 
 /// The `events` claim: `{"http://schemas.openid.net/event/backchannel-logout": {}}`.
@@ -390,6 +425,37 @@ mod tests {
             "2001:db8::1",
         ] {
             assert!(!is_forbidden_address(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod embedded_address_tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_inside_ipv6_is_judged_as_ipv4() {
+        for forbidden in [
+            "::ffff:169.254.169.254",
+            "::169.254.169.254",
+            "64:ff9b::169.254.169.254",
+            "2002:a9fe:a9fe::1",
+            "::ffff:100.100.100.200",
+            "fd20:ce::254",
+            "192.0.0.192",
+        ] {
+            let ip: IpAddr = forbidden.parse().unwrap();
+            assert!(is_forbidden_address(ip), "{forbidden}");
+        }
+        for allowed in [
+            "::1",
+            "2001:db8::1",
+            "64:ff9b::c000:201",
+            "2002:c000:201::1",
+            "192.0.2.1",
+        ] {
+            let ip: IpAddr = allowed.parse().unwrap();
+            assert!(!is_forbidden_address(ip), "{allowed}");
         }
     }
 }
