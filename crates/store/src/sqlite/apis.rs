@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use portcullis_core::model::Api;
 use portcullis_core::store::{ApiStore, StoreError, StoreResult};
 
+use super::secrets::{self, ACTIVE_SECRETS, API_SECRETS};
 use super::{from_json, map_err, map_err_conflict, to_json, SqliteStore};
 
 #[derive(sqlx::FromRow)]
@@ -69,29 +70,7 @@ impl ApiStore for SqliteStore {
         now: i64,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let found = sqlx::query(
-            "INSERT INTO api_secrets (audience, secret_hash, created_at) \
-             SELECT audience, ?, ? FROM apis WHERE audience = ?",
-        )
-        .bind(secret_hash)
-        .bind(now)
-        .bind(audience)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?
-        .rows_affected()
-            > 0;
-        if found {
-            sqlx::query(
-                "DELETE FROM api_secrets WHERE audience = ?1 AND id NOT IN \
-                 (SELECT id FROM api_secrets WHERE audience = ?1 ORDER BY id DESC LIMIT ?2)",
-            )
-            .bind(audience)
-            .bind(ACTIVE_SECRETS)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
+        let found = secrets::add_in(&mut tx, &API_SECRETS, audience, secret_hash, now).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(found)
     }
@@ -107,6 +86,3 @@ impl ApiStore for SqliteStore {
         .map_err(map_err)
     }
 }
-
-/// Active secrets per API: the newest and the one it replaces (rotation overlap).
-const ACTIVE_SECRETS: i64 = 2;

@@ -4,12 +4,9 @@ use async_trait::async_trait;
 use portcullis_core::ids::ClientId;
 use portcullis_core::model::{Client, ClientKind, GrantType, SigningAlg};
 use portcullis_core::store::{ClientStore, StoreError, StoreResult};
-use sqlx::SqliteConnection;
 
+use super::secrets::{self, CLIENT_SECRETS};
 use super::{from_json, map_err, map_err_conflict, to_json, SqliteStore};
-
-/// How many secrets of a client stay active.
-const ACTIVE_SECRETS: i64 = 2;
 
 #[derive(sqlx::FromRow)]
 struct ClientRow {
@@ -94,21 +91,6 @@ macro_rules! select_client {
     };
 }
 
-/// Deletes all but the newest [`ACTIVE_SECRETS`] secrets of a client.
-async fn prune_secrets(conn: &mut SqliteConnection, id: &ClientId) -> StoreResult<()> {
-    sqlx::query(
-        "DELETE FROM client_secrets WHERE client_id = ? AND id NOT IN \
-         (SELECT id FROM client_secrets WHERE client_id = ? ORDER BY id DESC LIMIT ?)",
-    )
-    .bind(id.as_str())
-    .bind(id.as_str())
-    .bind(ACTIVE_SECRETS)
-    .execute(conn)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
-
 #[async_trait]
 impl ClientStore for SqliteStore {
     /// `client.secret_hashes` is read newest first; if it holds more than two, only the two
@@ -152,7 +134,7 @@ impl ClientStore for SqliteStore {
             .await
             .map_err(map_err)?;
         }
-        prune_secrets(&mut tx, &client.id).await?;
+        secrets::prune_in(&mut tx, &CLIENT_SECRETS, client.id.as_str()).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(())
     }
@@ -217,21 +199,8 @@ impl ClientStore for SqliteStore {
         now: i64,
     ) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let found = sqlx::query(
-            "INSERT INTO client_secrets (client_id, secret_hash, created_at) \
-             SELECT id, ?, ? FROM clients WHERE id = ?",
-        )
-        .bind(secret_hash)
-        .bind(now)
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?
-        .rows_affected()
-            > 0;
-        if found {
-            prune_secrets(&mut tx, id).await?;
-        }
+        let found =
+            secrets::add_in(&mut tx, &CLIENT_SECRETS, id.as_str(), secret_hash, now).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(found)
     }

@@ -13,6 +13,7 @@ mod codes;
 mod flows;
 mod keys;
 mod refresh;
+mod secrets;
 mod sessions;
 mod users;
 
