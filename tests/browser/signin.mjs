@@ -16,6 +16,7 @@
 //   /cb                        the redirect URI (a small HTML page that echoes nothing)
 //   /csp-canary                a page whose own CSP forbids the image it shows: proves that
 //                              violations and console errors are really recorded
+// It ends on the account pages: the password change (to NEW_PASSWORD) and the sessions page.
 // This script drives Chromium through the hosted pages in ONE browser context and prints one
 // JSON line with what it saw on stdout (diagnostics go to stderr). It exits non-zero with a
 // clear message on any failure.
@@ -38,6 +39,8 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const TIMEOUT_MS = 15_000;
+/// What step f changes the password to (the Rust test signs in with it afterwards).
+const NEW_PASSWORD = 'harbor quill meadow tangent';
 
 function need(name) {
   const v = process.env[name];
@@ -386,6 +389,28 @@ async function main() {
     // Nothing changed: the next authorization is still silent.
     step = 'web-3';
     results.web3 = await silentAuthorization(page, 'web-3', '/start-web?attempt=3', 'authorization after the forged POST');
+
+    // f. The account pages: change the password (ending other sessions, the default) and land
+    // on the sessions page with its notice. Last, since it ends offline access.
+    step = 'password';
+    await page.goto(`${issuer}/account/password`, { waitUntil: 'load' });
+    await page.waitForSelector('form#change-password #current_password', { state: 'visible' });
+    const endOthersDefault = await page.isChecked('#end_others');
+    await page.fill('#current_password', password);
+    await page.fill('#new_password', NEW_PASSWORD);
+    await page.fill('#confirm_password', NEW_PASSWORD);
+    const passwordShot = join(artifacts, 'password.png');
+    await page.screenshot({ path: passwordShot, fullPage: true });
+    screenshots.push(passwordShot);
+    await page.click('#save-password');
+    await page.waitForURL(`${issuer}/account/sessions?password=changed`, { waitUntil: 'load' });
+    results.password = {
+      end_others_default: endOthersDefault,
+      notice: Boolean(await page.$('#password-changed')),
+      sessions: (await page.$$('li.session')).length,
+      this_browser: Boolean(await page.$('#this-browser')),
+    };
+    check(results.password.notice, 'the sessions page did not say the password changed');
 
     results.cookies_final = (await context.cookies(issuer)).map(cookieReport);
     results.ok = true;

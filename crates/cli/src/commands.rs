@@ -697,6 +697,7 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
                 disabled: false,
                 created_at: now(),
                 device_epoch: 0,
+                password_changed_at: None,
             };
             store
                 .create_user(&user)

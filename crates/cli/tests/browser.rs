@@ -632,6 +632,26 @@ async fn chromium_signs_in_through_the_hosted_pages() {
     );
     assert_eq!(r["forge"]["session_unchanged"], true);
 
+    // The password page worked in the browser: "sign out my other sessions" ticked by default,
+    // this browser still signed in afterwards, and the new password is the one that works.
+    assert_eq!(
+        r["password"]["end_others_default"], true,
+        "{}",
+        r["password"]
+    );
+    assert_eq!(r["password"]["this_browser"], true, "{}", r["password"]);
+    assert_eq!(r["password"]["sessions"], 1, "{}", r["password"]);
+    for (pw, status) in [(PASSWORD, 401), ("harbor quill meadow tangent", 303)] {
+        let (_, challenge) = pkce();
+        let url = authorize_url(&srv, &web_id, &https_cb, &challenge, &[]);
+        let res = browser_login(&srv, &srv.http(), &mut Jar::default(), &url, EMAIL, pw).await;
+        assert_eq!(
+            res.status(),
+            status,
+            "sign-in after the browser's password change"
+        );
+    }
+
     // Screenshots were written.
     for shot in r["screenshots"].as_array().unwrap() {
         let path = shot.as_str().unwrap();
@@ -642,7 +662,7 @@ async fn chromium_signs_in_through_the_hosted_pages() {
     }
     assert_eq!(
         r["screenshots"].as_array().unwrap().len(),
-        4,
+        5,
         "{}",
         r["screenshots"]
     );

@@ -385,3 +385,388 @@ async fn a_client_can_only_tighten_the_servers_policy() {
     let (_, web) = signed_in(&srv, &http, &seed).await;
     assert_eq!(web["expires_in"], 300);
 }
+
+const PASSWORD_PAGE: &str = "/account/password";
+
+/// Posts the password form from `jar`'s browser with the issuer's `Origin`; absorbs cookies.
+async fn change_password(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    form: &[(&str, &str)],
+) -> (u16, String) {
+    let res = http
+        .post(srv.url(PASSWORD_PAGE))
+        .header("cookie", jar.header())
+        .header("origin", &srv.issuer)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    jar.absorb(&res);
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned());
+    let body = res.text().await.unwrap();
+    (status, location.unwrap_or(body))
+}
+
+/// Asks for `openid offline_access` from a signed-in browser: the consent page, then its
+/// "continue", then the code exchange. Returns the tokens.
+async fn offline_tokens(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    seed: &Seed,
+) -> Value {
+    let (v, c) = pkce();
+    let html = offline_step(srv, http, jar, seed, &c).await;
+    assert!(
+        html.contains("id=\"offline-consent\"") && html.contains("action=\"/authorize/continue\""),
+        "{html}"
+    );
+    let res = http
+        .post(srv.url("/authorize/continue"))
+        .header("cookie", jar.header())
+        .header("origin", &srv.issuer)
+        .form(&[
+            ("csrf_token", csrf_of(&html).as_str()),
+            ("action", "continue"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let code = query_of(res.headers()["location"].to_str().unwrap())["code"].clone();
+    let (st, t, _) = token_request(
+        srv,
+        http,
+        (&seed.web_id, &seed.web_secret),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CB),
+            ("code_verifier", v.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(st, 200, "{t}");
+    t
+}
+
+/// The page a signed-in browser gets when it asks for offline access.
+async fn offline_step(
+    srv: &TestServer,
+    http: &reqwest::Client,
+    jar: &mut Jar,
+    seed: &Seed,
+    challenge: &str,
+) -> String {
+    let url = authorize_url(srv, &seed.web_id, CB, challenge, &[])
+        .replace("scope=openid+email", "scope=openid+offline_access");
+    let res = authorize_and_resume(srv, http, jar, &url).await;
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_change_their_password_and_choose_whether_the_other_sessions_end() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let laptop = browser(&srv, "Laptop");
+    let phone = browser(&srv, "Phone");
+    let (mut laptop_jar, laptop_t) = signed_in(&srv, &laptop, &seed).await;
+    let (mut phone_jar, phone_t) = signed_in(&srv, &phone, &seed).await;
+    let offline = offline_tokens(&srv, &laptop, &mut laptop_jar, &seed).await;
+
+    let res = laptop
+        .get(srv.url(PASSWORD_PAGE))
+        .header("cookie", laptop_jar.header())
+        .send()
+        .await
+        .unwrap();
+    let html = check_html_page("password page", res, None).await;
+    assert!(
+        html.contains(
+            "id=\"end_others\" name=\"end_others\" type=\"checkbox\" value=\"yes\" checked"
+        ),
+        "ending the others is the default: {html}"
+    );
+    assert!(html.contains("autocomplete=\"new-password\""));
+    let csrf = csrf_of(&html);
+    let phone_csrf = csrf_of(&page_of(&srv, &phone, &phone_jar).await);
+    const NEW1: &str = "copper willow tundra signal";
+    const NEW2: &str = "amber falcon drizzle keystone";
+    let good = |current: &'static str, new: &'static str| {
+        vec![
+            ("current_password", current),
+            ("new_password", new),
+            ("confirm_password", new),
+        ]
+    };
+
+    // Refused without changing anything: no token, another session's token, cross-site.
+    for (form, origin) in [
+        (good(PASSWORD, NEW1), srv.issuer.as_str()),
+        (
+            [
+                good(PASSWORD, NEW1),
+                vec![("csrf_token", phone_csrf.as_str())],
+            ]
+            .concat(),
+            srv.issuer.as_str(),
+        ),
+        (
+            [good(PASSWORD, NEW1), vec![("csrf_token", csrf.as_str())]].concat(),
+            "https://evil.example",
+        ),
+    ] {
+        let res = laptop
+            .post(srv.url(PASSWORD_PAGE))
+            .header("cookie", laptop_jar.header())
+            .header("origin", origin)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{origin}");
+    }
+    // Bad forms: each gets its own clear message and a 400.
+    let with_csrf = |f: Vec<(&'static str, &'static str)>| {
+        let mut v: Vec<(&str, &str)> = vec![("csrf_token", csrf.as_str())];
+        v.extend(f);
+        v
+    };
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            with_csrf(vec![
+                ("current_password", PASSWORD),
+                ("new_password", NEW1),
+                ("confirm_password", NEW2),
+            ]),
+            "confirmation differ",
+        ),
+        (
+            with_csrf(good(PASSWORD, "tooshort")),
+            "at least 15 characters",
+        ),
+        (
+            with_csrf(good(PASSWORD, "password123456789")),
+            "common or breached",
+        ),
+        (
+            with_csrf(good(PASSWORD, "alice alice alice 2024")),
+            "too close",
+        ),
+        (
+            with_csrf(vec![("current_password", PASSWORD)]),
+            "Enter your current password",
+        ),
+        (
+            with_csrf([good(PASSWORD, NEW1), vec![("end_others", "maybe")]].concat()),
+            "not understood",
+        ),
+        (
+            with_csrf([good(PASSWORD, NEW1), vec![("new_password", NEW2)]].concat()),
+            "is repeated",
+        ),
+        (
+            with_csrf(good(PASSWORD, PASSWORD)),
+            "must differ from the current",
+        ),
+    ];
+    for (form, says) in &cases {
+        let (st, body) = change_password(&srv, &laptop, &mut laptop_jar, form).await;
+        assert_eq!(st, 400, "{says}: {body}");
+        assert!(body.contains(says), "{says}: {body}");
+    }
+    let (st, body) = change_password(
+        &srv,
+        &laptop,
+        &mut laptop_jar,
+        &with_csrf(good("not my password at all", NEW1)),
+    )
+    .await;
+    assert_eq!(st, 401, "{body}");
+    assert!(body.contains("current password is not correct"), "{body}");
+    let (st, phone_t) = refresh(
+        &srv,
+        &phone,
+        (&seed.web_id, &seed.web_secret),
+        phone_t["refresh_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200, "nothing changed yet");
+
+    // Keeping the other sessions: the phone stays signed in, offline access ends. (Times are
+    // whole seconds: the change comes a second after the phone's sign-in.)
+    next_second().await;
+    let (st, location) = change_password(
+        &srv,
+        &laptop,
+        &mut laptop_jar,
+        &with_csrf(good(PASSWORD, NEW1)),
+    )
+    .await;
+    assert_eq!(
+        (st, location.as_str()),
+        (303, "/account/sessions?password=changed")
+    );
+    let res = laptop
+        .get(srv.url(&location))
+        .header("cookie", laptop_jar.header())
+        .send()
+        .await
+        .unwrap();
+    let html = res.text().await.unwrap();
+    assert!(html.contains("id=\"password-changed\""), "{html}");
+    assert!(!page_of(&srv, &laptop, &laptop_jar)
+        .await
+        .contains("id=\"password-changed\""));
+    assert_eq!(session_ids(&html).len(), 2, "both sessions kept: {html}");
+    let (st, laptop_next) = refresh(
+        &srv,
+        &laptop,
+        (&seed.web_id, &seed.web_secret),
+        laptop_t["refresh_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200, "this session's tokens carry on");
+    let (st, _) = refresh(
+        &srv,
+        &laptop,
+        (&seed.web_id, &seed.web_secret),
+        offline["refresh_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(st, 400, "offline access ended with the old password");
+    let phone_next = {
+        let (st, t) = refresh(
+            &srv,
+            &phone,
+            (&seed.web_id, &seed.web_secret),
+            phone_t["refresh_token"].as_str().unwrap(),
+        )
+        .await;
+        assert_eq!(st, 200, "the phone was kept");
+        t
+    };
+    // Offline access again: the laptop (which just proved the password) is asked to confirm;
+    // the phone, signed in before the change, must sign in again.
+    let (_, c) = pkce();
+    let html = offline_step(&srv, &phone, &mut phone_jar, &seed, &c).await;
+    assert!(
+        html.contains("id=\"login\""),
+        "the phone signs in again for offline access: {html}"
+    );
+    let again = offline_tokens(&srv, &laptop, &mut laptop_jar, &seed).await;
+
+    // Ending the other sessions: the phone is out, this browser stays with a new device cookie.
+    let device_before = laptop_jar.cookies.get("__Host-portcullis-device").cloned();
+    assert!(device_before.is_some());
+    let (st, location) = change_password(
+        &srv,
+        &laptop,
+        &mut laptop_jar,
+        &with_csrf([good(NEW1, NEW2), vec![("end_others", "yes")]].concat()),
+    )
+    .await;
+    assert_eq!(
+        (st, location.as_str()),
+        (303, "/account/sessions?password=changed")
+    );
+    assert_ne!(
+        laptop_jar.cookies.get("__Host-portcullis-device").cloned(),
+        device_before,
+        "a new device cookie"
+    );
+    assert_eq!(refresh_status(&srv, &phone, &seed, &phone_next).await, 400);
+    let html = page_of(&srv, &phone, &phone_jar).await;
+    assert!(html.contains("id=\"signed-out\""), "{html}");
+    assert_eq!(
+        session_ids(&page_of(&srv, &laptop, &laptop_jar).await).len(),
+        1
+    );
+    assert_eq!(
+        refresh_status(&srv, &laptop, &seed, &laptop_next).await,
+        200
+    );
+    assert_eq!(
+        refresh_status(&srv, &laptop, &seed, &again).await,
+        400,
+        "offline access ends again"
+    );
+
+    // The old passwords no longer sign in; the new one does.
+    for (pw, expect) in [(PASSWORD, 401), (NEW1, 401), (NEW2, 303)] {
+        let (_, c) = pkce();
+        let res = browser_login(
+            &srv,
+            &phone,
+            &mut Jar::default(),
+            &authorize_url(&srv, &seed.web_id, CB, &c, &[]),
+            ALICE,
+            pw,
+        )
+        .await;
+        assert_eq!(res.status(), expect, "{pw}");
+    }
+
+    // Guessing the current password from a stolen session meets the sign-in limits: a
+    // recognised device has 3 failures per window, then even the right password is refused.
+    for _ in 0..3 {
+        let (st, _) = change_password(
+            &srv,
+            &laptop,
+            &mut laptop_jar,
+            &with_csrf(good("a wrong guess at it", NEW1)),
+        )
+        .await;
+        assert_eq!(st, 401);
+    }
+    let res = laptop
+        .post(srv.url(PASSWORD_PAGE))
+        .header("cookie", laptop_jar.header())
+        .header("origin", &srv.issuer)
+        .form(&with_csrf(good(NEW2, NEW1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+
+    let log = srv.log();
+    assert!(log.contains("user.password_changed"), "{log}");
+    assert!(
+        log.contains("reason=\"password_change\"")
+            || log.contains("\"reason\":\"password_change\""),
+        "{log}"
+    );
+    for secret in [PASSWORD, NEW1, NEW2, "a wrong guess at it"] {
+        assert!(!log.contains(secret), "a password reached the log");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_page_needs_a_session() {
+    let srv = TestServer::start();
+    let http = srv.http();
+    let res = http.get(srv.url(PASSWORD_PAGE)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("id=\"signed-out\""));
+    let res = http
+        .post(srv.url(PASSWORD_PAGE))
+        .header("origin", &srv.issuer)
+        .form(&[
+            ("current_password", PASSWORD),
+            ("new_password", "x"),
+            ("confirm_password", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], PASSWORD_PAGE);
+}

@@ -63,15 +63,6 @@ async fn userinfo_status(srv: &TestServer, http: &reqwest::Client, at: &str) -> 
         .as_u16()
 }
 
-/// Waits (at most a second) until the wall clock enters its next whole second.
-async fn next_second() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let left = std::time::Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()));
-    tokio::time::sleep(left.min(std::time::Duration::from_secs(1))).await;
-}
-
 /// An authorization URL asking for `openid offline_access`.
 fn offline_url(srv: &TestServer, client: &str, challenge: &str, extra: &[(&str, &str)]) -> String {
     let url = authorize_url(srv, client, CB, challenge, extra);

@@ -82,6 +82,7 @@ mod tests {
             disabled: false,
             created_at: 0,
             device_epoch: 0,
+            password_changed_at: None,
         }
     }
 
@@ -105,6 +106,7 @@ mod tests {
         );
         let revoked = User {
             device_epoch: 1,
+            password_changed_at: None,
             ..alice.clone()
         };
         assert_eq!(

@@ -23,6 +23,7 @@ pub mod logout;
 pub mod model;
 pub mod params;
 pub mod password;
+pub mod password_change;
 pub mod policy;
 pub mod redirect_uri;
 pub mod revocation;

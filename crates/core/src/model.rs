@@ -19,6 +19,17 @@ pub struct User {
     pub created_at: i64,
     /// Part of every device cookie's signature: raising it revokes them all.
     pub device_epoch: i64,
+    /// When the password last changed (`None`: never since the account was made). Offline
+    /// access needs a sign-in after it.
+    pub password_changed_at: Option<i64>,
+}
+
+impl User {
+    /// Whether a sign-in at `auth_time` happened before the latest password change: such a
+    /// session may go on, but it cannot grant offline access (which outlives it).
+    pub fn signed_in_before_password_change(&self, auth_time: i64) -> bool {
+        self.password_changed_at.is_some_and(|t| auth_time < t)
+    }
 }
 
 impl std::fmt::Debug for User {

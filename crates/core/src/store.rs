@@ -44,6 +44,22 @@ pub trait UserStore: Send + Sync {
     /// Replaces the password hash and ends the user's sessions, refresh tokens and unredeemed
     /// codes, in one transaction. False when absent.
     async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StoreResult<bool>;
+    /// A signed-in user changes their own password from session `current`, in one
+    /// transaction: the hash and its change time are stored; `current`'s `auth_time` becomes
+    /// `now` (the user has just proved the old password); every offline refresh token of the
+    /// user ends (offline access was granted under the old password); and with `end_others`
+    /// every other session ends as [`SessionStore::revoke_session`] ends one. Sessions that
+    /// are kept keep their session-bound tokens but cannot grant offline access again without
+    /// a new sign-in. `None`, with nothing changed, when `current` is not an active session of
+    /// this enabled user at `now`; otherwise the ids of the sessions ended.
+    async fn change_own_password(
+        &self,
+        id: &UserId,
+        current: &SessionId,
+        hash: &str,
+        end_others: bool,
+        now: i64,
+    ) -> StoreResult<Option<Vec<SessionId>>>;
 }
 
 #[async_trait]

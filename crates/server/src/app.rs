@@ -63,6 +63,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/authorize/continue", post(routes::resume::continue_as))
         .route("/login", post(routes::login::login))
         .route(
+            routes::password::PATH,
+            get(routes::password::show).post(routes::password::change),
+        )
+        .route(
             "/account/sessions",
             get(routes::sessions::list).post(routes::sessions::end),
         )

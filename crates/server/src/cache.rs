@@ -168,6 +168,18 @@ impl UserStore for CachedStore {
     async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StoreResult<bool> {
         self.inner.set_password_hash(id, hash, now).await
     }
+    async fn change_own_password(
+        &self,
+        id: &UserId,
+        current: &SessionId,
+        hash: &str,
+        end_others: bool,
+        now: i64,
+    ) -> StoreResult<Option<Vec<SessionId>>> {
+        self.inner
+            .change_own_password(id, current, hash, end_others, now)
+            .await
+    }
 }
 
 #[async_trait]

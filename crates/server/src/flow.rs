@@ -158,3 +158,43 @@ pub async fn fail(
         response::error_redirect(&req.redirect_uri, req.state.as_deref(), error, &st.issuer);
     with_cookie(respond::to_client(st, &location, after_post), FLOW.delete())
 }
+
+/// The checks every form of the account pages shares, in order: a same-origin request, a
+/// signed-in session (else a 303 to `back`, which shows the signed-out page), a well-formed
+/// form, and the synchronizer token bound to that session (403 otherwise). `page` names the
+/// page in the log (`<page>.csrf_refused`).
+pub async fn signed_in_form(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    page: &'static str,
+    back: &'static str,
+) -> Result<(Session, User, portcullis_core::params::Params), Response> {
+    if portcullis_guard::csrf::check_same_origin(headers, &st.issuer_origin).is_err() {
+        tracing::warn!(event = "csrf.refused", page, reason = "cross_site");
+        return Err(respond::csrf_refused(st));
+    }
+    let Some((session, user)) = load_session(st, headers, now).await? else {
+        return Err(respond::redirect(back, true));
+    };
+    let params = portcullis_core::params::Params::parse(body).map_err(|e| {
+        respond::error_page(
+            st,
+            StatusCode::BAD_REQUEST,
+            "The form was not understood",
+            &e.description,
+            None,
+        )
+    })?;
+    let submitted = params.get("csrf_token", 128).ok().flatten();
+    if st
+        .session_csrf
+        .verify(session.id.as_str(), submitted)
+        .is_err()
+    {
+        tracing::warn!(event = "csrf.refused", page, reason = "token", session_id = %session.id);
+        return Err(respond::csrf_refused(st));
+    }
+    Ok((session, user, params))
+}

@@ -95,6 +95,10 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         hash_key: Arc::new(HashKey::new(&config.hash_key)),
         hasher: PasswordHasher::new(config.hashing_concurrency)?
             .with_queue_limit(config.hashing_queue),
+        password_policy: portcullis_core::password::PasswordPolicy {
+            min_chars: config.password_min_length,
+            ..Default::default()
+        },
         lifetimes: config.lifetimes.clone(),
         access_token_alg: config.access_token_alg,
         issuer: config.issuer.clone().into(),

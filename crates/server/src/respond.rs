@@ -163,3 +163,18 @@ pub fn with_cookie(mut res: Response, cookie: Option<HeaderValue>) -> Response {
     }
     res
 }
+
+/// `503` with `Retry-After: 1`: the bounded password-hashing queue is full (nothing was
+/// checked, so nothing counts against the user).
+pub fn hashing_busy(st: &AppState) -> Response {
+    let mut res = error_page(
+        st,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Temporarily unavailable",
+        "Too many sign-ins are in progress. Please try again in a moment.",
+        None,
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}

@@ -21,6 +21,8 @@ pub struct AppState {
     /// Synchronizer tokens for forms of a signed-in session (logout), bound to its id.
     pub session_csrf: Arc<portcullis_guard::csrf::SessionBoundTokens>,
     pub hasher: PasswordHasher,
+    /// The rules a new password must meet.
+    pub password_policy: portcullis_core::password::PasswordPolicy,
     pub lifetimes: Lifetimes,
     pub access_token_alg: portcullis_core::model::SigningAlg,
     pub issuer: Arc<str>,

@@ -27,6 +27,7 @@ impl Templates {
         env.add_template("index.html", include_str!("../templates/index.html"))?;
         env.add_template("logout.html", include_str!("../templates/logout.html"))?;
         env.add_template("sessions.html", include_str!("../templates/sessions.html"))?;
+        env.add_template("password.html", include_str!("../templates/password.html"))?;
         env.add_template(
             "logout_hop.html",
             include_str!("../templates/logout_hop.html"),
@@ -65,6 +66,7 @@ mod tests {
             "logout.html",
             "signed_out.html",
             "sessions.html",
+            "password.html",
         ] {
             let html = t.render(
                 name,

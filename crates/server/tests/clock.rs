@@ -73,6 +73,7 @@ async fn world_with(lifetimes: Lifetimes, policy: portcullis_core::model::Client
         disabled: false,
         created_at: T0,
         device_epoch: 0,
+        password_changed_at: None,
     };
     store.create_user(&user).await.unwrap();
     World {

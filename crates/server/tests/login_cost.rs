@@ -32,6 +32,7 @@ async fn every_outcome_costs_exactly_one_verification() {
             disabled,
             created_at: 0,
             device_epoch: 0,
+            password_changed_at: None,
         };
         store.create_user(&user).await.unwrap();
     }

@@ -47,6 +47,7 @@ macro_rules! all_checks {
                 user_delete_cascades,
                 revoke_devices_raises_the_epoch,
                 password_change_revokes_sessions_and_refresh_tokens,
+                own_password_change_keeps_this_session_and_ends_offline_access,
                 clients_round_trip,
                 client_id_conflict,
                 client_secrets_keep_two_newest,
@@ -270,6 +271,7 @@ mod fixtures {
             disabled: false,
             created_at: T0,
             device_epoch: 0,
+            password_changed_at: None,
         }
     }
 
@@ -606,6 +608,7 @@ mod checks {
         assert_eq!(
             portcullis_core::model::User {
                 device_epoch: 0,
+                password_changed_at: None,
                 ..got
             },
             fx.user
@@ -687,6 +690,118 @@ mod checks {
             .set_password_hash(&UserId::generate(), "x", T0)
             .await
             .unwrap());
+    }
+
+    pub async fn own_password_change_keeps_this_session_and_ends_offline_access(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let other = session(&fx.user, "other");
+        s.insert_session(&other).await.unwrap();
+        let mut in_other = refresh(&fx, "rt-other", &FamilyId::generate());
+        in_other.session_id = other.id.clone();
+        let mut offline = refresh(&fx, "rt-off", &FamilyId::generate());
+        offline.offline = true;
+        for t in [
+            refresh(&fx, "rt-here", &FamilyId::generate()),
+            in_other.clone(),
+            offline,
+        ] {
+            assert!(s.insert_refresh_token(&t, T0).await.unwrap());
+        }
+
+        // Keeping the other sessions: only offline access ends.
+        let ended = s
+            .change_own_password(&fx.user.id, &fx.session.id, "$argon2id$one", false, T0 + 10)
+            .await
+            .unwrap();
+        assert_eq!(ended, Some(vec![]));
+        let u = s.user_by_id(&fx.user.id).await.unwrap().unwrap();
+        assert_eq!(u.password_hash, "$argon2id$one");
+        assert_eq!(u.password_changed_at, Some(T0 + 10));
+        let here = s.session_by_id(&fx.session.id).await.unwrap().unwrap();
+        assert_eq!(
+            here.auth_time,
+            T0 + 10,
+            "this session has just proved the password"
+        );
+        assert!(here.is_active(T0 + 11));
+        assert!(s
+            .session_by_id(&other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(T0 + 11));
+        assert!(usable(s, "rt-here", &fx.client.id, T0 + 11).await);
+        assert!(usable(s, "rt-other", &fx.client.id, T0 + 11).await);
+        assert!(!usable(s, "rt-off", &fx.client.id, T0 + 11).await);
+        // New grants: session-bound ones from either session; offline ones only from a sign-in
+        // at or after the change.
+        let mut bound_other = in_other.clone();
+        bound_other.token_hash = "rt-other-2".into();
+        bound_other.family_id = FamilyId::generate();
+        assert!(s.insert_refresh_token(&bound_other, T0 + 12).await.unwrap());
+        let mut offline_old = bound_other.clone();
+        offline_old.token_hash = "rt-off-old".into();
+        offline_old.family_id = FamilyId::generate();
+        offline_old.offline = true;
+        assert!(!s.insert_refresh_token(&offline_old, T0 + 12).await.unwrap());
+        let mut offline_here = refresh(&fx, "rt-off-here", &FamilyId::generate());
+        offline_here.offline = true;
+        offline_here.auth_time = T0 + 10;
+        assert!(s
+            .insert_refresh_token(&offline_here, T0 + 12)
+            .await
+            .unwrap());
+
+        // Ending the others: they and their tokens end, this one carries on.
+        let ended = s
+            .change_own_password(&fx.user.id, &fx.session.id, "$argon2id$two", true, T0 + 20)
+            .await
+            .unwrap();
+        assert_eq!(ended, Some(vec![other.id.clone()]));
+        assert!(!s
+            .session_by_id(&other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(T0 + 21));
+        assert!(!usable(s, "rt-other-2", &fx.client.id, T0 + 21).await);
+        assert!(!usable(s, "rt-off-here", &fx.client.id, T0 + 21).await);
+        let here_probe = format!("rt-here-probe-{}", T0 + 11);
+        assert!(usable(s, &here_probe, &fx.client.id, T0 + 21).await);
+
+        // From an ended session, another user's session, or for a disabled user: nothing
+        // changes.
+        let bob = seed_named(s, "bob").await;
+        for (user, from) in [(&fx.user.id, &other.id), (&fx.user.id, &bob.session.id)] {
+            assert_eq!(
+                s.change_own_password(user, from, "$argon2id$bad", true, T0 + 30)
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+        s.set_user_disabled(&bob.user.id, true, T0 + 31)
+            .await
+            .unwrap();
+        let mut bob_again = session(&bob.user, "bob-again");
+        bob_again.auth_time = T0 + 32;
+        s.insert_session(&bob_again).await.unwrap();
+        assert_eq!(
+            s.change_own_password(&bob.user.id, &bob_again.id, "$argon2id$bad", true, T0 + 33)
+                .await
+                .unwrap(),
+            None
+        );
+        for id in [&fx.user.id, &bob.user.id] {
+            let u = s.user_by_id(id).await.unwrap().unwrap();
+            assert_ne!(u.password_hash, "$argon2id$bad");
+        }
+        assert!(s
+            .session_by_id(&fx.session.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(T0 + 34));
     }
 
     pub async fn clients_round_trip(s: &dyn Storage) {
@@ -1967,8 +2082,9 @@ mod checks {
 
     pub async fn first_token_only_while_its_holders_live(s: &dyn Storage) {
         let fx = seed(s).await;
-        // A password change after the grant's sign-in: refused, offline or not (the race where
-        // the change's sweep ran before this insert).
+        // A password change after the grant's sign-in: refused (the race where the change's
+        // sweep ran before this insert). Offline by the sign-in's time; session-bound because
+        // the change ended the session.
         s.set_password_hash(&fx.user.id, "$argon2id$new", T0 + 5)
             .await
             .unwrap();

@@ -976,3 +976,13 @@ pub fn tls_acceptor(srv: &TestServer) -> tokio_rustls::TlsAcceptor {
     .unwrap();
     tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
 }
+
+/// Waits (at most a second) until the wall clock enters its next whole second: for rules
+/// that compare times in whole seconds (`auth_time`, a password change).
+pub async fn next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let left = std::time::Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()));
+    tokio::time::sleep(left.min(std::time::Duration::from_secs(1))).await;
+}

@@ -43,6 +43,9 @@ pub fn next(
                 || req.max_age.is_some_and(|max| max == 0 || now - s.auth_time > max)
                 // The client's own, tighter session policy.
                 || !client.policy.session_fresh(s.auth_time, s.last_seen_at, now)
+                // Offline access outlives the session: a session kept through a password
+                // change cannot grant it until the user signs in with the new password.
+                || (crate::scope::is_offline(&req.scope) && u.signed_in_before_password_change(s.auth_time))
         }
     };
     if needs_login {
@@ -122,6 +125,7 @@ mod tests {
             disabled: false,
             created_at: 0,
             device_epoch: 0,
+            password_changed_at: None,
         };
         let s = Session {
             id: SessionId::generate(),
@@ -273,5 +277,49 @@ mod tests {
             ..u.clone()
         };
         assert_eq!(next(&https, &web, Some((&s, &disabled)), 100), Next::Login);
+    }
+
+    #[test]
+    fn offline_access_needs_a_sign_in_after_the_latest_password_change() {
+        let web = client(ClientKind::Confidential, true);
+        let (s, u) = session(50);
+        let offline = AuthorizationRequest {
+            scope: vec!["openid".into(), "offline_access".into()],
+            ..req("https://app.example.com/cb")
+        };
+        let online = AuthorizationRequest {
+            scope: vec!["openid".into()],
+            ..req("https://app.example.com/cb")
+        };
+        // Never changed, or changed before this sign-in (the change's own session counts
+        // as signed in at the change): offline access is only confirmed.
+        for changed in [None, Some(40), Some(50)] {
+            let u = User {
+                password_changed_at: changed,
+                ..u.clone()
+            };
+            assert_eq!(
+                next(&offline, &web, Some((&s, &u)), 100),
+                Next::ConfirmContinue,
+                "{changed:?}"
+            );
+        }
+        // Changed after it: this session carries on, but offline access needs a new sign-in.
+        let changed = User {
+            password_changed_at: Some(60),
+            ..u.clone()
+        };
+        assert_eq!(
+            next(&online, &web, Some((&s, &changed)), 100),
+            Next::IssueCode
+        );
+        assert_eq!(next(&offline, &web, Some((&s, &changed)), 100), Next::Login);
+        let none = AuthorizationRequest {
+            prompt_none: true,
+            ..offline.clone()
+        };
+        assert!(
+            matches!(next(&none, &web, Some((&s, &changed)), 100), Next::Fail(e) if e.code == ErrorCode::LoginRequired)
+        );
     }
 }

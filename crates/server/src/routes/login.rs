@@ -122,16 +122,7 @@ pub async fn login(
             } else {
                 tracing::error!(error = %e, "password check failed");
             }
-            let mut res = respond::error_page(
-                &st,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Temporarily unavailable",
-                "Too many sign-ins are in progress. Please try again in a moment.",
-                None,
-            );
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return res;
+            return respond::hashing_busy(&st);
         }
     };
     // The flow is taken first (single use): a double-submitted form finds it gone and changes
@@ -187,7 +178,7 @@ pub async fn login(
 }
 
 /// The device of a valid device cookie issued for the account `typed_email` names.
-async fn recognised_device(
+pub(crate) async fn recognised_device(
     st: &AppState,
     typed_email: &str,
     value: &str,
@@ -213,6 +204,7 @@ async fn recognised_device(
                 disabled: true,
                 created_at: 0,
                 device_epoch: 0,
+                password_changed_at: None,
             };
             let _ = portcullis_core::device::verify(&st.hash_key, value, &stand_in, now);
             None

@@ -6,6 +6,7 @@ pub mod index;
 pub mod introspect;
 pub mod login;
 pub mod logout;
+pub mod password;
 pub mod resume;
 pub mod revoke;
 pub mod sessions;

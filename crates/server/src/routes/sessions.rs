@@ -4,16 +4,14 @@
 //! Ending a session revokes its session-bound refresh tokens with it.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use portcullis_core::ids::SessionId;
 use portcullis_core::model::Session;
-use portcullis_core::params::Params;
-use portcullis_guard::csrf;
 
 use crate::cookies::SESSION;
-use crate::flow::{load_session, store_failure};
+use crate::flow::{load_session, signed_in_form, store_failure};
 use crate::respond::{self, page, redirect, with_cookie};
 use crate::state::{now, AppState};
 
@@ -43,7 +41,11 @@ fn row(s: &Session, current: &SessionId) -> minijinja::Value {
     }
 }
 
-pub async fn list(State(st): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn list(
+    State(st): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let now = now();
     let (session, user) = match load_session(&st, &headers, now).await {
         Ok(Some(su)) => su,
@@ -61,6 +63,9 @@ pub async fn list(State(st): State<AppState>, headers: HeaderMap) -> Response {
             user_email => &user.email,
             sessions => rows,
             csrf_token => st.session_csrf.token_for(session.id.as_str()),
+            // Set by the password page's redirect; static text, so a forged link can only
+            // show a notice that is true of some past change or none.
+            password_changed => query.as_deref() == Some("password=changed"),
         },
     );
     page(StatusCode::OK, html, None)
@@ -75,28 +80,11 @@ fn signed_out(st: &AppState) -> Response {
 
 pub async fn end(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let now = now();
-    if csrf::check_same_origin(&headers, &st.issuer_origin).is_err() {
-        tracing::warn!(event = "sessions.csrf_refused", reason = "cross_site");
-        return respond::csrf_refused(&st);
-    }
-    let (session, user) = match load_session(&st, &headers, now).await {
-        Ok(Some(su)) => su,
-        Ok(None) => return redirect(PATH, true),
-        Err(r) => return r,
-    };
-    let params = match Params::parse(&body) {
-        Ok(p) => p,
-        Err(e) => return respond::oauth_error_page(&st, &e),
-    };
-    let submitted = params.get("csrf_token", 128).ok().flatten();
-    if st
-        .session_csrf
-        .verify(session.id.as_str(), submitted)
-        .is_err()
-    {
-        tracing::warn!(event = "sessions.csrf_refused", reason = "token", session_id = %session.id);
-        return respond::csrf_refused(&st);
-    }
+    let (session, user, params) =
+        match signed_in_form(&st, &headers, &body, now, "sessions", PATH).await {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
     let which = match params.require("end", 64) {
         Ok(w) => w.to_owned(),
         Err(e) => return respond::oauth_error_page(&st, &e),

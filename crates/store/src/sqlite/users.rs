@@ -2,11 +2,12 @@
 //! cascades through the foreign keys).
 
 use async_trait::async_trait;
-use portcullis_core::ids::UserId;
+use portcullis_core::ids::{SessionId, UserId};
 use portcullis_core::model::User;
 use portcullis_core::store::{StoreResult, UserStore};
 
 use super::backchannel::enqueue_user_in;
+use super::sessions::revoke_session_in;
 use super::{map_err, map_err_conflict, SqliteStore};
 
 #[derive(sqlx::FromRow)]
@@ -19,6 +20,7 @@ struct UserRow {
     disabled: bool,
     created_at: i64,
     device_epoch: i64,
+    password_changed_at: Option<i64>,
 }
 
 impl From<UserRow> for User {
@@ -32,6 +34,7 @@ impl From<UserRow> for User {
             disabled: row.disabled,
             created_at: row.created_at,
             device_epoch: row.device_epoch,
+            password_changed_at: row.password_changed_at,
         }
     }
 }
@@ -41,7 +44,7 @@ macro_rules! select_user {
     ($tail:literal) => {
         concat!(
             "SELECT id, email, email_key, email_verified, password_hash, disabled, created_at, \
-             device_epoch FROM users ",
+             device_epoch, password_changed_at FROM users ",
             $tail
         )
     };
@@ -52,7 +55,7 @@ impl UserStore for SqliteStore {
     async fn create_user(&self, user: &User) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO users (id, email, email_key, email_verified, password_hash, disabled, \
-             created_at, device_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at, device_epoch, password_changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(user.id.as_str())
         .bind(&user.email)
@@ -62,6 +65,7 @@ impl UserStore for SqliteStore {
         .bind(user.disabled)
         .bind(user.created_at)
         .bind(user.device_epoch)
+        .bind(user.password_changed_at)
         .execute(&mut *self.write_conn().await?)
         .await
         .map_err(|e| {
@@ -202,5 +206,69 @@ impl UserStore for SqliteStore {
         }
         tx.commit().await.map_err(map_err)?;
         Ok(found)
+    }
+
+    async fn change_own_password(
+        &self,
+        id: &UserId,
+        current: &SessionId,
+        hash: &str,
+        end_others: bool,
+        now: i64,
+    ) -> StoreResult<Option<Vec<SessionId>>> {
+        let mut tx = self.begin_write().await?;
+        // The current session must still be live (not ended by another tab, an admin or its
+        // timeouts since the page was loaded), and its user enabled: otherwise nothing changes.
+        let kept = sqlx::query(
+            "UPDATE sessions SET auth_time = ?1 WHERE id = ?2 AND user_id = ?3 \
+             AND revoked_at IS NULL AND expires_at > ?1 \
+             AND (idle_timeout IS NULL OR last_seen_at + idle_timeout > ?1) \
+             AND EXISTS (SELECT 1 FROM users WHERE id = ?3 AND disabled = 0)",
+        )
+        .bind(now)
+        .bind(current.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected()
+            > 0;
+        if !kept {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(None);
+        }
+        sqlx::query("UPDATE users SET password_hash = ?1, password_changed_at = ?2 WHERE id = ?3")
+            .bind(hash)
+            .bind(now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ?1 \
+             WHERE user_id = ?2 AND offline = 1 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut ended = Vec::new();
+        if end_others {
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND id <> ?2",
+            )
+            .bind(id.as_str())
+            .bind(current.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            for other in ids.into_iter().map(SessionId::from_trusted) {
+                revoke_session_in(&mut tx, &other, now).await?;
+                ended.push(other);
+            }
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(ended))
     }
 }
