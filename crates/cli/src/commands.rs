@@ -670,7 +670,7 @@ async fn checked_hash(config: &Config, email: &Email, pw: &str) -> anyhow::Resul
         ..PasswordPolicy::default()
     };
     policy
-        .check(&normalized, &[email.local_part()])
+        .check(&normalized, &[email.as_str()])
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let hasher = PasswordHasher::new(1)?;
     Ok(hasher.hash(normalized).await?)
@@ -698,6 +698,7 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
                 created_at: now(),
                 device_epoch: 0,
                 password_changed_at: None,
+                password_version: 0,
             };
             store
                 .create_user(&user)

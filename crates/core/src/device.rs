@@ -83,6 +83,7 @@ mod tests {
             created_at: 0,
             device_epoch: 0,
             password_changed_at: None,
+            password_version: 0,
         }
     }
 
@@ -107,6 +108,7 @@ mod tests {
         let revoked = User {
             device_epoch: 1,
             password_changed_at: None,
+            password_version: 0,
             ..alice.clone()
         };
         assert_eq!(

@@ -120,6 +120,7 @@ pub fn new_session(
         user_agent: origin.user_agent,
         address: origin.address,
         idle_timeout: policy.idle,
+        password_version: user.password_version,
     };
     (session, cookie)
 }

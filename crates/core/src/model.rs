@@ -19,16 +19,19 @@ pub struct User {
     pub created_at: i64,
     /// Part of every device cookie's signature: raising it revokes them all.
     pub device_epoch: i64,
-    /// When the password last changed (`None`: never since the account was made). Offline
-    /// access needs a sign-in after it.
+    /// When the password last changed (`None`: never since the account was made); shown to
+    /// operators, never compared (see `password_version`).
     pub password_changed_at: Option<i64>,
+    /// Raised by every password change.
+    pub password_version: i64,
 }
 
 impl User {
-    /// Whether a sign-in at `auth_time` happened before the latest password change: such a
-    /// session may go on, but it cannot grant offline access (which outlives it).
-    pub fn signed_in_before_password_change(&self, auth_time: i64) -> bool {
-        self.password_changed_at.is_some_and(|t| auth_time < t)
+    /// Whether `session` was signed in with a password the user has since changed: such a
+    /// session may go on (when the user kept it), but it cannot grant offline access (which
+    /// outlives it).
+    pub fn password_changed_since(&self, session: &Session) -> bool {
+        session.password_version != self.password_version
     }
 }
 
@@ -241,6 +244,8 @@ pub struct Session {
     pub address: Option<String>,
     /// Ends the session after this many seconds without activity (`None`: never idle-ends).
     pub idle_timeout: Option<i64>,
+    /// The user's password version this session was signed in with.
+    pub password_version: i64,
 }
 
 impl Session {

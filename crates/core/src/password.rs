@@ -106,17 +106,29 @@ impl PasswordPolicy {
         if distinct.len() < 4 {
             return Err(PasswordError::Repetitive);
         }
-        let mut rest = lower.clone();
+        // Context words count whole and in their pieces: an e-mail address gives itself, its
+        // local part's pieces and its domain's labels ("dave@example.com": "dave", "example",
+        // "com"). Longest first, so a whole word goes before its pieces.
+        let mut words: Vec<String> = Vec::new();
         for word in context.iter().copied().chain(["portcullis"]) {
             let w = word.to_lowercase();
-            if w.chars().count() >= 3 {
-                rest = rest.replace(&w, "");
-            }
+            words.push(w.clone());
+            words.extend(w.split(|c: char| !c.is_alphanumeric()).map(str::to_owned));
+        }
+        words.retain(|w| w.chars().count() >= 3);
+        words.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
+        let mut rest = lower.clone();
+        for w in &words {
+            rest = rest.replace(w.as_str(), "");
         }
         if rest != lower {
+            // What is left must stand as a password of its own.
             let remaining: String = rest.chars().filter(|c| c.is_alphanumeric()).collect();
+            let distinct: HashSet<char> = remaining.chars().collect();
             if remaining.chars().count() < self.min_chars / 2
                 || common_passwords().contains(remaining.as_str())
+                || is_run_or_repeat(&remaining)
+                || distinct.len() < 4
             {
                 return Err(PasswordError::Context);
             }
@@ -368,8 +380,23 @@ mod tests {
             Err(PasswordError::Context)
         );
         assert!(p
-            .check(&s("velvet orbit lantern harbor"), &["alice"])
+            .check(&s("velvet orbit lantern harbor"), &["alice@example.com"])
             .is_ok());
+        // The whole address, its domain, and padding by repetition are no way round it.
+        for (pw, email) in [
+            ("dave@example.com", "dave@example.com"),
+            ("gus@example.com", "gus@example.com"),
+            ("erinexamplecom2024", "erin@example.com"),
+            ("carol2024carol2024", "carol@example.com"),
+            ("portcullis 20252025", "zed@example.com"),
+            ("robin.hood.example!!", "robin.hood@example.org"),
+        ] {
+            assert_eq!(
+                p.check(&s(pw), &[email]),
+                Err(PasswordError::Context),
+                "{pw}"
+            );
+        }
         // Famous example passphrases are on the list, in every spelling.
         for famous in ["correct horse battery staple", "CorrectHorseBatteryStaple"] {
             assert!(p.check(&s(famous), &[]).is_err(), "{famous}");

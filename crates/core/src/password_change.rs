@@ -8,11 +8,12 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::email::Email;
+use crate::crypto::HashKey;
 use crate::ids::SessionId;
 use crate::model::User;
 use crate::password::{self, HashError, PasswordError, PasswordHasher, PasswordPolicy};
-use crate::store::{StoreError, UserStore};
+use crate::secret::{self, IssuedSecret, SecretKind};
+use crate::store::{OwnPasswordChange, StoreError, UserStore};
 
 /// Longest password field accepted from a form, in bytes (the policy's own maximum is lower,
 /// in characters; this only bounds the work done before the policy speaks).
@@ -38,8 +39,9 @@ pub enum ChangeError {
     WrongPassword,
     #[error("the new password must differ from the current one")]
     Unchanged,
-    /// The session ended (or the user was disabled) while the form was open.
-    #[error("this session has ended")]
+    /// The session ended, the user was disabled, or the password was changed elsewhere while
+    /// the form was open: nothing was changed.
+    #[error("your password was not changed: this session has ended or the password was changed meanwhile")]
     SessionEnded,
     #[error("password hashing is unavailable: {0}")]
     Hash(HashError),
@@ -47,8 +49,8 @@ pub enum ChangeError {
     Store(StoreError),
 }
 
-/// The checks that need no secret of the account: confirmation and policy. Returns the new
-/// password, normalised.
+/// The checks that need no secret of the account: confirmation, policy, and that it differs
+/// from what was typed as the current one. Returns the new password, normalised.
 pub fn check_new(
     req: &ChangeRequest<'_>,
     policy: &PasswordPolicy,
@@ -58,43 +60,63 @@ pub fn check_new(
     if new.expose_secret() != password::normalize(req.confirm).expose_secret() {
         return Err(ChangeError::Mismatch);
     }
-    let local = Email::parse(&user.email)
-        .map(|e| e.local_part().to_owned())
-        .unwrap_or_default();
+    // Typed by the user both times, so telling it costs nothing and reveals nothing.
+    if new.expose_secret() == password::normalize(req.current).expose_secret() {
+        return Err(ChangeError::Unchanged);
+    }
     policy
-        .check(&new, &[local.as_str()])
+        .check(&new, &[user.email.as_str()])
         .map_err(ChangeError::Policy)?;
     Ok(new)
 }
 
-/// Verifies the current password, then stores the new one (already passed by [`check_new`]).
-/// Returns the sessions that were ended.
+/// A change that was stored.
+pub struct Changed {
+    /// The other sessions that ended.
+    pub ended: Vec<SessionId>,
+    /// This browser's new session cookie (the old value no longer signs in).
+    pub cookie: IssuedSecret,
+}
+
+/// Verifies the current password, then stores the new one (already passed by [`check_new`])
+/// with a new cookie for the current session.
+#[allow(clippy::too_many_arguments)]
 pub async fn change<S: UserStore + ?Sized>(
     store: &S,
     hasher: &PasswordHasher,
+    key: &HashKey,
     user: &User,
     session: &SessionId,
     req: &ChangeRequest<'_>,
     new: SecretString,
     now: i64,
-) -> Result<Vec<SessionId>, ChangeError> {
+) -> Result<Changed, ChangeError> {
     let current = password::normalize(req.current);
     let ok = hasher
-        .verify(current.clone(), Some(user.password_hash.clone()))
+        .verify(current, Some(user.password_hash.clone()))
         .await
         .map_err(ChangeError::Hash)?;
     if !ok {
         return Err(ChangeError::WrongPassword);
     }
-    if current.expose_secret() == new.expose_secret() {
-        return Err(ChangeError::Unchanged);
-    }
     let hash = hasher.hash(new).await.map_err(ChangeError::Hash)?;
-    store
-        .change_own_password(&user.id, session, &hash, req.end_others, now)
+    let cookie = secret::issue(SecretKind::SessionCookie, key);
+    let ended = store
+        .change_own_password(
+            &OwnPasswordChange {
+                user_id: &user.id,
+                current: session,
+                old_hash: &user.password_hash,
+                new_hash: &hash,
+                new_cookie_hash: &cookie.hash,
+                end_others: req.end_others,
+            },
+            now,
+        )
         .await
         .map_err(ChangeError::Store)?
-        .ok_or(ChangeError::SessionEnded)
+        .ok_or(ChangeError::SessionEnded)?;
+    Ok(Changed { ended, cookie })
 }
 
 #[cfg(test)]
@@ -113,6 +135,7 @@ mod tests {
             created_at: 0,
             device_epoch: 0,
             password_changed_at: None,
+            password_version: 0,
         }
     }
 

@@ -25,6 +25,16 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What [`UserStore::change_own_password`] stores.
+pub struct OwnPasswordChange<'a> {
+    pub user_id: &'a UserId,
+    pub current: &'a SessionId,
+    pub old_hash: &'a str,
+    pub new_hash: &'a str,
+    pub new_cookie_hash: &'a str,
+    pub end_others: bool,
+}
+
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Fails with `Conflict` when the e-mail key is taken.
@@ -45,19 +55,19 @@ pub trait UserStore: Send + Sync {
     /// codes, in one transaction. False when absent.
     async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StoreResult<bool>;
     /// A signed-in user changes their own password from session `current`, in one
-    /// transaction: the hash and its change time are stored; `current`'s `auth_time` becomes
-    /// `now` (the user has just proved the old password); every offline refresh token of the
-    /// user ends (offline access was granted under the old password); and with `end_others`
-    /// every other session ends as [`SessionStore::revoke_session`] ends one. Sessions that
-    /// are kept keep their session-bound tokens but cannot grant offline access again without
-    /// a new sign-in. `None`, with nothing changed, when `current` is not an active session of
-    /// this enabled user at `now`; otherwise the ids of the sessions ended.
+    /// transaction, provided the stored hash is still `old_hash` (the one the current password
+    /// was checked against: of two concurrent changes, the second finds it gone): the new hash
+    /// is stored and the password version raised; `current` takes the new version, `auth_time`
+    /// `now` (the user has just proved the password) and the cookie hash `new_cookie_hash` (a
+    /// copied cookie of this browser does not survive); every offline refresh token of the
+    /// user ends; and with `end_others` every other session ends as
+    /// [`SessionStore::revoke_session`] ends one. Kept sessions keep their session-bound tokens
+    /// but cannot grant offline access again without a new sign-in. `None`, with nothing
+    /// changed, when `current` is not an active session of this enabled user at `now` or the
+    /// hash has changed meanwhile; otherwise the ids of the sessions ended.
     async fn change_own_password(
         &self,
-        id: &UserId,
-        current: &SessionId,
-        hash: &str,
-        end_others: bool,
+        change: &OwnPasswordChange<'_>,
         now: i64,
     ) -> StoreResult<Option<Vec<SessionId>>>;
 }
@@ -132,7 +142,10 @@ pub trait FlowStore: Send + Sync {
 
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    /// Stores a new session, but only while its user is enabled and still has the password
+    /// version the session was signed in with (a sign-in checked against a password changed
+    /// meanwhile is refused). False when refused.
+    async fn insert_session(&self, session: &Session) -> StoreResult<bool>;
     /// The session by cookie hash, active or not.
     async fn session_by_cookie_hash(&self, cookie_hash: &str) -> StoreResult<Option<Session>>;
     async fn session_by_id(&self, id: &SessionId) -> StoreResult<Option<Session>>;

@@ -170,15 +170,10 @@ impl UserStore for CachedStore {
     }
     async fn change_own_password(
         &self,
-        id: &UserId,
-        current: &SessionId,
-        hash: &str,
-        end_others: bool,
+        change: &OwnPasswordChange<'_>,
         now: i64,
     ) -> StoreResult<Option<Vec<SessionId>>> {
-        self.inner
-            .change_own_password(id, current, hash, end_others, now)
-            .await
+        self.inner.change_own_password(change, now).await
     }
 }
 
@@ -219,7 +214,7 @@ impl FlowStore for CachedStore {
 
 #[async_trait]
 impl SessionStore for CachedStore {
-    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+    async fn insert_session(&self, session: &Session) -> StoreResult<bool> {
         self.inner.insert_session(session).await
     }
     async fn session_by_cookie_hash(&self, cookie_hash: &str) -> StoreResult<Option<Session>> {

@@ -161,8 +161,8 @@ pub async fn fail(
 
 /// The checks every form of the account pages shares, in order: a same-origin request, a
 /// signed-in session (else a 303 to `back`, which shows the signed-out page), a well-formed
-/// form, and the synchronizer token bound to that session (403 otherwise). `page` names the
-/// page in the log (`<page>.csrf_refused`).
+/// form, and the synchronizer token bound to that session (403 otherwise). A refusal is logged
+/// as `csrf.refused` with `page` naming the page.
 pub async fn signed_in_form(
     st: &AppState,
     headers: &HeaderMap,

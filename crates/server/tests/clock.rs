@@ -74,6 +74,7 @@ async fn world_with(lifetimes: Lifetimes, policy: portcullis_core::model::Client
         created_at: T0,
         device_epoch: 0,
         password_changed_at: None,
+        password_version: 0,
     };
     store.create_user(&user).await.unwrap();
     World {

@@ -33,6 +33,7 @@ async fn every_outcome_costs_exactly_one_verification() {
             created_at: 0,
             device_epoch: 0,
             password_changed_at: None,
+            password_version: 0,
         };
         store.create_user(&user).await.unwrap();
     }

@@ -272,6 +272,7 @@ mod fixtures {
             created_at: T0,
             device_epoch: 0,
             password_changed_at: None,
+            password_version: 0,
         }
     }
 
@@ -311,6 +312,7 @@ mod fixtures {
             user_agent: None,
             address: None,
             idle_timeout: None,
+            password_version: 0,
         }
     }
 
@@ -609,6 +611,7 @@ mod checks {
             portcullis_core::model::User {
                 device_epoch: 0,
                 password_changed_at: None,
+                password_version: 0,
                 ..got
             },
             fx.user
@@ -693,9 +696,10 @@ mod checks {
     }
 
     pub async fn own_password_change_keeps_this_session_and_ends_offline_access(s: &dyn Storage) {
+        use portcullis_core::store::OwnPasswordChange;
         let fx = seed(s).await;
         let other = session(&fx.user, "other");
-        s.insert_session(&other).await.unwrap();
+        assert!(s.insert_session(&other).await.unwrap());
         let mut in_other = refresh(&fx, "rt-other", &FamilyId::generate());
         in_other.session_id = other.id.clone();
         let mut offline = refresh(&fx, "rt-off", &FamilyId::generate());
@@ -707,34 +711,85 @@ mod checks {
         ] {
             assert!(s.insert_refresh_token(&t, T0).await.unwrap());
         }
+        let change = |old: &'static str, new: &'static str, cookie: &'static str, end_others| {
+            (old, new, cookie, end_others)
+        };
+        let run = |c: (&'static str, &'static str, &'static str, bool),
+                   from: SessionId,
+                   user: UserId,
+                   at: i64| async move {
+            s.change_own_password(
+                &OwnPasswordChange {
+                    user_id: &user,
+                    current: &from,
+                    old_hash: c.0,
+                    new_hash: c.1,
+                    new_cookie_hash: c.2,
+                    end_others: c.3,
+                },
+                at,
+            )
+            .await
+            .unwrap()
+        };
+        let original = fx.user.password_hash.clone();
+        let original: &'static str = Box::leak(original.into_boxed_str());
+
+        // Checked against a hash that is no longer stored (a concurrent change): nothing.
+        let stale = run(
+            change("$argon2id$stale", "$argon2id$x", "cookie-x", true),
+            fx.session.id.clone(),
+            fx.user.id.clone(),
+            T0 + 5,
+        )
+        .await;
+        assert_eq!(stale, None);
 
         // Keeping the other sessions: only offline access ends.
-        let ended = s
-            .change_own_password(&fx.user.id, &fx.session.id, "$argon2id$one", false, T0 + 10)
-            .await
-            .unwrap();
+        let ended = run(
+            change(original, "$argon2id$one", "cookie-new", false),
+            fx.session.id.clone(),
+            fx.user.id.clone(),
+            T0 + 10,
+        )
+        .await;
         assert_eq!(ended, Some(vec![]));
         let u = s.user_by_id(&fx.user.id).await.unwrap().unwrap();
         assert_eq!(u.password_hash, "$argon2id$one");
         assert_eq!(u.password_changed_at, Some(T0 + 10));
+        assert_eq!(u.password_version, 1);
         let here = s.session_by_id(&fx.session.id).await.unwrap().unwrap();
         assert_eq!(
             here.auth_time,
             T0 + 10,
             "this session has just proved the password"
         );
+        assert_eq!(here.password_version, 1);
         assert!(here.is_active(T0 + 11));
-        assert!(s
-            .session_by_id(&other.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .is_active(T0 + 11));
+        assert_eq!(
+            s.session_by_cookie_hash("cookie-new")
+                .await
+                .unwrap()
+                .map(|x| x.id),
+            Some(fx.session.id.clone()),
+            "a new cookie for this session"
+        );
+        assert_eq!(
+            s.session_by_cookie_hash(&fx.session.cookie_hash)
+                .await
+                .unwrap(),
+            None,
+            "the old cookie is gone"
+        );
+        let kept = s.session_by_id(&other.id).await.unwrap().unwrap();
+        assert!(kept.is_active(T0 + 11));
+        assert!(u.password_changed_since(&kept));
+        assert!(!u.password_changed_since(&here));
         assert!(usable(s, "rt-here", &fx.client.id, T0 + 11).await);
         assert!(usable(s, "rt-other", &fx.client.id, T0 + 11).await);
         assert!(!usable(s, "rt-off", &fx.client.id, T0 + 11).await);
-        // New grants: session-bound ones from either session; offline ones only from a sign-in
-        // at or after the change.
+        // New grants: session-bound ones from either session; offline ones only from a
+        // session signed in with the current password (whatever the clock says).
         let mut bound_other = in_other.clone();
         bound_other.token_hash = "rt-other-2".into();
         bound_other.family_id = FamilyId::generate();
@@ -743,27 +798,41 @@ mod checks {
         offline_old.token_hash = "rt-off-old".into();
         offline_old.family_id = FamilyId::generate();
         offline_old.offline = true;
+        offline_old.auth_time = T0 + 99;
         assert!(!s.insert_refresh_token(&offline_old, T0 + 12).await.unwrap());
         let mut offline_here = refresh(&fx, "rt-off-here", &FamilyId::generate());
         offline_here.offline = true;
-        offline_here.auth_time = T0 + 10;
         assert!(s
             .insert_refresh_token(&offline_here, T0 + 12)
             .await
             .unwrap());
+        // A sign-in checked against the old password cannot land now.
+        let late = session(&fx.user, "late");
+        assert!(!s.insert_session(&late).await.unwrap());
+        assert_eq!(s.session_by_id(&late.id).await.unwrap(), None);
+        let mut current = session(&fx.user, "current");
+        current.password_version = 1;
+        assert!(s.insert_session(&current).await.unwrap());
 
         // Ending the others: they and their tokens end, this one carries on.
-        let ended = s
-            .change_own_password(&fx.user.id, &fx.session.id, "$argon2id$two", true, T0 + 20)
-            .await
-            .unwrap();
-        assert_eq!(ended, Some(vec![other.id.clone()]));
-        assert!(!s
-            .session_by_id(&other.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .is_active(T0 + 21));
+        let ended = run(
+            change("$argon2id$one", "$argon2id$two", "cookie-newer", true),
+            fx.session.id.clone(),
+            fx.user.id.clone(),
+            T0 + 20,
+        )
+        .await
+        .unwrap();
+        assert_eq!(ended.len(), 2);
+        assert!(ended.contains(&other.id) && ended.contains(&current.id));
+        for id in [&other.id, &current.id] {
+            assert!(!s
+                .session_by_id(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_active(T0 + 21));
+        }
         assert!(!usable(s, "rt-other-2", &fx.client.id, T0 + 21).await);
         assert!(!usable(s, "rt-off-here", &fx.client.id, T0 + 21).await);
         let here_probe = format!("rt-here-probe-{}", T0 + 11);
@@ -772,26 +841,31 @@ mod checks {
         // From an ended session, another user's session, or for a disabled user: nothing
         // changes.
         let bob = seed_named(s, "bob").await;
-        for (user, from) in [(&fx.user.id, &other.id), (&fx.user.id, &bob.session.id)] {
-            assert_eq!(
-                s.change_own_password(user, from, "$argon2id$bad", true, T0 + 30)
-                    .await
-                    .unwrap(),
-                None
-            );
+        let bob_hash: &'static str = Box::leak(bob.user.password_hash.clone().into_boxed_str());
+        for (user, from, old) in [
+            (&fx.user.id, &other.id, "$argon2id$two"),
+            (&fx.user.id, &bob.session.id, "$argon2id$two"),
+        ] {
+            let r = run(
+                change(old, "$argon2id$bad", "cookie-bad", true),
+                from.clone(),
+                user.clone(),
+                T0 + 30,
+            )
+            .await;
+            assert_eq!(r, None);
         }
         s.set_user_disabled(&bob.user.id, true, T0 + 31)
             .await
             .unwrap();
-        let mut bob_again = session(&bob.user, "bob-again");
-        bob_again.auth_time = T0 + 32;
-        s.insert_session(&bob_again).await.unwrap();
-        assert_eq!(
-            s.change_own_password(&bob.user.id, &bob_again.id, "$argon2id$bad", true, T0 + 33)
-                .await
-                .unwrap(),
-            None
-        );
+        let r = run(
+            change(bob_hash, "$argon2id$bad", "cookie-bad2", true),
+            bob.session.id.clone(),
+            bob.user.id.clone(),
+            T0 + 33,
+        )
+        .await;
+        assert_eq!(r, None);
         for id in [&fx.user.id, &bob.user.id] {
             let u = s.user_by_id(id).await.unwrap().unwrap();
             assert_ne!(u.password_hash, "$argon2id$bad");
@@ -2083,18 +2157,23 @@ mod checks {
     pub async fn first_token_only_while_its_holders_live(s: &dyn Storage) {
         let fx = seed(s).await;
         // A password change after the grant's sign-in: refused (the race where the change's
-        // sweep ran before this insert). Offline by the sign-in's time; session-bound because
-        // the change ended the session.
+        // sweep ran before this insert). Offline by the session's password version;
+        // session-bound because the change ended the session.
         s.set_password_hash(&fx.user.id, "$argon2id$new", T0 + 5)
             .await
             .unwrap();
         let mut off = refresh(&fx, "rt-off", &FamilyId::generate());
         off.offline = true;
         assert!(!s.insert_refresh_token(&off, T0 + 6).await.unwrap());
-        // A grant signed in after the change is fine (its session is new).
+        // A session signed in with the old password cannot even be stored now; one signed in
+        // with the new password is fine, and so are its grants.
+        let mut stale_session = session(&fx.user, "stale");
+        stale_session.auth_time = T0 + 7;
+        assert!(!s.insert_session(&stale_session).await.unwrap());
         let mut fresh_session = session(&fx.user, "after");
         fresh_session.auth_time = T0 + 7;
-        s.insert_session(&fresh_session).await.unwrap();
+        fresh_session.password_version = 1;
+        assert!(s.insert_session(&fresh_session).await.unwrap());
         let mut ok = refresh(&fx, "rt-ok", &FamilyId::generate());
         ok.session_id = fresh_session.id.clone();
         ok.auth_time = T0 + 7;
@@ -2368,6 +2447,7 @@ mod checks {
         let d = new_session("d");
         let mut d = d;
         d.auth_time = T0 + 60;
+        d.password_version = 1; // signed in with the new password
         used(s, &fx, &d, &rp.id, &fx.client.id).await;
         assert!(s
             .set_user_disabled(&fx.user.id, true, T0 + 61)

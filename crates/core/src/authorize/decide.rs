@@ -45,7 +45,7 @@ pub fn next(
                 || !client.policy.session_fresh(s.auth_time, s.last_seen_at, now)
                 // Offline access outlives the session: a session kept through a password
                 // change cannot grant it until the user signs in with the new password.
-                || (crate::scope::is_offline(&req.scope) && u.signed_in_before_password_change(s.auth_time))
+                || (crate::scope::is_offline(&req.scope) && u.password_changed_since(s))
         }
     };
     if needs_login {
@@ -126,6 +126,7 @@ mod tests {
             created_at: 0,
             device_epoch: 0,
             password_changed_at: None,
+            password_version: 0,
         };
         let s = Session {
             id: SessionId::generate(),
@@ -139,6 +140,7 @@ mod tests {
             user_agent: None,
             address: None,
             idle_timeout: None,
+            password_version: 0,
         };
         (s, user)
     }
@@ -291,22 +293,16 @@ mod tests {
             scope: vec!["openid".into()],
             ..req("https://app.example.com/cb")
         };
-        // Never changed, or changed before this sign-in (the change's own session counts
-        // as signed in at the change): offline access is only confirmed.
-        for changed in [None, Some(40), Some(50)] {
-            let u = User {
-                password_changed_at: changed,
-                ..u.clone()
-            };
-            assert_eq!(
-                next(&offline, &web, Some((&s, &u)), 100),
-                Next::ConfirmContinue,
-                "{changed:?}"
-            );
-        }
-        // Changed after it: this session carries on, but offline access needs a new sign-in.
+        // Signed in with the current password: offline access is only confirmed.
+        assert_eq!(
+            next(&offline, &web, Some((&s, &u)), 100),
+            Next::ConfirmContinue
+        );
+        // The password changed since (the session was kept): this session carries on, but
+        // offline access needs a new sign-in, whatever the clock says.
         let changed = User {
-            password_changed_at: Some(60),
+            password_version: 1,
+            password_changed_at: Some(40),
             ..u.clone()
         };
         assert_eq!(

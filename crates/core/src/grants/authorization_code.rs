@@ -129,7 +129,7 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         );
         if !store.insert_refresh_token(&record, ctx.now).await? {
             return Err(OAuthError::invalid_grant(
-                "the session or the user has ended",
+                "the grant is no longer valid: the session ended, the user was disabled, or the password changed",
             ));
         }
         Some(reveal(&issued.value).to_owned())

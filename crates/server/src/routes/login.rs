@@ -148,8 +148,21 @@ pub async fn login(
         &st.lifetimes.session_policy(),
         origin,
     );
-    if let Err(e) = st.store.insert_session(&session).await {
-        return store_failure(&st, e);
+    match st.store.insert_session(&session).await {
+        Ok(true) => {}
+        // The password changed (or the account was disabled) while it was being checked: the
+        // sign-in used a password that is no longer the account's.
+        Ok(false) => {
+            tracing::info!(event = "login.failed", reason = "password_changed_meanwhile", client_id = %client.id);
+            return login_page(
+                &st,
+                &taken,
+                &client,
+                StatusCode::UNAUTHORIZED,
+                Some(INVALID_CREDENTIALS),
+            );
+        }
+        Err(e) => return store_failure(&st, e),
     }
     // The concurrent-session limit: the oldest sessions end first.
     if let Some(max) = st.lifetimes.max_sessions_per_user {
@@ -205,6 +218,7 @@ pub(crate) async fn recognised_device(
                 created_at: 0,
                 device_epoch: 0,
                 password_changed_at: None,
+                password_version: 0,
             };
             let _ = portcullis_core::device::verify(&st.hash_key, value, &stand_in, now);
             None

@@ -11,9 +11,10 @@ use axum::response::Response;
 use portcullis_core::model::{Session, User};
 use portcullis_core::password::HashError;
 use portcullis_core::password_change::{self, ChangeError, ChangeRequest, MAX_FIELD_BYTES};
+use portcullis_core::secret::reveal;
 use portcullis_guard::client_addr::ClientAddr;
 
-use crate::cookies::DEVICE;
+use crate::cookies::{DEVICE, SESSION};
 use crate::flow::{load_session, signed_in_form, store_failure};
 use crate::respond::{self, page, redirect, with_cookie};
 use crate::routes::login::{recognised_device, TOO_MANY_ATTEMPTS};
@@ -153,7 +154,9 @@ pub async fn change(
     {
         Ok(r) => r,
         Err(t) => {
-            tracing::warn!(event = "password.throttled", user_id = %user.id, session_id = %session.id, client = %ip, retry_after = t.retry_after);
+            if st.login_limits.first_refusal(&user.email, ip, now).await {
+                tracing::warn!(event = "login.throttled", page = "password", user_id = %user.id, session_id = %session.id, client = %ip, retry_after = t.retry_after, "further refusals of this account and address in this window are not logged");
+            }
             let mut res = form(
                 &st,
                 StatusCode::TOO_MANY_REQUESTS,
@@ -168,10 +171,19 @@ pub async fn change(
             return res;
         }
     };
-    let outcome =
-        password_change::change(&*st.store, &st.hasher, &user, &session.id, &req, new, now).await;
+    let outcome = password_change::change(
+        &*st.store,
+        &st.hasher,
+        &st.hash_key,
+        &user,
+        &session.id,
+        &req,
+        new,
+        now,
+    )
+    .await;
     match outcome {
-        Ok(ended) => {
+        Ok(password_change::Changed { ended, cookie }) => {
             st.login_limits.succeeded(reservation, &user.email).await;
             for id in &ended {
                 tracing::info!(event = "session.revoked", reason = "password_change", user_id = %user.id, session_id = %id);
@@ -187,7 +199,12 @@ pub async fn change(
             // Device cookies are bound to the password hash, so the change retired every one
             // of them (none can exempt a browser from the sign-in limits any more); this
             // browser, which just proved the password, gets a fresh one.
-            let res = redirect(DONE, true);
+            // This browser's session carries on under a new cookie: a copy of the old one
+            // (the reason many change a password) no longer signs in.
+            let res = with_cookie(
+                redirect(DONE, true),
+                SESSION.set(reveal(&cookie.value), st.lifetimes.session_absolute),
+            );
             match st.store.user_by_id(&user.id).await {
                 Ok(Some(fresh)) => {
                     let (value, _) = portcullis_core::device::issue(
@@ -205,16 +222,18 @@ pub async fn change(
             if let Some(signal) = st.login_limits.failed(reservation, &user.email, now).await {
                 tracing::warn!(event = "login.credential_stuffing", client = %ip, address = %signal.address, accounts = signal.accounts);
             }
-            tracing::warn!(event = "password.change_failed", reason = "wrong_password", user_id = %user.id, session_id = %session.id, client = %ip);
+            tracing::warn!(event = "user.password_change_failed", reason = "wrong_password", user_id = %user.id, session_id = %session.id, client = %ip);
             refuse(StatusCode::UNAUTHORIZED, &ChangeError::WrongPassword)
         }
-        Err(e @ ChangeError::Unchanged) => {
-            st.login_limits.succeeded(reservation, &user.email).await;
-            refuse(StatusCode::BAD_REQUEST, &e)
-        }
-        Err(ChangeError::SessionEnded) => {
+        Err(e @ ChangeError::SessionEnded) => {
             st.login_limits.not_checked(reservation).await;
-            redirect(PATH, true)
+            respond::error_page(
+                &st,
+                StatusCode::CONFLICT,
+                "Password not changed",
+                &capitalised(&e.to_string()),
+                None,
+            )
         }
         Err(ChangeError::Store(e)) => {
             st.login_limits.not_checked(reservation).await;
@@ -227,7 +246,7 @@ pub async fn change(
             }
             respond::hashing_busy(&st)
         }
-        Err(e @ (ChangeError::Mismatch | ChangeError::Policy(_))) => {
+        Err(e @ (ChangeError::Mismatch | ChangeError::Policy(_) | ChangeError::Unchanged)) => {
             st.login_limits.not_checked(reservation).await;
             refuse(StatusCode::BAD_REQUEST, &e)
         }

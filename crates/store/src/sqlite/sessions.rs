@@ -22,6 +22,7 @@ struct SessionRow {
     user_agent: Option<String>,
     address: Option<String>,
     idle_timeout: Option<i64>,
+    password_version: i64,
 }
 
 impl From<SessionRow> for Session {
@@ -38,6 +39,7 @@ impl From<SessionRow> for Session {
             user_agent: row.user_agent,
             address: row.address,
             idle_timeout: row.idle_timeout,
+            password_version: row.password_version,
         }
     }
 }
@@ -47,7 +49,7 @@ macro_rules! select_session {
     ($tail:literal) => {
         concat!(
             "SELECT id, cookie_hash, user_id, auth_time, created_at, last_seen_at, expires_at, \
-             revoked_at, user_agent, address, idle_timeout FROM sessions ",
+             revoked_at, user_agent, address, idle_timeout, password_version FROM sessions ",
             $tail
         )
     };
@@ -93,11 +95,13 @@ pub(super) async fn revoke_session_in(
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
-        sqlx::query(
+    async fn insert_session(&self, session: &Session) -> StoreResult<bool> {
+        let inserted = sqlx::query(
             "INSERT INTO sessions (id, cookie_hash, user_id, auth_time, created_at, last_seen_at, \
-             expires_at, revoked_at, user_agent, address, idle_timeout) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             expires_at, revoked_at, user_agent, address, idle_timeout, password_version) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 \
+             WHERE EXISTS (SELECT 1 FROM users WHERE id = ?3 AND disabled = 0 \
+                           AND password_version = ?12)",
         )
         .bind(session.id.as_str())
         .bind(&session.cookie_hash)
@@ -110,6 +114,7 @@ impl SessionStore for SqliteStore {
         .bind(session.user_agent.as_deref())
         .bind(session.address.as_deref())
         .bind(session.idle_timeout)
+        .bind(session.password_version)
         .execute(&mut *self.write_conn().await?)
         .await
         .map_err(|e| {
@@ -121,7 +126,7 @@ impl SessionStore for SqliteStore {
                 }
             })
         })?;
-        Ok(())
+        Ok(inserted.rows_affected() > 0)
     }
 
     async fn session_by_cookie_hash(&self, cookie_hash: &str) -> StoreResult<Option<Session>> {

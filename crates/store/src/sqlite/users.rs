@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use portcullis_core::ids::{SessionId, UserId};
 use portcullis_core::model::User;
-use portcullis_core::store::{StoreResult, UserStore};
+use portcullis_core::store::{OwnPasswordChange, StoreResult, UserStore};
 
 use super::backchannel::enqueue_user_in;
 use super::sessions::revoke_session_in;
@@ -21,6 +21,7 @@ struct UserRow {
     created_at: i64,
     device_epoch: i64,
     password_changed_at: Option<i64>,
+    password_version: i64,
 }
 
 impl From<UserRow> for User {
@@ -35,6 +36,7 @@ impl From<UserRow> for User {
             created_at: row.created_at,
             device_epoch: row.device_epoch,
             password_changed_at: row.password_changed_at,
+            password_version: row.password_version,
         }
     }
 }
@@ -44,7 +46,7 @@ macro_rules! select_user {
     ($tail:literal) => {
         concat!(
             "SELECT id, email, email_key, email_verified, password_hash, disabled, created_at, \
-             device_epoch, password_changed_at FROM users ",
+             device_epoch, password_changed_at, password_version FROM users ",
             $tail
         )
     };
@@ -55,7 +57,8 @@ impl UserStore for SqliteStore {
     async fn create_user(&self, user: &User) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO users (id, email, email_key, email_verified, password_hash, disabled, \
-             created_at, device_epoch, password_changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at, device_epoch, password_changed_at, password_version) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(user.id.as_str())
         .bind(&user.email)
@@ -66,6 +69,7 @@ impl UserStore for SqliteStore {
         .bind(user.created_at)
         .bind(user.device_epoch)
         .bind(user.password_changed_at)
+        .bind(user.password_version)
         .execute(&mut *self.write_conn().await?)
         .await
         .map_err(|e| {
@@ -172,16 +176,18 @@ impl UserStore for SqliteStore {
 
     async fn set_password_hash(&self, id: &UserId, hash: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.begin_write().await?;
-        let found =
-            sqlx::query("UPDATE users SET password_hash = ?, password_changed_at = ? WHERE id = ?")
-                .bind(hash)
-                .bind(now)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?
-                .rows_affected()
-                > 0;
+        let found = sqlx::query(
+            "UPDATE users SET password_hash = ?, password_changed_at = ?, \
+                 password_version = password_version + 1 WHERE id = ?",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected()
+            > 0;
         if found {
             // A new password ends every way in that the old one opened: sessions (announced
             // to the clients that received tokens in them), their refresh tokens, and codes not
@@ -210,56 +216,64 @@ impl UserStore for SqliteStore {
 
     async fn change_own_password(
         &self,
-        id: &UserId,
-        current: &SessionId,
-        hash: &str,
-        end_others: bool,
+        c: &OwnPasswordChange<'_>,
         now: i64,
     ) -> StoreResult<Option<Vec<SessionId>>> {
         let mut tx = self.begin_write().await?;
-        // The current session must still be live (not ended by another tab, an admin or its
-        // timeouts since the page was loaded), and its user enabled: otherwise nothing changes.
-        let kept = sqlx::query(
-            "UPDATE sessions SET auth_time = ?1 WHERE id = ?2 AND user_id = ?3 \
-             AND revoked_at IS NULL AND expires_at > ?1 \
-             AND (idle_timeout IS NULL OR last_seen_at + idle_timeout > ?1) \
-             AND EXISTS (SELECT 1 FROM users WHERE id = ?3 AND disabled = 0)",
+        // The hash must still be the one the current password was checked against.
+        let changed = sqlx::query(
+            "UPDATE users SET password_hash = ?1, password_changed_at = ?2, \
+             password_version = password_version + 1 \
+             WHERE id = ?3 AND password_hash = ?4 AND disabled = 0",
         )
+        .bind(c.new_hash)
         .bind(now)
-        .bind(current.as_str())
-        .bind(id.as_str())
+        .bind(c.user_id.as_str())
+        .bind(c.old_hash)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?
         .rows_affected()
             > 0;
+        // The current session must still be live (not ended by another tab, an admin or its
+        // timeouts since the page was loaded); it moves to the new version with a new cookie.
+        let kept = changed
+            && sqlx::query(
+                "UPDATE sessions SET auth_time = ?1, cookie_hash = ?2, \
+                 password_version = (SELECT password_version FROM users WHERE id = ?4) \
+                 WHERE id = ?3 AND user_id = ?4 \
+                 AND revoked_at IS NULL AND expires_at > ?1 \
+                 AND (idle_timeout IS NULL OR last_seen_at + idle_timeout > ?1)",
+            )
+            .bind(now)
+            .bind(c.new_cookie_hash)
+            .bind(c.current.as_str())
+            .bind(c.user_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+                > 0;
         if !kept {
             tx.rollback().await.map_err(map_err)?;
             return Ok(None);
         }
-        sqlx::query("UPDATE users SET password_hash = ?1, password_changed_at = ?2 WHERE id = ?3")
-            .bind(hash)
-            .bind(now)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
         sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = ?1 \
              WHERE user_id = ?2 AND offline = 1 AND revoked_at IS NULL",
         )
         .bind(now)
-        .bind(id.as_str())
+        .bind(c.user_id.as_str())
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
         let mut ended = Vec::new();
-        if end_others {
+        if c.end_others {
             let ids: Vec<String> = sqlx::query_scalar(
                 "SELECT id FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND id <> ?2",
             )
-            .bind(id.as_str())
-            .bind(current.as_str())
+            .bind(c.user_id.as_str())
+            .bind(c.current.as_str())
             .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?;
