@@ -4,6 +4,7 @@ use std::io::Read;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use portcullis_core::audit::{Event, EventKind};
 use portcullis_core::backchannel::BackchannelUri;
 use portcullis_core::crypto::HashKey;
 use portcullis_core::email::Email;
@@ -13,7 +14,9 @@ use portcullis_core::password::{self, PasswordHasher, PasswordPolicy};
 use portcullis_core::redirect_uri::RedirectUri;
 use portcullis_core::scope;
 use portcullis_core::secret::{self, reveal, SecretKind};
-use portcullis_core::store::{ApiStore, ClientStore, SessionStore, StoreError, UserStore};
+use portcullis_core::store::{
+    ApiStore, AuditStore, ClientStore, SessionStore, StoreError, UserStore,
+};
 use portcullis_server::config::Config;
 use portcullis_server::state::now;
 use serde_json::json;
@@ -210,6 +213,10 @@ pub async fn apis(config: &Config, cmd: ApisCommand) -> anyhow::Result<()> {
                 .create_api(&api)
                 .await
                 .map_err(|e| conflict(e, "an API with this audience"))?;
+            admin_event(&store, EventKind::ApiCreated, |e| {
+                e.detail(&format!("audience={}", api.audience))
+            })
+            .await?;
             if json {
                 println!(
                     "{}",
@@ -235,6 +242,10 @@ pub async fn apis(config: &Config, cmd: ApisCommand) -> anyhow::Result<()> {
             if !store.add_api_secret(&audience, &issued.hash, now()).await? {
                 bail!("no such API");
             }
+            admin_event(&store, EventKind::ApiSecretRotated, |e| {
+                e.detail(&format!("audience={audience}"))
+            })
+            .await?;
             if json {
                 println!(
                     "{}",
@@ -247,6 +258,20 @@ pub async fn apis(config: &Config, cmd: ApisCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Records an administrative action in the audit trail (`reason=cli`). The action has
+/// already happened: a failure to record it is reported on stderr and fails the command, so
+/// no admin change goes unrecorded silently.
+async fn admin_event<S: AuditStore + ?Sized>(
+    store: &S,
+    kind: EventKind,
+    build: impl FnOnce(Event) -> Event,
+) -> anyhow::Result<()> {
+    let e = build(Event::new(kind, now()).reason("cli"));
+    store.append_events(&[e]).await.map_err(|err| {
+        anyhow::anyhow!("the change was made, but its audit event could not be stored: {err}")
+    })
 }
 
 fn parse_client_id(s: &str) -> anyhow::Result<ClientId> {
@@ -353,6 +378,7 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
                 created_at: now(),
             };
             store.create_client(&client).await?;
+            admin_event(&store, EventKind::ClientCreated, |e| e.client(&client.id)).await?;
             let secret_text = issued.as_ref().map(|s| reveal(&s.value).to_owned());
             if json {
                 let mut v = json!({"client_id": client.id.as_str()});
@@ -377,6 +403,7 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
             {
                 bail!("no such client");
             }
+            admin_event(&store, EventKind::ClientDisabled, |e| e.client(&client_id)).await?;
             println!("client disabled");
         }
         ClientsCommand::Enable { client_id } => {
@@ -386,6 +413,7 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
             {
                 bail!("no such client");
             }
+            admin_event(&store, EventKind::ClientEnabled, |e| e.client(&client_id)).await?;
             println!("client enabled");
         }
         ClientsCommand::RotateSecret { client_id, json } => {
@@ -397,6 +425,7 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
             }
             let issued = secret::issue(SecretKind::ClientSecret, &key);
             store.add_client_secret(&id, &issued.hash, now()).await?;
+            admin_event(&store, EventKind::ClientSecretRotated, |e| e.client(&id)).await?;
             if json {
                 println!(
                     "{}",
@@ -527,7 +556,10 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 let next = keys::generate(alg, &enc, now, now + config.key_rotation.lead)?;
                 let started = store.rotate_signing_key(&next, now).await?;
                 if started {
-                    tracing::info!(event = "key.rotated", kid = %next.kid, alg = alg.as_str(), reason = "cli");
+                    admin_event(&store, EventKind::KeyRotated, |e| {
+                        e.detail(&format!("kid={} alg={}", next.kid, alg.as_str()))
+                    })
+                    .await?;
                 }
                 out.push((alg, next, started));
             }
@@ -565,7 +597,10 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             if !store.revoke_signing_key(&kid, now).await? {
                 bail!("no such key (or it was already revoked)");
             }
-            tracing::warn!(event = "key.revoked", kid = %kid);
+            admin_event(&store, EventKind::KeyRevoked, |e| {
+                e.detail(&format!("kid={kid}"))
+            })
+            .await?;
             // A revoked signing key leaves its algorithm without one: make the replacement
             // now, signing at once (an emergency cannot wait for the publish lead).
             let enc = portcullis_server::keyring::encrypter(config)?;
@@ -640,6 +675,10 @@ pub async fn sessions(config: &Config, cmd: SessionsCommand) -> anyhow::Result<(
             match store.session_by_id(&id).await? {
                 Some(s) if s.revoked_at.is_none() => {
                     store.revoke_session(&id, now()).await?;
+                    admin_event(&store, EventKind::SessionRevoked, |e| {
+                        e.user(&s.user_id).session(&id)
+                    })
+                    .await?;
                     println!("session ended");
                 }
                 Some(_) => println!("session already ended"),
@@ -649,6 +688,12 @@ pub async fn sessions(config: &Config, cmd: SessionsCommand) -> anyhow::Result<(
         SessionsCommand::RevokeAll { email } => {
             let user = user_by_email(&store, &email).await?;
             let ended = store.revoke_user_sessions(&user.id, None, now()).await?;
+            for id in &ended {
+                admin_event(&store, EventKind::SessionRevoked, |e| {
+                    e.user(&user.id).session(id)
+                })
+                .await?;
+            }
             println!("{} session(s) ended", ended.len());
         }
     }
@@ -704,8 +749,9 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
                 .create_user(&user)
                 .await
                 .map_err(|e| conflict(e, "a user with this e-mail address"))?;
+            admin_event(&store, EventKind::UserCreated, |e| e.user(&user.id)).await?;
             if email_verified {
-                tracing::info!(event = "user.email_verified_by_admin", user_id = %user.id);
+                admin_event(&store, EventKind::UserEmailVerified, |e| e.user(&user.id)).await?;
             }
             if json {
                 println!(
@@ -719,21 +765,25 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
         UsersCommand::Disable { email } => {
             let u = user_by_email(&store, &email).await?;
             store.set_user_disabled(&u.id, true, now()).await?;
+            admin_event(&store, EventKind::UserDisabled, |e| e.user(&u.id)).await?;
             println!("user disabled; their sessions and tokens have ended");
         }
         UsersCommand::Enable { email } => {
             let u = user_by_email(&store, &email).await?;
             store.set_user_disabled(&u.id, false, now()).await?;
+            admin_event(&store, EventKind::UserEnabled, |e| e.user(&u.id)).await?;
             println!("user enabled");
         }
         UsersCommand::Delete { email } => {
             let u = user_by_email(&store, &email).await?;
             store.delete_user(&u.id, now()).await?;
+            admin_event(&store, EventKind::UserDeleted, |e| e.user(&u.id)).await?;
             println!("user deleted");
         }
         UsersCommand::RevokeDevices { email } => {
             let u = user_by_email(&store, &email).await?;
             store.revoke_devices(&u.id).await?;
+            admin_event(&store, EventKind::UserDevicesRevoked, |e| e.user(&u.id)).await?;
             println!("every device cookie of the user is revoked");
         }
         UsersCommand::SetPassword {
@@ -745,6 +795,7 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
             let pw = read_password()?;
             let hash = checked_hash(config, &parsed, &pw).await?;
             store.set_password_hash(&u.id, &hash, now()).await?;
+            admin_event(&store, EventKind::UserPasswordSet, |e| e.user(&u.id)).await?;
             println!("password changed; the user's sessions and tokens have ended");
         }
         UsersCommand::List { json } => {

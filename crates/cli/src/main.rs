@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod events;
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +54,9 @@ enum Command {
         #[command(subcommand)]
         command: commands::SessionsCommand,
     },
+    /// Read the audit trail: filter by user, client, type, outcome, address and time;
+    /// `--follow` for new events, `--json` for one object per line.
+    Events(events::EventsArgs),
 }
 
 fn init_logging() {
@@ -108,5 +112,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Users { command } => commands::users(&config, command).await,
         Command::Sessions { command } => commands::sessions(&config, command).await,
         Command::Keys { command } => commands::keys(&config, command).await,
+        Command::Events(args) => events::events(&config, args).await,
     }
 }

@@ -5,6 +5,7 @@
 //! print.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod authorize;
 pub mod backchannel;
 pub mod client_auth;

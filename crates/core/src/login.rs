@@ -35,7 +35,8 @@ impl FailureReason {
 /// Outcome of a sign-in attempt.
 #[derive(Debug)]
 pub enum LoginError {
-    Failed(FailureReason),
+    /// With the account's id when the e-mail names one (for the audit trail only).
+    Failed(FailureReason, Option<crate::ids::UserId>),
     Store(StoreError),
     Hash(HashError),
 }
@@ -61,11 +62,11 @@ pub async fn verify_credentials<S: UserStore + ?Sized>(
         .await
         .map_err(LoginError::Hash)?;
     match user {
-        None if malformed => Err(LoginError::Failed(FailureReason::MalformedEmail)),
-        None => Err(LoginError::Failed(FailureReason::UnknownUser)),
-        Some(_) if !ok => Err(LoginError::Failed(FailureReason::WrongPassword)),
+        None if malformed => Err(LoginError::Failed(FailureReason::MalformedEmail, None)),
+        None => Err(LoginError::Failed(FailureReason::UnknownUser, None)),
+        Some(u) if !ok => Err(LoginError::Failed(FailureReason::WrongPassword, Some(u.id))),
         // The disabled check comes after the password check, so it reveals nothing new.
-        Some(u) if u.disabled => Err(LoginError::Failed(FailureReason::Disabled)),
+        Some(u) if u.disabled => Err(LoginError::Failed(FailureReason::Disabled, Some(u.id))),
         Some(u) => Ok(u),
     }
 }

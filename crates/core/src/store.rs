@@ -353,6 +353,21 @@ pub trait BackchannelStore: Send + Sync {
     async fn session_clients(&self, session_id: &SessionId) -> StoreResult<Vec<ClientId>>;
 }
 
+/// The audit trail: events appended in batches, read back by filter, and purged by age.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends the events, all or none, in order.
+    async fn append_events(&self, events: &[crate::audit::Event]) -> StoreResult<()>;
+    /// Events matching `filter`: the newest `limit`, oldest first; or with `after_id`, the
+    /// first `limit` stored after it.
+    async fn query_events(
+        &self,
+        filter: &crate::audit::EventFilter,
+    ) -> StoreResult<Vec<crate::audit::StoredEvent>>;
+    /// Deletes events older than `before` (unix seconds); returns how many.
+    async fn purge_events(&self, before: i64) -> StoreResult<u64>;
+}
+
 /// Everything the server needs, as one object.
 pub trait Storage:
     UserStore
@@ -365,6 +380,7 @@ pub trait Storage:
     + RefreshTokenStore
     + AccessTokenStore
     + BackchannelStore
+    + AuditStore
 {
 }
 
@@ -379,5 +395,6 @@ impl<T> Storage for T where
         + RefreshTokenStore
         + AccessTokenStore
         + BackchannelStore
+        + AuditStore
 {
 }

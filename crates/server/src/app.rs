@@ -187,8 +187,17 @@ async fn request_log(req: Request, next: Next) -> Response {
         .unwrap_or_default();
     let method = req.method().clone();
     let path = req.uri().path().chars().take(200).collect::<String>();
+    // Our own id for the request (never one the client sends): in the log line, in every audit
+    // event the request causes, and in the `X-Request-Id` response header for support.
+    let id: std::sync::Arc<str> = portcullis_core::crypto::random_token(12).into();
+    let mut req = req;
+    req.extensions_mut()
+        .insert(crate::audit::RequestId(id.clone()));
     let started = std::time::Instant::now();
-    let res = next.run(req).await;
-    tracing::info!(target: "portcullis::http", %method, path = %path, client = %client, status = res.status().as_u16(), ms = started.elapsed().as_secs_f64() * 1000.0);
+    let mut res = next.run(req).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    tracing::info!(target: "portcullis::http", %method, path = %path, client = %client, status = res.status().as_u16(), request_id = %id, ms = started.elapsed().as_secs_f64() * 1000.0);
     res
 }

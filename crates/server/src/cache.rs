@@ -356,3 +356,19 @@ impl BackchannelStore for CachedStore {
         self.inner.session_clients(session_id).await
     }
 }
+
+#[async_trait]
+impl AuditStore for CachedStore {
+    async fn append_events(&self, events: &[portcullis_core::audit::Event]) -> StoreResult<()> {
+        self.inner.append_events(events).await
+    }
+    async fn query_events(
+        &self,
+        filter: &portcullis_core::audit::EventFilter,
+    ) -> StoreResult<Vec<portcullis_core::audit::StoredEvent>> {
+        self.inner.query_events(filter).await
+    }
+    async fn purge_events(&self, before: i64) -> StoreResult<u64> {
+        self.inner.purge_events(before).await
+    }
+}

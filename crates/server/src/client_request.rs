@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use portcullis_core::audit::{Event, EventKind, Origin};
 use portcullis_core::client_auth::BasicCredentials;
 use portcullis_core::error::{ErrorCode, OAuthError};
 use portcullis_core::params::Params;
@@ -27,6 +28,8 @@ pub struct ClientRequest {
     pub header_attempted: bool,
     /// The failed-authentication slot this request holds (for the `RateLimit` headers).
     pub slot: Decision,
+    /// Who sent it, for audit events.
+    pub origin: Origin,
 }
 
 /// What a handler returns: the answer, and whether client authentication failed (then the
@@ -96,6 +99,7 @@ pub fn rate_limit_headers(res: &mut Response, st: &AppState, decision: Decision)
 pub async fn limited<F, Fut>(
     st: &AppState,
     ip: IpAddr,
+    origin: Origin,
     now: i64,
     headers: &HeaderMap,
     body: &Bytes,
@@ -116,7 +120,7 @@ where
         rate_limit_headers(&mut res, st, d);
         return res;
     }
-    let (res, auth_failed) = match parse(st, ip, headers, body, slot) {
+    let (res, auth_failed) = match parse(st, ip, origin, now, headers, body, slot) {
         Ok(req) => handler(req).await,
         Err(handled) => *handled,
     };
@@ -129,6 +133,8 @@ where
 fn parse(
     st: &AppState,
     ip: IpAddr,
+    origin: Origin,
+    now: i64,
     headers: &HeaderMap,
     body: &Bytes,
     slot: Decision,
@@ -162,8 +168,9 @@ fn parse(
                 basic: None,
                 header_attempted,
                 slot,
+                origin,
             };
-            return Err(Box::new(req.error(st, ip, &e)));
+            return Err(Box::new(req.error(st, ip, now, &e)));
         }
     };
     Ok(ClientRequest {
@@ -171,6 +178,7 @@ fn parse(
         basic,
         header_attempted,
         slot,
+        origin,
     })
 }
 
@@ -178,12 +186,27 @@ impl ClientRequest {
     /// The answer for a failed request: `invalid_client` counts against the address (with
     /// the `RateLimit` headers and, for header attempts, a `Basic` challenge); other errors
     /// do not.
-    pub fn error(&self, st: &AppState, ip: IpAddr, e: &OAuthError) -> Handled {
+    pub fn error(&self, st: &AppState, ip: IpAddr, now: i64, e: &OAuthError) -> Handled {
+        let _ = ip;
         let mut res = oauth_json_error(e);
         if e.code != ErrorCode::InvalidClient {
             return (res, false);
         }
-        tracing::info!(event = "client_auth.failed", client = %ip);
+        // The client id it claimed (cleaned and bounded like every event field), if any.
+        let claimed = self.basic.as_ref().map(|b| b.id.clone()).or_else(|| {
+            self.params
+                .get("client_id", 256)
+                .ok()
+                .flatten()
+                .map(str::to_owned)
+        });
+        let mut event = Event::new(EventKind::ClientAuthFailed, now)
+            .from(&self.origin)
+            .reason("invalid_client");
+        if let Some(id) = claimed {
+            event = event.client(id);
+        }
+        st.audit.record(event);
         if self.header_attempted {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -101,6 +101,8 @@ struct FileConfig {
     login_window: Option<i64>,
     limiter_capacity: Option<usize>,
     hashing_queue: Option<usize>,
+    event_retention_days: Option<i64>,
+    event_buffer: Option<usize>,
     client_auth_max_failures: Option<u32>,
     stuffing_accounts: Option<u32>,
     stuffing_window: Option<i64>,
@@ -155,6 +157,10 @@ pub struct Config {
     pub limiter_capacity: usize,
     /// Most password checks waiting for a hashing thread; beyond that, 503.
     pub hashing_queue: usize,
+    /// Stored audit events older than this many days are deleted.
+    pub event_retention_days: i64,
+    /// Audit events that may wait for storage before new ones are dropped (and counted).
+    pub event_buffer: usize,
     /// Failed client authentications allowed per address at the token endpoint per
     /// [`CLIENT_AUTH_WINDOW`] seconds.
     pub client_auth_max_failures: u32,
@@ -607,6 +613,24 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     if !(1..=100_000).contains(&hashing_queue) {
         return err("PORTCULLIS_HASHING_QUEUE must be between 1 and 100000");
     }
+    let event_retention_days = parse_num(
+        "PORTCULLIS_EVENT_RETENTION_DAYS",
+        get("PORTCULLIS_EVENT_RETENTION_DAYS"),
+        file.event_retention_days,
+    )?
+    .unwrap_or(90);
+    if !(1..=3650).contains(&event_retention_days) {
+        return err("PORTCULLIS_EVENT_RETENTION_DAYS must be between 1 and 3650");
+    }
+    let event_buffer = parse_num(
+        "PORTCULLIS_EVENT_BUFFER",
+        get("PORTCULLIS_EVENT_BUFFER"),
+        file.event_buffer,
+    )?
+    .unwrap_or(100_000);
+    if !(1_000..=10_000_000).contains(&event_buffer) {
+        return err("PORTCULLIS_EVENT_BUFFER must be between 1000 and 10000000");
+    }
     let client_auth_max_failures = parse_num(
         "PORTCULLIS_CLIENT_AUTH_MAX_FAILURES",
         get("PORTCULLIS_CLIENT_AUTH_MAX_FAILURES"),
@@ -703,6 +727,8 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         login_window,
         limiter_capacity,
         hashing_queue,
+        event_retention_days,
+        event_buffer,
         client_auth_max_failures,
         stuffing_accounts,
         stuffing_window,

@@ -165,6 +165,7 @@ pub async fn fail(
 /// as `csrf.refused` with `page` naming the page.
 pub async fn signed_in_form(
     st: &AppState,
+    origin: &portcullis_core::audit::Origin,
     headers: &HeaderMap,
     body: &[u8],
     now: i64,
@@ -172,7 +173,8 @@ pub async fn signed_in_form(
     back: &'static str,
 ) -> Result<(Session, User, portcullis_core::params::Params), Response> {
     if portcullis_guard::csrf::check_same_origin(headers, &st.issuer_origin).is_err() {
-        tracing::warn!(event = "csrf.refused", page, reason = "cross_site");
+        st.audit
+            .record(csrf_event(origin, now, page, "cross_site", None));
         return Err(respond::csrf_refused(st));
     }
     let Some((session, user)) = load_session(st, headers, now).await? else {
@@ -193,8 +195,27 @@ pub async fn signed_in_form(
         .verify(session.id.as_str(), submitted)
         .is_err()
     {
-        tracing::warn!(event = "csrf.refused", page, reason = "token", session_id = %session.id);
+        st.audit
+            .record(csrf_event(origin, now, page, "token", Some(&session)));
         return Err(respond::csrf_refused(st));
     }
     Ok((session, user, params))
+}
+
+fn csrf_event(
+    origin: &portcullis_core::audit::Origin,
+    now: i64,
+    page: &str,
+    reason: &str,
+    session: Option<&Session>,
+) -> portcullis_core::audit::Event {
+    use portcullis_core::audit::{Event, EventKind};
+    let e = Event::new(EventKind::CsrfRefused, now)
+        .from(origin)
+        .reason(reason)
+        .detail(&format!("page={page}"));
+    match session {
+        Some(s) => e.user(&s.user_id).session(&s.id),
+        None => e,
+    }
 }

@@ -7,10 +7,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use portcullis_core::audit::{Event, EventKind};
 use portcullis_core::crypto::Encrypter;
 use portcullis_core::keys::{self, KeySet, RotationPolicy};
 use portcullis_core::model::{SigningAlg, StoredSigningKey};
-use portcullis_core::store::SigningKeyStore;
+use portcullis_core::store::{AuditStore, SigningKeyStore};
 
 use crate::config::Config;
 
@@ -87,9 +88,27 @@ pub fn encrypter(config: &Config) -> anyhow::Result<Encrypter> {
     .context("PORTCULLIS_ENCRYPTION_KEY")
 }
 
+/// Records a key event of the schedule (or first start) straight in the store, and logs it:
+/// this runs before and beside the server's event queue. A failure to store it is logged.
+async fn key_event<S: SigningKeyStore + AuditStore + ?Sized>(
+    store: &S,
+    kind: EventKind,
+    kid: &portcullis_core::ids::KeyId,
+    alg: SigningAlg,
+    now: i64,
+) {
+    let e = Event::new(kind, now)
+        .reason("schedule")
+        .detail(&format!("kid={kid} alg={}", alg.as_str()));
+    tracing::info!(target: "portcullis::audit", event = %e.kind, outcome = "success", reason = "schedule", detail = e.detail.as_deref());
+    if let Err(err) = store.append_events(&[e]).await {
+        tracing::warn!(event = "audit.store_failed", error = %err);
+    }
+}
+
 /// Makes sure each algorithm has a key (first start), rotates the ones due, re-wraps blobs
 /// sealed under the previous encryption key; returns the stored keys afterwards.
-pub async fn maintain<S: SigningKeyStore + ?Sized>(
+pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
     store: &S,
     enc: &Encrypter,
     policy: &KeyPolicy,
@@ -107,12 +126,12 @@ pub async fn maintain<S: SigningKeyStore + ?Sized>(
         if !signing {
             let key = keys::generate(alg, enc, now, now)?;
             store.insert_signing_key(&key).await?;
-            tracing::info!(event = "key.generated", kid = %key.kid, alg = alg.as_str());
+            key_event(store, EventKind::KeyGenerated, &key.kid, alg, now).await;
             changed = true;
         } else if keys::rotation_due(&stored, alg, now, &policy.rotation) {
             let next = keys::generate(alg, enc, now, now + policy.rotation.lead)?;
             if store.rotate_signing_key(&next, now).await? {
-                tracing::info!(event = "key.rotated", kid = %next.kid, alg = alg.as_str(), activates_at = next.activates_at, reason = "schedule");
+                key_event(store, EventKind::KeyRotated, &next.kid, alg, now).await;
                 changed = true;
             }
         }
@@ -168,7 +187,7 @@ fn stamp(keys: &[&StoredSigningKey]) -> Vec<(String, i64, Option<i64>)> {
 }
 
 /// Loads the keys at start.
-pub async fn load<S: SigningKeyStore + ?Sized>(
+pub async fn load<S: SigningKeyStore + AuditStore + ?Sized>(
     store: &S,
     enc: &Encrypter,
     policy: &KeyPolicy,
@@ -180,7 +199,7 @@ pub async fn load<S: SigningKeyStore + ?Sized>(
 
 /// One reload: maintain, then rebuild the set if the stored keys changed, or only the JWKS
 /// document (which keys are published depends on the time).
-pub async fn reload<S: SigningKeyStore + ?Sized>(
+pub async fn reload<S: SigningKeyStore + AuditStore + ?Sized>(
     ring: &Keyring,
     store: &S,
     enc: &Encrypter,

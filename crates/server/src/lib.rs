@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod backchannel;
 pub mod cache;
 pub mod client_request;
@@ -62,6 +63,7 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
     let store: Arc<dyn portcullis_core::store::Storage> =
         Arc::new(cache::CachedStore::new(Arc::new(store)));
     Ok(AppState {
+        audit: audit::Audit::start(store.clone(), config.event_buffer),
         cors_origins: Arc::new(cors::CorsOrigins::new(store.clone())),
         client_quota: Arc::new(quota::GovernorQuota::per_second(config.client_quota)),
         client_auth_limits: Arc::new(portcullis_guard::limiter::MemoryLimiter::new(
@@ -128,6 +130,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     tokio::spawn(dispatcher.run());
     let purge_store = state.store.clone();
+    let retention_days = config.event_retention_days;
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
@@ -136,6 +139,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
             match purge_store.purge_expired(now()).await {
                 Ok(n) if n > 0 => tracing::debug!(event = "store.purged", rows = n),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(event = "store.purge_failed", error = %e),
+            }
+            match purge_store
+                .purge_events(now() - retention_days * 86_400)
+                .await
+            {
+                Ok(n) if n > 0 => tracing::debug!(event = "audit.purged", rows = n),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(event = "store.purge_failed", error = %e),
             }
@@ -165,6 +176,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
         }
     });
+    let audit = state.audit.clone();
     let app = app::router(state);
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
@@ -221,6 +233,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .await?;
         }
     }
+    // The events of the last requests reach storage before the process ends.
+    let flushed = audit.flush(Duration::from_secs(5)).await;
+    let c = &audit.counters;
+    use std::sync::atomic::Ordering::Acquire;
+    tracing::info!(
+        event = "audit.shutdown",
+        flushed,
+        recorded = c.recorded.load(Acquire),
+        stored = c.stored.load(Acquire),
+        dropped = c.dropped.load(Acquire),
+        pending = c.pending()
+    );
     Ok(())
 }
 

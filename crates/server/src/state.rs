@@ -15,6 +15,8 @@ use crate::templates::Templates;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Storage>,
+    /// The audit trail: every event is logged and queued for storage.
+    pub audit: crate::audit::Audit,
     /// The signing keys and JWKS, reloaded while running.
     pub keys: Arc<crate::keyring::Keyring>,
     pub hash_key: Arc<HashKey>,

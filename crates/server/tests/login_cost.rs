@@ -76,7 +76,7 @@ async fn every_outcome_costs_exactly_one_verification() {
         );
         match (got, want) {
             (Ok(u), None) => assert_eq!(u.email, email),
-            (Err(LoginError::Failed(r)), Some(w)) => assert_eq!(r, w, "{email:?}"),
+            (Err(LoginError::Failed(r, _)), Some(w)) => assert_eq!(r, w, "{email:?}"),
             (other, want) => panic!("{email:?}: got {other:?}, wanted {want:?}"),
         }
     }

@@ -65,6 +65,10 @@ pub(super) async fn handle<S: Storage + ?Sized>(
             "the authorization code has expired",
         ));
     }
+    events.push(GrantEvent::Subject {
+        user_id: code.user_id.to_string(),
+        session_id: code.session_id.to_string(),
+    });
     let user = match store.user_by_id(&code.user_id).await? {
         Some(u) if !u.disabled => u,
         _ => return Err(OAuthError::invalid_grant("the user is no longer active")),

@@ -71,6 +71,11 @@ impl std::fmt::Debug for TokenResponse {
 /// Something a grant learned that the caller should record (audit vocabulary).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrantEvent {
+    /// The user and session the request acted for (as soon as the grant knows them).
+    Subject {
+        user_id: String,
+        session_id: String,
+    },
     CodeReplayed,
     RefreshReuseDetected {
         family_id: String,
@@ -83,6 +88,8 @@ pub enum GrantEvent {
 pub struct GrantOutcome {
     pub result: Result<TokenResponse, OAuthError>,
     pub client_id: Option<String>,
+    /// The grant type, once the client is known to be allowed it.
+    pub grant: Option<GrantType>,
     pub events: Vec<GrantEvent>,
     /// Set when the client is over its quota: retry after this many seconds (HTTP 429).
     pub over_quota: Option<i64>,
@@ -102,6 +109,7 @@ pub async fn dispatch<S: Storage + ?Sized>(
             return GrantOutcome {
                 result: Err(e),
                 client_id: None,
+                grant: None,
                 events,
                 over_quota: None,
             }
@@ -113,6 +121,7 @@ pub async fn dispatch<S: Storage + ?Sized>(
             return GrantOutcome {
                 result: Err(e),
                 client_id: None,
+                grant: None,
                 events,
                 over_quota: None,
             }
@@ -126,6 +135,7 @@ pub async fn dispatch<S: Storage + ?Sized>(
                 "this client is over its request quota; retry later",
             )),
             client_id,
+            grant: None,
             events,
             over_quota: Some(retry_after),
         };
@@ -138,6 +148,7 @@ pub async fn dispatch<S: Storage + ?Sized>(
         return GrantOutcome {
             result: Err(e),
             client_id,
+            grant: None,
             events,
             over_quota: None,
         };
@@ -150,6 +161,7 @@ pub async fn dispatch<S: Storage + ?Sized>(
         return GrantOutcome {
             result: Err(e),
             client_id,
+            grant: None,
             events,
             over_quota: None,
         };
@@ -168,6 +180,7 @@ pub async fn dispatch<S: Storage + ?Sized>(
     GrantOutcome {
         result,
         client_id,
+        grant: Some(grant_type),
         events,
         over_quota: None,
     }

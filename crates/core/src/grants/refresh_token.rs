@@ -102,6 +102,10 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         .flatten()
         .ok_or_else(|| OAuthError::server_error("rotation stored no new token"))?;
     let scopes = requested.unwrap_or_else(|| old.scope.clone());
+    events.push(GrantEvent::Subject {
+        user_id: old.user_id.to_string(),
+        session_id: old.session_id.to_string(),
+    });
     let user = match store.user_by_id(&old.user_id).await? {
         Some(u) if !u.disabled => u,
         _ => return Err(OAuthError::invalid_grant("the user is no longer active")),

@@ -11,6 +11,7 @@ use portcullis_core::grants::ClientQuota;
 use portcullis_core::introspection;
 use portcullis_guard::client_addr::ClientAddr;
 
+use crate::audit::RequestOrigin;
 use crate::client_request::{limited, ClientRequest, Handled};
 use crate::respond::json_no_store;
 use crate::state::{now, AppState};
@@ -18,11 +19,12 @@ use crate::state::{now, AppState};
 pub async fn introspect(
     State(st): State<AppState>,
     Extension(ClientAddr(ip)): Extension<ClientAddr>,
+    RequestOrigin(origin): RequestOrigin,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let now = now();
-    limited(&st, ip, now, &headers, &body, |req| {
+    limited(&st, ip, origin.clone(), now, &headers, &body, |req| {
         handle(&st, ip, req, now)
     })
     .await
@@ -38,7 +40,7 @@ async fn handle(st: &AppState, ip: std::net::IpAddr, req: ClientRequest, now: i6
     .await
     {
         Ok(c) => c,
-        Err(e) => return req.error(st, ip, &e),
+        Err(e) => return req.error(st, ip, now, &e),
     };
     let admitted = match &caller {
         Caller::Client(client) => st.client_quota.admit(&client.id),
@@ -51,6 +53,6 @@ async fn handle(st: &AppState, ip: std::net::IpAddr, req: ClientRequest, now: i6
     let ctx = st.token_context(&keys.set, now);
     match introspection::introspect(&req.params, &caller, &*st.store, &ctx).await {
         Ok(answer) => (json_no_store(StatusCode::OK, &answer), false),
-        Err(e) => req.error(st, ip, &e),
+        Err(e) => req.error(st, ip, now, &e),
     }
 }

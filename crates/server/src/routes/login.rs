@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
+use portcullis_core::audit::{Event, EventKind};
 use portcullis_core::login::{self, LoginError};
 use portcullis_core::params::Params;
 use portcullis_core::password::HashError;
@@ -13,6 +14,7 @@ use portcullis_core::secret::reveal;
 use portcullis_guard::client_addr::ClientAddr;
 use portcullis_guard::csrf;
 
+use crate::audit::RequestOrigin;
 use crate::cookies::{DEVICE, SESSION};
 use crate::flow::{self, load_flow, load_session, store_failure};
 use crate::respond::{self, with_cookie};
@@ -28,12 +30,18 @@ pub const TOO_MANY_ATTEMPTS: &str = "Too many login attempts";
 pub async fn login(
     State(st): State<AppState>,
     Extension(ClientAddr(ip)): Extension<ClientAddr>,
+    RequestOrigin(req_origin): RequestOrigin,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let now = now();
     if csrf::check_same_origin(&headers, &st.issuer_origin).is_err() {
-        tracing::warn!(event = "login.csrf_refused", reason = "cross_site");
+        st.audit.record(
+            Event::new(EventKind::CsrfRefused, now)
+                .from(&req_origin)
+                .reason("cross_site")
+                .detail("page=login"),
+        );
         return respond::csrf_refused(&st);
     }
     let flow = match load_flow(&st, &headers, now).await {
@@ -45,7 +53,12 @@ pub async fn login(
         return respond::csrf_refused(&st);
     };
     if csrf::check_token(form.get("csrf_token", 128).ok().flatten(), &flow.csrf_token).is_err() {
-        tracing::warn!(event = "login.csrf_refused", reason = "token");
+        st.audit.record(
+            Event::new(EventKind::CsrfRefused, now)
+                .from(&req_origin)
+                .reason("token")
+                .detail("page=login"),
+        );
         return respond::csrf_refused(&st);
     }
     let client = match st.store.client_by_id(&flow.request.client_id).await {
@@ -69,8 +82,19 @@ pub async fn login(
     {
         Ok(r) => r,
         Err(t) => {
+            // One event per account, address and window: a flood of refusals is one line.
             if st.login_limits.first_refusal(email, ip, now).await {
-                tracing::warn!(event = "login.throttled", client_id = %client.id, client = %ip, retry_after = t.retry_after, "further refusals of this account and address in this window are not logged");
+                st.audit.record(
+                    Event::new(EventKind::LoginThrottled, now)
+                        .from(&req_origin)
+                        .client(&client.id)
+                        .reason("rate_limited")
+                        .detail(&format!(
+                            "retry_after={} account={}",
+                            t.retry_after,
+                            st.login_limits.account_key(email)
+                        )),
+                );
             }
             let mut res = login_page(
                 &st,
@@ -90,17 +114,30 @@ pub async fn login(
             st.login_limits.succeeded(reservation, email).await;
             u
         }
-        Err(LoginError::Failed(reason)) => {
+        Err(LoginError::Failed(reason, user_id)) => {
             if let Some(signal) = st.login_limits.failed(reservation, email, now).await {
-                tracing::warn!(
-                    event = "login.credential_stuffing",
-                    client = %ip,
-                    address = %signal.address,
-                    accounts = signal.accounts,
-                    "many accounts failed from one address; it is refused for the rest of the window"
+                st.audit.record(
+                    Event::new(EventKind::LoginCredentialStuffing, now)
+                        .from(&req_origin)
+                        .client(&client.id)
+                        .reason("many_accounts_from_one_address")
+                        .detail(&format!(
+                            "address_bucket={} accounts={}",
+                            signal.address, signal.accounts
+                        )),
                 );
             }
-            tracing::info!(event = "login.failed", reason = reason.as_str(), client_id = %client.id);
+            // The account key (a keyed hash of the typed e-mail) groups failures per account,
+            // known or not, without storing what was typed.
+            let mut e = Event::new(EventKind::LoginFailed, now)
+                .from(&req_origin)
+                .client(&client.id)
+                .reason(reason.as_str())
+                .detail(&format!("account={}", st.login_limits.account_key(email)));
+            if let Some(id) = user_id {
+                e = e.user(id);
+            }
+            st.audit.record(e);
             return login_page(
                 &st,
                 &flow,
@@ -153,7 +190,13 @@ pub async fn login(
         // The password changed (or the account was disabled) while it was being checked: the
         // sign-in used a password that is no longer the account's.
         Ok(false) => {
-            tracing::info!(event = "login.failed", reason = "password_changed_meanwhile", client_id = %client.id);
+            st.audit.record(
+                Event::new(EventKind::LoginFailed, now)
+                    .from(&req_origin)
+                    .client(&client.id)
+                    .user(&user.id)
+                    .reason("password_changed_meanwhile"),
+            );
             return login_page(
                 &st,
                 &taken,
@@ -169,13 +212,36 @@ pub async fn login(
         match st.store.cap_sessions(&user.id, max, now).await {
             Ok(ended) => {
                 for id in ended {
-                    tracing::info!(event = "session.revoked", reason = "session_limit", user_id = %user.id, session_id = %id);
+                    st.audit.record(
+                        Event::new(EventKind::SessionRevoked, now)
+                            .from(&req_origin)
+                            .user(&user.id)
+                            .session(&id)
+                            .reason("session_limit"),
+                    );
                 }
             }
             Err(e) => return store_failure(&st, e),
         }
     }
-    tracing::info!(event = "login.succeeded", user_id = %user.id, client_id = %client.id, session_id = %session.id);
+    // A new device is a browser without a valid device cookie for this account (never just
+    // a new user agent): the detections read it from here.
+    let device = if device.is_some() { "known" } else { "new" };
+    st.audit.record(
+        Event::new(EventKind::LoginSucceeded, now)
+            .from(&req_origin)
+            .client(&client.id)
+            .user(&user.id)
+            .session(&session.id)
+            .detail(&format!("device={device}")),
+    );
+    st.audit.record(
+        Event::new(EventKind::SessionCreated, now)
+            .from(&req_origin)
+            .client(&client.id)
+            .user(&user.id)
+            .session(&session.id),
+    );
     let res = flow::issue_code(&st, &taken, &client, &session, &user, true, now).await;
     // This browser is now a recognised device for the account.
     let (device_value, _) =

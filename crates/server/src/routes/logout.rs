@@ -14,13 +14,16 @@ use axum::body::Bytes;
 use axum::extract::{OriginalUri, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
+use portcullis_core::audit::{Event, EventKind, Origin};
 use portcullis_core::error::ErrorCode;
+use portcullis_core::ids::UserId;
 use portcullis_core::logout::{self, Decision, Ending, IdTokenHint, LogoutRequest, Target};
 use portcullis_core::model::{Session, User};
 use portcullis_core::params::Params;
 use portcullis_core::OAuthError;
 use portcullis_guard::csrf;
 
+use crate::audit::RequestOrigin;
 use crate::cookies::SESSION;
 use crate::flow::{load_session, redirect_origin, store_failure};
 use crate::respond::{self, page, with_cookie};
@@ -41,12 +44,15 @@ enum Entry {
 /// `GET /logout`.
 pub async fn logout(
     State(st): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
 ) -> Response {
     let raw = uri.query().unwrap_or("").as_bytes();
     match parse(&st, raw) {
-        Ok((req, hint)) => rp_initiated(&st, &headers, &req, hint, Entry::First, false).await,
+        Ok((req, hint)) => {
+            rp_initiated(&st, &origin, &headers, &req, hint, Entry::First, false).await
+        }
         Err(e) => refused(&st, &e),
     }
 }
@@ -54,12 +60,15 @@ pub async fn logout(
 /// `GET /logout/resume`: the same request after the same-site step.
 pub async fn resume(
     State(st): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
 ) -> Response {
     let raw = uri.query().unwrap_or("").as_bytes();
     match parse(&st, raw) {
-        Ok((req, hint)) => rp_initiated(&st, &headers, &req, hint, Entry::Resume, false).await,
+        Ok((req, hint)) => {
+            rp_initiated(&st, &origin, &headers, &req, hint, Entry::Resume, false).await
+        }
         Err(e) => refused(&st, &e),
     }
 }
@@ -68,7 +77,12 @@ pub async fn resume(
 /// or an app's form post carrying a valid `id_token_hint` and no `csrf_token`, which is handled
 /// exactly like the `GET` with that hint. Anything else must be a same-origin post and, when
 /// the browser has a session, carry that session's token: else 403 and nothing ends.
-pub async fn logout_post(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn logout_post(
+    State(st): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = now();
     if !is_form(&headers) {
         let e = OAuthError::invalid_request("the body must be application/x-www-form-urlencoded");
@@ -83,7 +97,7 @@ pub async fn logout_post(State(st): State<AppState>, headers: HeaderMap, body: B
         Err(e) => return refused(&st, &e),
     };
     if !params.contains("csrf_token") && hint.is_some() {
-        return rp_initiated(&st, &headers, &req, hint, Entry::First, true).await;
+        return rp_initiated(&st, &origin, &headers, &req, hint, Entry::First, true).await;
     }
     if csrf::check_same_origin(&headers, &st.issuer_origin).is_err() {
         tracing::warn!(event = "logout.csrf_refused", reason = "cross_site");
@@ -106,7 +120,10 @@ pub async fn logout_post(State(st): State<AppState>, headers: HeaderMap, body: B
     };
     let browser = session.as_ref().map(|(s, u)| (&s.id, &u.id));
     match logout::decide(hint.as_ref(), browser, true) {
-        Decision::End(ending) => end_and_leave(&st, &headers, &ending, &target, true, now).await,
+        Decision::End(ending) => {
+            let user = session.as_ref().map(|(_, u)| &u.id);
+            end_and_leave(&st, &origin, user, &headers, &ending, &target, true, now).await
+        }
         Decision::NothingToEnd | Decision::Confirm => leave(&st, &headers, &target, true, true),
     }
 }
@@ -149,6 +166,7 @@ fn parse_params(
 /// An app's request (`GET`, or a form post with a valid hint).
 async fn rp_initiated(
     st: &AppState,
+    origin: &Origin,
     headers: &HeaderMap,
     req: &LogoutRequest,
     hint: Option<IdTokenHint>,
@@ -171,7 +189,8 @@ async fn rp_initiated(
     match (logout::decide(hint.as_ref(), browser, false), &session) {
         (Decision::Confirm, Some((s, u))) => confirm_page(st, req, &target, hint.is_some(), s, u),
         (Decision::End(ending), _) => {
-            end_and_leave(st, headers, &ending, &target, after_post, now).await
+            let user = session.as_ref().map(|(_, u)| &u.id);
+            end_and_leave(st, origin, user, headers, &ending, &target, after_post, now).await
         }
         // Without a hint nothing proves the app asked: no automatic redirect, only a link.
         (Decision::NothingToEnd | Decision::Confirm, _) => {
@@ -255,8 +274,11 @@ fn confirm_page(
 }
 
 /// Ends the sessions, then leaves.
+#[allow(clippy::too_many_arguments)]
 async fn end_and_leave(
     st: &AppState,
+    origin: &Origin,
+    user: Option<&UserId>,
     headers: &HeaderMap,
     ending: &Ending,
     target: &Target,
@@ -265,12 +287,19 @@ async fn end_and_leave(
 ) -> Response {
     match logout::end(&*st.store, ending, now).await {
         Ok(n) => {
-            tracing::info!(
-                event = "logout.succeeded",
-                client_id = target.client.as_ref().map(|c| c.id.as_str()).unwrap_or(""),
-                session_id = ending.browser.as_ref().map(|s| s.as_str()).unwrap_or(""),
-                sessions_ended = n,
-            );
+            let mut e = Event::new(EventKind::Logout, now)
+                .from(origin)
+                .detail(&format!("sessions_ended={n}"));
+            if let Some(c) = &target.client {
+                e = e.client(&c.id);
+            }
+            if let Some(s) = &ending.browser {
+                e = e.session(s);
+            }
+            if let Some(u) = user {
+                e = e.user(u);
+            }
+            st.audit.record(e);
         }
         Err(e) => return store_failure(st, e),
     }

@@ -8,12 +8,14 @@ use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
+use portcullis_core::audit::{Event, EventKind};
 use portcullis_core::model::{Session, User};
 use portcullis_core::password::HashError;
 use portcullis_core::password_change::{self, ChangeError, ChangeRequest, MAX_FIELD_BYTES};
 use portcullis_core::secret::reveal;
 use portcullis_guard::client_addr::ClientAddr;
 
+use crate::audit::RequestOrigin;
 use crate::cookies::{DEVICE, SESSION};
 use crate::flow::{load_session, signed_in_form, store_failure};
 use crate::respond::{self, page, redirect, with_cookie};
@@ -65,12 +67,13 @@ fn signed_out(st: &AppState) -> Response {
 pub async fn change(
     State(st): State<AppState>,
     Extension(ClientAddr(ip)): Extension<ClientAddr>,
+    RequestOrigin(origin): RequestOrigin,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let now = now();
     let (session, user, params) =
-        match signed_in_form(&st, &headers, &body, now, "password", PATH).await {
+        match signed_in_form(&st, &origin, &headers, &body, now, "password", PATH).await {
             Ok(f) => f,
             Err(r) => return r,
         };
@@ -155,7 +158,14 @@ pub async fn change(
         Ok(r) => r,
         Err(t) => {
             if st.login_limits.first_refusal(&user.email, ip, now).await {
-                tracing::warn!(event = "login.throttled", page = "password", user_id = %user.id, session_id = %session.id, client = %ip, retry_after = t.retry_after, "further refusals of this account and address in this window are not logged");
+                st.audit.record(
+                    Event::new(EventKind::LoginThrottled, now)
+                        .from(&origin)
+                        .user(&user.id)
+                        .session(&session.id)
+                        .reason("rate_limited")
+                        .detail(&format!("page=password retry_after={}", t.retry_after)),
+                );
             }
             let mut res = form(
                 &st,
@@ -186,15 +196,24 @@ pub async fn change(
         Ok(password_change::Changed { ended, cookie }) => {
             st.login_limits.succeeded(reservation, &user.email).await;
             for id in &ended {
-                tracing::info!(event = "session.revoked", reason = "password_change", user_id = %user.id, session_id = %id);
+                st.audit.record(
+                    Event::new(EventKind::SessionRevoked, now)
+                        .from(&origin)
+                        .user(&user.id)
+                        .session(id)
+                        .reason("password_change"),
+                );
             }
-            tracing::info!(
-                event = "user.password_changed",
-                user_id = %user.id,
-                session_id = %session.id,
-                other_sessions_ended = ended.len(),
-                kept_other_sessions = !end_others,
-                client = %ip
+            st.audit.record(
+                Event::new(EventKind::PasswordChanged, now)
+                    .from(&origin)
+                    .user(&user.id)
+                    .session(&session.id)
+                    .detail(&format!(
+                        "other_sessions_ended={} kept_other_sessions={}",
+                        ended.len(),
+                        !end_others
+                    )),
             );
             // Device cookies are bound to the password hash, so the change retired every one
             // of them (none can exempt a browser from the sign-in limits any more); this
@@ -220,9 +239,23 @@ pub async fn change(
         }
         Err(ChangeError::WrongPassword) => {
             if let Some(signal) = st.login_limits.failed(reservation, &user.email, now).await {
-                tracing::warn!(event = "login.credential_stuffing", client = %ip, address = %signal.address, accounts = signal.accounts);
+                st.audit.record(
+                    Event::new(EventKind::LoginCredentialStuffing, now)
+                        .from(&origin)
+                        .reason("many_accounts_from_one_address")
+                        .detail(&format!(
+                            "address_bucket={} accounts={}",
+                            signal.address, signal.accounts
+                        )),
+                );
             }
-            tracing::warn!(event = "user.password_change_failed", reason = "wrong_password", user_id = %user.id, session_id = %session.id, client = %ip);
+            st.audit.record(
+                Event::new(EventKind::PasswordChangeFailed, now)
+                    .from(&origin)
+                    .user(&user.id)
+                    .session(&session.id)
+                    .reason("wrong_password"),
+            );
             refuse(StatusCode::UNAUTHORIZED, &ChangeError::WrongPassword)
         }
         Err(e @ ChangeError::SessionEnded) => {

@@ -7,9 +7,11 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use portcullis_core::audit::{Event, EventKind};
 use portcullis_core::ids::SessionId;
 use portcullis_core::model::Session;
 
+use crate::audit::RequestOrigin;
 use crate::cookies::SESSION;
 use crate::flow::{load_session, signed_in_form, store_failure};
 use crate::respond::{self, page, redirect, with_cookie};
@@ -78,10 +80,15 @@ fn signed_out(st: &AppState) -> Response {
     page(StatusCode::OK, html, None)
 }
 
-pub async fn end(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn end(
+    State(st): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = now();
     let (session, user, params) =
-        match signed_in_form(&st, &headers, &body, now, "sessions", PATH).await {
+        match signed_in_form(&st, &origin, &headers, &body, now, "sessions", PATH).await {
             Ok(f) => f,
             Err(r) => return r,
         };
@@ -121,7 +128,13 @@ pub async fn end(State(st): State<AppState>, headers: HeaderMap, body: Bytes) ->
         }
     };
     for id in &ended {
-        tracing::info!(event = "session.revoked", reason = "user", user_id = %user.id, session_id = %id);
+        st.audit.record(
+            Event::new(EventKind::SessionRevoked, now)
+                .from(&origin)
+                .user(&user.id)
+                .session(id)
+                .reason("user"),
+        );
     }
     let res = redirect(PATH, true);
     if this_one {

@@ -7,6 +7,7 @@
 
 mod access;
 mod apis;
+mod audit;
 mod backchannel;
 mod clients;
 mod codes;

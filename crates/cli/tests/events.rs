@@ -1,0 +1,307 @@
+//! The audit trail end to end: events of real requests in the JSON log (one well-formed line
+//! each, whatever the client sends) and in storage, read back with `portcullis events` and
+//! its filters, `--follow`, and the administrative events of the CLI.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const ALICE: &str = "alice@example.com";
+
+/// `portcullis events --json <args>`, one value per line.
+fn events(srv: &TestServer, args: &[&str]) -> Vec<Value> {
+    let mut a = vec!["events", "--json"];
+    a.extend_from_slice(args);
+    srv.cli(&a, None)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Waits (a few seconds at most) until `portcullis events` shows what `ready` wants: the
+/// server stores events asynchronously, in batches.
+fn events_when(srv: &TestServer, args: &[&str], ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = events(srv, args);
+        if ready(&got) || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn kinds(list: &[Value]) -> Vec<&str> {
+    list.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_values_give_one_well_formed_line_and_a_clean_stored_event() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    // A user agent of 10 KiB with a line separator and high bytes (header values cannot carry
+    // CR, LF or ESC; form fields can, below).
+    let mut ua = b"Mozilla/5.0 \xe2\x80\xa8{\"event\":\"login.succeeded\"} \xc2\x9b31m ".to_vec();
+    ua.extend(std::iter::repeat_n(b'A', 10 * 1024));
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(srv.ca_pem.as_bytes()).unwrap()])
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(
+            [(
+                reqwest::header::USER_AGENT,
+                reqwest::header::HeaderValue::from_bytes(&ua).unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
+    let mut jar = Jar::default();
+    sign_in_for_tokens(
+        &srv,
+        &http,
+        &mut jar,
+        (&seed.web_id, &seed.web_secret),
+        CB,
+        ALICE,
+    )
+    .await;
+    // A client id with CR/LF, an ANSI escape, U+2028 and a forged JSON line, 10 KiB long,
+    // through HTTP Basic (the form refuses anything but visible ASCII outright).
+    let forged = format!(
+        // (No ':' in it: Basic ends the id at the first one.)
+        "evil\r\n{{\"event\"=\"login.succeeded\"}}\n\u{1b}[2J\u{2028}\u{202e}{}",
+        "B".repeat(10 * 1024)
+    );
+    let res = http
+        .post(srv.url("/token"))
+        .basic_auth(&forged, Some("nope"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+
+    let stored = events_when(&srv, &["--type", "client_auth.failed"], |l| !l.is_empty());
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let e = &stored[0];
+    assert_eq!(e["outcome"], "failure");
+    assert_eq!(e["reason"], "invalid_client");
+    assert_eq!(e["request_id"], request_id.as_str());
+    assert_eq!(e["address"], "127.0.0.1");
+    let client = e["client_id"].as_str().unwrap();
+    assert!(
+        client.chars().count() <= 129 && client.ends_with('…'),
+        "{client}"
+    );
+    for bad in ['\r', '\n', '\u{1b}', '\u{2028}', '\u{202e}'] {
+        assert!(!client.contains(bad), "{bad:?} in {client:?}");
+    }
+    let signed_in = events_when(&srv, &["--type", "login.succeeded"], |l| !l.is_empty());
+    let agent = signed_in[0]["user_agent"].as_str().unwrap();
+    assert!(
+        agent.starts_with("Mozilla/5.0 ") && agent.chars().count() == 257,
+        "{agent}"
+    );
+    assert!(!agent.contains('\u{2028}') && !agent.contains('\u{9b}'));
+
+    // The log: every line is one JSON object, and the audit lines are the real events only.
+    let log = srv.log();
+    let mut audit_lines = Vec::new();
+    for line in log.lines() {
+        assert!(
+            !line.contains('\u{1b}'),
+            "an escape reached the log: {line}"
+        );
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line}"));
+        if v["target"] == "portcullis::audit" {
+            audit_lines.push(v);
+        }
+    }
+    let auth_failed: Vec<&Value> = audit_lines
+        .iter()
+        .filter(|v| v["fields"]["event"] == "client_auth.failed")
+        .collect();
+    assert_eq!(auth_failed.len(), 1);
+    assert_eq!(auth_failed[0]["fields"]["request_id"], request_id.as_str());
+    let logged_logins = audit_lines
+        .iter()
+        .filter(|v| v["fields"]["event"] == "login.succeeded")
+        .count();
+    assert_eq!(
+        logged_logins, 1,
+        "a forged line would count as a second sign-in"
+    );
+    assert!(!log.contains("nope"), "a client secret reached the log");
+    assert!(!log.contains(PASSWORD), "a password reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_command_filters_follows_and_sees_admin_actions() {
+    let srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    // A failed and a successful sign-in, and a token exchange.
+    let (_, c) = pkce();
+    let res = browser_login(
+        &srv,
+        &http,
+        &mut Jar::default(),
+        &authorize_url(&srv, &seed.web_id, CB, &c, &[]),
+        ALICE,
+        "not the password at all",
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    let mut jar = Jar::default();
+    let t = sign_in_for_tokens(
+        &srv,
+        &http,
+        &mut jar,
+        (&seed.web_id, &seed.web_secret),
+        CB,
+        ALICE,
+    )
+    .await;
+    let (st, _) = refresh(
+        &srv,
+        &http,
+        (&seed.web_id, &seed.web_secret),
+        t["refresh_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200);
+
+    let all = events_when(&srv, &[], |l| kinds(l).contains(&"token.refreshed"));
+    let k = kinds(&all);
+    for want in [
+        "user.created",
+        "client.created",
+        "api.created",
+        "login.failed",
+        "login.succeeded",
+        "session.created",
+        "token.issued",
+        "token.refreshed",
+    ] {
+        assert!(k.contains(&want), "{want} missing from {k:?}");
+    }
+    // Oldest first, each with its sequence number; nothing secret in any of them.
+    assert!(all
+        .windows(2)
+        .all(|w| w[0]["id"].as_i64() < w[1]["id"].as_i64()));
+    let text = serde_json::to_string(&all).unwrap();
+    for secret in [
+        PASSWORD,
+        seed.web_secret.as_str(),
+        t["refresh_token"].as_str().unwrap(),
+        t["access_token"].as_str().unwrap(),
+    ] {
+        assert!(!text.contains(secret), "a secret is in the audit trail");
+    }
+    let created = all.iter().find(|e| e["type"] == "client.created").unwrap();
+    assert_eq!(created["reason"], "cli");
+    let failed = all.iter().find(|e| e["type"] == "login.failed").unwrap();
+    assert_eq!(failed["reason"], "wrong_password");
+    assert_eq!(failed["user_id"], seed.user_id.as_str());
+    let ok = all.iter().find(|e| e["type"] == "login.succeeded").unwrap();
+    assert_eq!(ok["detail"], "device=new", "no device cookie: a new device");
+
+    // Filters.
+    let failures = events(&srv, &["--outcome", "failure"]);
+    assert!(failures.iter().all(|e| e["outcome"] == "failure"));
+    assert!(kinds(&failures).contains(&"login.failed"));
+    let alice = events(&srv, &["--user", ALICE]);
+    assert!(!alice.is_empty());
+    assert!(alice.iter().all(|e| e["user_id"] == seed.user_id.as_str()));
+    assert_eq!(events(&srv, &["--user", &seed.user_id]).len(), alice.len());
+    let web = events(&srv, &["--client", &seed.web_id, "--type", "token.issued"]);
+    assert_eq!(web.len(), 1);
+    assert_eq!(web[0]["detail"], "grant_type=authorization_code");
+    assert_eq!(
+        events(&srv, &["--address", "127.0.0.1", "--type", "login.failed"]).len(),
+        1
+    );
+    assert!(events(&srv, &["--address", "203.0.113.1"]).is_empty());
+    assert_eq!(events(&srv, &["--since", "1h", "--limit", "2"]).len(), 2);
+    assert!(events(&srv, &["--until", "1h"]).is_empty());
+    assert!(events(&srv, &["--user", "nobody@example.com"]).is_empty());
+    // Bad filters get a clear error and exit non-zero.
+    for (args, says) in [
+        (vec!["--type", "login.nope"], "not an event type"),
+        (vec!["--outcome", "maybe"], "success or failure"),
+        (vec!["--address", "localhost"], "not an IP address"),
+        (vec!["--since", "yesterday"], "not a time"),
+        (vec!["--limit", "0"], "between 1 and 10000"),
+        (vec!["--client", "x y"], "not a client id"),
+    ] {
+        let mut a = vec!["events"];
+        a.extend(args.iter());
+        let out = srv.cli_raw(&a, None);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // Text output: one line per event, no control characters.
+    let text = srv.cli(&["events", "--limit", "5"], None);
+    assert_eq!(text.lines().count(), 5);
+    assert!(!text.chars().any(|c| c.is_control() && c != '\n'));
+
+    // --follow prints what is stored after it starts.
+    let mut follow = srv
+        .base_command()
+        .args(["events", "--follow", "--json", "--type", "login.failed"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // The existing failure first, then the new one.
+    let first: Value =
+        serde_json::from_str(&rx.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap();
+    assert_eq!(first["type"], "login.failed");
+    let (_, c) = pkce();
+    let res = browser_login(
+        &srv,
+        &http,
+        &mut Jar::default(),
+        &authorize_url(&srv, &seed.web_id, CB, &c, &[]),
+        "mallory@example.com",
+        "guessing",
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    let next: Value =
+        serde_json::from_str(&rx.recv_timeout(Duration::from_secs(10)).unwrap()).unwrap();
+    assert_eq!(next["type"], "login.failed");
+    assert_eq!(next["reason"], "unknown_user");
+    assert!(next["id"].as_i64() > first["id"].as_i64());
+    follow.kill().unwrap();
+    let _ = follow.wait();
+
+    // Admin actions: each one is an event.
+    srv.cli(&["users", "disable", ALICE], None);
+    srv.cli(&["keys", "rotate", "--alg", "ES256"], None);
+    let admin = events(&srv, &["--since", "1h"]);
+    let k = kinds(&admin);
+    assert!(
+        k.contains(&"user.disabled") && k.contains(&"key.rotated"),
+        "{k:?}"
+    );
+}

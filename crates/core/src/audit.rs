@@ -1,0 +1,382 @@
+//! Audit events (PRACTICES §9): one typed vocabulary for everything that happens to an
+//! account, a session, a token or the configuration. Each event carries the time, its kind,
+//! the outcome, a reason code and whatever is known of who and where (user, client, address,
+//! user agent, session, request). Never a password, token or secret: the fields are ids and
+//! codes, and the free-text ones (user agent, detail) are cleaned and bounded here, so no
+//! value can forge a log line, carry a terminal escape or grow without limit.
+
+use serde::{Deserialize, Serialize};
+
+/// Every kind of event. The wire name (`as_str`) is what logs, storage and the CLI use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    LoginSucceeded,
+    LoginFailed,
+    LoginThrottled,
+    LoginCredentialStuffing,
+    Logout,
+    SessionCreated,
+    SessionRevoked,
+    TokenIssued,
+    TokenRefreshed,
+    TokenRefreshFailed,
+    TokenRequestFailed,
+    TokenReuseDetected,
+    TokenRevoked,
+    TokenCodeReplayed,
+    ClientAuthFailed,
+    PasswordChanged,
+    PasswordChangeFailed,
+    CsrfRefused,
+    ClientCreated,
+    ClientDisabled,
+    ClientEnabled,
+    ClientSecretRotated,
+    ApiCreated,
+    ApiSecretRotated,
+    UserCreated,
+    UserDisabled,
+    UserEnabled,
+    UserDeleted,
+    UserPasswordSet,
+    UserEmailVerified,
+    UserDevicesRevoked,
+    KeyGenerated,
+    KeyRotated,
+    KeyRevoked,
+    AlertRaised,
+    /// Events that could not be stored (the buffer was full); `detail` says how many.
+    EventsLost,
+}
+
+impl EventKind {
+    pub const ALL: &'static [EventKind] = &[
+        EventKind::LoginSucceeded,
+        EventKind::LoginFailed,
+        EventKind::LoginThrottled,
+        EventKind::LoginCredentialStuffing,
+        EventKind::Logout,
+        EventKind::SessionCreated,
+        EventKind::SessionRevoked,
+        EventKind::TokenIssued,
+        EventKind::TokenRefreshed,
+        EventKind::TokenRefreshFailed,
+        EventKind::TokenRequestFailed,
+        EventKind::TokenReuseDetected,
+        EventKind::TokenRevoked,
+        EventKind::TokenCodeReplayed,
+        EventKind::ClientAuthFailed,
+        EventKind::PasswordChanged,
+        EventKind::PasswordChangeFailed,
+        EventKind::CsrfRefused,
+        EventKind::ClientCreated,
+        EventKind::ClientDisabled,
+        EventKind::ClientEnabled,
+        EventKind::ClientSecretRotated,
+        EventKind::ApiCreated,
+        EventKind::ApiSecretRotated,
+        EventKind::UserCreated,
+        EventKind::UserDisabled,
+        EventKind::UserEnabled,
+        EventKind::UserDeleted,
+        EventKind::UserPasswordSet,
+        EventKind::UserEmailVerified,
+        EventKind::UserDevicesRevoked,
+        EventKind::KeyGenerated,
+        EventKind::KeyRotated,
+        EventKind::KeyRevoked,
+        EventKind::AlertRaised,
+        EventKind::EventsLost,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::LoginSucceeded => "login.succeeded",
+            EventKind::LoginFailed => "login.failed",
+            EventKind::LoginThrottled => "login.throttled",
+            EventKind::LoginCredentialStuffing => "login.credential_stuffing",
+            EventKind::Logout => "logout",
+            EventKind::SessionCreated => "session.created",
+            EventKind::SessionRevoked => "session.revoked",
+            EventKind::TokenIssued => "token.issued",
+            EventKind::TokenRefreshed => "token.refreshed",
+            EventKind::TokenRefreshFailed => "token.refresh_failed",
+            EventKind::TokenRequestFailed => "token.request_failed",
+            EventKind::TokenReuseDetected => "token.reuse_detected",
+            EventKind::TokenRevoked => "token.revoked",
+            EventKind::TokenCodeReplayed => "token.code_replayed",
+            EventKind::ClientAuthFailed => "client_auth.failed",
+            EventKind::PasswordChanged => "user.password_changed",
+            EventKind::PasswordChangeFailed => "user.password_change_failed",
+            EventKind::CsrfRefused => "csrf.refused",
+            EventKind::ClientCreated => "client.created",
+            EventKind::ClientDisabled => "client.disabled",
+            EventKind::ClientEnabled => "client.enabled",
+            EventKind::ClientSecretRotated => "client.secret_rotated",
+            EventKind::ApiCreated => "api.created",
+            EventKind::ApiSecretRotated => "api.secret_rotated",
+            EventKind::UserCreated => "user.created",
+            EventKind::UserDisabled => "user.disabled",
+            EventKind::UserEnabled => "user.enabled",
+            EventKind::UserDeleted => "user.deleted",
+            EventKind::UserPasswordSet => "user.password_set",
+            EventKind::UserEmailVerified => "user.email_verified",
+            EventKind::UserDevicesRevoked => "user.devices_revoked",
+            EventKind::KeyGenerated => "key.generated",
+            EventKind::KeyRotated => "key.rotated",
+            EventKind::KeyRevoked => "key.revoked",
+            EventKind::AlertRaised => "alert.raised",
+            EventKind::EventsLost => "audit.events_lost",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+
+    /// What an event of this kind means when nothing else is said.
+    pub fn default_outcome(self) -> Outcome {
+        match self {
+            EventKind::LoginFailed
+            | EventKind::LoginThrottled
+            | EventKind::LoginCredentialStuffing
+            | EventKind::TokenRefreshFailed
+            | EventKind::TokenRequestFailed
+            | EventKind::TokenReuseDetected
+            | EventKind::TokenCodeReplayed
+            | EventKind::ClientAuthFailed
+            | EventKind::PasswordChangeFailed
+            | EventKind::CsrfRefused
+            | EventKind::EventsLost => Outcome::Failure,
+            _ => Outcome::Success,
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the attempt the event describes succeeded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        match s {
+            "success" => Some(Outcome::Success),
+            "failure" => Some(Outcome::Failure),
+            _ => None,
+        }
+    }
+}
+
+/// Longest user agent kept, in characters.
+pub const MAX_USER_AGENT: usize = 256;
+/// Longest value of any other text field, in characters.
+pub const MAX_FIELD: usize = 128;
+/// Longest `detail`, in characters.
+pub const MAX_DETAIL: usize = 512;
+
+/// One event. Build it with [`Event::new`] and the setters, which clean every value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unix seconds.
+    pub at: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Short extra facts (`key=value` pairs), never secrets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Where a request came from, as far as events are concerned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Event {
+    pub fn new(kind: EventKind, at: i64) -> Self {
+        Event {
+            at,
+            kind: kind.as_str().to_owned(),
+            outcome: kind.default_outcome(),
+            reason: None,
+            user_id: None,
+            client_id: None,
+            address: None,
+            user_agent: None,
+            session_id: None,
+            request_id: None,
+            detail: None,
+        }
+    }
+
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    pub fn reason(mut self, reason: &str) -> Self {
+        self.reason = Some(clean(reason, MAX_FIELD));
+        self
+    }
+
+    pub fn user(mut self, id: impl std::fmt::Display) -> Self {
+        self.user_id = Some(clean(&id.to_string(), MAX_FIELD));
+        self
+    }
+
+    pub fn client(mut self, id: impl std::fmt::Display) -> Self {
+        self.client_id = Some(clean(&id.to_string(), MAX_FIELD));
+        self
+    }
+
+    pub fn session(mut self, id: impl std::fmt::Display) -> Self {
+        self.session_id = Some(clean(&id.to_string(), MAX_FIELD));
+        self
+    }
+
+    pub fn detail(mut self, detail: &str) -> Self {
+        self.detail = Some(clean(detail, MAX_DETAIL));
+        self
+    }
+
+    /// The request's address, user agent and id.
+    pub fn from(mut self, origin: &Origin) -> Self {
+        self.address = origin.address.as_deref().map(|a| clean(a, MAX_FIELD));
+        self.user_agent = origin
+            .user_agent
+            .as_deref()
+            .map(|u| clean(u, MAX_USER_AGENT));
+        self.request_id = origin.request_id.as_deref().map(|r| clean(r, MAX_FIELD));
+        self
+    }
+
+    /// Unchecked input (a stored row, a deserialised line) made safe as if built by the setters.
+    pub fn cleaned(mut self) -> Self {
+        let opt = |v: Option<String>, max: usize| v.map(|s| clean(&s, max));
+        self.kind = clean(&self.kind, MAX_FIELD);
+        self.reason = opt(self.reason, MAX_FIELD);
+        self.user_id = opt(self.user_id, MAX_FIELD);
+        self.client_id = opt(self.client_id, MAX_FIELD);
+        self.address = opt(self.address, MAX_FIELD);
+        self.user_agent = opt(self.user_agent, MAX_USER_AGENT);
+        self.session_id = opt(self.session_id, MAX_FIELD);
+        self.request_id = opt(self.request_id, MAX_FIELD);
+        self.detail = opt(self.detail, MAX_DETAIL);
+        self
+    }
+}
+
+/// A value safe for one log line and a terminal: control characters (C0, DEL, C1: newlines,
+/// escapes), line and paragraph separators (U+2028, U+2029) and bidirectional overrides become
+/// U+FFFD, and anything past `max` characters is cut, marked with "…".
+pub fn clean(value: &str, max: usize) -> String {
+    let mut out = String::with_capacity(value.len().min(max * 4));
+    for (n, c) in value.chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        let unsafe_char = c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+        out.push(if unsafe_char { '\u{FFFD}' } else { c });
+    }
+    out
+}
+
+/// What to look for in stored events; every field narrows the result.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub kind: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub address: Option<String>,
+    /// At or after (unix seconds).
+    pub since: Option<i64>,
+    /// Before (unix seconds).
+    pub until: Option<i64>,
+    /// Only events stored after this one (for following).
+    pub after_id: Option<i64>,
+    /// At most this many, oldest first when `after_id` is set, else the newest.
+    pub limit: u32,
+}
+
+/// An event as stored, with its sequence number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub id: i64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_unique_name_that_parses_back() {
+        let mut seen = std::collections::HashSet::new();
+        for k in EventKind::ALL {
+            assert!(seen.insert(k.as_str()), "{k}");
+            assert_eq!(EventKind::parse(k.as_str()), Some(*k));
+        }
+        assert_eq!(EventKind::parse("login.nope"), None);
+    }
+
+    #[test]
+    fn hostile_values_cannot_break_a_line_or_a_terminal() {
+        let ua = format!("Mozilla\r\n{{\"type\":\"login.succeeded\"}}\u{1b}[31mred\u{2028}x\u{202e}y\u{7f}\u{9b}{}", "A".repeat(10 * 1024));
+        let e = Event::new(EventKind::LoginFailed, 1).from(&Origin {
+            address: Some("203.0.113.9".into()),
+            user_agent: Some(ua),
+            request_id: None,
+        });
+        let ua = e.user_agent.as_deref().unwrap();
+        assert_eq!(ua.chars().count(), MAX_USER_AGENT + 1);
+        assert!(ua.ends_with('…'));
+        for bad in [
+            '\r', '\n', '\u{1b}', '\u{2028}', '\u{202e}', '\u{7f}', '\u{9b}',
+        ] {
+            assert!(!ua.contains(bad), "{bad:?}");
+        }
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(!line.contains('\n') && !line.contains('\u{1b}'));
+        assert_eq!(e.outcome, Outcome::Failure);
+        // Non-ASCII text that is not a control stays.
+        assert_eq!(clean("Zoë 東京", 10), "Zoë 東京");
+    }
+}

@@ -1,0 +1,208 @@
+//! Recording audit events without ever holding up a request.
+//!
+//! [`Audit::record`] writes the event's log line at once (one JSON object per line, through
+//! the JSON log) and hands the event to a bounded queue; it never waits and never fails. A
+//! background writer drains the queue in batches (one transaction each). When the store is
+//! down the writer keeps its batch and retries with backoff while the queue fills; once the
+//! queue is full, new events are dropped from storage (their log lines are still written),
+//! counted, and reported by an `audit.events_lost` event as soon as storage works again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use portcullis_core::audit::{Event, EventKind, Origin, Outcome};
+use portcullis_core::store::Storage;
+use portcullis_guard::client_addr::ClientAddr;
+use tokio::sync::mpsc;
+
+/// Most events written in one transaction.
+const BATCH: usize = 512;
+/// Longest wait between retries while the store is failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Counters of the event pipeline (exposed as metrics and in the log at shutdown).
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub recorded: AtomicU64,
+    pub stored: AtomicU64,
+    pub dropped: AtomicU64,
+    pub store_failures: AtomicU64,
+    /// Drops not yet reported by an `audit.events_lost` event.
+    unreported: AtomicU64,
+}
+
+impl Counters {
+    /// Events recorded but neither stored nor dropped yet (the writer's lag).
+    pub fn pending(&self) -> u64 {
+        let recorded = self.recorded.load(Ordering::Acquire);
+        let done = self.stored.load(Ordering::Acquire) + self.dropped.load(Ordering::Acquire);
+        recorded.saturating_sub(done)
+    }
+}
+
+/// The recorder every handler shares.
+#[derive(Clone)]
+pub struct Audit {
+    tx: Option<mpsc::Sender<Event>>,
+    pub counters: Arc<Counters>,
+}
+
+impl Audit {
+    /// Starts the writer on `store` with a queue of `capacity` events.
+    pub fn start(store: Arc<dyn Storage>, capacity: usize) -> Self {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(write_loop(store, rx, counters.clone()));
+        Audit {
+            tx: Some(tx),
+            counters,
+        }
+    }
+
+    /// Log lines only, nothing stored (`PORTCULLIS_EVENTS_STORED=false`, for comparison).
+    pub fn log_only() -> Self {
+        Audit {
+            tx: None,
+            counters: Arc::new(Counters::default()),
+        }
+    }
+
+    /// Logs the event and queues it for storage. Never blocks, never fails.
+    pub fn record(&self, event: Event) {
+        log_line(&event);
+        let Some(tx) = &self.tx else { return };
+        self.counters.recorded.fetch_add(1, Ordering::AcqRel);
+        if tx.try_send(event).is_err() {
+            self.counters.dropped.fetch_add(1, Ordering::AcqRel);
+            self.counters.unreported.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Waits (at most `limit`) until every recorded event is stored or dropped.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.counters.pending() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+}
+
+async fn write_loop(
+    store: Arc<dyn Storage>,
+    mut rx: mpsc::Receiver<Event>,
+    counters: Arc<Counters>,
+) {
+    let mut batch: Vec<Event> = Vec::with_capacity(BATCH + 1);
+    let mut backoff = Duration::from_millis(50);
+    let mut failing = false;
+    loop {
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(e) => batch.push(e),
+                None => return,
+            }
+        }
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        // Losses are reported in the next batch that reaches storage.
+        let lost = counters.unreported.swap(0, Ordering::AcqRel);
+        let report = lost > 0;
+        if report {
+            batch.push(
+                Event::new(EventKind::EventsLost, crate::state::now())
+                    .detail(&format!("dropped={lost}")),
+            );
+        }
+        match store.append_events(&batch).await {
+            Ok(()) => {
+                let real = batch.len() - usize::from(report);
+                counters.stored.fetch_add(real as u64, Ordering::AcqRel);
+                if failing {
+                    tracing::info!(event = "audit.store_recovered");
+                    failing = false;
+                }
+                batch.clear();
+                backoff = Duration::from_millis(50);
+            }
+            Err(e) => {
+                if report {
+                    batch.pop();
+                    counters.unreported.fetch_add(lost, Ordering::AcqRel);
+                }
+                counters.store_failures.fetch_add(1, Ordering::AcqRel);
+                if !failing {
+                    tracing::error!(event = "audit.store_failed", error = %e, pending = counters.pending(), "audit events are buffered until storage works again");
+                    failing = true;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// The event's log line: every field is already cleaned, and the JSON log escapes the rest.
+fn log_line(e: &Event) {
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(
+                target: "portcullis::audit",
+                event = %e.kind,
+                outcome = e.outcome.as_str(),
+                reason = e.reason.as_deref(),
+                user_id = e.user_id.as_deref(),
+                client_id = e.client_id.as_deref(),
+                client = e.address.as_deref(),
+                user_agent = e.user_agent.as_deref(),
+                session_id = e.session_id.as_deref(),
+                request_id = e.request_id.as_deref(),
+                detail = e.detail.as_deref(),
+                at = e.at,
+            )
+        };
+    }
+    match e.outcome {
+        Outcome::Success => line!(info),
+        Outcome::Failure => line!(warn),
+    }
+}
+
+/// A request's id, made by the request log layer.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub Arc<str>);
+
+/// The audit [`Origin`] of a request: its resolved client address, user agent and id.
+pub struct RequestOrigin(pub Origin);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestOrigin(origin_of(parts)))
+    }
+}
+
+fn origin_of(parts: &Parts) -> Origin {
+    Origin {
+        address: parts
+            .extensions
+            .get::<ClientAddr>()
+            .map(|c| c.0.to_string()),
+        user_agent: parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        request_id: parts.extensions.get::<RequestId>().map(|r| r.0.to_string()),
+    }
+}
