@@ -412,6 +412,11 @@ async function main() {
     };
     check(results.password.notice, 'the sessions page did not say the password changed');
 
+    // g. The session carries on after the change: single sign-on is still silent, and this
+    // code is the one the test exchanges (the change ended the codes issued before it).
+    step = 'web-4';
+    results.web4 = await silentAuthorization(page, 'web-4', '/start-web?attempt=4', 'authorization after the password change');
+
     results.cookies_final = (await context.cookies(issuer)).map(cookieReport);
     results.ok = true;
   } catch (e) {

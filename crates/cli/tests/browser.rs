@@ -355,7 +355,7 @@ async fn chromium_signs_in_through_the_hosted_pages() {
     let web_secret = web["client_secret"].as_str().unwrap().to_owned();
 
     let mut starts = HashMap::new();
-    for label in ["web-1", "web-2", "web-3"] {
+    for label in ["web-1", "web-2", "web-3", "web-4"] {
         starts.insert(label.to_owned(), start(&srv, &web_id, &https_cb, label));
     }
     starts.insert(
@@ -423,6 +423,7 @@ async fn chromium_signs_in_through_the_hosted_pages() {
         ("public", "public-1", "http", loopback_cb.as_str()),
         ("v6", "v6-1", "http", v6_cb.as_str()),
         ("web3", "web-3", "https", https_cb.as_str()),
+        ("web4", "web-4", "https", https_cb.as_str()),
     ];
     for (key, label, _, cb) in flows {
         assert!(
@@ -486,7 +487,7 @@ async fn chromium_signs_in_through_the_hosted_pages() {
 
     // Silent single sign-on for the confidential first-party client on its https redirect: from
     // the app's start page through the hop straight back to /cb, no page of ours in between.
-    for key in ["web2", "web3"] {
+    for key in ["web2", "web3", "web4"] {
         assert_eq!(
             r[key]["login_form_shown"], false,
             "{key}: showed the login form"
@@ -667,15 +668,30 @@ async fn chromium_signs_in_through_the_hosted_pages() {
         r["screenshots"]
     );
 
-    // The first code is real: exchange it with the client's secret and PKCE verifier.
-    let web1 = &app.starts["web-1"];
+    // Codes issued before the password change were ended by it; the one after it is real:
+    // exchange it with the client's secret and PKCE verifier.
     let http = srv.http();
+    let web1 = &app.starts["web-1"];
     let res = http
         .post(srv.url("/token"))
         .basic_auth(&web_id, Some(&web_secret))
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", str_of(&r, "web1.code")),
+            ("redirect_uri", https_cb.as_str()),
+            ("code_verifier", web1.verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "a code from before the password change");
+    let web1 = &app.starts["web-4"];
+    let res = http
+        .post(srv.url("/token"))
+        .basic_auth(&web_id, Some(&web_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", str_of(&r, "web4.code")),
             ("redirect_uri", https_cb.as_str()),
             ("code_verifier", web1.verifier.as_str()),
         ])

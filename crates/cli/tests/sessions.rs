@@ -600,6 +600,22 @@ async fn users_change_their_password_and_choose_whether_the_other_sessions_end()
     .await;
     assert_eq!(st, 200, "nothing changed yet");
 
+    // A code for offline access, issued now and kept for after the change.
+    let (stale_verifier, c) = pkce();
+    let html = offline_step(&srv, &laptop, &mut laptop_jar, &seed, &c).await;
+    let res = laptop
+        .post(srv.url("/authorize/continue"))
+        .header("cookie", laptop_jar.header())
+        .header("origin", &srv.issuer)
+        .form(&[
+            ("csrf_token", csrf_of(&html).as_str()),
+            ("action", "continue"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let stale_code = query_of(res.headers()["location"].to_str().unwrap())["code"].clone();
+
     // Keeping the other sessions: the phone stays signed in, offline access ends.
     let laptop_before = laptop_jar.clone();
     let (st, location) = change_password(
@@ -629,14 +645,35 @@ async fn users_change_their_password_and_choose_whether_the_other_sessions_end()
         .await
         .contains("id=\"signed-out\""));
     assert_eq!(session_ids(&html).len(), 2, "both sessions kept: {html}");
-    let (st, laptop_next) = refresh(
+    let (st, _) = refresh(
         &srv,
         &laptop,
         (&seed.web_id, &seed.web_secret),
         laptop_t["refresh_token"].as_str().unwrap(),
     )
     .await;
-    assert_eq!(st, 200, "this session's tokens carry on");
+    assert_eq!(
+        st, 400,
+        "what this session held before the change ends (a copied cookie may have got it)"
+    );
+    // A code issued before the change is refused too, even for this session.
+    let (st, t, _) = token_request(
+        &srv,
+        &laptop,
+        (&seed.web_id, &seed.web_secret),
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", stale_code.as_str()),
+            ("redirect_uri", CB),
+            ("code_verifier", stale_verifier.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (st, t["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{t}"
+    );
     let (st, _) = refresh(
         &srv,
         &laptop,
@@ -692,9 +729,11 @@ async fn users_change_their_password_and_choose_whether_the_other_sessions_end()
         session_ids(&page_of(&srv, &laptop, &laptop_jar).await).len(),
         1
     );
+    let fresh = offline_tokens(&srv, &laptop, &mut laptop_jar, &seed).await;
     assert_eq!(
-        refresh_status(&srv, &laptop, &seed, &laptop_next).await,
-        200
+        refresh_status(&srv, &laptop, &seed, &fresh).await,
+        200,
+        "this browser gets new tokens at once"
     );
     assert_eq!(
         refresh_status(&srv, &laptop, &seed, &again).await,

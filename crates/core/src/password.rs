@@ -128,6 +128,7 @@ impl PasswordPolicy {
             if remaining.chars().count() < self.min_chars / 2
                 || common_passwords().contains(remaining.as_str())
                 || is_run_or_repeat(&remaining)
+                || is_doubled(&remaining)
                 || distinct.len() < 4
             {
                 return Err(PasswordError::Context);
@@ -135,6 +136,14 @@ impl PasswordPolicy {
         }
         Ok(())
     }
+}
+
+/// "39173917": one half repeated (what is left of "carol3917carol3917" once the context word
+/// is gone).
+fn is_doubled(s: &str) -> bool {
+    let chars: Vec<char> = s.chars().collect();
+    let half = chars.len() / 2;
+    chars.len() % 2 == 0 && half > 0 && chars[..half] == chars[half..]
 }
 
 /// "1234567890123456", "9876543210987", "abcabcabcabc", "qwqwqwqwqwqwqw": a counting run (digits
@@ -390,6 +399,9 @@ mod tests {
             ("carol2024carol2024", "carol@example.com"),
             ("portcullis 20252025", "zed@example.com"),
             ("robin.hood.example!!", "robin.hood@example.org"),
+            ("carol3917carol3917", "carol@example.com"),
+            ("carol@example.com 8264 8264", "carol@example.com"),
+            ("portcullis 3917 3917", "zed@example.com"),
         ] {
             assert_eq!(
                 p.check(&s(pw), &[email]),

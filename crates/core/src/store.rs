@@ -60,7 +60,8 @@ pub trait UserStore: Send + Sync {
     /// is stored and the password version raised; `current` takes the new version, `auth_time`
     /// `now` (the user has just proved the password) and the cookie hash `new_cookie_hash` (a
     /// copied cookie of this browser does not survive); every offline refresh token of the
-    /// user ends; and with `end_others` every other session ends as
+    /// user, every refresh token issued in `current` and every unredeemed code of the user
+    /// ends; and with `end_others` every other session ends as
     /// [`SessionStore::revoke_session`] ends one. Kept sessions keep their session-bound tokens
     /// but cannot grant offline access again without a new sign-in. `None`, with nothing
     /// changed, when `current` is not an active session of this enabled user at `now` or the

@@ -785,7 +785,10 @@ mod checks {
         assert!(kept.is_active(T0 + 11));
         assert!(u.password_changed_since(&kept));
         assert!(!u.password_changed_since(&here));
-        assert!(usable(s, "rt-here", &fx.client.id, T0 + 11).await);
+        assert!(
+            !usable(s, "rt-here", &fx.client.id, T0 + 11).await,
+            "what this session held before the change ends (a copied cookie may have got it)"
+        );
         assert!(usable(s, "rt-other", &fx.client.id, T0 + 11).await);
         assert!(!usable(s, "rt-off", &fx.client.id, T0 + 11).await);
         // New grants: session-bound ones from either session; offline ones only from a
@@ -802,10 +805,25 @@ mod checks {
         assert!(!s.insert_refresh_token(&offline_old, T0 + 12).await.unwrap());
         let mut offline_here = refresh(&fx, "rt-off-here", &FamilyId::generate());
         offline_here.offline = true;
+        // A grant from before the change (its code's auth_time) is refused, even from here.
+        assert!(!s
+            .insert_refresh_token(&offline_here, T0 + 12)
+            .await
+            .unwrap());
+        let mut bound_here_old = refresh(&fx, "rt-here-old", &FamilyId::generate());
+        bound_here_old.auth_time = T0 + 9;
+        assert!(!s
+            .insert_refresh_token(&bound_here_old, T0 + 12)
+            .await
+            .unwrap());
+        offline_here.auth_time = T0 + 10;
         assert!(s
             .insert_refresh_token(&offline_here, T0 + 12)
             .await
             .unwrap());
+        let mut bound_here = refresh(&fx, "rt-here-new", &FamilyId::generate());
+        bound_here.auth_time = T0 + 10;
+        assert!(s.insert_refresh_token(&bound_here, T0 + 12).await.unwrap());
         // A sign-in checked against the old password cannot land now.
         let late = session(&fx.user, "late");
         assert!(!s.insert_session(&late).await.unwrap());
@@ -835,8 +853,11 @@ mod checks {
         }
         assert!(!usable(s, "rt-other-2", &fx.client.id, T0 + 21).await);
         assert!(!usable(s, "rt-off-here", &fx.client.id, T0 + 21).await);
-        let here_probe = format!("rt-here-probe-{}", T0 + 11);
-        assert!(usable(s, &here_probe, &fx.client.id, T0 + 21).await);
+        assert!(!usable(s, "rt-here-new", &fx.client.id, T0 + 21).await);
+        let mut after = refresh(&fx, "rt-after", &FamilyId::generate());
+        after.auth_time = T0 + 20;
+        assert!(s.insert_refresh_token(&after, T0 + 21).await.unwrap());
+        assert!(usable(s, "rt-after", &fx.client.id, T0 + 22).await);
 
         // From an ended session, another user's session, or for a disabled user: nothing
         // changes.

@@ -96,7 +96,9 @@ pub(super) async fn revoke_family_in(
 /// Stores a token in one statement, and only while its holders are live: the user enabled, the
 /// client enabled, and the session active (session-bound) or signed in with the user's current
 /// password version (offline: it outlives its session, so the sign-in itself must have used
-/// the current password). A disable or password change racing the issue of a first token
+/// the current password). And the grant must not predate its session's latest authentication:
+/// a code issued before a password change moved the session on is refused, whatever it was
+/// for. A disable or password change racing the issue of a first token
 /// therefore cannot be missed by its sweep. False when refused.
 ///
 /// If an authorization code that started this family has been replayed, the token is stored
@@ -114,8 +116,8 @@ async fn insert_refresh_in(
          (SELECT MIN(replayed_at) FROM auth_codes WHERE family_id = ?13)), ?14 \
          WHERE EXISTS (SELECT 1 FROM users u JOIN clients c ON c.id = ?3 \
            WHERE u.id = ?4 AND u.disabled = 0 AND c.disabled = 0 \
-           AND (?14 = 0 OR EXISTS (SELECT 1 FROM sessions v WHERE v.id = ?5 \
-                AND v.password_version = u.password_version)) \
+           AND EXISTS (SELECT 1 FROM sessions v WHERE v.id = ?5 AND v.auth_time <= ?8 \
+                AND (?14 = 0 OR v.password_version = u.password_version)) \
            AND (?14 OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = ?5 AND s.user_id = u.id \
                 AND s.revoked_at IS NULL AND s.expires_at > ?15 \
                 AND (s.idle_timeout IS NULL OR s.last_seen_at + s.idle_timeout > ?15))))"

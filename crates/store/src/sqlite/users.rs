@@ -258,15 +258,24 @@ impl UserStore for SqliteStore {
             tx.rollback().await.map_err(map_err)?;
             return Ok(None);
         }
+        // Offline grants end, and so does everything issued in this session so far: a copy of
+        // its cookie may have been used to get them (the apps of this browser sign in again,
+        // silently where they may). Codes not yet redeemed go too.
         sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = ?1 \
-             WHERE user_id = ?2 AND offline = 1 AND revoked_at IS NULL",
+             WHERE user_id = ?2 AND revoked_at IS NULL AND (offline = 1 OR session_id = ?3)",
         )
         .bind(now)
         .bind(c.user_id.as_str())
+        .bind(c.current.as_str())
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        sqlx::query("DELETE FROM auth_codes WHERE user_id = ?1 AND consumed_at IS NULL")
+            .bind(c.user_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         let mut ended = Vec::new();
         if c.end_others {
             let ids: Vec<String> = sqlx::query_scalar(
