@@ -15,7 +15,7 @@ use portcullis_core::redirect_uri::RedirectUri;
 use portcullis_core::scope;
 use portcullis_core::secret::{self, reveal, SecretKind};
 use portcullis_core::store::{
-    ApiStore, AuditStore, ClientStore, SessionStore, StoreError, UserStore,
+    AdminTokenStore, ApiStore, AuditStore, ClientStore, SessionStore, StoreError, UserStore,
 };
 use portcullis_server::config::Config;
 use portcullis_server::state::now;
@@ -811,6 +811,35 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
                         if u.disabled { "\tdisabled" } else { "" }
                     );
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Make a new admin API token and print it once; the previous one stays valid until the
+    /// next rotation.
+    RotateToken {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
+    let store = portcullis_server::open_store(config).await?;
+    match cmd {
+        AdminCommand::RotateToken { json } => {
+            let key = HashKey::new(&config.hash_key);
+            let issued = secret::issue(SecretKind::AdminToken, &key);
+            store.add_admin_token(&issued.hash, now()).await?;
+            admin_event(&store, EventKind::AdminTokenRotated, |e| e).await?;
+            if json {
+                println!("{}", json!({"admin_token": reveal(&issued.value)}));
+            } else {
+                println!("admin_token: {}", reveal(&issued.value));
+                println!("(shown only this once; the previous token stays valid until the next rotation)");
             }
         }
     }

@@ -1,14 +1,12 @@
 //! `portcullis events`: the stored audit trail, filtered, as text or one JSON object per line,
 //! and `--follow` to keep printing new events as they are stored.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
-use anyhow::bail;
 use clap::Args;
-use portcullis_core::audit::{EventFilter, EventKind, Outcome, StoredEvent};
+use portcullis_core::audit::{parse_filter, EventFilter, EventKind, FilterText, StoredEvent};
 use portcullis_core::email::Email;
-use portcullis_core::ids::{ClientId, UserId};
+use portcullis_core::ids::UserId;
 use portcullis_core::store::{AuditStore, UserStore};
 use portcullis_server::config::Config;
 use portcullis_server::state::now;
@@ -30,7 +28,8 @@ pub struct EventsArgs {
     /// Only events from this client address.
     #[arg(long)]
     address: Option<String>,
-    /// From this time on: RFC 3339 (`2026-12-01T00:00:00Z`) or an age (`30m`, `12h`, `7d`).
+    /// From this time on: RFC 3339 (`2026-12-01T00:00:00Z`), unix seconds, or an age (`30m`,
+    /// `12h`, `7d`).
     #[arg(long)]
     since: Option<String>,
     /// Before this time (same forms as `--since`).
@@ -45,33 +44,6 @@ pub struct EventsArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
-}
-
-/// A time given as RFC 3339 or as an age before `now`.
-fn parse_time(s: &str, now: i64) -> anyhow::Result<i64> {
-    let age = |n: &str, unit: i64| -> Option<i64> {
-        n.parse::<i64>()
-            .ok()
-            .filter(|n| (0..=100_000_000).contains(n))
-            .map(|n| now - n * unit)
-    };
-    let parsed = match s.char_indices().last() {
-        Some((i, 's')) => age(&s[..i], 1),
-        Some((i, 'm')) => age(&s[..i], 60),
-        Some((i, 'h')) => age(&s[..i], 3600),
-        Some((i, 'd')) => age(&s[..i], 86_400),
-        _ => None,
-    };
-    if let Some(t) = parsed {
-        return Ok(t);
-    }
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map(|t| t.unix_timestamp())
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "{s:?} is not a time: use RFC 3339 (2026-12-01T00:00:00Z) or an age (30m, 12h, 7d)"
-            )
-        })
 }
 
 async fn filter_of<S: UserStore + ?Sized>(
@@ -97,72 +69,24 @@ async fn filter_of<S: UserStore + ?Sized>(
                 .to_string(),
         ),
     };
-    let client_id = match args.client.as_deref() {
-        None => None,
-        Some(c) => Some(
-            ClientId::parse(c)
-                .ok_or_else(|| anyhow::anyhow!("--client {c:?} is not a client id"))?
-                .to_string(),
-        ),
-    };
-    let kind = match args.kind.as_deref() {
-        None => None,
-        Some(k) => match EventKind::parse(k) {
-            Some(k) => Some(k.as_str().to_owned()),
-            None => bail!(
-                "--type {k:?} is not an event type; the types are: {}",
-                EventKind::ALL
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+    let limit = args.limit.to_string();
+    let mut filter = parse_filter(
+        &FilterText {
+            client_id: args.client.as_deref(),
+            kind: args.kind.as_deref(),
+            outcome: args.outcome.as_deref(),
+            address: args.address.as_deref(),
+            since: args.since.as_deref(),
+            until: args.until.as_deref(),
+            after_id: None,
+            limit: Some(&limit),
         },
-    };
-    let outcome = match args.outcome.as_deref() {
-        None => None,
-        Some(o) => Some(
-            Outcome::parse(o)
-                .ok_or_else(|| anyhow::anyhow!("--outcome must be success or failure"))?,
-        ),
-    };
-    let address = match args.address.as_deref() {
-        None => None,
-        Some(a) => Some(
-            a.parse::<IpAddr>()
-                .map_err(|_| anyhow::anyhow!("--address {a:?} is not an IP address"))?
-                .to_string(),
-        ),
-    };
-    if !(1..=10_000).contains(&args.limit) {
-        bail!("--limit must be between 1 and 10000");
-    }
-    let since = args
-        .since
-        .as_deref()
-        .map(|s| parse_time(s, now))
-        .transpose()?;
-    let until = args
-        .until
-        .as_deref()
-        .map(|s| parse_time(s, now))
-        .transpose()?;
-    if let (Some(a), Some(b)) = (since, until) {
-        if a >= b {
-            bail!("--since must be before --until");
-        }
-    }
-    Ok(EventFilter {
-        user_id,
-        client_id,
-        kind,
-        outcome,
-        address,
-        since,
-        until,
-        after_id: None,
-        limit: args.limit,
-    })
+        now,
+        10_000,
+    )
+    .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    filter.user_id = user_id;
+    Ok(filter)
 }
 
 fn when(t: i64) -> String {
@@ -248,24 +172,5 @@ pub async fn events(config: &Config, args: EventsArgs) -> anyhow::Result<()> {
         print(&next, args.json)?;
         use std::io::Write;
         std::io::stdout().flush()?;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_rfc3339_or_ages() {
-        let now = 1_800_000_000;
-        assert_eq!(parse_time("30m", now).unwrap(), now - 1800);
-        assert_eq!(parse_time("7d", now).unwrap(), now - 7 * 86_400);
-        assert_eq!(
-            parse_time("2026-12-01T00:00:00Z", now).unwrap(),
-            1_796_083_200
-        );
-        for bad in ["", "m", "-5m", "yesterday", "12x", "2026-13-01T00:00:00Z"] {
-            assert!(parse_time(bad, now).is_err(), "{bad}");
-        }
     }
 }

@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::SessionsCommand,
     },
+    /// The admin HTTP API's token.
+    Admin {
+        #[command(subcommand)]
+        command: commands::AdminCommand,
+    },
     /// Read the audit trail: filter by user, client, type, outcome, address and time;
     /// `--follow` for new events, `--json` for one object per line.
     Events(events::EventsArgs),
@@ -113,5 +118,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sessions { command } => commands::sessions(&config, command).await,
         Command::Keys { command } => commands::keys(&config, command).await,
         Command::Events(args) => events::events(&config, args).await,
+        Command::Admin { command } => commands::admin(&config, command).await,
     }
 }

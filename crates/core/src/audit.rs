@@ -45,6 +45,9 @@ pub enum EventKind {
     KeyRotated,
     KeyRevoked,
     AlertRaised,
+    /// A call to the admin HTTP API (every one, refused or not).
+    AdminApiCall,
+    AdminTokenRotated,
     /// Events that could not be stored (the buffer was full); `detail` says how many.
     EventsLost,
 }
@@ -86,6 +89,8 @@ impl EventKind {
         EventKind::KeyRotated,
         EventKind::KeyRevoked,
         EventKind::AlertRaised,
+        EventKind::AdminApiCall,
+        EventKind::AdminTokenRotated,
         EventKind::EventsLost,
     ];
 
@@ -126,6 +131,8 @@ impl EventKind {
             EventKind::KeyRotated => "key.rotated",
             EventKind::KeyRevoked => "key.revoked",
             EventKind::AlertRaised => "alert.raised",
+            EventKind::AdminApiCall => "admin.api_call",
+            EventKind::AdminTokenRotated => "admin.token_rotated",
             EventKind::EventsLost => "audit.events_lost",
         }
     }
@@ -343,9 +350,225 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// The text form of a filter (CLI flags, admin API query parameters), before checking.
+#[derive(Clone, Debug, Default)]
+pub struct FilterText<'a> {
+    pub client_id: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub outcome: Option<&'a str>,
+    pub address: Option<&'a str>,
+    pub since: Option<&'a str>,
+    pub until: Option<&'a str>,
+    pub after_id: Option<&'a str>,
+    pub limit: Option<&'a str>,
+}
+
+/// Checks a filter's text (all but the user, whose lookup needs the store). Every error says
+/// which field is wrong and what is accepted.
+pub fn parse_filter(t: &FilterText<'_>, now: i64, max_limit: u32) -> Result<EventFilter, String> {
+    let client_id = match t.client_id {
+        None => None,
+        Some(c) => Some(
+            crate::ids::ClientId::parse(c)
+                .ok_or_else(|| format!("client {c:?} is not a client id"))?
+                .to_string(),
+        ),
+    };
+    let kind = match t.kind {
+        None => None,
+        Some(k) => Some(
+            EventKind::parse(k)
+                .ok_or_else(|| {
+                    format!(
+                        "type {k:?} is not an event type; the types are: {}",
+                        EventKind::ALL
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    let outcome = match t.outcome {
+        None => None,
+        Some(o) => Some(Outcome::parse(o).ok_or("outcome must be success or failure")?),
+    };
+    let address = match t.address {
+        None => None,
+        Some(a) => Some(
+            a.parse::<std::net::IpAddr>()
+                .map_err(|_| format!("address {a:?} is not an IP address"))?
+                .to_string(),
+        ),
+    };
+    let time = |name: &str, v: Option<&str>| -> Result<Option<i64>, String> {
+        v.map(|s| {
+            parse_time(s, now).ok_or_else(|| {
+                format!("{name} {s:?} is not a time: use RFC 3339 (2026-12-01T00:00:00Z), unix seconds, or an age (30m, 12h, 7d)")
+            })
+        })
+        .transpose()
+    };
+    // An empty range (since at or after until) is not an error: it matches nothing.
+    let since = time("since", t.since)?;
+    let until = time("until", t.until)?;
+    let after_id = match t.after_id {
+        None => None,
+        Some(a) => Some(
+            a.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or("after_id must be a non-negative event id")?,
+        ),
+    };
+    let limit = match t.limit {
+        None => 100.min(max_limit),
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max_limit).contains(n))
+            .ok_or_else(|| format!("limit must be between 1 and {max_limit}"))?,
+    };
+    Ok(EventFilter {
+        user_id: None,
+        client_id,
+        kind,
+        outcome,
+        address,
+        since,
+        until,
+        after_id,
+        limit,
+    })
+}
+
+/// A time as RFC 3339, unix seconds, or an age before `now` (`90s`, `30m`, `12h`, `7d`).
+pub fn parse_time(s: &str, now: i64) -> Option<i64> {
+    const MAX: i64 = 100_000_000_000;
+    let age = |n: &str, unit: i64| -> Option<i64> {
+        n.parse::<i64>()
+            .ok()
+            .filter(|n| (0..=100_000_000).contains(n))
+            .map(|n| now - n * unit)
+    };
+    let aged = match s.char_indices().last() {
+        Some((i, 's')) => age(&s[..i], 1),
+        Some((i, 'm')) => age(&s[..i], 60),
+        Some((i, 'h')) => age(&s[..i], 3600),
+        Some((i, 'd')) => age(&s[..i], 86_400),
+        _ => None,
+    };
+    if aged.is_some() {
+        return aged;
+    }
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<i64>().ok().filter(|n| *n <= MAX);
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_rfc3339_unix_seconds_or_ages() {
+        let now = 1_800_000_000;
+        assert_eq!(parse_time("30m", now), Some(now - 1800));
+        assert_eq!(parse_time("7d", now), Some(now - 7 * 86_400));
+        assert_eq!(parse_time("1796083200", now), Some(1_796_083_200));
+        assert_eq!(parse_time("2026-12-01T00:00:00Z", now), Some(1_796_083_200));
+        for bad in [
+            "",
+            "m",
+            "-5m",
+            "yesterday",
+            "12x",
+            "2026-13-01T00:00:00Z",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_time(bad, now), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn filters_are_checked_field_by_field() {
+        let f = parse_filter(
+            &FilterText {
+                kind: Some("login.failed"),
+                outcome: Some("failure"),
+                address: Some("2001:db8::1"),
+                since: Some("1h"),
+                limit: Some("5"),
+                ..Default::default()
+            },
+            10_000,
+            1000,
+        )
+        .unwrap();
+        assert_eq!(f.kind.as_deref(), Some("login.failed"));
+        assert_eq!(f.since, Some(10_000 - 3600));
+        assert_eq!(f.limit, 5);
+        for (t, says) in [
+            (
+                FilterText {
+                    kind: Some("nope"),
+                    ..Default::default()
+                },
+                "not an event type",
+            ),
+            (
+                FilterText {
+                    outcome: Some("maybe"),
+                    ..Default::default()
+                },
+                "success or failure",
+            ),
+            (
+                FilterText {
+                    address: Some("localhost"),
+                    ..Default::default()
+                },
+                "not an IP",
+            ),
+            (
+                FilterText {
+                    limit: Some("0"),
+                    ..Default::default()
+                },
+                "between 1 and",
+            ),
+            (
+                FilterText {
+                    limit: Some("1001"),
+                    ..Default::default()
+                },
+                "between 1 and",
+            ),
+            (
+                FilterText {
+                    after_id: Some("-1"),
+                    ..Default::default()
+                },
+                "after_id",
+            ),
+            (
+                FilterText {
+                    client_id: Some("x y"),
+                    ..Default::default()
+                },
+                "not a client id",
+            ),
+        ] {
+            let e = parse_filter(&t, 10_000, 1000).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+    }
 
     #[test]
     fn every_kind_has_a_unique_name_that_parses_back() {

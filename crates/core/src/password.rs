@@ -143,7 +143,7 @@ impl PasswordPolicy {
 fn is_doubled(s: &str) -> bool {
     let chars: Vec<char> = s.chars().collect();
     let half = chars.len() / 2;
-    chars.len() % 2 == 0 && half > 0 && chars[..half] == chars[half..]
+    chars.len().is_multiple_of(2) && half > 0 && chars[..half] == chars[half..]
 }
 
 /// "1234567890123456", "9876543210987", "abcabcabcabc", "qwqwqwqwqwqwqw": a counting run (digits

@@ -19,6 +19,8 @@ pub enum SecretKind {
     FlowCookie,
     /// An API's credential at the introspection endpoint.
     ApiSecret,
+    /// The admin HTTP API's bearer token.
+    AdminToken,
 }
 
 impl SecretKind {
@@ -30,6 +32,7 @@ impl SecretKind {
             SecretKind::SessionCookie => "pck_",
             SecretKind::FlowCookie => "pcf_",
             SecretKind::ApiSecret => "pci_",
+            SecretKind::AdminToken => "pcm_",
         }
     }
 }

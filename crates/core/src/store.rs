@@ -369,6 +369,15 @@ pub trait AuditStore: Send + Sync {
     async fn purge_events(&self, before: i64) -> StoreResult<u64>;
 }
 
+/// Tokens of the admin HTTP API, as keyed hashes; the two newest are valid.
+#[async_trait]
+pub trait AdminTokenStore: Send + Sync {
+    /// Adds a token hash and keeps only the two newest (the previous one stays valid until the
+    /// next rotation).
+    async fn add_admin_token(&self, hash: &str, now: i64) -> StoreResult<()>;
+    async fn admin_token_hashes(&self) -> StoreResult<Vec<String>>;
+}
+
 /// Everything the server needs, as one object.
 pub trait Storage:
     UserStore
@@ -382,6 +391,7 @@ pub trait Storage:
     + AccessTokenStore
     + BackchannelStore
     + AuditStore
+    + AdminTokenStore
 {
 }
 
@@ -397,5 +407,6 @@ impl<T> Storage for T where
         + AccessTokenStore
         + BackchannelStore
         + AuditStore
+        + AdminTokenStore
 {
 }

@@ -103,7 +103,10 @@ pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), host_check))
         .layer(middleware::from_fn(head_limits))
-        .layer(middleware::from_fn(request_log))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            request_log,
+        ))
         .layer(middleware::from_fn_with_state(
             state.trusted_proxies.clone(),
             client_addr::resolve_client_addr,
@@ -179,7 +182,11 @@ async fn host_check(State(st): State<AppState>, req: Request, next: Next) -> Res
 
 /// One structured line per request: method, path (never the query, which may hold codes),
 /// status and latency.
-async fn request_log(req: Request, next: Next) -> Response {
+async fn request_log(
+    State(metrics): State<std::sync::Arc<crate::metrics::Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let client = req
         .extensions()
         .get::<client_addr::ClientAddr>()
@@ -187,6 +194,11 @@ async fn request_log(req: Request, next: Next) -> Response {
         .unwrap_or_default();
     let method = req.method().clone();
     let path = req.uri().path().chars().take(200).collect::<String>();
+    // The route template, never the raw path: a bounded set of metric labels.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     // Our own id for the request (never one the client sends): in the log line, in every audit
     // event the request causes, and in the `X-Request-Id` response header for support.
     let id: std::sync::Arc<str> = portcullis_core::crypto::random_token(12).into();
@@ -198,6 +210,8 @@ async fn request_log(req: Request, next: Next) -> Response {
     if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
         res.headers_mut().insert("x-request-id", v);
     }
-    tracing::info!(target: "portcullis::http", %method, path = %path, client = %client, status = res.status().as_u16(), request_id = %id, ms = started.elapsed().as_secs_f64() * 1000.0);
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics.observe_request(&route, method.as_str(), elapsed);
+    tracing::info!(target: "portcullis::http", %method, path = %path, client = %client, status = res.status().as_u16(), request_id = %id, ms = elapsed * 1000.0);
     res
 }

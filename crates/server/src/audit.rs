@@ -48,31 +48,31 @@ impl Counters {
 pub struct Audit {
     tx: Option<mpsc::Sender<Event>>,
     pub counters: Arc<Counters>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Audit {
     /// Starts the writer on `store` with a queue of `capacity` events.
-    pub fn start(store: Arc<dyn Storage>, capacity: usize) -> Self {
+    pub fn start(
+        store: Arc<dyn Storage>,
+        capacity: usize,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let counters = Arc::new(Counters::default());
         tokio::spawn(write_loop(store, rx, counters.clone()));
         Audit {
             tx: Some(tx),
             counters,
+            metrics,
         }
     }
 
-    /// Log lines only, nothing stored (`PORTCULLIS_EVENTS_STORED=false`, for comparison).
-    pub fn log_only() -> Self {
-        Audit {
-            tx: None,
-            counters: Arc::new(Counters::default()),
-        }
-    }
-
-    /// Logs the event and queues it for storage. Never blocks, never fails.
+    /// Logs the event, counts it in the metrics and queues it for storage. Never blocks,
+    /// never fails.
     pub fn record(&self, event: Event) {
         log_line(&event);
+        self.metrics.observe_event(&event);
         let Some(tx) = &self.tx else { return };
         self.counters.recorded.fetch_add(1, Ordering::AcqRel);
         if tx.try_send(event).is_err() {

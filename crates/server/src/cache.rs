@@ -372,3 +372,13 @@ impl AuditStore for CachedStore {
         self.inner.purge_events(before).await
     }
 }
+
+#[async_trait]
+impl AdminTokenStore for CachedStore {
+    async fn add_admin_token(&self, hash: &str, now: i64) -> StoreResult<()> {
+        self.inner.add_admin_token(hash, now).await
+    }
+    async fn admin_token_hashes(&self) -> StoreResult<Vec<String>> {
+        self.inner.admin_token_hashes().await
+    }
+}

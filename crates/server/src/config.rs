@@ -77,6 +77,7 @@ struct FileConfig {
     issuer: Option<String>,
     listen: Option<String>,
     http_redirect_listen: Option<String>,
+    admin_listen: Option<String>,
     database_url: Option<String>,
     sqlite_synchronous: Option<String>,
     data_dir: Option<String>,
@@ -131,6 +132,8 @@ pub struct Config {
     pub issuer_hosts: Vec<String>,
     pub listen: SocketAddr,
     pub http_redirect_listen: Option<SocketAddr>,
+    /// The admin API's listener (`None`: off).
+    pub admin_listen: Option<SocketAddr>,
     pub database_url: String,
     /// SQLite commit durability (`PORTCULLIS_SQLITE_SYNCHRONOUS`, `full` by default).
     pub durability: portcullis_store::Durability,
@@ -395,6 +398,17 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
             Some(v) => Some(parse_addr("PORTCULLIS_HTTP_REDIRECT_LISTEN", &v)?),
             None => None,
         };
+    let admin_listen = match get("PORTCULLIS_ADMIN_LISTEN").or(file.admin_listen) {
+        Some(v) if v.eq_ignore_ascii_case("off") => None,
+        Some(v) => Some(parse_addr("PORTCULLIS_ADMIN_LISTEN", &v)?),
+        None => Some(parse_addr("PORTCULLIS_ADMIN_LISTEN", "127.0.0.1:9443")?),
+    };
+    if admin_listen.is_some_and(|a| !a.ip().is_loopback()) {
+        warnings.push(format!(
+            "PORTCULLIS_ADMIN_LISTEN={} is not a loopback address: the admin API is reachable from the network (it still needs an admin token)",
+            admin_listen.map(|a| a.to_string()).unwrap_or_default()
+        ));
+    }
     let database_url = get("PORTCULLIS_DATABASE_URL")
         .or(file.database_url)
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("portcullis.sqlite3").display()));
@@ -709,6 +723,7 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         issuer_hosts,
         listen,
         http_redirect_listen,
+        admin_listen,
         database_url,
         durability,
         data_dir,

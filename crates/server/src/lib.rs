@@ -2,6 +2,7 @@
 //! configuration and startup live here too.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod backchannel;
@@ -13,6 +14,7 @@ pub mod cors;
 pub mod dev;
 pub mod flow;
 pub mod keyring;
+pub mod metrics;
 pub mod quota;
 pub mod respond;
 pub mod routes;
@@ -62,8 +64,10 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
     let metadata = serde_json::to_vec(&portcullis_core::discovery::metadata(&config.issuer))?;
     let store: Arc<dyn portcullis_core::store::Storage> =
         Arc::new(cache::CachedStore::new(Arc::new(store)));
+    let metrics = Arc::new(metrics::Metrics::new());
     Ok(AppState {
-        audit: audit::Audit::start(store.clone(), config.event_buffer),
+        audit: audit::Audit::start(store.clone(), config.event_buffer, metrics.clone()),
+        metrics,
         cors_origins: Arc::new(cors::CorsOrigins::new(store.clone())),
         client_quota: Arc::new(quota::GovernorQuota::per_second(config.client_quota)),
         client_auth_limits: Arc::new(portcullis_guard::limiter::MemoryLimiter::new(
@@ -177,6 +181,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
     let audit = state.audit.clone();
+    let admin_state = admin::AdminState::new(state.clone());
     let app = app::router(state);
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
@@ -201,6 +206,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 "Portcullis is listening on https://{local} (issuer {})",
                 config.issuer
             );
+            if let Some(addr) = config.admin_listen {
+                spawn_admin(addr, tls.clone(), admin_state, handle.clone())?;
+            }
             let mut server = axum_server::from_tcp_rustls(listener, tls).handle(handle);
             limit_slow_clients(&mut server);
             server
@@ -293,6 +301,32 @@ async fn only_from_proxies(
 
 /// The optional plain-HTTP listener: it only redirects GET and HEAD to the issuer (308, no
 /// body, no cookies) and refuses every other method (405).
+/// The admin API on its own TLS listener (the server's certificate), stopped with the server.
+fn spawn_admin(
+    addr: SocketAddr,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    state: admin::AdminState,
+    handle: axum_server::Handle,
+) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("binding the admin listener {addr} (PORTCULLIS_ADMIN_LISTEN)"))?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    tracing::info!("admin API on https://{local}");
+    let app = admin::router(state);
+    tokio::spawn(async move {
+        let mut server = axum_server::from_tcp_rustls(listener, tls).handle(handle);
+        limit_slow_clients(&mut server);
+        if let Err(e) = server
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+        {
+            tracing::error!(error = %e, "the admin listener stopped");
+        }
+    });
+    Ok(())
+}
+
 async fn spawn_http_redirect(addr: SocketAddr, issuer: String) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await

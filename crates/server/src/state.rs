@@ -17,6 +17,8 @@ pub struct AppState {
     pub store: Arc<dyn Storage>,
     /// The audit trail: every event is logged and queued for storage.
     pub audit: crate::audit::Audit,
+    /// The Prometheus metrics of the admin listener.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// The signing keys and JWKS, reloaded while running.
     pub keys: Arc<crate::keyring::Keyring>,
     pub hash_key: Arc<HashKey>,

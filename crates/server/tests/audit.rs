@@ -43,7 +43,11 @@ async fn all(store: &SqliteStore) -> Vec<portcullis_core::audit::StoredEvent> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_are_stored_in_order() {
     let (_dir, store) = store().await;
-    let audit = Audit::start(Arc::new(store.clone()) as Arc<dyn Storage>, 10_000);
+    let audit = Audit::start(
+        Arc::new(store.clone()) as Arc<dyn Storage>,
+        10_000,
+        Default::default(),
+    );
     for n in 0..2_000 {
         audit.record(event(n));
     }
@@ -63,7 +67,11 @@ async fn events_are_stored_in_order() {
 async fn an_outage_buffers_then_drops_and_reports_the_loss() {
     let (_dir, store) = store().await;
     let capacity = 50;
-    let audit = Audit::start(Arc::new(store.clone()) as Arc<dyn Storage>, capacity);
+    let audit = Audit::start(
+        Arc::new(store.clone()) as Arc<dyn Storage>,
+        capacity,
+        Default::default(),
+    );
     // Storage goes away: the table the writer needs is gone (every insert fails at once).
     sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_away")
         .execute(store.pool())

@@ -25,7 +25,7 @@ pub struct TestServer {
     pub log_path: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
@@ -86,6 +86,9 @@ impl TestServer {
         env.insert("PORTCULLIS_ENCRYPTION_KEY".into(), hex32());
         env.insert("PORTCULLIS_TOKEN_HASH_KEY".into(), hex32());
         env.insert("PORTCULLIS_LOG_LEVEL".into(), "debug".into());
+        // Tests run many servers at once: the admin API only where a test asks for it (on a
+        // port of its own).
+        env.insert("PORTCULLIS_ADMIN_LISTEN".into(), "off".into());
         for (k, v) in extra {
             env.insert((*k).into(), (*v).into());
         }

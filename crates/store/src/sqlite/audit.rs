@@ -1,9 +1,10 @@
 //! The audit trail: appended in batches (one transaction each, through the write lane like
-//! every write), read by filter with the indexes on time, user, client and kind.
+//! every write), read by filter with the indexes on time, user, client and kind. And the admin
+//! API's tokens, which guard reading it.
 
 use async_trait::async_trait;
 use portcullis_core::audit::{Event, EventFilter, Outcome, StoredEvent};
-use portcullis_core::store::{AuditStore, StoreError, StoreResult};
+use portcullis_core::store::{AdminTokenStore, AuditStore, StoreError, StoreResult};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{map_err, SqliteStore};
@@ -141,5 +142,35 @@ impl AuditStore for SqliteStore {
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl AdminTokenStore for SqliteStore {
+    async fn add_admin_token(&self, hash: &str, now: i64) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO admin_tokens (token_hash, created_at) VALUES (?1, ?2)")
+            .bind(hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "DELETE FROM admin_tokens WHERE id NOT IN \
+             (SELECT id FROM admin_tokens ORDER BY id DESC LIMIT ?1)",
+        )
+        .bind(super::secrets::ACTIVE_SECRETS)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn admin_token_hashes(&self) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar("SELECT token_hash FROM admin_tokens ORDER BY id DESC")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)
     }
 }

@@ -1,0 +1,202 @@
+//! Prometheus metrics for the admin listener's `/metrics`: events by type and outcome (which
+//! covers sign-ins by outcome, throttles, refresh failures, reuse detections and every other
+//! kind), alerts by detection, the audit pipeline's lag and drops, and request latency per
+//! route. Built on `prometheus-client` (the Prometheus project's Rust client).
+
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use portcullis_core::audit::Event;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::audit::Counters;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    detection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+    method: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms to about 4 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    events: Family<EventLabels, Counter>,
+    alerts: Family<AlertLabels, Counter>,
+    requests: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    audit_pending: Gauge,
+    audit_stored: Counter,
+    audit_dropped: Counter,
+    audit_store_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "events",
+            "Audit events recorded, by type and outcome",
+            events.clone(),
+        );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register("alerts", "Alerts raised, by detection", alerts.clone());
+        let requests = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer a request, by route",
+            requests.clone(),
+        );
+        let audit_pending = Gauge::default();
+        registry.register(
+            "audit_events_pending",
+            "Audit events recorded but not yet stored (the writer's lag)",
+            audit_pending.clone(),
+        );
+        let audit_stored = Counter::default();
+        registry.register(
+            "audit_events_stored",
+            "Audit events stored",
+            audit_stored.clone(),
+        );
+        let audit_dropped = Counter::default();
+        registry.register(
+            "audit_events_dropped",
+            "Audit events dropped from storage because the queue was full (still logged)",
+            audit_dropped.clone(),
+        );
+        let audit_store_failures = Counter::default();
+        registry.register(
+            "audit_store_failures",
+            "Failed attempts to store a batch of audit events",
+            audit_store_failures.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            events,
+            alerts,
+            requests,
+            audit_pending,
+            audit_stored,
+            audit_dropped,
+            audit_store_failures,
+        }
+    }
+
+    /// Counts one recorded event (and, for an alert, its detection).
+    pub fn observe_event(&self, e: &Event) {
+        self.events
+            .get_or_create(&EventLabels {
+                event: e.kind.clone(),
+                outcome: e.outcome.as_str().to_owned(),
+            })
+            .inc();
+        if e.kind == portcullis_core::audit::EventKind::AlertRaised.as_str() {
+            self.alerts
+                .get_or_create(&AlertLabels {
+                    detection: e.reason.clone().unwrap_or_default(),
+                })
+                .inc();
+        }
+    }
+
+    /// Records how long a request to `route` (the matched route template, never the raw path)
+    /// took.
+    pub fn observe_request(&self, route: &str, method: &str, seconds: f64) {
+        self.requests
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// The OpenMetrics text, with the audit pipeline's figures as of now.
+    pub fn render(&self, audit: &Counters) -> String {
+        let sync = |c: &Counter, now: u64| {
+            let seen = c.get();
+            if now > seen {
+                c.inc_by(now - seen);
+            }
+        };
+        sync(&self.audit_stored, audit.stored.load(Ordering::Acquire));
+        sync(&self.audit_dropped, audit.dropped.load(Ordering::Acquire));
+        sync(
+            &self.audit_store_failures,
+            audit.store_failures.load(Ordering::Acquire),
+        );
+        self.audit_pending
+            .set(i64::try_from(audit.pending()).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+                out.clear();
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::audit::EventKind;
+
+    #[test]
+    fn renders_events_alerts_latency_and_the_pipeline() {
+        let m = Metrics::new();
+        m.observe_event(&Event::new(EventKind::LoginFailed, 1));
+        m.observe_event(&Event::new(EventKind::LoginFailed, 2));
+        m.observe_event(&Event::new(EventKind::AlertRaised, 3).reason("new_country"));
+        m.observe_request("/token", "POST", 0.002);
+        let c = Counters::default();
+        c.recorded.store(10, Ordering::Release);
+        c.stored.store(7, Ordering::Release);
+        c.dropped.store(1, Ordering::Release);
+        let text = m.render(&c);
+        assert!(
+            text.contains("portcullis_events_total{event=\"login.failed\",outcome=\"failure\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("portcullis_alerts_total{detection=\"new_country\"} 1"));
+        assert!(text.contains(
+            "portcullis_http_request_duration_seconds_count{route=\"/token\",method=\"POST\"} 1"
+        ));
+        assert!(text.contains("portcullis_audit_events_pending 2"));
+        assert!(text.contains("portcullis_audit_events_stored_total 7"));
+        assert!(text.contains("portcullis_audit_events_dropped_total 1"));
+        assert!(text.ends_with("# EOF\n"));
+        // Rendering again does not count twice.
+        assert!(m
+            .render(&c)
+            .contains("portcullis_audit_events_stored_total 7"));
+    }
+}
