@@ -14,6 +14,7 @@ pub mod device;
 pub mod discovery;
 pub mod email;
 pub mod error;
+pub mod geo;
 pub mod grants;
 pub mod ids;
 pub mod introspection;

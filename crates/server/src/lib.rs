@@ -13,6 +13,7 @@ pub mod cookies;
 pub mod cors;
 pub mod dev;
 pub mod flow;
+pub mod geoip;
 pub mod keyring;
 pub mod metrics;
 pub mod quota;
