@@ -154,6 +154,7 @@ impl EventKind {
             | EventKind::ClientAuthFailed
             | EventKind::PasswordChangeFailed
             | EventKind::CsrfRefused
+            | EventKind::AlertRaised
             | EventKind::EventsLost => Outcome::Failure,
             _ => Outcome::Success,
         }

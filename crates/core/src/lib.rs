@@ -10,6 +10,7 @@ pub mod authorize;
 pub mod backchannel;
 pub mod client_auth;
 pub mod crypto;
+pub mod detect;
 pub mod device;
 pub mod discovery;
 pub mod email;

@@ -49,6 +49,8 @@ pub struct Audit {
     tx: Option<mpsc::Sender<Event>>,
     pub counters: Arc<Counters>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Runs on every stored batch, once set.
+    detector: Arc<std::sync::OnceLock<Arc<crate::detect::Detector>>>,
 }
 
 impl Audit {
@@ -60,12 +62,20 @@ impl Audit {
     ) -> Self {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let counters = Arc::new(Counters::default());
-        tokio::spawn(write_loop(store, rx, counters.clone()));
+        let detector = Arc::new(std::sync::OnceLock::new());
+        tokio::spawn(write_loop(store, rx, counters.clone(), detector.clone()));
         Audit {
             tx: Some(tx),
             counters,
             metrics,
+            detector,
         }
+    }
+
+    /// From now on every stored batch goes through `detector` (set once; later calls are
+    /// ignored).
+    pub fn set_detector(&self, detector: Arc<crate::detect::Detector>) {
+        let _ = self.detector.set(detector);
     }
 
     /// Logs the event, counts it in the metrics and queues it for storage. Never blocks,
@@ -98,6 +108,7 @@ async fn write_loop(
     store: Arc<dyn Storage>,
     mut rx: mpsc::Receiver<Event>,
     counters: Arc<Counters>,
+    detector: Arc<std::sync::OnceLock<Arc<crate::detect::Detector>>>,
 ) {
     let mut batch: Vec<Event> = Vec::with_capacity(BATCH + 1);
     let mut backoff = Duration::from_millis(50);
@@ -131,6 +142,11 @@ async fn write_loop(
                 if failing {
                     tracing::info!(event = "audit.store_recovered");
                     failing = false;
+                }
+                // Detection sees events once they are stored, in order: the history a sign-in
+                // is compared with is in the database already.
+                if let Some(d) = detector.get() {
+                    d.observe(&batch).await;
                 }
                 batch.clear();
                 backoff = Duration::from_millis(50);

@@ -91,7 +91,7 @@ fn allowed_addresses(found: impl IntoIterator<Item = SocketAddr>) -> Vec<SocketA
 }
 
 /// Checks a stored URI against the outbound rules before any connection.
-fn check_target(uri: &str, dev: bool) -> Result<Url, DeliveryError> {
+pub(crate) fn check_target(uri: &str, dev: bool) -> Result<Url, DeliveryError> {
     let url = Url::parse(uri).map_err(|_| DeliveryError::Refused("not a URI".into()))?;
     let host = url
         .host()
@@ -124,13 +124,22 @@ fn check_target(uri: &str, dev: bool) -> Result<Url, DeliveryError> {
 /// The outbound HTTP client: system roots plus the optional extra CA file, no redirects, no
 /// proxy, the checked resolver, [`TIMEOUT`].
 pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, SetupError> {
+    outbound_client(ca_file, "Portcullis back-channel logout")
+}
+
+/// An outbound client under the rules above, announcing itself as `user_agent` (the alert
+/// webhook uses one too).
+pub fn outbound_client(
+    ca_file: Option<&Path>,
+    user_agent: &'static str,
+) -> Result<reqwest::Client, SetupError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .timeout(TIMEOUT)
         .connect_timeout(TIMEOUT)
         .dns_resolver(Arc::new(CheckedResolver))
-        .user_agent("Portcullis back-channel logout");
+        .user_agent(user_agent);
     if let Some(path) = ca_file {
         let name = path.display().to_string();
         let pem =
@@ -328,7 +337,7 @@ impl Dispatcher {
 }
 
 /// Did the checked resolver refuse the host name?
-fn refused_name(e: &reqwest::Error) -> bool {
+pub(crate) fn refused_name(e: &reqwest::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if err.downcast_ref::<RefusedName>().is_some() {
@@ -340,7 +349,7 @@ fn refused_name(e: &reqwest::Error) -> bool {
 }
 
 /// An error with its causes, for the log.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(err) = source {

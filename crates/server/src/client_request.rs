@@ -109,6 +109,18 @@ where
     F: FnOnce(ClientRequest) -> Fut,
     Fut: Future<Output = Handled>,
 {
+    // A detection's response may have blocked this address for a while.
+    if let Some(left) = st.responses.blocked_for(ip, now) {
+        let mut res = oauth_json_error(&OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "requests from this address are refused for a while; retry later",
+        ));
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        if let Ok(v) = HeaderValue::from_str(&left.to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return res;
+    }
     let address = format!("client-auth:{}", bucket(ip, st.ipv6_prefix));
     let slot = st.client_auth_limits.reserve(&address, now).await;
     if let d @ Decision::Limited { .. } = slot {

@@ -56,6 +56,20 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_OUTBOUND_CA_FILE",
     "PORTCULLIS_BACKCHANNEL_POLL_MS",
     "PORTCULLIS_BACKCHANNEL_RETRY_BASE",
+    "PORTCULLIS_ADMIN_LISTEN",
+    "PORTCULLIS_EVENT_RETENTION_DAYS",
+    "PORTCULLIS_EVENT_BUFFER",
+    "PORTCULLIS_DETECT_LOGIN_FAILURES_ACCOUNT",
+    "PORTCULLIS_DETECT_LOGIN_FAILURES_ADDRESS",
+    "PORTCULLIS_DETECT_REFRESH_FAILURES_CLIENT",
+    "PORTCULLIS_DETECT_REFRESH_FAILURES_USER",
+    "PORTCULLIS_DETECT_TRAVEL_KMH",
+    "PORTCULLIS_DETECT_RESPONSES",
+    "PORTCULLIS_DETECT_BLOCK_SECS",
+    "PORTCULLIS_DETECT_DELAY_MS",
+    "PORTCULLIS_GEOIP_DB",
+    "PORTCULLIS_ALERT_WEBHOOK_URL",
+    "PORTCULLIS_ALERT_WEBHOOK_SECRET",
 ];
 
 /// The window of the token endpoint's failed-client-authentication limit, seconds.
@@ -78,6 +92,16 @@ struct FileConfig {
     listen: Option<String>,
     http_redirect_listen: Option<String>,
     admin_listen: Option<String>,
+    detect_login_failures_account: Option<String>,
+    detect_login_failures_address: Option<String>,
+    detect_refresh_failures_client: Option<String>,
+    detect_refresh_failures_user: Option<String>,
+    detect_travel_kmh: Option<f64>,
+    detect_responses: Option<String>,
+    detect_block_secs: Option<i64>,
+    detect_delay_ms: Option<u64>,
+    geoip_db: Option<PathBuf>,
+    alert_webhook_url: Option<String>,
     database_url: Option<String>,
     sqlite_synchronous: Option<String>,
     data_dir: Option<String>,
@@ -134,6 +158,16 @@ pub struct Config {
     pub http_redirect_listen: Option<SocketAddr>,
     /// The admin API's listener (`None`: off).
     pub admin_listen: Option<SocketAddr>,
+    /// The threat detections' thresholds and responses.
+    pub detect_rules: portcullis_core::detect::Rules,
+    /// How long a `block` or `delay` response lasts, seconds.
+    pub detect_block_secs: i64,
+    /// The extra wait of a `delay` response.
+    pub detect_delay: std::time::Duration,
+    /// The IP-geolocation database (MaxMind DB format), if any.
+    pub geoip_db: Option<PathBuf>,
+    /// Where alerts are POSTed, and the signing secret (from the environment only).
+    pub alert_webhook: Option<(String, crate::webhook::WebhookSecret)>,
     pub database_url: String,
     /// SQLite commit durability (`PORTCULLIS_SQLITE_SYNCHRONOUS`, `full` by default).
     pub durability: portcullis_store::Durability,
@@ -409,6 +443,105 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
             admin_listen.map(|a| a.to_string()).unwrap_or_default()
         ));
     }
+    let threshold = |name: &str, v: Option<String>, default| -> Result<_, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) => portcullis_core::detect::Threshold::parse(&s).ok_or_else(|| {
+                ConfigError(format!(
+                    "{name} must be COUNT/SECONDS, e.g. 10/300 (count 1-100000, window 1-86400)"
+                ))
+            }),
+        }
+    };
+    let defaults = portcullis_core::detect::Rules::default();
+    let detect_rules = portcullis_core::detect::Rules {
+        login_failures_account: threshold(
+            "PORTCULLIS_DETECT_LOGIN_FAILURES_ACCOUNT",
+            get("PORTCULLIS_DETECT_LOGIN_FAILURES_ACCOUNT").or(file.detect_login_failures_account),
+            defaults.login_failures_account,
+        )?,
+        login_failures_address: threshold(
+            "PORTCULLIS_DETECT_LOGIN_FAILURES_ADDRESS",
+            get("PORTCULLIS_DETECT_LOGIN_FAILURES_ADDRESS").or(file.detect_login_failures_address),
+            defaults.login_failures_address,
+        )?,
+        refresh_failures_client: threshold(
+            "PORTCULLIS_DETECT_REFRESH_FAILURES_CLIENT",
+            get("PORTCULLIS_DETECT_REFRESH_FAILURES_CLIENT")
+                .or(file.detect_refresh_failures_client),
+            defaults.refresh_failures_client,
+        )?,
+        refresh_failures_user: threshold(
+            "PORTCULLIS_DETECT_REFRESH_FAILURES_USER",
+            get("PORTCULLIS_DETECT_REFRESH_FAILURES_USER").or(file.detect_refresh_failures_user),
+            defaults.refresh_failures_user,
+        )?,
+        travel_kmh: parse_num(
+            "PORTCULLIS_DETECT_TRAVEL_KMH",
+            get("PORTCULLIS_DETECT_TRAVEL_KMH"),
+            file.detect_travel_kmh,
+        )?
+        .unwrap_or(defaults.travel_kmh),
+        responses: match get("PORTCULLIS_DETECT_RESPONSES").or(file.detect_responses) {
+            None => Vec::new(),
+            Some(s) => portcullis_core::detect::Rules::parse_responses(&s)
+                .map_err(|e| ConfigError(format!("PORTCULLIS_DETECT_RESPONSES: {e}")))?,
+        },
+    };
+    if !(100.0..=20_000.0).contains(&detect_rules.travel_kmh) {
+        return err("PORTCULLIS_DETECT_TRAVEL_KMH must be between 100 and 20000");
+    }
+    let detect_block_secs = parse_num(
+        "PORTCULLIS_DETECT_BLOCK_SECS",
+        get("PORTCULLIS_DETECT_BLOCK_SECS"),
+        file.detect_block_secs,
+    )?
+    .unwrap_or(900);
+    if !(1..=86_400).contains(&detect_block_secs) {
+        return err("PORTCULLIS_DETECT_BLOCK_SECS must be between 1 and 86400");
+    }
+    let detect_delay_ms = parse_num(
+        "PORTCULLIS_DETECT_DELAY_MS",
+        get("PORTCULLIS_DETECT_DELAY_MS"),
+        file.detect_delay_ms,
+    )?
+    .unwrap_or(2000);
+    if !(1..=10_000).contains(&detect_delay_ms) {
+        return err("PORTCULLIS_DETECT_DELAY_MS must be between 1 and 10000");
+    }
+    let geoip_db = get("PORTCULLIS_GEOIP_DB")
+        .map(PathBuf::from)
+        .or(file.geoip_db);
+    let alert_webhook = match get("PORTCULLIS_ALERT_WEBHOOK_URL").or(file.alert_webhook_url) {
+        None => {
+            if get("PORTCULLIS_ALERT_WEBHOOK_SECRET").is_some() {
+                warnings.push(
+                    "PORTCULLIS_ALERT_WEBHOOK_SECRET is set without PORTCULLIS_ALERT_WEBHOOK_URL: no alert is sent".into(),
+                );
+            }
+            None
+        }
+        Some(url) => {
+            // A secret: from the environment or .env only, never the TOML file.
+            let secret = get("PORTCULLIS_ALERT_WEBHOOK_SECRET").ok_or_else(|| {
+                ConfigError(
+                    "PORTCULLIS_ALERT_WEBHOOK_URL needs PORTCULLIS_ALERT_WEBHOOK_SECRET (whsec_ + base64, in the environment or .env)".into(),
+                )
+            })?;
+            let secret = crate::webhook::WebhookSecret::parse(&secret)
+                .map_err(|e| ConfigError(format!("PORTCULLIS_ALERT_WEBHOOK_SECRET {e}")))?;
+            let parsed = url::Url::parse(&url)
+                .map_err(|_| ConfigError("PORTCULLIS_ALERT_WEBHOOK_URL is not a URL".into()))?;
+            let loopback_http = parsed.scheme() == "http"
+                && matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+            if parsed.scheme() != "https" && !(dev && loopback_http) {
+                return err(
+                    "PORTCULLIS_ALERT_WEBHOOK_URL must be https (http only on loopback with --dev)",
+                );
+            }
+            Some((url, secret))
+        }
+    };
     let database_url = get("PORTCULLIS_DATABASE_URL")
         .or(file.database_url)
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("portcullis.sqlite3").display()));
@@ -724,6 +857,11 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         listen,
         http_redirect_listen,
         admin_listen,
+        detect_rules,
+        detect_block_secs,
+        detect_delay: std::time::Duration::from_millis(detect_delay_ms),
+        geoip_db,
+        alert_webhook,
         database_url,
         durability,
         data_dir,

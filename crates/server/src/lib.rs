@@ -11,6 +11,7 @@ pub mod client_request;
 pub mod config;
 pub mod cookies;
 pub mod cors;
+pub mod detect;
 pub mod dev;
 pub mod flow;
 pub mod geoip;
@@ -23,6 +24,7 @@ pub mod state;
 pub mod templates;
 pub mod throttle;
 pub mod tls;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,9 +68,50 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
     let store: Arc<dyn portcullis_core::store::Storage> =
         Arc::new(cache::CachedStore::new(Arc::new(store)));
     let metrics = Arc::new(metrics::Metrics::new());
+    let audit = audit::Audit::start(store.clone(), config.event_buffer, metrics.clone());
+    let responses = Arc::new(detect::Responses::new(
+        config.detect_block_secs,
+        config.detect_delay,
+        config.ipv6_prefix,
+    ));
+    let geo = match &config.geoip_db {
+        None => {
+            tracing::info!(
+                event = "detect.geo",
+                "geographic detection: off (no PORTCULLIS_GEOIP_DB)"
+            );
+            None
+        }
+        Some(path) => {
+            let db = geoip::GeoIp::open(path).context("PORTCULLIS_GEOIP_DB")?;
+            tracing::info!(event = "detect.geo", "{}", db.describe());
+            Some(db)
+        }
+    };
+    let webhook = match &config.alert_webhook {
+        None => None,
+        Some((url, secret)) => Some(webhook::Webhook::start(
+            url.clone(),
+            secret.clone(),
+            backchannel::outbound_client(
+                config.outbound_ca_file.as_deref(),
+                "Portcullis alert webhook",
+            )?,
+            config.dev,
+        )),
+    };
+    audit.set_detector(Arc::new(detect::Detector::new(
+        config.detect_rules.clone(),
+        store.clone(),
+        geo,
+        responses.clone(),
+        audit.clone(),
+        webhook,
+    )));
     Ok(AppState {
-        audit: audit::Audit::start(store.clone(), config.event_buffer, metrics.clone()),
+        audit,
         metrics,
+        responses,
         cors_origins: Arc::new(cors::CorsOrigins::new(store.clone())),
         client_quota: Arc::new(quota::GovernorQuota::per_second(config.client_quota)),
         client_auth_limits: Arc::new(portcullis_guard::limiter::MemoryLimiter::new(

@@ -19,6 +19,8 @@ pub struct AppState {
     pub audit: crate::audit::Audit,
     /// The Prometheus metrics of the admin listener.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Addresses blocked or slowed down by a detection's response.
+    pub responses: Arc<crate::detect::Responses>,
     /// The signing keys and JWKS, reloaded while running.
     pub keys: Arc<crate::keyring::Keyring>,
     pub hash_key: Arc<HashKey>,

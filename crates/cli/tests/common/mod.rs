@@ -12,6 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
+pub mod receiver;
+
 pub const PASSWORD: &str = "velvet orbit lantern harbor";
 pub const API: &str = "https://api.example.com";
 

@@ -74,6 +74,13 @@ pub async fn login(
         Some(value) => recognised_device(&st, email, &value, now).await,
         None => None,
     };
+    // A detection's response for this address: refused for a while, or slowed down.
+    if let Some(left) = st.responses.blocked_for(ip, now) {
+        return throttled(&st, &flow, &client, left);
+    }
+    if let Some(wait) = st.responses.delay_for(ip, now) {
+        tokio::time::sleep(wait).await;
+    }
     // The attempt is counted before the password is checked (no race lets extra guesses in).
     let reservation = match st
         .login_limits
@@ -96,17 +103,7 @@ pub async fn login(
                         )),
                 );
             }
-            let mut res = login_page(
-                &st,
-                &flow,
-                &client,
-                StatusCode::TOO_MANY_REQUESTS,
-                Some(TOO_MANY_ATTEMPTS),
-            );
-            if let Ok(v) = HeaderValue::from_str(&t.retry_after.to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return res;
+            return throttled(&st, &flow, &client, t.retry_after);
         }
     };
     let user = match login::verify_credentials(&*st.store, &st.hasher, email, password).await {
@@ -254,6 +251,26 @@ pub async fn login(
         res,
         DEVICE.set(&device_value, throttle::DEVICE_COOKIE_LIFETIME),
     )
+}
+
+/// The sign-in page with "Too many login attempts", `429` and `Retry-After`.
+fn throttled(
+    st: &AppState,
+    flow: &portcullis_core::model::Flow,
+    client: &portcullis_core::model::Client,
+    retry_after: i64,
+) -> Response {
+    let mut res = login_page(
+        st,
+        flow,
+        client,
+        StatusCode::TOO_MANY_REQUESTS,
+        Some(TOO_MANY_ATTEMPTS),
+    );
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
 }
 
 /// The device of a valid device cookie issued for the account `typed_email` names.

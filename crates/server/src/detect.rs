@@ -1,0 +1,260 @@
+//! Running the detections (`portcullis_core::detect`) on the audit stream, and answering them.
+//!
+//! The audit writer hands every batch it has stored to [`Detector::observe`], in order, so the
+//! history a sign-in is compared with is already in the database. A finding becomes an
+//! `alert.raised` event (stored and logged like every event, counted in the metrics), is
+//! POSTed to the alert webhook if one is configured, and gets its configured response:
+//! `delay` or `block` for the address (see [`Responses`]), or `revoke_sessions` for the user.
+//! The default is the alert alone; refresh-token theft has already been answered by the token
+//! endpoint (family and session revoked in the transaction that saw the reuse).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis_core::audit::{Event, EventFilter, EventKind};
+use portcullis_core::detect::{self, Counting, Finding, Response, Rules, SignIn};
+use portcullis_core::ids::UserId;
+use portcullis_core::store::Storage;
+
+use crate::audit::Audit;
+use crate::geoip::GeoIp;
+use crate::state::now;
+use crate::webhook::Webhook;
+
+/// Earlier sign-ins a new one is compared with.
+const HISTORY: u32 = 50;
+
+/// Addresses slowed down or refused by a detection's response, each until a time. Shared by
+/// the detector (which adds) and the sign-in and token endpoints (which ask). Keys are the
+/// address buckets of the limiters (IPv4 address, IPv6 /64). Bounded: at capacity the expired
+/// entries go, then the oldest.
+pub struct Responses {
+    blocked: Mutex<HashMap<String, i64>>,
+    delayed: Mutex<HashMap<String, i64>>,
+    /// How long a block or delay lasts, seconds.
+    pub period: i64,
+    /// The extra wait of a delayed sign-in.
+    pub delay: Duration,
+    ipv6_prefix: u8,
+}
+
+const MAX_RESPONSES: usize = 100_000;
+
+impl Responses {
+    pub fn new(period: i64, delay: Duration, ipv6_prefix: u8) -> Self {
+        Responses {
+            blocked: Mutex::new(HashMap::new()),
+            delayed: Mutex::new(HashMap::new()),
+            period,
+            delay,
+            ipv6_prefix,
+        }
+    }
+
+    fn key(&self, ip: IpAddr) -> String {
+        portcullis_guard::client_addr::bucket(ip, self.ipv6_prefix).to_string()
+    }
+
+    fn put(map: &Mutex<HashMap<String, i64>>, key: String, until: i64, now: i64) {
+        if let Ok(mut m) = map.lock() {
+            if m.len() >= MAX_RESPONSES {
+                m.retain(|_, u| *u > now);
+                if m.len() >= MAX_RESPONSES {
+                    if let Some(oldest) = m.iter().min_by_key(|(_, u)| **u).map(|(k, _)| k.clone())
+                    {
+                        m.remove(&oldest);
+                    }
+                }
+            }
+            let slot = m.entry(key).or_insert(until);
+            *slot = (*slot).max(until);
+        }
+    }
+
+    fn left(map: &Mutex<HashMap<String, i64>>, key: &str, now: i64) -> Option<i64> {
+        let m = map.lock().ok()?;
+        m.get(key).copied().filter(|u| *u > now).map(|u| u - now)
+    }
+
+    pub fn block(&self, ip: IpAddr, now: i64) {
+        Self::put(&self.blocked, self.key(ip), now + self.period, now);
+    }
+
+    pub fn slow_down(&self, ip: IpAddr, now: i64) {
+        Self::put(&self.delayed, self.key(ip), now + self.period, now);
+    }
+
+    /// Seconds the address stays blocked, if it is.
+    pub fn blocked_for(&self, ip: IpAddr, now: i64) -> Option<i64> {
+        Self::left(&self.blocked, &self.key(ip), now)
+    }
+
+    /// The extra wait for a sign-in from the address, if it is slowed down.
+    pub fn delay_for(&self, ip: IpAddr, now: i64) -> Option<Duration> {
+        Self::left(&self.delayed, &self.key(ip), now).map(|_| self.delay)
+    }
+}
+
+/// The detector: rules, counters, optional geolocation, and what it answers with.
+pub struct Detector {
+    rules: Rules,
+    counting: Mutex<Counting>,
+    store: Arc<dyn Storage>,
+    geo: Option<GeoIp>,
+    responses: Arc<Responses>,
+    audit: Audit,
+    webhook: Option<Webhook>,
+}
+
+impl Detector {
+    pub fn new(
+        rules: Rules,
+        store: Arc<dyn Storage>,
+        geo: Option<GeoIp>,
+        responses: Arc<Responses>,
+        audit: Audit,
+        webhook: Option<Webhook>,
+    ) -> Self {
+        Detector {
+            rules,
+            counting: Mutex::new(Counting::new(100_000)),
+            store,
+            geo,
+            responses,
+            audit,
+            webhook,
+        }
+    }
+
+    fn place(&self, e: &Event) -> Option<portcullis_core::geo::Place> {
+        let geo = self.geo.as_ref()?;
+        let ip: IpAddr = e.address.as_deref()?.parse().ok()?;
+        Some(geo.lookup(ip))
+    }
+
+    /// Runs every detection on a stored batch, in order.
+    pub async fn observe(&self, batch: &[Event]) {
+        for e in batch {
+            // Alerts and the detector's own responses are not evidence of anything.
+            if e.kind == EventKind::AlertRaised.as_str() || e.reason.as_deref() == Some("detection")
+            {
+                continue;
+            }
+            let mut found = match self.counting.lock() {
+                Ok(mut c) => c.observe(e, &self.rules),
+                Err(_) => Vec::new(),
+            };
+            if e.kind == EventKind::LoginSucceeded.as_str() {
+                found.extend(self.sign_in(e).await);
+            }
+            for f in found {
+                self.raise(f).await;
+            }
+        }
+    }
+
+    async fn sign_in(&self, e: &Event) -> Vec<Finding> {
+        let Some(user) = &e.user_id else {
+            return Vec::new();
+        };
+        // This sign-in is stored already (and later ones of the same batch may be): the earlier
+        // ones are those stored before it, found by its session (new at every sign-in).
+        let filter = EventFilter {
+            user_id: Some(user.clone()),
+            kind: Some(EventKind::LoginSucceeded.as_str().to_owned()),
+            until: Some(e.at + 1),
+            limit: HISTORY + 64,
+            ..EventFilter::default()
+        };
+        let earlier = match self.store.query_events(&filter).await {
+            Ok(mut list) => {
+                match list
+                    .iter()
+                    .position(|s| s.event.session_id == e.session_id && s.event.at == e.at)
+                {
+                    Some(i) => list.truncate(i),
+                    None => list.retain(|s| s.event.at < e.at),
+                }
+                list.reverse(); // newest first
+                list.truncate(HISTORY as usize);
+                list
+            }
+            Err(err) => {
+                tracing::warn!(event = "detect.history_failed", error = %err);
+                return Vec::new();
+            }
+        };
+        let earlier: Vec<SignIn<'_>> = earlier
+            .iter()
+            .map(|s| SignIn {
+                event: &s.event,
+                place: self.place(&s.event),
+            })
+            .collect();
+        let now = SignIn {
+            event: e,
+            place: self.place(e),
+        };
+        detect::sign_in_anomalies(&now, &earlier, &self.rules)
+    }
+
+    async fn raise(&self, f: Finding) {
+        let now = now();
+        let response = self.rules.response(f.detection);
+        let applied = self.respond(&f, response, now).await;
+        let mut alert = Event::new(EventKind::AlertRaised, now)
+            .reason(f.detection.as_str())
+            .detail(&format!("response={} {}", applied.as_str(), f.facts));
+        alert.user_id = f.user_id.clone();
+        alert.client_id = f.client_id.clone();
+        alert.address = f.address.clone();
+        alert.session_id = f.session_id.clone();
+        let alert = alert.cleaned();
+        if let Some(w) = &self.webhook {
+            w.send(&alert);
+        }
+        self.audit.record(alert);
+    }
+
+    /// Applies the response; returns what was really done (a response that needs an address or
+    /// a user the finding lacks falls back to the alert alone).
+    async fn respond(&self, f: &Finding, response: Response, now: i64) -> Response {
+        let ip: Option<IpAddr> = f.address.as_deref().and_then(|a| a.parse().ok());
+        match (response, ip, f.user_id.as_deref()) {
+            (Response::Block, Some(ip), _) => {
+                self.responses.block(ip, now);
+                Response::Block
+            }
+            (Response::Delay, Some(ip), _) => {
+                self.responses.slow_down(ip, now);
+                Response::Delay
+            }
+            (Response::RevokeSessions, _, Some(user)) => {
+                let Some(id) = UserId::parse(user) else {
+                    return Response::Alert;
+                };
+                match self.store.revoke_user_sessions(&id, None, now).await {
+                    Ok(ended) => {
+                        for s in ended {
+                            self.audit.record(
+                                Event::new(EventKind::SessionRevoked, now)
+                                    .user(&id)
+                                    .session(&s)
+                                    .reason("detection")
+                                    .detail(&format!("detection={}", f.detection.as_str())),
+                            );
+                        }
+                        Response::RevokeSessions
+                    }
+                    Err(e) => {
+                        tracing::error!(event = "detect.response_failed", error = %e);
+                        Response::Alert
+                    }
+                }
+            }
+            _ => Response::Alert,
+        }
+    }
+}
