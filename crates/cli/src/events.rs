@@ -114,7 +114,12 @@ fn line(s: &StoredEvent) -> String {
         ("detail", &e.detail),
     ] {
         if let Some(v) = value {
-            out.push_str(&format!(" {name}={v}"));
+            // Quoted when a value could read as more than one field.
+            if v.contains([' ', '=', '"']) {
+                out.push_str(&format!(" {name}={v:?}"));
+            } else {
+                out.push_str(&format!(" {name}={v}"));
+            }
         }
     }
     if let Some(ua) = &e.user_agent {

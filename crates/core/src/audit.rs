@@ -449,7 +449,11 @@ pub fn parse_filter(t: &FilterText<'_>, now: i64, max_limit: u32) -> Result<Even
 /// A time as RFC 3339, unix seconds, or an age before `now` (`90s`, `30m`, `12h`, `7d`).
 pub fn parse_time(s: &str, now: i64) -> Option<i64> {
     const MAX: i64 = 100_000_000_000;
+    // Digits only: no sign, as the admin API's document says.
     let age = |n: &str, unit: i64| -> Option<i64> {
+        if n.is_empty() || n.len() > 9 || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         n.parse::<i64>()
             .ok()
             .filter(|n| (0..=100_000_000).contains(n))
@@ -466,7 +470,10 @@ pub fn parse_time(s: &str, now: i64) -> Option<i64> {
         return aged;
     }
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse::<i64>().ok().filter(|n| *n <= MAX);
+        return (s.len() <= 11)
+            .then(|| s.parse::<i64>().ok())
+            .flatten()
+            .filter(|n| *n <= MAX);
     }
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .ok()
@@ -488,6 +495,9 @@ mod tests {
             "",
             "m",
             "-5m",
+            "+5m",
+            "-0m",
+            "100000000000",
             "yesterday",
             "12x",
             "2026-13-01T00:00:00Z",

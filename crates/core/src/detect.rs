@@ -66,6 +66,33 @@ impl Detection {
     pub fn parse(s: &str) -> Option<Detection> {
         Detection::ALL.iter().copied().find(|d| d.as_str() == s)
     }
+
+    /// Whether `response` may answer this detection. A response must land on the actor the
+    /// evidence is about: counted failures can be steered by anyone (the failure that crosses
+    /// the threshold may be the victim's own), so they never end sessions, and only an address
+    /// that did the failing may be blocked or slowed. The sign-in detections are about one
+    /// successful sign-in: its address, and its user.
+    pub fn allows(self, response: Response) -> bool {
+        match response {
+            Response::Alert => true,
+            Response::Delay | Response::Block => matches!(
+                self,
+                Detection::LoginFailuresAddress
+                    | Detection::CredentialStuffing
+                    | Detection::NewDevice
+                    | Detection::NewNetwork
+                    | Detection::NewCountry
+                    | Detection::ImpossibleTravel
+            ),
+            Response::RevokeSessions => matches!(
+                self,
+                Detection::NewDevice
+                    | Detection::NewNetwork
+                    | Detection::NewCountry
+                    | Detection::ImpossibleTravel
+            ),
+        }
+    }
 }
 
 /// What the server does when a detection fires, besides raising the alert.
@@ -197,6 +224,13 @@ impl Rules {
             if out.iter().any(|(x, _)| *x == d) {
                 return Err(format!("{} is given twice", d.as_str()));
             }
+            if !d.allows(r) {
+                return Err(format!(
+                    "{} cannot answer {}: anyone can steer what it counts onto someone else",
+                    r.as_str(),
+                    d.as_str()
+                ));
+            }
             out.push((d, r));
         }
         Ok(out)
@@ -225,6 +259,22 @@ impl Finding {
             session_id: e.session_id.clone(),
             facts,
         }
+    }
+}
+
+/// An address as the counting detections key it: IPv4 as is, IPv6 by its /64 (one customer
+/// network, as the limiters count), IPv4-mapped IPv6 as IPv4.
+pub fn address_key(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Ok(v4) => v4.to_string(),
+        Err(_) => address.to_owned(),
     }
 }
 
@@ -261,10 +311,16 @@ impl Counting {
     /// Counts one event for `key`; true exactly once per window, when the count reaches the
     /// threshold.
     fn hit(&mut self, d: Detection, key: &str, t: Threshold, now: i64) -> bool {
-        if self.windows.len() >= self.capacity {
-            self.windows.retain(|_, w| now < w.start + 86_400);
+        if self.windows.len() >= self.capacity && !self.windows.contains_key(&(d, key.to_owned())) {
+            // Windows that have ended go first (no window is longer than a day); then the
+            // oldest half, so a flood of new keys cannot wipe a counter in progress at will.
+            self.windows
+                .retain(|_, w| now < w.start + 86_400 && !(w.fired && now >= w.start + 3600));
             if self.windows.len() >= self.capacity {
-                self.windows.clear();
+                let mut starts: Vec<i64> = self.windows.values().map(|w| w.start).collect();
+                starts.sort_unstable();
+                let cut = starts[starts.len() / 2];
+                self.windows.retain(|_, w| w.start > cut);
             }
         }
         let w = self.windows.entry((d, key.to_owned())).or_insert(Window {
@@ -310,12 +366,18 @@ impl Counting {
                 }
                 if let Some(address) = &e.address {
                     let t = rules.login_failures_address;
-                    if self.hit(Detection::LoginFailuresAddress, address, t, e.at) {
-                        found.push(Finding::of(
+                    let key = address_key(address);
+                    if self.hit(Detection::LoginFailuresAddress, &key, t, e.at) {
+                        // About the address: which account the last failure named is noise
+                        // (an attacker chooses it).
+                        let mut f = Finding::of(
                             Detection::LoginFailuresAddress,
                             e,
-                            format!("failures={} window={}s", t.count, t.window),
-                        ));
+                            format!("failures={} window={}s network={key}", t.count, t.window),
+                        );
+                        f.user_id = None;
+                        f.session_id = None;
+                        found.push(f);
                     }
                 }
             }
@@ -543,6 +605,40 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_addresses_count_per_64() {
+        let rules = Rules {
+            login_failures_address: Threshold {
+                count: 3,
+                window: 60,
+            },
+            ..Rules::default()
+        };
+        let mut c = Counting::new(1000);
+        let mut fired = Vec::new();
+        for (i, a) in [
+            "2001:db8:1:2::1",
+            "2001:db8:1:2::ffff",
+            "2001:db8:1:2:abcd::9",
+        ]
+        .iter()
+        .enumerate()
+        {
+            fired.extend(c.observe(&failed(10 + i as i64, &format!("a{i}"), a), &rules));
+        }
+        assert_eq!(fired.len(), 1);
+        assert!(
+            fired[0].facts.contains("network=2001:db8:1:2::/64"),
+            "{}",
+            fired[0].facts
+        );
+        assert_eq!(
+            fired[0].user_id, None,
+            "about the address, not the account it named"
+        );
+        assert_eq!(address_key("::ffff:192.0.2.1"), "192.0.2.1");
+    }
+
+    #[test]
     fn memory_stays_bounded() {
         let mut c = Counting::new(16);
         let rules = Rules::default();
@@ -707,6 +803,10 @@ mod tests {
             "nope=block",
             "new_device=explode",
             "new_device=block,new_device=alert",
+            "login_failures_address=revoke_sessions",
+            "login_failures_account=block",
+            "refresh_failures_client=block",
+            "credential_stuffing=revoke_sessions",
         ] {
             assert!(Rules::parse_responses(bad).is_err(), "{bad}");
         }

@@ -5,8 +5,8 @@
 //! Every call but the OpenAPI document needs `Authorization: Bearer <admin token>` (from
 //! `portcullis admin rotate-token`; the two newest are valid). Only the token's keyed hash is
 //! stored, and the comparison with each stored hash is constant-time. Failed authentications
-//! are limited per address (then 429 with `Retry-After`), authenticated calls per address and
-//! second. Every call is audited as `admin.api_call` (refusals by the limiter once per
+//! are limited per address (then 429 with `Retry-After` for bad tokens; a valid token is never
+//! locked out by others' failures), authenticated calls per address and second. Every call is audited as `admin.api_call` (refusals by the limiter once per
 //! address and window, so a flood is one event).
 
 use std::net::{IpAddr, SocketAddr};
@@ -130,7 +130,7 @@ async fn authenticate(
     next: Next,
 ) -> Response {
     let path = req.uri().path().chars().take(100).collect::<String>();
-    if path == "/openapi.json" && req.method() == Method::GET {
+    if path == "/openapi.json" && (req.method() == Method::GET || req.method() == Method::HEAD) {
         return next.run(req).await;
     }
     let ip = peer.ip();
@@ -159,16 +159,6 @@ async fn authenticate(
     };
     let key = address_key(ip);
     let now = now();
-    if let Decision::Limited { retry_after } = st.failures.check(&key, now).await {
-        if st.refusal_logged.reserve(&key, now).await.is_allowed() {
-            record(
-                Outcome::Failure,
-                "rate_limited",
-                StatusCode::TOO_MANY_REQUESTS,
-            );
-        }
-        return too_many(retry_after);
-    }
     let known = match presented_hash(&st, req.headers()) {
         None => false,
         Some(hash) => match st.app.store.admin_token_hashes().await {
@@ -187,7 +177,19 @@ async fn authenticate(
         },
     };
     if !known {
-        let _ = st.failures.reserve(&key, now).await;
+        // Counted as it happens (one atomic reserve); past the limit, bad tokens from this
+        // address get 429. A valid token is never refused by this limit: a local process
+        // sending bad tokens cannot lock the operator (or the metrics scrape) out.
+        if let Decision::Limited { retry_after } = st.failures.reserve(&key, now).await {
+            if st.refusal_logged.reserve(&key, now).await.is_allowed() {
+                record(
+                    Outcome::Failure,
+                    "rate_limited",
+                    StatusCode::TOO_MANY_REQUESTS,
+                );
+            }
+            return too_many(retry_after);
+        }
         record(Outcome::Failure, "unauthorized", StatusCode::UNAUTHORIZED);
         let mut res = error(
             StatusCode::UNAUTHORIZED,

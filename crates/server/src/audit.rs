@@ -30,6 +30,8 @@ pub struct Counters {
     pub stored: AtomicU64,
     pub dropped: AtomicU64,
     pub store_failures: AtomicU64,
+    /// Stored events the detector could not take (it was behind, or had stopped).
+    pub detector_dropped: AtomicU64,
     /// Drops not yet reported by an `audit.events_lost` event.
     unreported: AtomicU64,
 }
@@ -50,7 +52,7 @@ pub struct Audit {
     pub counters: Arc<Counters>,
     metrics: Arc<crate::metrics::Metrics>,
     /// Runs on every stored batch, once set.
-    detector: Arc<std::sync::OnceLock<Arc<crate::detect::Detector>>>,
+    detector: Arc<std::sync::OnceLock<mpsc::Sender<Vec<Event>>>>,
 }
 
 impl Audit {
@@ -72,10 +74,18 @@ impl Audit {
         }
     }
 
-    /// From now on every stored batch goes through `detector` (set once; later calls are
-    /// ignored).
+    /// From now on every stored batch goes to `detector`, which runs in a task of its own (set
+    /// once; later calls are ignored): a slow or failing detection never holds up storage, and
+    /// batches it cannot take are counted (`detector_dropped`).
     pub fn set_detector(&self, detector: Arc<crate::detect::Detector>) {
-        let _ = self.detector.set(detector);
+        let (tx, mut rx) = mpsc::channel::<Vec<Event>>(256);
+        if self.detector.set(tx).is_ok() {
+            tokio::spawn(async move {
+                while let Some(batch) = rx.recv().await {
+                    detector.observe(&batch).await;
+                }
+            });
+        }
     }
 
     /// Logs the event, counts it in the metrics and queues it for storage. Never blocks,
@@ -108,7 +118,7 @@ async fn write_loop(
     store: Arc<dyn Storage>,
     mut rx: mpsc::Receiver<Event>,
     counters: Arc<Counters>,
-    detector: Arc<std::sync::OnceLock<Arc<crate::detect::Detector>>>,
+    detector: Arc<std::sync::OnceLock<mpsc::Sender<Vec<Event>>>>,
 ) {
     let mut batch: Vec<Event> = Vec::with_capacity(BATCH + 1);
     let mut backoff = Duration::from_millis(50);
@@ -146,7 +156,11 @@ async fn write_loop(
                 // Detection sees events once they are stored, in order: the history a sign-in
                 // is compared with is in the database already.
                 if let Some(d) = detector.get() {
-                    d.observe(&batch).await;
+                    if d.try_send(batch.clone()).is_err() {
+                        counters
+                            .detector_dropped
+                            .fetch_add(batch.len() as u64, Ordering::AcqRel);
+                    }
                 }
                 batch.clear();
                 backoff = Duration::from_millis(50);

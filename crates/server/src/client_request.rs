@@ -215,8 +215,13 @@ impl ClientRequest {
         let mut event = Event::new(EventKind::ClientAuthFailed, now)
             .from(&self.origin)
             .reason("invalid_client");
+        // Only a well-formed client id is recorded: anything else may be a secret pasted in the
+        // wrong field, or text made to look like other fields.
         if let Some(id) = claimed {
-            event = event.client(id);
+            event = match portcullis_core::ids::ClientId::parse(&id) {
+                Some(id) => event.client(id),
+                None => event.detail("claimed_client=malformed"),
+            };
         }
         st.audit.record(event);
         if self.header_attempted {

@@ -454,7 +454,11 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         }
     };
     let defaults = portcullis_core::detect::Rules::default();
-    let detect_rules = portcullis_core::detect::Rules {
+    let account_set = get("PORTCULLIS_DETECT_LOGIN_FAILURES_ACCOUNT").is_some()
+        || file.detect_login_failures_account.is_some();
+    let address_set = get("PORTCULLIS_DETECT_LOGIN_FAILURES_ADDRESS").is_some()
+        || file.detect_login_failures_address.is_some();
+    let mut detect_rules = portcullis_core::detect::Rules {
         login_failures_account: threshold(
             "PORTCULLIS_DETECT_LOGIN_FAILURES_ACCOUNT",
             get("PORTCULLIS_DETECT_LOGIN_FAILURES_ACCOUNT").or(file.detect_login_failures_account),
@@ -741,6 +745,37 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     .unwrap_or(900);
     if !(60..=86_400).contains(&login_window) {
         return err("PORTCULLIS_LOGIN_WINDOW must be between 60 and 86400 seconds");
+    }
+    // The sign-in burst detections count failures the limiter lets through (after its limit
+    // the answer is a throttle, not a checked password): by default they fire exactly when the
+    // limiter starts refusing an account or an address. A higher count is never reached
+    // without device cookies: said at start.
+    let limit = portcullis_core::detect::Threshold {
+        count: login_max_failures,
+        window: login_window,
+    };
+    if !account_set {
+        detect_rules.login_failures_account = limit;
+    }
+    if !address_set {
+        detect_rules.login_failures_address = limit;
+    }
+    for (name, t) in [
+        (
+            "PORTCULLIS_DETECT_LOGIN_FAILURES_ACCOUNT",
+            detect_rules.login_failures_account,
+        ),
+        (
+            "PORTCULLIS_DETECT_LOGIN_FAILURES_ADDRESS",
+            detect_rules.login_failures_address,
+        ),
+    ] {
+        if t.count > login_max_failures {
+            warnings.push(format!(
+                "{name}={}/{} cannot fire for attempts without a device cookie: the sign-in limiter refuses after {login_max_failures} failures (PORTCULLIS_LOGIN_MAX_FAILURES)",
+                t.count, t.window
+            ));
+        }
     }
     let limiter_capacity = parse_num(
         "PORTCULLIS_LIMITER_CAPACITY",

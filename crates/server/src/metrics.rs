@@ -48,6 +48,7 @@ pub struct Metrics {
     audit_stored: Counter,
     audit_dropped: Counter,
     audit_store_failures: Counter,
+    detector_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -99,7 +100,14 @@ impl Metrics {
             "Failed attempts to store a batch of audit events",
             audit_store_failures.clone(),
         );
+        let detector_dropped = Counter::default();
+        registry.register(
+            "detector_events_dropped",
+            "Stored audit events the detections could not look at (they were behind or had stopped)",
+            detector_dropped.clone(),
+        );
         Metrics {
+            detector_dropped,
             registry: Mutex::new(registry),
             events,
             alerts,
@@ -131,6 +139,12 @@ impl Metrics {
     /// Records how long a request to `route` (the matched route template, never the raw path)
     /// took.
     pub fn observe_request(&self, route: &str, method: &str, seconds: f64) {
+        // A fixed set of labels: any token is a valid HTTP method, and each new label value
+        // would be a histogram kept forever.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "OPTIONS" | "PUT" | "DELETE" | "PATCH" => method,
+            _ => "other",
+        };
         self.requests
             .get_or_create(&RouteLabels {
                 route: route.to_owned(),
@@ -152,6 +166,10 @@ impl Metrics {
         sync(
             &self.audit_store_failures,
             audit.store_failures.load(Ordering::Acquire),
+        );
+        sync(
+            &self.detector_dropped,
+            audit.detector_dropped.load(Ordering::Acquire),
         );
         self.audit_pending
             .set(i64::try_from(audit.pending()).unwrap_or(i64::MAX));
@@ -177,6 +195,8 @@ mod tests {
         m.observe_event(&Event::new(EventKind::LoginFailed, 2));
         m.observe_event(&Event::new(EventKind::AlertRaised, 3).reason("new_country"));
         m.observe_request("/token", "POST", 0.002);
+        m.observe_request("unmatched", "FOO1", 0.001);
+        m.observe_request("unmatched", "FOO2", 0.001);
         let c = Counters::default();
         c.recorded.store(10, Ordering::Release);
         c.stored.store(7, Ordering::Release);
@@ -191,6 +211,10 @@ mod tests {
             "portcullis_http_request_duration_seconds_count{route=\"/token\",method=\"POST\"} 1"
         ));
         assert!(text.contains("portcullis_audit_events_pending 2"));
+        assert!(text.contains(
+            "portcullis_http_request_duration_seconds_count{route=\"unmatched\",method=\"other\"} 2"
+        ));
+        assert!(!text.contains("FOO1"));
         assert!(text.contains("portcullis_audit_events_stored_total 7"));
         assert!(text.contains("portcullis_audit_events_dropped_total 1"));
         assert!(text.ends_with("# EOF\n"));

@@ -135,7 +135,8 @@ async fn deliver(
                 .body(body.clone())
                 .send()
                 .await
-                .map_err(|e| (refused_name(&e), chain(&e)))?;
+                // Without the URL: webhook URLs often carry their credential in the path.
+                .map_err(|e| (refused_name(&e), chain(&e.without_url())))?;
             match res.status().as_u16() {
                 200..=299 => Ok(()),
                 s => Err((false, format!("the receiver answered {s}"))),

@@ -48,6 +48,8 @@ macro_rules! all_checks {
                 revoke_devices_raises_the_epoch,
                 password_change_revokes_sessions_and_refresh_tokens,
                 own_password_change_keeps_this_session_and_ends_offline_access,
+                audit_events_filter_page_and_purge,
+                admin_tokens_keep_the_two_newest,
                 clients_round_trip,
                 client_id_conflict,
                 client_secrets_keep_two_newest,
@@ -897,6 +899,114 @@ mod checks {
             .unwrap()
             .unwrap()
             .is_active(T0 + 34));
+    }
+
+    pub async fn audit_events_filter_page_and_purge(s: &dyn Storage) {
+        use portcullis_core::audit::{Event, EventFilter, EventKind, Origin, Outcome};
+        let at = |n: i64| T0 + n;
+        let mut batch = Vec::new();
+        for n in 0..10 {
+            let kind = if n % 2 == 0 {
+                EventKind::LoginFailed
+            } else {
+                EventKind::LoginSucceeded
+            };
+            batch.push(
+                Event::new(kind, at(n * 100))
+                    .user(if n < 5 { "usr_a" } else { "usr_b" })
+                    .client("cl_web")
+                    .from(&Origin {
+                        address: Some(format!("192.0.2.{}", n % 3)),
+                        user_agent: Some("ua".into()),
+                        request_id: Some(format!("r{n}")),
+                    }),
+            );
+        }
+        s.append_events(&batch).await.unwrap();
+        s.append_events(&[]).await.unwrap();
+        let q = |f: EventFilter| async move { s.query_events(&f).await.unwrap() };
+        let all = q(EventFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(all.len(), 10);
+        assert!(all.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+        assert_eq!(all[3].event, batch[3], "stored as given");
+        // The newest `limit`, oldest first; then paging on with after_id.
+        let newest = q(EventFilter {
+            limit: 3,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(
+            newest
+                .iter()
+                .map(|e| e.event.request_id.clone().unwrap())
+                .collect::<Vec<_>>(),
+            vec!["r7", "r8", "r9"]
+        );
+        let page = q(EventFilter {
+            after_id: Some(all[1].id),
+            limit: 2,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(
+            page.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![all[2].id, all[3].id]
+        );
+        // Every filter narrows.
+        let failed_a = q(EventFilter {
+            user_id: Some("usr_a".into()),
+            outcome: Some(Outcome::Failure),
+            limit: 100,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(failed_a.len(), 3);
+        assert!(failed_a.iter().all(|e| e.event.kind == "login.failed"));
+        let from = q(EventFilter {
+            address: Some("192.0.2.1".into()),
+            kind: Some("login.succeeded".into()),
+            since: Some(at(100)),
+            until: Some(at(700)),
+            limit: 100,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(
+            from.iter()
+                .map(|e| e.event.request_id.clone().unwrap())
+                .collect::<Vec<_>>(),
+            vec!["r1"]
+        );
+        assert!(q(EventFilter {
+            client_id: Some("cl_other".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .is_empty());
+        // Retention: older than the cut goes, the rest stays.
+        assert_eq!(s.purge_events(at(500)).await.unwrap(), 5);
+        assert_eq!(
+            q(EventFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .len(),
+            5
+        );
+    }
+
+    pub async fn admin_tokens_keep_the_two_newest(s: &dyn Storage) {
+        assert!(s.admin_token_hashes().await.unwrap().is_empty());
+        for (n, h) in ["h1", "h2", "h3"].iter().enumerate() {
+            s.add_admin_token(h, T0 + n as i64).await.unwrap();
+        }
+        assert_eq!(s.admin_token_hashes().await.unwrap(), vec!["h3", "h2"]);
     }
 
     pub async fn clients_round_trip(s: &dyn Storage) {

@@ -135,13 +135,26 @@ impl AuditStore for SqliteStore {
         Ok(events)
     }
 
+    /// In chunks, each its own short write, so a large purge never holds the write lock long
+    /// enough to hold up a sign-in.
     async fn purge_events(&self, before: i64) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM audit_events WHERE at < ?")
+        let mut total = 0;
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM audit_events WHERE id IN \
+                 (SELECT id FROM audit_events WHERE at < ?1 ORDER BY id LIMIT 5000)",
+            )
             .bind(before)
             .execute(&mut *self.write_conn().await?)
             .await
-            .map_err(map_err)?;
-        Ok(done.rows_affected())
+            .map_err(map_err)?
+            .rows_affected();
+            total += done;
+            if done < 5000 {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }
 
