@@ -15,7 +15,7 @@ run() {
   local dir port=18443 server
   dir=$(mktemp -d)
   export PORTCULLIS_DATA_DIR=$dir PORTCULLIS_LISTEN=127.0.0.1:$port PORTCULLIS_ISSUER=https://localhost:$port
-  export PORTCULLIS_LOG_LEVEL=info PORTCULLIS_ADMIN_LISTEN=off
+  export PORTCULLIS_LOG_LEVEL=${LOG_LEVEL:-info} PORTCULLIS_ADMIN_LISTEN=off
   "$bin" migrate --dev >/dev/null 2>&1
   "$bin" apis create --dev --audience https://api.example.com --scope read:things >/dev/null 2>&1
   local client id secret

@@ -20,6 +20,8 @@ use tokio::sync::mpsc;
 
 /// Most events written in one transaction.
 const BATCH: usize = 512;
+/// How long the writer gathers events before a commit (a store lag of at most this much).
+const LINGER: Duration = Duration::from_millis(25);
 /// Longest wait between retries while the store is failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -130,10 +132,13 @@ async fn write_loop(
                 None => return,
             }
         }
+        // Gather for a moment before committing: under load one transaction carries hundreds
+        // of events instead of each commit (and its sync to disk) carrying a few.
+        let deadline = tokio::time::Instant::now() + LINGER;
         while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(e)) => batch.push(e),
+                Ok(None) | Err(_) => break,
             }
         }
         // Losses are reported in the next batch that reaches storage.
@@ -155,14 +160,14 @@ async fn write_loop(
                 }
                 // Detection sees events once they are stored, in order: the history a sign-in
                 // is compared with is in the database already.
+                // Handed over, not copied.
+                let stored = std::mem::replace(&mut batch, Vec::with_capacity(BATCH + 1));
                 if let Some(d) = detector.get() {
-                    if d.try_send(batch.clone()).is_err() {
-                        counters
-                            .detector_dropped
-                            .fetch_add(batch.len() as u64, Ordering::AcqRel);
+                    let n = stored.len() as u64;
+                    if d.try_send(stored).is_err() {
+                        counters.detector_dropped.fetch_add(n, Ordering::AcqRel);
                     }
                 }
-                batch.clear();
                 backoff = Duration::from_millis(50);
             }
             Err(e) => {

@@ -260,6 +260,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .await?;
         }
         None => {
+            if config.admin_listen.is_some() {
+                tracing::warn!(
+                    event = "admin.off",
+                    "the admin API (events, alerts, metrics) needs TLS: it is off in plain-HTTP proxy mode"
+                );
+            }
             let proxies = Arc::new(portcullis_guard::client_addr::TrustedProxies::new(
                 config.trusted_proxies.clone(),
             ));

@@ -166,8 +166,16 @@ pub async fn login(
         Err(r) => return r,
     };
     // No fixation: whatever session this browser had ends, and a new one starts.
-    if let Ok(Some((old, _))) = load_session(&st, &headers, now).await {
-        let _ = st.store.revoke_session(&old.id, now).await;
+    if let Ok(Some((old, old_user))) = load_session(&st, &headers, now).await {
+        if matches!(st.store.revoke_session(&old.id, now).await, Ok(true)) {
+            st.audit.record(
+                Event::new(EventKind::SessionRevoked, now)
+                    .from(&req_origin)
+                    .user(&old_user.id)
+                    .session(&old.id)
+                    .reason("new_sign_in"),
+            );
+        }
     }
     let origin = login::SessionOrigin::new(
         headers
