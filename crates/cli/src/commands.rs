@@ -825,6 +825,9 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke every admin API token at once (a leaked one); make a new one with
+    /// `rotate-token` afterwards.
+    RevokeTokens,
 }
 
 pub async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
@@ -841,6 +844,16 @@ pub async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
                 println!("admin_token: {}", reveal(&issued.value));
                 println!("(shown only this once; the previous token stays valid until the next rotation)");
             }
+        }
+        AdminCommand::RevokeTokens => {
+            let n = store.revoke_admin_tokens().await?;
+            admin_event(&store, EventKind::AdminTokensRevoked, |e| {
+                e.detail(&format!("revoked={n}"))
+            })
+            .await?;
+            println!(
+                "{n} admin token(s) revoked; make a new one with `portcullis admin rotate-token`"
+            );
         }
     }
     Ok(())

@@ -208,6 +208,12 @@ async fn the_admin_api_needs_a_token_checks_its_parameters_and_audits_every_call
     assert_eq!(admin.get("/v1/alerts", Some(&t1)).await.0, 401);
     assert_eq!(admin.get("/v1/alerts", Some(&t2)).await.0, 200);
     assert_eq!(admin.get("/v1/alerts", Some(&t3)).await.0, 200);
+    // A leak: every token revoked at once, then a new one.
+    srv.cli(&["admin", "revoke-tokens"], None);
+    assert_eq!(admin.get("/v1/alerts", Some(&t2)).await.0, 401);
+    assert_eq!(admin.get("/v1/alerts", Some(&t3)).await.0, 401);
+    let t3 = token(&srv);
+    assert_eq!(admin.get("/v1/alerts", Some(&t3)).await.0, 200);
     // No token or secret is in the audit trail or the log.
     let all = admin.json("/v1/events?limit=1000", &t3).await.to_string();
     let log = srv.log();

@@ -256,6 +256,8 @@ async fn refresh_failures_reuse_and_credential_stuffing_raise_alerts() {
         ("PORTCULLIS_DETECT_REFRESH_FAILURES_CLIENT", "3/300"),
         ("PORTCULLIS_REFRESH_REUSE_GRACE", "0"),
         ("PORTCULLIS_STUFFING_ACCOUNTS", "3"),
+        ("PORTCULLIS_DETECT_CLIENT_AUTH_FAILURES_ADDRESS", "3/300"),
+        ("PORTCULLIS_DETECT_TOKEN_FAILURES_CLIENT", "2/300"),
     ]);
     let seed = srv.seed();
     let http = srv.http();
@@ -299,6 +301,46 @@ async fn refresh_failures_reuse_and_credential_stuffing_raise_alerts() {
         .find(|a| a["reason"] == "refresh_token_reuse")
         .unwrap();
     assert_eq!(a["user_id"], seed.user_id.as_str());
+
+    // Bursts at the token endpoints: failed client authentications from one address, and
+    // refused requests of one client.
+    for n in 0..3 {
+        let res = http
+            .post(srv.url("/token"))
+            .header("x-forwarded-for", "198.51.100.77")
+            .basic_auth(&seed.machine_id, Some(format!("pcs_wrong{n}")))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    for _ in 0..2 {
+        let res = http
+            .post(srv.url("/token"))
+            .basic_auth(&seed.machine_id, Some(&seed.machine_secret))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "no:such-scope"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+    }
+    let alerts = alerts_when(&srv, |a| {
+        has(a, "client_auth_failures_address") && has(a, "token_failures_client")
+    });
+    let a = alerts
+        .iter()
+        .find(|a| a["reason"] == "client_auth_failures_address")
+        .unwrap();
+    assert_eq!(a["address"], "198.51.100.77");
+    let a = alerts
+        .iter()
+        .find(|a| a["reason"] == "token_failures_client")
+        .unwrap();
+    assert_eq!(a["client_id"], seed.machine_id.as_str());
 
     // Credential stuffing: the brute-force limiter's signal becomes an alert.
     for n in 0..3 {

@@ -48,6 +48,7 @@ pub enum EventKind {
     /// A call to the admin HTTP API (every one, refused or not).
     AdminApiCall,
     AdminTokenRotated,
+    AdminTokensRevoked,
     /// Events that could not be stored (the buffer was full); `detail` says how many.
     EventsLost,
 }
@@ -91,6 +92,7 @@ impl EventKind {
         EventKind::AlertRaised,
         EventKind::AdminApiCall,
         EventKind::AdminTokenRotated,
+        EventKind::AdminTokensRevoked,
         EventKind::EventsLost,
     ];
 
@@ -133,6 +135,7 @@ impl EventKind {
             EventKind::AlertRaised => "alert.raised",
             EventKind::AdminApiCall => "admin.api_call",
             EventKind::AdminTokenRotated => "admin.token_rotated",
+            EventKind::AdminTokensRevoked => "admin.tokens_revoked",
             EventKind::EventsLost => "audit.events_lost",
         }
     }

@@ -8,6 +8,8 @@
 //!   (`login.credential_stuffing`), not a second detector;
 //! - refresh failures per client and per user, and refresh-token reuse (theft: the token
 //!   endpoint has already revoked the family and the session);
+//! - bursts at the token endpoints: failed client authentications per address, refused token
+//!   requests per client;
 //! - unusual access: a sign-in without a valid device cookie (a new device, never just a new
 //!   user agent), or from a network (IPv4 /24, IPv6 /48) the user has not signed in from;
 //! - geography: a country the user has not signed in from, and impossible travel.
@@ -28,6 +30,8 @@ pub enum Detection {
     RefreshFailuresClient,
     RefreshFailuresUser,
     RefreshTokenReuse,
+    ClientAuthFailuresAddress,
+    TokenFailuresClient,
     NewDevice,
     NewNetwork,
     NewCountry,
@@ -42,6 +46,8 @@ impl Detection {
         Detection::RefreshFailuresClient,
         Detection::RefreshFailuresUser,
         Detection::RefreshTokenReuse,
+        Detection::ClientAuthFailuresAddress,
+        Detection::TokenFailuresClient,
         Detection::NewDevice,
         Detection::NewNetwork,
         Detection::NewCountry,
@@ -56,6 +62,8 @@ impl Detection {
             Detection::RefreshFailuresClient => "refresh_failures_client",
             Detection::RefreshFailuresUser => "refresh_failures_user",
             Detection::RefreshTokenReuse => "refresh_token_reuse",
+            Detection::ClientAuthFailuresAddress => "client_auth_failures_address",
+            Detection::TokenFailuresClient => "token_failures_client",
             Detection::NewDevice => "new_device",
             Detection::NewNetwork => "new_network",
             Detection::NewCountry => "new_country",
@@ -79,6 +87,7 @@ impl Detection {
                 self,
                 Detection::LoginFailuresAddress
                     | Detection::CredentialStuffing
+                    | Detection::ClientAuthFailuresAddress
                     | Detection::NewDevice
                     | Detection::NewNetwork
                     | Detection::NewCountry
@@ -162,6 +171,10 @@ pub struct Rules {
     pub login_failures_address: Threshold,
     pub refresh_failures_client: Threshold,
     pub refresh_failures_user: Threshold,
+    /// Failed client authentications at the token endpoints from one address.
+    pub client_auth_failures_address: Threshold,
+    /// Refused token requests (other than refreshes) of one client.
+    pub token_failures_client: Threshold,
     /// Impossible travel: faster than this, km/h.
     pub travel_kmh: f64,
     /// Responses other than [`Response::Alert`].
@@ -185,6 +198,14 @@ impl Default for Rules {
             },
             refresh_failures_user: Threshold {
                 count: 5,
+                window: 300,
+            },
+            client_auth_failures_address: Threshold {
+                count: 100,
+                window: 300,
+            },
+            token_failures_client: Threshold {
+                count: 20,
                 window: 300,
             },
             travel_kmh: 1000.0,
@@ -408,6 +429,34 @@ impl Counting {
                     }
                 }
             }
+            EventKind::ClientAuthFailed => {
+                if let Some(address) = &e.address {
+                    let t = rules.client_auth_failures_address;
+                    let key = address_key(address);
+                    if self.hit(Detection::ClientAuthFailuresAddress, &key, t, e.at) {
+                        let mut f = Finding::of(
+                            Detection::ClientAuthFailuresAddress,
+                            e,
+                            format!("failures={} window={}s network={key}", t.count, t.window),
+                        );
+                        // About the address, not the client id it happened to claim.
+                        f.client_id = None;
+                        found.push(f);
+                    }
+                }
+            }
+            EventKind::TokenRequestFailed => {
+                if let Some(client) = &e.client_id {
+                    let t = rules.token_failures_client;
+                    if self.hit(Detection::TokenFailuresClient, client, t, e.at) {
+                        found.push(Finding::of(
+                            Detection::TokenFailuresClient,
+                            e,
+                            format!("failures={} window={}s", t.count, t.window),
+                        ));
+                    }
+                }
+            }
             EventKind::TokenReuseDetected => found.push(Finding::of(
                 Detection::RefreshTokenReuse,
                 e,
@@ -474,35 +523,40 @@ pub fn sign_in_anomalies(now: &SignIn<'_>, earlier: &[SignIn<'_>], rules: &Rules
                 ));
             }
         }
-        let previous = &earlier[0];
-        if let (Some(prev_place), Some(addr), Some(prev_addr)) = (
-            &previous.place,
-            e.address.as_deref(),
-            previous.event.address.as_deref(),
-        ) {
-            let prev = Sighting {
-                at: previous.event.at,
-                place: prev_place.clone(),
-                address: prev_addr.to_owned(),
-            };
-            let next = Sighting {
-                at: e.at,
-                place: place.clone(),
-                address: addr.to_owned(),
-            };
-            if let Some(t) = geo::impossible_travel(&prev, &next, rules.travel_kmh) {
-                found.push(Finding::of(
-                    Detection::ImpossibleTravel,
-                    e,
-                    format!(
-                        "km={:.0} hours={:.2} kmh={:.0} from={} to={}",
-                        t.km,
-                        t.hours,
-                        t.kmh,
-                        prev_place.country.as_deref().unwrap_or("?"),
-                        place.country.as_deref().unwrap_or("?")
-                    ),
-                ));
+        // The latest earlier sign-in the database could place on the map.
+        let located = earlier
+            .iter()
+            .find(|s| s.place.as_ref().is_some_and(|p| p.location.is_some()));
+        if let Some(previous) = located {
+            if let (Some(prev_place), Some(addr), Some(prev_addr)) = (
+                &previous.place,
+                e.address.as_deref(),
+                previous.event.address.as_deref(),
+            ) {
+                let prev = Sighting {
+                    at: previous.event.at,
+                    place: prev_place.clone(),
+                    address: prev_addr.to_owned(),
+                };
+                let next = Sighting {
+                    at: e.at,
+                    place: place.clone(),
+                    address: addr.to_owned(),
+                };
+                if let Some(t) = geo::impossible_travel(&prev, &next, rules.travel_kmh) {
+                    found.push(Finding::of(
+                        Detection::ImpossibleTravel,
+                        e,
+                        format!(
+                            "km={:.0} hours={:.2} kmh={:.0} from={} to={}",
+                            t.km,
+                            t.hours,
+                            t.kmh,
+                            prev_place.country.as_deref().unwrap_or("?"),
+                            place.country.as_deref().unwrap_or("?")
+                        ),
+                    ));
+                }
             }
         }
     }
@@ -639,6 +693,42 @@ mod tests {
     }
 
     #[test]
+    fn token_endpoint_bursts() {
+        let rules = Rules {
+            client_auth_failures_address: Threshold {
+                count: 2,
+                window: 60,
+            },
+            token_failures_client: Threshold {
+                count: 2,
+                window: 60,
+            },
+            ..Rules::default()
+        };
+        let mut c = Counting::new(100);
+        let auth = |n: i64| {
+            Event::new(EventKind::ClientAuthFailed, n)
+                .client("cl_claimed")
+                .from(&Origin {
+                    address: Some("198.51.100.4".into()),
+                    ..Default::default()
+                })
+        };
+        assert!(c.observe(&auth(1), &rules).is_empty());
+        let f = c.observe(&auth(2), &rules);
+        assert_eq!(f[0].detection, Detection::ClientAuthFailuresAddress);
+        assert_eq!(f[0].client_id, None);
+        let refused = Event::new(EventKind::TokenRequestFailed, 3).client("cl_x");
+        assert!(c.observe(&refused, &rules).is_empty());
+        assert_eq!(
+            c.observe(&refused, &rules)[0].detection,
+            Detection::TokenFailuresClient
+        );
+        assert!(Rules::parse_responses("client_auth_failures_address=block").is_ok());
+        assert!(Rules::parse_responses("token_failures_client=block").is_err());
+    }
+
+    #[test]
     fn memory_stays_bounded() {
         let mut c = Counting::new(16);
         let rules = Rules::default();
@@ -750,6 +840,31 @@ mod tests {
             &rules,
         );
         assert!(!f.iter().any(|f| f.detection == Detection::ImpossibleTravel));
+        // The comparison is with the latest sign-in that has coordinates, even when a newer one
+        // could not be placed.
+        let unplaced = signed_in(1_000 + 60, "2001:db8:ffff::1", "known");
+        let both = [
+            SignIn {
+                event: &unplaced,
+                place: Some(Place::default()),
+            },
+            SignIn {
+                event: &a,
+                place: Some(paris.clone()),
+            },
+        ];
+        let f = sign_in_anomalies(
+            &SignIn {
+                event: &b,
+                place: Some(tokyo.clone()),
+            },
+            &both,
+            &rules,
+        );
+        assert!(
+            f.iter().any(|f| f.detection == Detection::ImpossibleTravel),
+            "{f:?}"
+        );
         // Without coordinates (a country database) only the new country.
         let no_coords = Place {
             location: None,

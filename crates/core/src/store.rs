@@ -376,6 +376,8 @@ pub trait AdminTokenStore: Send + Sync {
     /// next rotation).
     async fn add_admin_token(&self, hash: &str, now: i64) -> StoreResult<()>;
     async fn admin_token_hashes(&self) -> StoreResult<Vec<String>>;
+    /// Deletes every admin token (a leak: rotate afterwards); returns how many.
+    async fn revoke_admin_tokens(&self) -> StoreResult<u64>;
 }
 
 /// Everything the server needs, as one object.

@@ -381,4 +381,7 @@ impl AdminTokenStore for CachedStore {
     async fn admin_token_hashes(&self) -> StoreResult<Vec<String>> {
         self.inner.admin_token_hashes().await
     }
+    async fn revoke_admin_tokens(&self) -> StoreResult<u64> {
+        self.inner.revoke_admin_tokens().await
+    }
 }

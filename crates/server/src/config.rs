@@ -63,6 +63,8 @@ pub const KNOWN_VARS: &[&str] = &[
     "PORTCULLIS_DETECT_LOGIN_FAILURES_ADDRESS",
     "PORTCULLIS_DETECT_REFRESH_FAILURES_CLIENT",
     "PORTCULLIS_DETECT_REFRESH_FAILURES_USER",
+    "PORTCULLIS_DETECT_CLIENT_AUTH_FAILURES_ADDRESS",
+    "PORTCULLIS_DETECT_TOKEN_FAILURES_CLIENT",
     "PORTCULLIS_DETECT_TRAVEL_KMH",
     "PORTCULLIS_DETECT_RESPONSES",
     "PORTCULLIS_DETECT_BLOCK_SECS",
@@ -96,6 +98,8 @@ struct FileConfig {
     detect_login_failures_address: Option<String>,
     detect_refresh_failures_client: Option<String>,
     detect_refresh_failures_user: Option<String>,
+    detect_client_auth_failures_address: Option<String>,
+    detect_token_failures_client: Option<String>,
     detect_travel_kmh: Option<f64>,
     detect_responses: Option<String>,
     detect_block_secs: Option<i64>,
@@ -458,6 +462,8 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         || file.detect_login_failures_account.is_some();
     let address_set = get("PORTCULLIS_DETECT_LOGIN_FAILURES_ADDRESS").is_some()
         || file.detect_login_failures_address.is_some();
+    let client_auth_set = get("PORTCULLIS_DETECT_CLIENT_AUTH_FAILURES_ADDRESS").is_some()
+        || file.detect_client_auth_failures_address.is_some();
     let mut detect_rules = portcullis_core::detect::Rules {
         login_failures_account: threshold(
             "PORTCULLIS_DETECT_LOGIN_FAILURES_ACCOUNT",
@@ -479,6 +485,17 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
             "PORTCULLIS_DETECT_REFRESH_FAILURES_USER",
             get("PORTCULLIS_DETECT_REFRESH_FAILURES_USER").or(file.detect_refresh_failures_user),
             defaults.refresh_failures_user,
+        )?,
+        client_auth_failures_address: threshold(
+            "PORTCULLIS_DETECT_CLIENT_AUTH_FAILURES_ADDRESS",
+            get("PORTCULLIS_DETECT_CLIENT_AUTH_FAILURES_ADDRESS")
+                .or(file.detect_client_auth_failures_address),
+            defaults.client_auth_failures_address,
+        )?,
+        token_failures_client: threshold(
+            "PORTCULLIS_DETECT_TOKEN_FAILURES_CLIENT",
+            get("PORTCULLIS_DETECT_TOKEN_FAILURES_CLIENT").or(file.detect_token_failures_client),
+            defaults.token_failures_client,
         )?,
         travel_kmh: parse_num(
             "PORTCULLIS_DETECT_TRAVEL_KMH",
@@ -534,15 +551,11 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
             })?;
             let secret = crate::webhook::WebhookSecret::parse(&secret)
                 .map_err(|e| ConfigError(format!("PORTCULLIS_ALERT_WEBHOOK_SECRET {e}")))?;
-            let parsed = url::Url::parse(&url)
-                .map_err(|_| ConfigError("PORTCULLIS_ALERT_WEBHOOK_URL is not a URL".into()))?;
-            let loopback_http = parsed.scheme() == "http"
-                && matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-            if parsed.scheme() != "https" && !(dev && loopback_http) {
-                return err(
-                    "PORTCULLIS_ALERT_WEBHOOK_URL must be https (http only on loopback with --dev)",
-                );
-            }
+            // The outbound rules, at start: https (http on loopback only with --dev), no
+            // userinfo or fragment, no link-local or metadata address.
+            crate::backchannel::check_target(&url, dev).map_err(|e| {
+                ConfigError(format!("PORTCULLIS_ALERT_WEBHOOK_URL is refused: {e}"))
+            })?;
             Some((url, secret))
         }
     };
@@ -821,6 +834,13 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
     .unwrap_or(100);
     if !(1..=10_000).contains(&client_auth_max_failures) {
         return err("PORTCULLIS_CLIENT_AUTH_MAX_FAILURES must be between 1 and 10000");
+    }
+    // Like the sign-in bursts: by default the alert comes when the limiter starts refusing.
+    if !client_auth_set {
+        detect_rules.client_auth_failures_address = portcullis_core::detect::Threshold {
+            count: client_auth_max_failures,
+            window: CLIENT_AUTH_WINDOW,
+        };
     }
     let stuffing_accounts = parse_num(
         "PORTCULLIS_STUFFING_ACCOUNTS",

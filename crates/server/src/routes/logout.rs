@@ -48,12 +48,21 @@ pub async fn logout(
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
 ) -> Response {
+    from_query(&st, &origin, &headers, &uri, Entry::First).await
+}
+
+/// The `GET` forms: the request from the query string.
+async fn from_query(
+    st: &AppState,
+    origin: &Origin,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    entry: Entry,
+) -> Response {
     let raw = uri.query().unwrap_or("").as_bytes();
-    match parse(&st, raw) {
-        Ok((req, hint)) => {
-            rp_initiated(&st, &origin, &headers, &req, hint, Entry::First, false).await
-        }
-        Err(e) => refused(&st, &e),
+    match parse(st, raw) {
+        Ok((req, hint)) => rp_initiated(st, origin, headers, &req, hint, entry, false).await,
+        Err(e) => refused(st, &e),
     }
 }
 
@@ -64,13 +73,7 @@ pub async fn resume(
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
 ) -> Response {
-    let raw = uri.query().unwrap_or("").as_bytes();
-    match parse(&st, raw) {
-        Ok((req, hint)) => {
-            rp_initiated(&st, &origin, &headers, &req, hint, Entry::Resume, false).await
-        }
-        Err(e) => refused(&st, &e),
-    }
+    from_query(&st, &origin, &headers, &uri, Entry::Resume).await
 }
 
 /// `POST /logout`: our confirmation form (same-origin, with the session's synchronizer token),

@@ -20,6 +20,7 @@ use crate::cookies::{DEVICE, SESSION};
 use crate::flow::{load_session, signed_in_form, store_failure};
 use crate::respond::{self, page, redirect, with_cookie};
 use crate::routes::login::{recognised_device, TOO_MANY_ATTEMPTS};
+use crate::routes::sessions::signed_out;
 use crate::state::{now, AppState};
 use crate::throttle;
 
@@ -55,13 +56,6 @@ pub async fn show(State(st): State<AppState>, headers: HeaderMap) -> Response {
         Ok(None) => signed_out(&st),
         Err(r) => r,
     }
-}
-
-fn signed_out(st: &AppState) -> Response {
-    let html = st
-        .templates
-        .render("signed_out.html", minijinja::context! {});
-    page(StatusCode::OK, html, None)
 }
 
 pub async fn change(

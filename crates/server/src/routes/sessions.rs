@@ -73,7 +73,8 @@ pub async fn list(
     page(StatusCode::OK, html, None)
 }
 
-fn signed_out(st: &AppState) -> Response {
+/// The page a signed-out browser gets for an account page.
+pub(crate) fn signed_out(st: &AppState) -> Response {
     let html = st
         .templates
         .render("signed_out.html", minijinja::context! {});

@@ -61,13 +61,22 @@ async fn handle(
                 family_id,
                 session_id,
                 user_id,
-            } => st.audit.record(
-                base(EventKind::TokenReuseDetected)
-                    .user(user_id)
-                    .session(session_id)
-                    .reason("rotated_token_reused")
-                    .detail(&format!("family_id={family_id}")),
-            ),
+            } => {
+                st.audit.record(
+                    base(EventKind::TokenReuseDetected)
+                        .user(user_id)
+                        .session(session_id)
+                        .reason("rotated_token_reused")
+                        .detail(&format!("family_id={family_id}")),
+                );
+                // The same transaction ended the session.
+                st.audit.record(
+                    base(EventKind::SessionRevoked)
+                        .user(user_id)
+                        .session(session_id)
+                        .reason("token_reuse"),
+                );
+            }
         }
     }
     // One event per answered request that named an allowed grant (client authentication

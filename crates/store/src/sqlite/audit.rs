@@ -180,6 +180,14 @@ impl AdminTokenStore for SqliteStore {
         Ok(())
     }
 
+    async fn revoke_admin_tokens(&self) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM admin_tokens")
+            .execute(&mut *self.write_conn().await?)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn admin_token_hashes(&self) -> StoreResult<Vec<String>> {
         sqlx::query_scalar("SELECT token_hash FROM admin_tokens ORDER BY id DESC")
             .fetch_all(&self.pool)
