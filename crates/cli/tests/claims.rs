@@ -1217,6 +1217,8 @@ async fn dev_mode_generates_secrets_once_and_reuses_them() {
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{port}"))
+            // Not the default admin port: other servers may be running beside the tests.
+            .env("PORTCULLIS_ADMIN_LISTEN", "off")
             .env("PORTCULLIS_ISSUER", &issuer)
             .env("PORTCULLIS_DATA_DIR", &data)
             .current_dir(root.path())

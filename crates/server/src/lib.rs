@@ -108,7 +108,7 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         audit.clone(),
         webhook,
     )));
-    Ok(AppState {
+    Ok(AppState::new(state::AppStateInner {
         audit,
         metrics,
         responses,
@@ -156,7 +156,7 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         issuer_hosts: config.issuer_hosts.clone().into(),
         templates: Arc::new(templates::Templates::new()?),
         metadata: metadata.into(),
-    })
+    }))
 }
 
 /// Runs the server until SIGINT/SIGTERM.
