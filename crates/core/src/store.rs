@@ -164,6 +164,9 @@ pub trait SessionStore: Send + Sync {
         keep: Option<&SessionId>,
         now: i64,
     ) -> StoreResult<Vec<SessionId>>;
+    /// Revokes every offline refresh token of the user (they outlive sessions, so ending the
+    /// sessions alone leaves them); returns how many.
+    async fn revoke_user_offline_tokens(&self, user_id: &UserId, now: i64) -> StoreResult<u64>;
     /// Keeps the user's `max` newest active sessions and revokes the older ones (oldest ends
     /// first), in one transaction; returns the ids revoked.
     async fn cap_sessions(

@@ -237,6 +237,9 @@ impl SessionStore for CachedStore {
     ) -> StoreResult<Vec<SessionId>> {
         self.inner.revoke_user_sessions(user_id, keep, now).await
     }
+    async fn revoke_user_offline_tokens(&self, user_id: &UserId, now: i64) -> StoreResult<u64> {
+        self.inner.revoke_user_offline_tokens(user_id, now).await
+    }
     async fn cap_sessions(
         &self,
         user_id: &UserId,

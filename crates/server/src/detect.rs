@@ -235,6 +235,12 @@ impl Detector {
                 let Some(id) = UserId::parse(user) else {
                     return Response::Alert;
                 };
+                // Offline grants outlive sessions: an intruder's would survive the sessions'
+                // end. They go first.
+                if let Err(e) = self.store.revoke_user_offline_tokens(&id, now).await {
+                    tracing::error!(event = "detect.response_failed", error = %e);
+                    return Response::Alert;
+                }
                 match self.store.revoke_user_sessions(&id, None, now).await {
                     Ok(ended) => {
                         for s in ended {

@@ -50,6 +50,7 @@ macro_rules! all_checks {
                 own_password_change_keeps_this_session_and_ends_offline_access,
                 audit_events_filter_page_and_purge,
                 admin_tokens_keep_the_two_newest,
+                offline_tokens_of_a_user_can_all_end,
                 clients_round_trip,
                 client_id_conflict,
                 client_secrets_keep_two_newest,
@@ -998,6 +999,27 @@ mod checks {
             .await
             .len(),
             5
+        );
+    }
+
+    pub async fn offline_tokens_of_a_user_can_all_end(s: &dyn Storage) {
+        let fx = seed(s).await;
+        let mut off = refresh(&fx, "rt-off", &FamilyId::generate());
+        off.offline = true;
+        s.insert_refresh_token(&off, T0).await.unwrap();
+        s.insert_refresh_token(&refresh(&fx, "rt-bound", &FamilyId::generate()), T0)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.revoke_user_offline_tokens(&fx.user.id, T0 + 1)
+                .await
+                .unwrap(),
+            1
+        );
+        assert!(!usable(s, "rt-off", &fx.client.id, T0 + 2).await);
+        assert!(
+            usable(s, "rt-bound", &fx.client.id, T0 + 2).await,
+            "session-bound stay"
         );
     }
 

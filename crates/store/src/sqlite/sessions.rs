@@ -208,6 +208,19 @@ impl SessionStore for SqliteStore {
         Ok(ids)
     }
 
+    async fn revoke_user_offline_tokens(&self, user_id: &UserId, now: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = ?1 \
+             WHERE user_id = ?2 AND offline = 1 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id.as_str())
+        .execute(&mut *self.write_conn().await?)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn cap_sessions(
         &self,
         user_id: &UserId,
