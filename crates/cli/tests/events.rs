@@ -301,3 +301,41 @@ async fn the_events_command_filters_follows_and_sees_admin_actions() {
         "{k:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_forms_is_one_event_per_address_and_minute() {
+    let srv = TestServer::start_with(&[("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1/32")]);
+    let http = srv.http();
+    for addr in ["203.0.113.1", "203.0.113.2"] {
+        for _ in 0..30 {
+            let res = http
+                .post(srv.url("/login"))
+                .header("origin", "https://evil.example")
+                .header("x-forwarded-for", addr)
+                .form(&[("email", ALICE), ("password", "x")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 403);
+        }
+    }
+    let stored = events_when(&srv, &["--type", "csrf.refused"], |l| l.len() >= 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let stored = if stored.len() == 2 {
+        events(&srv, &["--type", "csrf.refused"])
+    } else {
+        stored
+    };
+    let mut addresses: Vec<&str> = stored
+        .iter()
+        .map(|e| e["address"].as_str().unwrap())
+        .collect();
+    addresses.sort_unstable();
+    assert_eq!(addresses, vec!["203.0.113.1", "203.0.113.2"], "{stored:?}");
+    let lines = srv
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"event\":\"csrf.refused\""))
+        .count();
+    assert_eq!(lines, 2, "one log line per address too");
+}

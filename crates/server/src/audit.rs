@@ -36,6 +36,9 @@ pub struct Counters {
     pub detector_dropped: AtomicU64,
     /// Drops not yet reported by an `audit.events_lost` event.
     unreported: AtomicU64,
+    /// Events of floodable kinds not recorded because one like it was recorded for the same
+    /// address in the same window.
+    pub suppressed: AtomicU64,
 }
 
 impl Counters {
@@ -48,8 +51,13 @@ impl Counters {
 }
 
 /// The recorder every handler shares.
+/// Events of a floodable kind (anyone can cause them at will, one per request) are recorded
+/// once per address and kind in this many seconds; the rest are counted as suppressed.
+pub const FLOOD_WINDOW: i64 = 60;
+
 #[derive(Clone)]
 pub struct Audit {
+    flood: Arc<portcullis_guard::limiter::MemoryLimiter>,
     tx: Option<mpsc::Sender<Event>>,
     pub counters: Arc<Counters>,
     metrics: Arc<crate::metrics::Metrics>,
@@ -69,6 +77,13 @@ impl Audit {
         let detector = Arc::new(std::sync::OnceLock::new());
         tokio::spawn(write_loop(store, rx, counters.clone(), detector.clone()));
         Audit {
+            flood: Arc::new(portcullis_guard::limiter::MemoryLimiter::new(
+                portcullis_guard::limiter::Limit {
+                    max: 1,
+                    window_secs: FLOOD_WINDOW,
+                },
+                100_000,
+            )),
             tx: Some(tx),
             counters,
             metrics,
@@ -87,6 +102,19 @@ impl Audit {
                     detector.observe(&batch).await;
                 }
             });
+        }
+    }
+
+    /// Like [`Audit::record`], for events anyone can cause at will (a refused cross-site
+    /// form): at most one per address and kind per [`FLOOD_WINDOW`], the rest counted in
+    /// `suppressed`, so a flood cannot fill the log and the store.
+    pub async fn record_floodable(&self, event: Event) {
+        use portcullis_guard::limiter::AttemptLimiter;
+        let key = format!("{}|{}", event.kind, event.address.as_deref().unwrap_or("-"));
+        if self.flood.reserve(&key, event.at).await.is_allowed() {
+            self.record(event);
+        } else {
+            self.counters.suppressed.fetch_add(1, Ordering::AcqRel);
         }
     }
 

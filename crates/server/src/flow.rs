@@ -174,7 +174,8 @@ pub async fn signed_in_form(
 ) -> Result<(Session, User, portcullis_core::params::Params), Response> {
     if portcullis_guard::csrf::check_same_origin(headers, &st.issuer_origin).is_err() {
         st.audit
-            .record(csrf_event(origin, now, page, "cross_site", None));
+            .record_floodable(csrf_event(origin, now, page, "cross_site", None))
+            .await;
         return Err(respond::csrf_refused(st));
     }
     let Some((session, user)) = load_session(st, headers, now).await? else {
@@ -196,7 +197,8 @@ pub async fn signed_in_form(
         .is_err()
     {
         st.audit
-            .record(csrf_event(origin, now, page, "token", Some(&session)));
+            .record_floodable(csrf_event(origin, now, page, "token", Some(&session)))
+            .await;
         return Err(respond::csrf_refused(st));
     }
     Ok((session, user, params))

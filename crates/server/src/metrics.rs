@@ -49,6 +49,7 @@ pub struct Metrics {
     audit_dropped: Counter,
     audit_store_failures: Counter,
     detector_dropped: Counter,
+    suppressed: Counter,
 }
 
 impl Default for Metrics {
@@ -106,7 +107,14 @@ impl Metrics {
             "Stored audit events the detections could not look at (they were behind or had stopped)",
             detector_dropped.clone(),
         );
+        let suppressed = Counter::default();
+        registry.register(
+            "audit_events_suppressed",
+            "Events of floodable kinds not recorded: one like it was, for the same address and minute",
+            suppressed.clone(),
+        );
         Metrics {
+            suppressed,
             detector_dropped,
             registry: Mutex::new(registry),
             events,
@@ -171,6 +179,7 @@ impl Metrics {
             &self.detector_dropped,
             audit.detector_dropped.load(Ordering::Acquire),
         );
+        sync(&self.suppressed, audit.suppressed.load(Ordering::Acquire));
         self.audit_pending
             .set(i64::try_from(audit.pending()).unwrap_or(i64::MAX));
         let mut out = String::new();

@@ -36,12 +36,14 @@ pub async fn login(
 ) -> Response {
     let now = now();
     if csrf::check_same_origin(&headers, &st.issuer_origin).is_err() {
-        st.audit.record(
-            Event::new(EventKind::CsrfRefused, now)
-                .from(&req_origin)
-                .reason("cross_site")
-                .detail("page=login"),
-        );
+        st.audit
+            .record_floodable(
+                Event::new(EventKind::CsrfRefused, now)
+                    .from(&req_origin)
+                    .reason("cross_site")
+                    .detail("page=login"),
+            )
+            .await;
         return respond::csrf_refused(&st);
     }
     let flow = match load_flow(&st, &headers, now).await {
@@ -53,12 +55,14 @@ pub async fn login(
         return respond::csrf_refused(&st);
     };
     if csrf::check_token(form.get("csrf_token", 128).ok().flatten(), &flow.csrf_token).is_err() {
-        st.audit.record(
-            Event::new(EventKind::CsrfRefused, now)
-                .from(&req_origin)
-                .reason("token")
-                .detail("page=login"),
-        );
+        st.audit
+            .record_floodable(
+                Event::new(EventKind::CsrfRefused, now)
+                    .from(&req_origin)
+                    .reason("token")
+                    .detail("page=login"),
+            )
+            .await;
         return respond::csrf_refused(&st);
     }
     let client = match st.store.client_by_id(&flow.request.client_id).await {
