@@ -364,6 +364,25 @@ impl Counting {
         false
     }
 
+    /// One counted event for `key`: the finding when it crosses the threshold, its facts the
+    /// count, the window and `extra`.
+    fn count(
+        &mut self,
+        d: Detection,
+        key: &str,
+        t: Threshold,
+        e: &Event,
+        extra: &str,
+    ) -> Option<Finding> {
+        self.hit(d, key, t, e.at).then(|| {
+            Finding::of(
+                d,
+                e,
+                format!("failures={} window={}s{extra}", t.count, t.window),
+            )
+        })
+    }
+
     /// The detections that need no history, for one stored event.
     pub fn observe(&mut self, e: &Event, rules: &Rules) -> Vec<Finding> {
         let mut found = Vec::new();
@@ -374,32 +393,29 @@ impl Counting {
             EventKind::LoginFailed => {
                 if let Some(account) = detail_value(e.detail.as_deref(), "account") {
                     let t = rules.login_failures_account;
-                    if self.hit(Detection::LoginFailuresAccount, account, t, e.at) {
-                        found.push(Finding::of(
-                            Detection::LoginFailuresAccount,
-                            e,
-                            format!(
-                                "failures={} window={}s account={account}",
-                                t.count, t.window
-                            ),
-                        ));
-                    }
+                    let extra = format!(" account={account}");
+                    found.extend(self.count(
+                        Detection::LoginFailuresAccount,
+                        account,
+                        t,
+                        e,
+                        &extra,
+                    ));
                 }
                 if let Some(address) = &e.address {
-                    let t = rules.login_failures_address;
                     let key = address_key(address);
-                    if self.hit(Detection::LoginFailuresAddress, &key, t, e.at) {
-                        // About the address: which account the last failure named is noise
-                        // (an attacker chooses it).
-                        let mut f = Finding::of(
-                            Detection::LoginFailuresAddress,
-                            e,
-                            format!("failures={} window={}s network={key}", t.count, t.window),
-                        );
-                        f.user_id = None;
-                        f.session_id = None;
-                        found.push(f);
-                    }
+                    let t = rules.login_failures_address;
+                    let extra = format!(" network={key}");
+                    // About the address: which account the last failure named is noise (an
+                    // attacker chooses it).
+                    found.extend(
+                        self.count(Detection::LoginFailuresAddress, &key, t, e, &extra)
+                            .map(|mut f| {
+                                f.user_id = None;
+                                f.session_id = None;
+                                f
+                            }),
+                    );
                 }
             }
             EventKind::LoginCredentialStuffing => found.push(Finding::of(
@@ -410,51 +426,32 @@ impl Counting {
             EventKind::TokenRefreshFailed => {
                 if let Some(client) = &e.client_id {
                     let t = rules.refresh_failures_client;
-                    if self.hit(Detection::RefreshFailuresClient, client, t, e.at) {
-                        found.push(Finding::of(
-                            Detection::RefreshFailuresClient,
-                            e,
-                            format!("failures={} window={}s", t.count, t.window),
-                        ));
-                    }
+                    found.extend(self.count(Detection::RefreshFailuresClient, client, t, e, ""));
                 }
                 if let Some(user) = &e.user_id {
                     let t = rules.refresh_failures_user;
-                    if self.hit(Detection::RefreshFailuresUser, user, t, e.at) {
-                        found.push(Finding::of(
-                            Detection::RefreshFailuresUser,
-                            e,
-                            format!("failures={} window={}s", t.count, t.window),
-                        ));
-                    }
+                    found.extend(self.count(Detection::RefreshFailuresUser, user, t, e, ""));
                 }
             }
             EventKind::ClientAuthFailed => {
                 if let Some(address) = &e.address {
-                    let t = rules.client_auth_failures_address;
                     let key = address_key(address);
-                    if self.hit(Detection::ClientAuthFailuresAddress, &key, t, e.at) {
-                        let mut f = Finding::of(
-                            Detection::ClientAuthFailuresAddress,
-                            e,
-                            format!("failures={} window={}s network={key}", t.count, t.window),
-                        );
-                        // About the address, not the client id it happened to claim.
-                        f.client_id = None;
-                        found.push(f);
-                    }
+                    let t = rules.client_auth_failures_address;
+                    let extra = format!(" network={key}");
+                    // About the address, not the client id it happened to claim.
+                    found.extend(
+                        self.count(Detection::ClientAuthFailuresAddress, &key, t, e, &extra)
+                            .map(|mut f| {
+                                f.client_id = None;
+                                f
+                            }),
+                    );
                 }
             }
             EventKind::TokenRequestFailed => {
                 if let Some(client) = &e.client_id {
                     let t = rules.token_failures_client;
-                    if self.hit(Detection::TokenFailuresClient, client, t, e.at) {
-                        found.push(Finding::of(
-                            Detection::TokenFailuresClient,
-                            e,
-                            format!("failures={} window={}s", t.count, t.window),
-                        ));
-                    }
+                    found.extend(self.count(Detection::TokenFailuresClient, client, t, e, ""));
                 }
             }
             EventKind::TokenReuseDetected => found.push(Finding::of(
