@@ -228,14 +228,25 @@ async fn failed_admin_authentications_are_limited_per_address() {
     let good = token(&srv);
     // 10 bad tokens: then bad tokens get 429 at once, but a valid one is never locked out.
     for n in 0..10 {
-        let (st, _, _) = admin.get("/v1/events", Some(&format!("pcm_bad{n}"))).await;
+        let (st, h, _) = admin.get("/v1/events", Some(&format!("pcm_bad{n}"))).await;
         assert_eq!(st, 401, "attempt {n}");
+        assert_eq!(h["x-request-id"].len(), 16);
     }
+    let mut ids = Vec::new();
     for _ in 0..20 {
         let (st, h, _) = admin.get("/metrics", Some("pcm_stillguessing")).await;
         assert_eq!(st, 429);
         assert!(h["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+        ids.push(h["x-request-id"].to_str().unwrap().to_owned());
     }
+    // Refusals get request ids and request log lines like any other answer.
+    let log = srv.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&ids[19]))
+        .expect("a request log line for the refused call");
+    assert!(line.contains("\"listener\":\"admin\""), "{line}");
+    assert!(line.contains("\"status\":429"), "{line}");
     let (st, _, body) = admin.get("/v1/events", Some(&good)).await;
     assert_eq!(st, 200, "{body}");
     // The refusals by the limiter are one audit event, not one per request.

@@ -65,17 +65,15 @@ fn device_only(jar: &Jar) -> Jar {
 
 /// The stored alerts, once `ready` is satisfied (the detector runs after events are stored).
 fn alerts_when(srv: &TestServer, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    events_when(srv, "alert.raised", ready)
+}
+
+/// The stored events of `kind`, once `ready` is satisfied.
+fn events_when(srv: &TestServer, kind: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let out = srv.cli(
-            &[
-                "events",
-                "--json",
-                "--type",
-                "alert.raised",
-                "--limit",
-                "1000",
-            ],
+            &["events", "--json", "--type", kind, "--limit", "1000"],
             None,
         );
         let list: Vec<Value> = out
@@ -209,15 +207,27 @@ async fn failed_login_bursts_alert_through_the_webhook_and_block_the_address() {
     .await;
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
-    let res = http
-        .post(srv.url("/token"))
-        .header("x-forwarded-for", "203.0.113.7")
-        .basic_auth(&seed.machine_id, Some(&seed.machine_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 429);
+    // Each refusal is recorded (once per address and minute: a blocked flood is one line).
+    for _ in 0..4 {
+        let res = http
+            .post(srv.url("/token"))
+            .header("x-forwarded-for", "203.0.113.7")
+            .basic_auth(&seed.machine_id, Some(&seed.machine_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 429);
+    }
+    let blocked = |list: &[Value]| {
+        list.iter()
+            .filter(|e| e["reason"] == "blocked" && e["address"] == "203.0.113.7")
+            .count()
+    };
+    let throttled = events_when(&srv, "login.throttled", |l| blocked(l) >= 1);
+    assert_eq!(blocked(&throttled), 1, "{throttled:?}");
+    let refused = events_when(&srv, "token.request_failed", |l| blocked(l) >= 1);
+    assert_eq!(blocked(&refused), 1, "{refused:?}");
     let res = login_from(
         &srv,
         &http,
@@ -254,6 +264,7 @@ async fn refresh_failures_reuse_and_credential_stuffing_raise_alerts() {
     let srv = TestServer::start_with(&[
         ("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1/32"),
         ("PORTCULLIS_DETECT_REFRESH_FAILURES_CLIENT", "3/300"),
+        ("PORTCULLIS_DETECT_REFRESH_FAILURES_USER", "3/300"),
         ("PORTCULLIS_REFRESH_REUSE_GRACE", "0"),
         ("PORTCULLIS_STUFFING_ACCOUNTS", "3"),
         ("PORTCULLIS_DETECT_CLIENT_AUTH_FAILURES_ADDRESS", "3/300"),
@@ -299,6 +310,18 @@ async fn refresh_failures_reuse_and_credential_stuffing_raise_alerts() {
     let a = alerts
         .iter()
         .find(|a| a["reason"] == "refresh_token_reuse")
+        .unwrap();
+    assert_eq!(a["user_id"], seed.user_id.as_str());
+    // The reuse and two more tries with the now revoked token: three failures of one user's
+    // token (the made-up tokens above named nobody).
+    for _ in 0..2 {
+        let (st, _) = refresh(&srv, &http, (&seed.web_id, &seed.web_secret), old).await;
+        assert_eq!(st, 400);
+    }
+    let alerts = alerts_when(&srv, |a| has(a, "refresh_failures_user"));
+    let a = alerts
+        .iter()
+        .find(|a| a["reason"] == "refresh_failures_user")
         .unwrap();
     assert_eq!(a["user_id"], seed.user_id.as_str());
 

@@ -123,13 +123,36 @@ fn presented_hash(st: &AdminState, headers: &HeaderMap) -> Option<String> {
     secret::hash_presented(SecretKind::AdminToken, token.trim(), &st.app.hash_key)
 }
 
+/// Every answer of the admin listener, refusals included, carries its request id and gets one
+/// request log line, as on the main listener.
 async fn authenticate(
     State(st): State<AdminState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
     next: Next,
 ) -> Response {
+    let method = req.method().clone();
     let path = req.uri().path().chars().take(100).collect::<String>();
+    let request_id = portcullis_core::crypto::random_token(12);
+    let started = std::time::Instant::now();
+    let mut res = check(&st, peer, req, next, &path, &request_id).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(target: "portcullis::http", listener = "admin", %method, path = %path, client = %peer.ip(), status = res.status().as_u16(), request_id = %request_id, ms);
+    res
+}
+
+/// The token check, the limits and the `admin.api_call` event.
+async fn check(
+    st: &AdminState,
+    peer: SocketAddr,
+    req: Request,
+    next: Next,
+    path: &str,
+    request_id: &str,
+) -> Response {
     if path == "/openapi.json" && (req.method() == Method::GET || req.method() == Method::HEAD) {
         return next.run(req).await;
     }
@@ -138,7 +161,7 @@ async fn authenticate(
         .headers()
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let request_id = portcullis_core::crypto::random_token(12);
+    let request_id = request_id.to_owned();
     let origin = portcullis_core::audit::Origin {
         address: Some(ip.to_string()),
         user_agent,
@@ -159,7 +182,7 @@ async fn authenticate(
     };
     let key = address_key(ip);
     let now = now();
-    let known = match presented_hash(&st, req.headers()) {
+    let known = match presented_hash(st, req.headers()) {
         None => false,
         Some(hash) => match st.app.store.admin_token_hashes().await {
             // Each stored hash is compared in constant time; all of them are compared.
@@ -212,7 +235,7 @@ async fn authenticate(
         }
         return too_many(retry_after);
     }
-    let mut res = next.run(req).await;
+    let res = next.run(req).await;
     let status = res.status();
     let outcome = if status.is_success() {
         Outcome::Success
@@ -224,9 +247,6 @@ async fn authenticate(
         if status.is_success() { "ok" } else { "refused" },
         status,
     );
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        res.headers_mut().insert("x-request-id", v);
-    }
     res
 }
 

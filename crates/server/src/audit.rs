@@ -106,15 +106,31 @@ impl Audit {
     }
 
     /// Like [`Audit::record`], for events anyone can cause at will (a refused cross-site
-    /// form): at most one per address and kind per [`FLOOD_WINDOW`], the rest counted in
-    /// `suppressed`, so a flood cannot fill the log and the store.
+    /// form, a made-up refresh token, a refusal while blocked): at most one per kind, reason,
+    /// client and address per [`FLOOD_WINDOW`] is logged and stored, so a flood cannot fill
+    /// the log and the store. The rest are counted in `suppressed` and still shown to the
+    /// detector, so a burst is detected whether or not its events were stored.
     pub async fn record_floodable(&self, event: Event) {
         use portcullis_guard::limiter::AttemptLimiter;
-        let key = format!("{}|{}", event.kind, event.address.as_deref().unwrap_or("-"));
+        let key = format!(
+            "{}|{}|{}|{}",
+            event.kind,
+            event.reason.as_deref().unwrap_or("-"),
+            event.client_id.as_deref().unwrap_or("-"),
+            event.address.as_deref().unwrap_or("-")
+        );
         if self.flood.reserve(&key, event.at).await.is_allowed() {
             self.record(event);
         } else {
             self.counters.suppressed.fetch_add(1, Ordering::AcqRel);
+            self.metrics.observe_event(&event);
+            if let Some(d) = self.detector.get() {
+                if d.try_send(vec![event]).is_err() {
+                    self.counters
+                        .detector_dropped
+                        .fetch_add(1, Ordering::AcqRel);
+                }
+            }
         }
     }
 

@@ -111,6 +111,14 @@ where
 {
     // A detection's response may have blocked this address for a while.
     if let Some(left) = st.responses.blocked_for(ip, now) {
+        st.audit
+            .record_floodable(
+                Event::new(EventKind::TokenRequestFailed, now)
+                    .from(&origin)
+                    .reason("blocked")
+                    .detail(&format!("retry_after={left}")),
+            )
+            .await;
         let mut res = oauth_json_error(&OAuthError::new(
             ErrorCode::TemporarilyUnavailable,
             "requests from this address are refused for a while; retry later",
@@ -124,6 +132,13 @@ where
     let address = format!("client-auth:{}", bucket(ip, st.ipv6_prefix));
     let slot = st.client_auth_limits.reserve(&address, now).await;
     if let d @ Decision::Limited { .. } = slot {
+        st.audit
+            .record_floodable(
+                Event::new(EventKind::TokenRequestFailed, now)
+                    .from(&origin)
+                    .reason("client_auth_rate_limited"),
+            )
+            .await;
         let mut res = oauth_json_error(&OAuthError::new(
             ErrorCode::TemporarilyUnavailable,
             "too many failed client authentications from this address; retry later",

@@ -3,10 +3,11 @@
 //! kind), alerts by detection, the audit pipeline's lag and drops, and request latency per
 //! route. Built on `prometheus-client` (the Prometheus project's Rust client).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
-use portcullis_core::audit::Event;
+use portcullis_core::audit::{Event, Outcome};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -44,6 +45,13 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     alerts: Family<AlertLabels, Counter>,
     requests: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// The counter of every known event kind, success and failure, made at start (so each
+    /// series exists from zero) and found by `&str`: `Family::get_or_create` needs an owned
+    /// label set, two allocations on every event.
+    event_counters: HashMap<&'static str, [Counter; 2]>,
+    /// The histograms of the routes seen so far, by route template and method, for the same
+    /// reason.
+    route_histograms: RwLock<HashMap<String, HashMap<&'static str, Histogram>>>,
     audit_pending: Gauge,
     audit_stored: Counter,
     audit_dropped: Counter,
@@ -113,7 +121,29 @@ impl Metrics {
             "Events of floodable kinds not recorded: one like it was, for the same address and minute",
             suppressed.clone(),
         );
+        let event_counters = portcullis_core::audit::EventKind::ALL
+            .iter()
+            .map(|kind| {
+                let counter = |outcome: &str| {
+                    events
+                        .get_or_create(&EventLabels {
+                            event: kind.as_str().to_owned(),
+                            outcome: outcome.to_owned(),
+                        })
+                        .clone()
+                };
+                (
+                    kind.as_str(),
+                    [
+                        counter(Outcome::Success.as_str()),
+                        counter(Outcome::Failure.as_str()),
+                    ],
+                )
+            })
+            .collect();
         Metrics {
+            event_counters,
+            route_histograms: RwLock::default(),
             suppressed,
             detector_dropped,
             registry: Mutex::new(registry),
@@ -129,12 +159,19 @@ impl Metrics {
 
     /// Counts one recorded event (and, for an alert, its detection).
     pub fn observe_event(&self, e: &Event) {
-        self.events
-            .get_or_create(&EventLabels {
-                event: e.kind.clone(),
-                outcome: e.outcome.as_str().to_owned(),
-            })
-            .inc();
+        match self.event_counters.get(e.kind.as_str()) {
+            Some([success, failure]) => match e.outcome {
+                Outcome::Success => success.inc(),
+                Outcome::Failure => failure.inc(),
+            },
+            None => self
+                .events
+                .get_or_create(&EventLabels {
+                    event: e.kind.clone(),
+                    outcome: e.outcome.as_str().to_owned(),
+                })
+                .inc(),
+        };
         if e.kind == portcullis_core::audit::EventKind::AlertRaised.as_str() {
             self.alerts
                 .get_or_create(&AlertLabels {
@@ -149,20 +186,41 @@ impl Metrics {
     pub fn observe_request(&self, route: &str, method: &str, seconds: f64) {
         // A fixed set of labels: any token is a valid HTTP method, and each new label value
         // would be a histogram kept forever.
-        let method = match method {
-            "GET" | "HEAD" | "POST" | "OPTIONS" | "PUT" | "DELETE" | "PATCH" => method,
+        let method: &'static str = match method {
+            "GET" => "GET",
+            "HEAD" => "HEAD",
+            "POST" => "POST",
+            "OPTIONS" => "OPTIONS",
+            "PUT" => "PUT",
+            "DELETE" => "DELETE",
+            "PATCH" => "PATCH",
             _ => "other",
         };
-        self.requests
+        if let Ok(known) = self.route_histograms.read() {
+            if let Some(h) = known.get(route).and_then(|m| m.get(method)) {
+                h.observe(seconds);
+                return;
+            }
+        }
+        let h = self
+            .requests
             .get_or_create(&RouteLabels {
                 route: route.to_owned(),
                 method: method.to_owned(),
             })
-            .observe(seconds);
+            .clone();
+        h.observe(seconds);
+        if let Ok(mut known) = self.route_histograms.write() {
+            known.entry(route.to_owned()).or_default().insert(method, h);
+        }
     }
 
     /// The OpenMetrics text, with the audit pipeline's figures as of now.
     pub fn render(&self, audit: &Counters) -> String {
+        // One scrape at a time: two would both add the same difference to the synced counters.
+        let Ok(registry) = self.registry.lock() else {
+            return String::new();
+        };
         let sync = |c: &Counter, now: u64| {
             let seen = c.get();
             if now > seen {
@@ -183,10 +241,8 @@ impl Metrics {
         self.audit_pending
             .set(i64::try_from(audit.pending()).unwrap_or(i64::MAX));
         let mut out = String::new();
-        if let Ok(registry) = self.registry.lock() {
-            if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
-                out.clear();
-            }
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+            out.clear();
         }
         out
     }
@@ -227,9 +283,30 @@ mod tests {
         assert!(text.contains("portcullis_audit_events_stored_total 7"));
         assert!(text.contains("portcullis_audit_events_dropped_total 1"));
         assert!(text.ends_with("# EOF\n"));
-        // Rendering again does not count twice.
+        // Rendering again does not count twice, nor do scrapes at the same moment.
         assert!(m
             .render(&c)
             .contains("portcullis_audit_events_stored_total 7"));
+        c.stored.store(9, Ordering::Release);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| m.render(&c));
+            }
+        });
+        assert!(m
+            .render(&c)
+            .contains("portcullis_audit_events_stored_total 9"));
+        // Every kind is a series from the start (a rate over it works before its first event).
+        for kind in EventKind::ALL {
+            assert!(
+                text.contains(&format!(
+                    "portcullis_events_total{{event=\"{kind}\",outcome=\"success\"}}"
+                )),
+                "{kind}"
+            );
+        }
+        assert!(text.contains(
+            "portcullis_events_total{event=\"token.reuse_detected\",outcome=\"failure\"} 0"
+        ));
     }
 }

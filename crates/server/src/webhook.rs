@@ -3,8 +3,8 @@
 //! (`v1,` + base64 of HMAC-SHA256 over `id.timestamp.body`, keyed with the base64 secret after
 //! `whsec_` in `PORTCULLIS_ALERT_WEBHOOK_SECRET`). Outbound rules as for back-channel logout
 //! (PRACTICES §12): `https` only (`http` on loopback in development), no redirects, 5 s per
-//! attempt, link-local and metadata addresses refused; at most [`CONCURRENCY`] deliveries at
-//! once; [`MAX_ATTEMPTS`] attempts with backoff (each signed afresh, same id), then
+//! attempt, link-local and metadata addresses refused; at most [`CONCURRENCY`] requests in flight
+//! (a delivery waiting to retry holds none); [`MAX_ATTEMPTS`] attempts with backoff (each signed afresh, same id), then
 //! `alert.webhook_failed` is logged. The queue is in memory and bounded: the alert itself is
 //! stored whatever happens here.
 
@@ -88,15 +88,24 @@ async fn run(
     http: reqwest::Client,
     dev: bool,
 ) {
-    let slots = Arc::new(Semaphore::new(CONCURRENCY));
+    // A slot is held only while a request is in flight, not while waiting to retry: a
+    // receiver that keeps failing cannot hold up the alerts behind it. Deliveries still
+    // retrying count against the queue's bound.
+    let sending = Arc::new(Semaphore::new(CONCURRENCY));
+    let pending = Arc::new(Semaphore::new(QUEUE));
     while let Some(alert) = rx.recv().await {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
+        let Ok(place) = pending.clone().try_acquire_owned() else {
+            tracing::warn!(
+                event = "alert.webhook_dropped",
+                "too many alerts await delivery"
+            );
+            continue;
         };
-        let (url, secret, http) = (url.clone(), secret.clone(), http.clone());
+        let (url, secret, http, sending) =
+            (url.clone(), secret.clone(), http.clone(), sending.clone());
         tokio::spawn(async move {
-            deliver(&alert, &url, &secret, &http, dev).await;
-            drop(permit);
+            deliver(&alert, &url, &secret, &http, dev, &sending).await;
+            drop(place);
         });
     }
 }
@@ -119,10 +128,14 @@ async fn deliver(
     secret: &WebhookSecret,
     http: &reqwest::Client,
     dev: bool,
+    sending: &Semaphore,
 ) {
     let id = format!("msg_{}", portcullis_core::crypto::random_token(16));
     let body = body_of(alert);
     for attempt in 1..=MAX_ATTEMPTS {
+        let Ok(slot) = sending.acquire().await else {
+            return;
+        };
         let outcome = async {
             let target = check_target(url, dev).map_err(|e| (true, e.to_string()))?;
             let ts = now();
@@ -143,6 +156,7 @@ async fn deliver(
             }
         }
         .await;
+        drop(slot);
         match outcome {
             Ok(()) => {
                 tracing::info!(event = "alert.webhook_sent", webhook_id = %id, attempt);
@@ -163,6 +177,60 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A receiver that keeps failing some alerts must not hold up the others: the slots are
+    /// free while a failed delivery waits to retry.
+    #[tokio::test]
+    async fn a_failing_delivery_does_not_hold_up_the_others() {
+        use std::sync::Mutex;
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let record = seen.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let record = record.clone();
+                async move {
+                    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    let reason = v["data"]["reason"].as_str().unwrap().to_owned();
+                    record.lock().unwrap().push(reason.clone());
+                    if reason == "good" {
+                        axum::http::StatusCode::OK
+                    } else {
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let hook = Webhook::start(
+            format!("http://127.0.0.1:{port}/hook"),
+            WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
+            reqwest::Client::new(),
+            true,
+        );
+        let alert = |reason: &str| {
+            Event::new(portcullis_core::audit::EventKind::AlertRaised, 1).reason(reason)
+        };
+        // As many failing alerts as there are slots, then one the receiver takes.
+        for _ in 0..CONCURRENCY {
+            hook.send(&alert("bad"));
+        }
+        hook.send(&alert("good"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = seen.lock().unwrap().clone();
+            if let Some(at) = got.iter().position(|r| r == "good") {
+                // Delivered while the failing ones still had retries to go.
+                let bad_before = got[..at].iter().filter(|r| *r == "bad").count();
+                assert!(bad_before < CONCURRENCY * MAX_ATTEMPTS as usize, "{got:?}");
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{got:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     #[test]
     fn signs_like_standard_webhooks() {

@@ -52,7 +52,7 @@ pub(super) async fn handle<S: Storage + ?Sized>(
         }
         Some(record)
     };
-    let old = match store
+    let rotation = store
         .rotate_refresh_token(
             &hash,
             &client.id,
@@ -63,8 +63,21 @@ pub(super) async fn handle<S: Storage + ?Sized>(
             },
             &make_next,
         )
-        .await?
-    {
+        .await?;
+    if !matches!(
+        rotation,
+        RefreshRotation::Rotated(_) | RefreshRotation::ReuseDetected { .. }
+    ) {
+        // A refused token that exists still names its user: the per-user refresh-failure
+        // detection needs it (a read, outside the write lane; made-up tokens find nothing).
+        if let Some(found) = store.refresh_token_by_hash(&hash).await? {
+            events.push(GrantEvent::Subject {
+                user_id: found.user_id.to_string(),
+                session_id: found.session_id.to_string(),
+            });
+        }
+    }
+    let old = match rotation {
         RefreshRotation::Rotated(old) => old,
         RefreshRotation::Refused if scope_refused.load(std::sync::atomic::Ordering::Relaxed) => {
             return Err(OAuthError::invalid_scope(

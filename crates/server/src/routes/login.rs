@@ -80,6 +80,15 @@ pub async fn login(
     };
     // A detection's response for this address: refused for a while, or slowed down.
     if let Some(left) = st.responses.blocked_for(ip, now) {
+        st.audit
+            .record_floodable(
+                Event::new(EventKind::LoginThrottled, now)
+                    .from(&req_origin)
+                    .client(&client.id)
+                    .reason("blocked")
+                    .detail(&format!("retry_after={left}")),
+            )
+            .await;
         return throttled(&st, &flow, &client, left);
     }
     if let Some(wait) = st.responses.delay_for(ip, now) {

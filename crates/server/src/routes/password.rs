@@ -144,6 +144,34 @@ pub async fn change(
         Some(value) => recognised_device(&st, &user.email, &value, now).await,
         None => None,
     };
+    let throttled = |retry_after: i64| {
+        let mut res = form(
+            &st,
+            StatusCode::TOO_MANY_REQUESTS,
+            &session,
+            &user,
+            Some(TOO_MANY_ATTEMPTS),
+            end_others,
+        );
+        if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
+    };
+    // A detection's block on this address covers this password check as well as sign-in.
+    if let Some(left) = st.responses.blocked_for(ip, now) {
+        st.audit
+            .record_floodable(
+                Event::new(EventKind::LoginThrottled, now)
+                    .from(&origin)
+                    .user(&user.id)
+                    .session(&session.id)
+                    .reason("blocked")
+                    .detail(&format!("page=password retry_after={left}")),
+            )
+            .await;
+        return throttled(left);
+    }
     let reservation = match st
         .login_limits
         .reserve(&user.email, ip, device.as_ref().map(|d| d.id.as_str()), now)
@@ -161,18 +189,7 @@ pub async fn change(
                         .detail(&format!("page=password retry_after={}", t.retry_after)),
                 );
             }
-            let mut res = form(
-                &st,
-                StatusCode::TOO_MANY_REQUESTS,
-                &session,
-                &user,
-                Some(TOO_MANY_ATTEMPTS),
-                end_others,
-            );
-            if let Ok(v) = HeaderValue::from_str(&t.retry_after.to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return res;
+            return throttled(t.retry_after);
         }
     };
     let outcome = password_change::change(

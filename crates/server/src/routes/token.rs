@@ -62,6 +62,7 @@ async fn handle(
                 session_id,
                 user_id,
             } => {
+                subject = Some((user_id, session_id));
                 st.audit.record(
                     base(EventKind::TokenReuseDetected)
                         .user(user_id)
@@ -92,14 +93,20 @@ async fn handle(
         if let Some((user_id, session_id)) = subject {
             e = e.user(user_id).session(session_id);
         }
-        if let Err(err) = &outcome.result {
-            e = e.reason(err.code.as_str());
+        match &outcome.result {
+            // A failure that names no user (a made-up code or refresh token, a refused scope)
+            // is one anyone holding a public client's id can repeat at will.
+            Err(err) if subject.is_none() => {
+                st.audit.record_floodable(e.reason(err.code.as_str())).await
+            }
+            Err(err) => st.audit.record(e.reason(err.code.as_str())),
+            Ok(_) => st.audit.record(e),
         }
-        st.audit.record(e);
     }
     if let Some(retry_after) = outcome.over_quota {
         st.audit
-            .record(base(EventKind::TokenRequestFailed).reason("quota_exceeded"));
+            .record_floodable(base(EventKind::TokenRequestFailed).reason("quota_exceeded"))
+            .await;
         return (
             ClientRequest::over_quota(st, outcome.result.as_ref().err(), retry_after),
             false,
