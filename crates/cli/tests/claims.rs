@@ -1493,15 +1493,6 @@ async fn cli_refuses_password1234567890() {
 // 9. Token algorithms, key wrapping, prompts, parameter bounds, secret rotation
 // ---------------------------------------------------------------------------------------------
 
-fn jwt_part(jwt: &str, i: usize) -> Value {
-    serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(jwt.split('.').nth(i).unwrap())
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 /// Verifies `jwt`'s signature with the JWKS key its `kid` names, using the `jsonwebtoken`
 /// crate (not our own verifier), and returns the header's `alg`.
 fn verify_with_jwks(jwt: &str, jwks: &Value) -> String {

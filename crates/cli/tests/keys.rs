@@ -34,15 +34,6 @@ fn kid_of(jwt: &str) -> String {
 }
 
 /// Asks the server to reload its keys now (it also does every 5 s).
-fn hup(srv: &TestServer) {
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &srv.pid().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
 /// Waits (a few seconds at most, polling) until `cond` holds.
 async fn eventually<F, Fut>(what: &str, mut cond: F)
 where

@@ -991,3 +991,24 @@ pub async fn next_second() {
     let left = std::time::Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()));
     tokio::time::sleep(left.min(std::time::Duration::from_secs(1))).await;
 }
+
+/// The decoded JSON of part `i` of a JWT (0 the header, 1 the claims).
+pub fn jwt_part(jwt: &str, i: usize) -> serde_json::Value {
+    use base64::Engine;
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jwt.split('.').nth(i).unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Makes the server reload its keys (SIGHUP).
+pub fn hup(srv: &TestServer) {
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &srv.pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}

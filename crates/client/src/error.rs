@@ -1,0 +1,115 @@
+//! Typed errors. Nothing here carries a secret or a token.
+
+/// Everything the SDK can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is unusable (a missing variable, a non-`https` URL, a bad CA file).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Portcullis could not be reached (connection, TLS, timeout).
+    #[error("could not reach Portcullis: {0}")]
+    Transport(String),
+    /// Portcullis answered something the SDK cannot use (bad discovery document or JWKS, an
+    /// unexpected status).
+    #[error("unexpected answer from Portcullis: {0}")]
+    Protocol(String),
+    /// The callback is malformed: not the pending redirect URI, a repeated parameter.
+    #[error("the callback is malformed: {0}")]
+    Callback(&'static str),
+    /// The callback's `state` is not the pending authorization's: a forged or crossed
+    /// response (CSRF). Nothing was exchanged.
+    #[error("the callback's state does not match the pending authorization")]
+    StateMismatch,
+    /// The callback's `iss` is missing or not the configured issuer (RFC 9207 mix-up
+    /// defence). Nothing was exchanged.
+    #[error("the callback's issuer is missing or not the configured one")]
+    IssuerMismatch,
+    /// The authorization server answered the callback with an error.
+    #[error("authorization refused: {0}")]
+    Authorization(OAuthError),
+    /// The token, revocation or other endpoint refused the request.
+    #[error("request refused: {0}")]
+    Endpoint(OAuthError),
+    /// A token failed validation.
+    #[error("invalid token: {0}")]
+    InvalidToken(InvalidToken),
+}
+
+/// An RFC 6749 error response: its `error` code and optional description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    /// The `error` code, such as `access_denied`, `login_required` or `invalid_grant`.
+    pub code: String,
+    /// The `error_description`, if any (text from the server, meant for developers).
+    pub description: Option<String>,
+    /// The HTTP status, for endpoint errors (`None` for callback errors).
+    pub status: Option<u16>,
+}
+
+impl OAuthError {
+    /// True for `code == expected`.
+    pub fn is(&self, expected: &str) -> bool {
+        self.code == expected
+    }
+}
+
+impl std::fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.code)?;
+        if let Some(d) = &self.description {
+            write!(f, " ({d})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidToken {
+    #[error("not a well-formed JWT")]
+    Malformed,
+    /// `alg` not in the configured allow-list, or not the key's algorithm (`none` included).
+    #[error("algorithm not allowed")]
+    Algorithm,
+    /// The `typ` header is not the one this kind of token must carry.
+    #[error("wrong token type")]
+    Type,
+    /// No key with this `kid` in the JWKS, even after a refresh.
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("bad signature")]
+    Signature,
+    #[error("wrong issuer")]
+    Issuer,
+    #[error("wrong audience")]
+    Audience,
+    #[error("wrong authorized party (azp)")]
+    AuthorizedParty,
+    #[error("expired")]
+    Expired,
+    #[error("not valid yet")]
+    NotYetValid,
+    #[error("nonce does not match")]
+    Nonce,
+    /// `auth_time` missing, or older than the `max_age` that was asked for.
+    #[error("authentication too old for max_age")]
+    AuthTime,
+    #[error("at_hash does not match the access token")]
+    AtHash,
+    #[error("a required scope is missing")]
+    Scope,
+    /// A required claim is missing or has the wrong shape.
+    #[error("a required claim is missing or malformed")]
+    Claims,
+}
+
+impl From<InvalidToken> for Error {
+    fn from(e: InvalidToken) -> Self {
+        Error::InvalidToken(e)
+    }
+}
+
+/// The SDK's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,90 @@
+//! The few HTTP exchanges the SDK makes, with Portcullis's error bodies turned into types.
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, OAuthError, Result};
+use crate::secret::Secret;
+
+/// GET `uri` and parse its JSON body.
+pub(crate) async fn get_json<T: DeserializeOwned>(http: &reqwest::Client, uri: &str) -> Result<T> {
+    let res = http
+        .get(uri)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(transport)?;
+    if !res.status().is_success() {
+        return Err(Error::Protocol(format!(
+            "GET {uri} answered {}",
+            res.status().as_u16()
+        )));
+    }
+    res.json()
+        .await
+        .map_err(|_| Error::Protocol(format!("GET {uri} did not answer valid JSON")))
+}
+
+/// POST `form` to `uri` with the client's credentials: HTTP Basic (RFC 6749 §2.3.1, each part
+/// form-encoded) when there is a secret, otherwise `client_id` in the form (a public client).
+pub(crate) async fn post_form(
+    http: &reqwest::Client,
+    uri: &str,
+    client_id: &str,
+    secret: Option<&Secret>,
+    form: &[(&str, &str)],
+) -> Result<reqwest::Response> {
+    let mut req = http.post(uri).header("accept", "application/json");
+    let mut fields: Vec<(&str, &str)> = form.to_vec();
+    match secret {
+        Some(s) => {
+            req = req.basic_auth(encode(client_id), Some(encode(s.expose())));
+        }
+        None => fields.push(("client_id", client_id)),
+    }
+    req.form(&fields).send().await.map_err(transport)
+}
+
+/// The body as `T` on success, the RFC 6749 error otherwise.
+pub(crate) async fn parse<T: DeserializeOwned>(res: reqwest::Response) -> Result<T> {
+    let status = res.status();
+    if status.is_success() {
+        return res
+            .json()
+            .await
+            .map_err(|_| Error::Protocol("the answer was not the expected JSON".into()));
+    }
+    Err(Error::Endpoint(oauth_error(res).await))
+}
+
+/// The error body of a refused request (or a generic one when it has none).
+pub(crate) async fn oauth_error(res: reqwest::Response) -> OAuthError {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: String,
+        error_description: Option<String>,
+    }
+    let status = res.status().as_u16();
+    match res.json::<Body>().await {
+        Ok(b) => OAuthError {
+            code: b.error,
+            description: b.error_description,
+            status: Some(status),
+        },
+        Err(_) => OAuthError {
+            code: "unexpected_response".into(),
+            description: Some(format!("HTTP {status} without an OAuth error body")),
+            status: Some(status),
+        },
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+fn encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn transport(e: reqwest::Error) -> Error {
+    // Without the URL's query (it never holds secrets here, but stay uniform) and without
+    // the request body.
+    Error::Transport(e.without_url().to_string())
+}

@@ -1,0 +1,394 @@
+//! The token endpoint (code exchange, refresh, client credentials), revocation, logout URLs,
+//! and validation of access, ID and logout tokens.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::authorize::PendingAuthorization;
+use crate::error::{Error, InvalidToken, Result};
+use crate::secret::Secret;
+use crate::validate::{
+    self, check_id_token, check_logout, header_of, typ_is, AccessTokenClaims, IdTokenClaims,
+    IdTokenRules, LogoutClaims, LogoutRequest,
+};
+use crate::Portcullis;
+
+/// Tokens from the token endpoint. Every token is a [`Secret`].
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub access_token: Secret,
+    /// When the access token expires (seconds since the epoch, by the SDK's clock).
+    pub expires_at: i64,
+    pub refresh_token: Option<Secret>,
+    pub id_token: Option<Secret>,
+    /// The granted scopes.
+    pub scope: Vec<String>,
+}
+
+/// A finished sign-in: the validated ID token's claims and the tokens.
+#[derive(Clone, Debug)]
+pub struct SignedIn {
+    pub claims: IdTokenClaims,
+    pub tokens: Tokens,
+}
+
+/// A client-credentials access token.
+#[derive(Clone, Debug)]
+pub struct ClientToken {
+    pub access_token: Secret,
+    pub expires_at: i64,
+    pub scope: Vec<String>,
+}
+
+/// Which kind of token is being revoked (RFC 7009 `token_type_hint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenTypeHint {
+    AccessToken,
+    RefreshToken,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: String,
+    expires_in: i64,
+    refresh_token: Option<String>,
+    id_token: Option<String>,
+    scope: Option<String>,
+}
+
+/// Client-credentials tokens by scope and resource, kept until shortly before they expire.
+#[derive(Default)]
+pub(crate) struct ClientTokenCache {
+    tokens: tokio::sync::Mutex<HashMap<(String, Option<String>), ClientToken>>,
+}
+
+impl Portcullis {
+    fn tokens_from(&self, r: TokenResponse) -> Result<Tokens> {
+        if !r.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(Error::Protocol("the token type is not Bearer".into()));
+        }
+        Ok(Tokens {
+            access_token: Secret::new(r.access_token),
+            expires_at: self.now().saturating_add(r.expires_in.max(0)),
+            refresh_token: r.refresh_token.map(Secret::new),
+            id_token: r.id_token.map(Secret::new),
+            scope: r
+                .scope
+                .unwrap_or_default()
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse> {
+        let meta = self.metadata().await?;
+        let res = crate::http::post_form(
+            &self.inner.http,
+            &meta.token_endpoint,
+            &self.inner.config.client_id,
+            self.inner.config.client_secret.as_ref(),
+            form,
+        )
+        .await?;
+        crate::http::parse(res).await
+    }
+
+    pub(crate) async fn exchange_code(
+        &self,
+        code: &str,
+        pending: &PendingAuthorization,
+    ) -> Result<SignedIn> {
+        let r = self
+            .token_request(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &pending.redirect_uri),
+                ("code_verifier", pending.code_verifier.expose()),
+            ])
+            .await?;
+        let tokens = self.tokens_from(r)?;
+        let id_token = tokens
+            .id_token
+            .as_ref()
+            .ok_or_else(|| Error::Protocol("no ID token in the answer".into()))?;
+        let claims = self
+            .validate_id_token(
+                id_token.expose(),
+                Some(&pending.nonce),
+                pending.max_age,
+                Some(tokens.access_token.expose()),
+            )
+            .await?;
+        Ok(SignedIn { claims, tokens })
+    }
+
+    /// Validates an ID token: signature via the JWKS (an allowed algorithm that is the key's
+    /// own), `iss`, `aud` containing the client id, `azp`, `exp` and `iat` with leeway,
+    /// `nonce` (`None` for one from a refresh, which must carry none), `auth_time` against
+    /// `max_age`, and `at_hash` against `access_token`.
+    pub async fn validate_id_token(
+        &self,
+        id_token: &str,
+        nonce: Option<&str>,
+        max_age: Option<i64>,
+        access_token: Option<&str>,
+    ) -> Result<IdTokenClaims> {
+        let (header, kid) = header_of(id_token, &self.inner.config.algorithms)?;
+        // An access or logout token is not an ID token.
+        if typ_is(&header, "at+jwt") || typ_is(&header, "logout+jwt") {
+            return Err(InvalidToken::Type.into());
+        }
+        let key = self.key(&kid).await?;
+        let claims: IdTokenClaims = validate::verify(
+            id_token,
+            &header,
+            &key,
+            self.issuer(),
+            &self.inner.config.client_id,
+            &["exp", "iat", "iss", "aud", "sub"],
+        )?;
+        check_id_token(
+            &claims,
+            &IdTokenRules {
+                client_id: &self.inner.config.client_id,
+                nonce,
+                max_age,
+                access_token,
+                now: self.now(),
+                leeway: self.inner.config.leeway,
+            },
+        )?;
+        Ok(claims)
+    }
+
+    async fn key(&self, kid: &str) -> Result<std::sync::Arc<crate::jwks::Key>> {
+        let meta = self.metadata().await?;
+        self.inner
+            .jwks
+            .key(kid, &meta.jwks_uri, &self.inner.http, &self.inner.config)
+            .await
+    }
+
+    /// Validates an access token locally (RFC 9068): `typ: at+jwt`, an allowed algorithm that
+    /// is its key's own, the signature against the JWKS (refreshed on an unknown `kid`, at
+    /// most once per [`crate::Builder::jwks_min_refresh`]), `iss`, `aud` containing
+    /// `audience`, `exp` with leeway, and every scope of `required_scopes`.
+    ///
+    /// ```no_run
+    /// # async fn demo(portcullis: portcullis_client::Portcullis, bearer: &str) -> portcullis_client::Result<()> {
+    /// let claims = portcullis
+    ///     .validate_access_token(bearer, "https://api.example.com", &["read:things"])
+    ///     .await?;
+    /// println!("called by {} for {}", claims.client_id, claims.sub);
+    /// # Ok(()) }
+    /// ```
+    pub async fn validate_access_token(
+        &self,
+        token: &str,
+        audience: &str,
+        required_scopes: &[&str],
+    ) -> Result<AccessTokenClaims> {
+        if token.len() > 16 * 1024 {
+            return Err(InvalidToken::Malformed.into());
+        }
+        let (header, kid) = header_of(token, &self.inner.config.algorithms)?;
+        if !typ_is(&header, "at+jwt") {
+            return Err(InvalidToken::Type.into());
+        }
+        let key = self.key(&kid).await?;
+        let claims: AccessTokenClaims = validate::verify(
+            token,
+            &header,
+            &key,
+            self.issuer(),
+            audience,
+            &["exp", "iss", "aud", "sub"],
+        )?;
+        validate::check_times(
+            claims.exp,
+            None,
+            claims.iat,
+            self.now(),
+            self.inner.config.leeway,
+        )?;
+        if !required_scopes
+            .iter()
+            .all(|need| claims.scopes().any(|s| s == *need))
+        {
+            return Err(InvalidToken::Scope.into());
+        }
+        Ok(claims)
+    }
+
+    /// Verifies a back-channel logout token (the `logout_token` form field Portcullis POSTs):
+    /// `typ: logout+jwt`, signature, `iss`, `aud` = this client, `iat`/`exp`, the
+    /// back-channel-logout event, no `nonce`, and a `sid` or `sub`. The app then ends its
+    /// sessions for that `sid` or `sub`, and should remember `jti` until the token expires
+    /// to refuse a replay.
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutRequest> {
+        if token.len() > 16 * 1024 {
+            return Err(InvalidToken::Malformed.into());
+        }
+        let (header, kid) = header_of(token, &self.inner.config.algorithms)?;
+        if !typ_is(&header, "logout+jwt") {
+            return Err(InvalidToken::Type.into());
+        }
+        let key = self.key(&kid).await?;
+        let claims: LogoutClaims = validate::verify(
+            token,
+            &header,
+            &key,
+            self.issuer(),
+            &self.inner.config.client_id,
+            &["iat", "iss", "aud", "jti"],
+        )?;
+        check_logout(claims, self.now(), self.inner.config.leeway)
+    }
+
+    /// Uses a refresh token: the answer carries a new refresh token (Portcullis rotates on
+    /// every use; keep the new one, the old one is spent). An ID token in the answer is
+    /// validated (it carries no nonce).
+    ///
+    /// ```no_run
+    /// # async fn demo(portcullis: portcullis_client::Portcullis, tokens: portcullis_client::Tokens) -> portcullis_client::Result<()> {
+    /// if let Some(rt) = &tokens.refresh_token {
+    ///     let fresh = portcullis.refresh(rt).await?;
+    /// #   let _ = fresh;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn refresh(&self, refresh_token: &Secret) -> Result<Tokens> {
+        let r = self
+            .token_request(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.expose()),
+            ])
+            .await?;
+        let tokens = self.tokens_from(r)?;
+        if let Some(id) = &tokens.id_token {
+            self.validate_id_token(id.expose(), None, None, Some(tokens.access_token.expose()))
+                .await?;
+        }
+        Ok(tokens)
+    }
+
+    /// Revokes a token (RFC 7009). Revoking a refresh token ends its whole family.
+    ///
+    /// ```no_run
+    /// # async fn demo(portcullis: portcullis_client::Portcullis, rt: portcullis_client::Secret) -> portcullis_client::Result<()> {
+    /// portcullis.revoke(&rt, portcullis_client::TokenTypeHint::RefreshToken).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn revoke(&self, token: &Secret, hint: TokenTypeHint) -> Result<()> {
+        let meta = self.metadata().await?;
+        let uri = meta
+            .revocation_endpoint
+            .as_deref()
+            .ok_or_else(|| Error::Protocol("no revocation endpoint".into()))?;
+        let hint = match hint {
+            TokenTypeHint::AccessToken => "access_token",
+            TokenTypeHint::RefreshToken => "refresh_token",
+        };
+        let res = crate::http::post_form(
+            &self.inner.http,
+            uri,
+            &self.inner.config.client_id,
+            self.inner.config.client_secret.as_ref(),
+            &[("token", token.expose()), ("token_type_hint", hint)],
+        )
+        .await?;
+        if res.status().is_success() {
+            Ok(())
+        } else {
+            Err(Error::Endpoint(crate::http::oauth_error(res).await))
+        }
+    }
+
+    /// A client-credentials token for `scopes` (and an API `resource`, RFC 8707), from the
+    /// cache while it has more than 30 s left, otherwise fresh from the token endpoint.
+    ///
+    /// ```no_run
+    /// # async fn demo(portcullis: portcullis_client::Portcullis) -> portcullis_client::Result<()> {
+    /// let token = portcullis
+    ///     .client_credentials_token(&["read:things"], Some("https://api.example.com"))
+    ///     .await?;
+    /// # let _ = token; Ok(()) }
+    /// ```
+    pub async fn client_credentials_token(
+        &self,
+        scopes: &[&str],
+        resource: Option<&str>,
+    ) -> Result<ClientToken> {
+        let mut sorted: Vec<&str> = scopes.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let key = (sorted.join(" "), resource.map(str::to_owned));
+        // Held across the request: concurrent callers for one key wait for one fetch.
+        let mut cache = self.inner.client_tokens.tokens.lock().await;
+        let now = self.now();
+        if let Some(t) = cache.get(&key) {
+            if t.expires_at - now > self.inner.config.token_renew_before {
+                return Ok(t.clone());
+            }
+        }
+        let mut form = vec![("grant_type", "client_credentials")];
+        if !key.0.is_empty() {
+            form.push(("scope", &key.0));
+        }
+        if let Some(r) = resource {
+            form.push(("resource", r));
+        }
+        let tokens = self.tokens_from(self.token_request(&form).await?)?;
+        let token = ClientToken {
+            access_token: tokens.access_token,
+            expires_at: tokens.expires_at,
+            scope: tokens.scope,
+        };
+        cache.insert(key, token.clone());
+        Ok(token)
+    }
+
+    /// The URL that signs the user out of Portcullis (RP-initiated logout) and back to
+    /// `post_logout_redirect_uri`, which must be registered for the client.
+    ///
+    /// ```no_run
+    /// # async fn demo(portcullis: portcullis_client::Portcullis, id_token: &str) -> portcullis_client::Result<()> {
+    /// let url = portcullis
+    ///     .logout_url(Some(id_token), Some("https://app.example.com/"), None)
+    ///     .await?;
+    /// # let _ = url; Ok(()) }
+    /// ```
+    pub async fn logout_url(
+        &self,
+        id_token_hint: Option<&str>,
+        post_logout_redirect_uri: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<Url> {
+        let meta = self.metadata().await?;
+        let end = meta
+            .end_session_endpoint
+            .as_deref()
+            .ok_or_else(|| Error::Protocol("no end-session endpoint".into()))?;
+        let mut url = Url::parse(end)
+            .map_err(|_| Error::Protocol("the end-session endpoint is not a URL".into()))?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("client_id", &self.inner.config.client_id);
+            if let Some(h) = id_token_hint {
+                q.append_pair("id_token_hint", h);
+            }
+            if let Some(p) = post_logout_redirect_uri {
+                q.append_pair("post_logout_redirect_uri", p);
+            }
+            if let Some(s) = state {
+                q.append_pair("state", s);
+            }
+        }
+        Ok(url)
+    }
+}

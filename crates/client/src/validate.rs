@@ -1,0 +1,252 @@
+//! Validating the three kinds of JWT an app meets: access tokens (RFC 9068), ID tokens
+//! (OpenID Connect Core §3.1.3.7) and logout tokens (Back-Channel Logout §2.6). The signature
+//! algorithm comes from the configured allow-list and must be the key's own, never just what
+//! the token's header claims. Every time check takes `now` from the caller.
+
+use std::collections::HashMap;
+
+use jsonwebtoken::{decode, decode_header, errors::ErrorKind, Header, Validation};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::error::{InvalidToken, Result};
+use crate::jwks::Key;
+
+/// One audience or several (`aud` may be either, RFC 7519 §4.1.3).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// Every audience named.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let v: Vec<&str> = match self {
+            Audience::One(a) => vec![a.as_str()],
+            Audience::Many(list) => list.iter().map(String::as_str).collect(),
+        };
+        v.into_iter()
+    }
+
+    /// True when `aud` is among them.
+    pub fn contains(&self, aud: &str) -> bool {
+        self.iter().any(|a| a == aud)
+    }
+}
+
+/// The claims of a validated access token.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    /// The user's id, or the client's for a client-credentials token.
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: i64,
+    pub iat: Option<i64>,
+    pub jti: Option<String>,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// Space-separated scopes, as issued.
+    #[serde(default)]
+    pub scope: String,
+    pub auth_time: Option<i64>,
+    /// The Portcullis session the token came from (user tokens).
+    pub sid: Option<String>,
+}
+
+impl AccessTokenClaims {
+    /// The granted scopes.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split(' ').filter(|s| !s.is_empty())
+    }
+}
+
+/// The claims of a validated ID token.
+#[derive(Clone, Debug, Deserialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    /// The user's stable id at Portcullis.
+    pub sub: String,
+    pub aud: Audience,
+    pub azp: Option<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: Option<i64>,
+    pub nonce: Option<String>,
+    /// The Portcullis session id (for back-channel logout).
+    pub sid: Option<String>,
+    pub at_hash: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: Option<bool>,
+    /// Any other claims.
+    #[serde(flatten)]
+    pub other: HashMap<String, serde_json::Value>,
+}
+
+/// What a validated back-channel logout token asks the app to end.
+#[derive(Clone, Debug)]
+pub struct LogoutRequest {
+    /// The user whose sessions end (when given).
+    pub sub: Option<String>,
+    /// The Portcullis session whose app sessions end (when given).
+    pub sid: Option<String>,
+    /// The token's id, for replay detection by the app.
+    pub jti: String,
+}
+
+/// The event a logout token must carry.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// The header, checked against the allow-list, with its `kid`.
+pub(crate) fn header_of(
+    token: &str,
+    allowed: &[jsonwebtoken::Algorithm],
+) -> Result<(Header, String)> {
+    // `alg: none` and any other name outside jsonwebtoken's list fail to parse here.
+    let header = decode_header(token).map_err(|_| InvalidToken::Malformed)?;
+    if !allowed.contains(&header.alg) {
+        return Err(InvalidToken::Algorithm.into());
+    }
+    let kid = header.kid.clone().ok_or(InvalidToken::UnknownKey)?;
+    Ok((header, kid))
+}
+
+/// True when `typ` is `expected` (also in its `application/…` form), ignoring case.
+pub(crate) fn typ_is(header: &Header, expected: &str) -> bool {
+    header.typ.as_deref().is_some_and(|t| {
+        let t = t.to_ascii_lowercase();
+        t == expected || t.strip_prefix("application/") == Some(expected)
+    })
+}
+
+/// Verifies the signature with `key` (whose algorithm must be the header's) and the issuer
+/// and audience; time is checked by the caller with its own clock.
+pub(crate) fn verify<T: DeserializeOwned>(
+    token: &str,
+    header: &Header,
+    key: &Key,
+    issuer: &str,
+    audience: &str,
+    required: &[&str],
+) -> Result<T> {
+    if key.alg != header.alg {
+        return Err(InvalidToken::Algorithm.into());
+    }
+    let mut v = Validation::new(key.alg);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.leeway = 0;
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(required);
+    decode::<T>(token, &key.key, &v)
+        .map(|d| d.claims)
+        .map_err(|e| {
+            match e.kind() {
+                ErrorKind::InvalidSignature => InvalidToken::Signature,
+                ErrorKind::InvalidIssuer => InvalidToken::Issuer,
+                ErrorKind::InvalidAudience => InvalidToken::Audience,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    InvalidToken::Algorithm
+                }
+                ErrorKind::MissingRequiredClaim(_) | ErrorKind::Json(_) => InvalidToken::Claims,
+                _ => InvalidToken::Malformed,
+            }
+            .into()
+        })
+}
+
+/// `exp` (and `nbf`, `iat` when present) against `now` with `leeway`.
+pub(crate) fn check_times(
+    exp: i64,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    now: i64,
+    leeway: i64,
+) -> Result<()> {
+    if now > exp.saturating_add(leeway) {
+        return Err(InvalidToken::Expired.into());
+    }
+    if nbf.is_some_and(|n| n > now.saturating_add(leeway))
+        || iat.is_some_and(|i| i > now.saturating_add(leeway))
+    {
+        return Err(InvalidToken::NotYetValid.into());
+    }
+    Ok(())
+}
+
+/// The ID-token rules beyond signature, issuer and audience (Core §3.1.3.7).
+pub(crate) struct IdTokenRules<'a> {
+    pub client_id: &'a str,
+    /// The nonce sent in the request; `None` for a refresh, whose ID token carries none.
+    pub nonce: Option<&'a str>,
+    pub max_age: Option<i64>,
+    pub access_token: Option<&'a str>,
+    pub now: i64,
+    pub leeway: i64,
+}
+
+pub(crate) fn check_id_token(c: &IdTokenClaims, rules: &IdTokenRules<'_>) -> Result<()> {
+    check_times(c.exp, None, Some(c.iat), rules.now, rules.leeway)?;
+    // Several audiences need an `azp`, and an `azp` must be us.
+    let many = matches!(&c.aud, Audience::Many(list) if list.len() > 1);
+    match &c.azp {
+        Some(azp) if azp != rules.client_id => return Err(InvalidToken::AuthorizedParty.into()),
+        None if many => return Err(InvalidToken::AuthorizedParty.into()),
+        _ => {}
+    }
+    match (rules.nonce, c.nonce.as_deref()) {
+        (Some(sent), Some(got)) if constant_eq(sent, got) => {}
+        (None, None) => {}
+        _ => return Err(InvalidToken::Nonce.into()),
+    }
+    if let Some(max_age) = rules.max_age {
+        let at = c.auth_time.ok_or(InvalidToken::AuthTime)?;
+        if rules.now.saturating_sub(at) > max_age.saturating_add(rules.leeway) {
+            return Err(InvalidToken::AuthTime.into());
+        }
+    }
+    if let (Some(expected), Some(access)) = (c.at_hash.as_deref(), rules.access_token) {
+        if !constant_eq(expected, &crate::pkce::at_hash(access)) {
+            return Err(InvalidToken::AtHash.into());
+        }
+    }
+    Ok(())
+}
+
+/// The claims of a logout token, as sent.
+#[derive(Deserialize)]
+pub(crate) struct LogoutClaims {
+    pub iat: i64,
+    pub exp: Option<i64>,
+    pub jti: String,
+    pub sub: Option<String>,
+    pub sid: Option<String>,
+    pub events: HashMap<String, serde_json::Value>,
+    pub nonce: Option<serde_json::Value>,
+}
+
+pub(crate) fn check_logout(c: LogoutClaims, now: i64, leeway: i64) -> Result<LogoutRequest> {
+    // A logout token is short-lived: Portcullis gives it two minutes.
+    check_times(c.exp.unwrap_or(c.iat + 120), None, Some(c.iat), now, leeway)?;
+    let event = c
+        .events
+        .get(BACKCHANNEL_LOGOUT_EVENT)
+        .ok_or(InvalidToken::Claims)?;
+    if !event.is_object() || c.nonce.is_some() || (c.sub.is_none() && c.sid.is_none()) {
+        return Err(InvalidToken::Claims.into());
+    }
+    Ok(LogoutRequest {
+        sub: c.sub,
+        sid: c.sid,
+        jti: c.jti,
+    })
+}
+
+/// Compares two strings in time that depends only on their lengths.
+pub(crate) fn constant_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
