@@ -208,15 +208,17 @@ async fn failed_login_bursts_alert_through_the_webhook_and_block_the_address() {
     assert_eq!(res.status(), 429);
     assert!(res.headers().contains_key("retry-after"));
     // Each refusal is recorded (once per address and minute: a blocked flood is one line).
-    for _ in 0..4 {
-        let res = http
-            .post(srv.url("/token"))
-            .header("x-forwarded-for", "203.0.113.7")
-            .basic_auth(&seed.machine_id, Some(&seed.machine_secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap();
+    for n in 0..4 {
+        let res = login_from(
+            &srv,
+            &http,
+            &mut Jar::default(),
+            &seed,
+            &format!("other{n}@example.com"),
+            "guess",
+            "203.0.113.7",
+        )
+        .await;
         assert_eq!(res.status(), 429);
     }
     let blocked = |list: &[Value]| {
@@ -226,16 +228,39 @@ async fn failed_login_bursts_alert_through_the_webhook_and_block_the_address() {
     };
     let throttled = events_when(&srv, "login.throttled", |l| blocked(l) >= 1);
     assert_eq!(blocked(&throttled), 1, "{throttled:?}");
-    let refused = events_when(&srv, "token.request_failed", |l| blocked(l) >= 1);
-    assert_eq!(blocked(&refused), 1, "{refused:?}");
+    // A block for guessed passwords is a sign-in block: the token endpoint still answers
+    // that address (its own block is for guessed client secrets).
+    let res = http
+        .post(srv.url("/token"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .basic_auth(&seed.machine_id, Some(&seed.machine_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Other addresses are fine; and the account's own recognised browser gets through the
+    // block (a neighbour's guessing does not lock its owner out).
+    let mut owner = Jar::default();
     let res = login_from(
         &srv,
         &http,
-        &mut Jar::default(),
+        &mut owner,
         &seed,
         ALICE,
         PASSWORD,
         "203.0.113.8",
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let res = login_from(
+        &srv,
+        &http,
+        &mut device_only(&owner),
+        &seed,
+        ALICE,
+        PASSWORD,
+        "203.0.113.7",
     )
     .await;
     assert_eq!(res.status(), 303);
@@ -269,6 +294,10 @@ async fn refresh_failures_reuse_and_credential_stuffing_raise_alerts() {
         ("PORTCULLIS_STUFFING_ACCOUNTS", "3"),
         ("PORTCULLIS_DETECT_CLIENT_AUTH_FAILURES_ADDRESS", "3/300"),
         ("PORTCULLIS_DETECT_TOKEN_FAILURES_CLIENT", "2/300"),
+        (
+            "PORTCULLIS_DETECT_RESPONSES",
+            "client_auth_failures_address=block",
+        ),
     ]);
     let seed = srv.seed();
     let http = srv.http();
@@ -359,6 +388,27 @@ async fn refresh_failures_reuse_and_credential_stuffing_raise_alerts() {
         .find(|a| a["reason"] == "client_auth_failures_address")
         .unwrap();
     assert_eq!(a["address"], "198.51.100.77");
+    // The response blocks the token endpoints for that address, even with the right secret;
+    // the refusals are recorded once per address and minute.
+    for _ in 0..3 {
+        let res = http
+            .post(srv.url("/token"))
+            .header("x-forwarded-for", "198.51.100.77")
+            .basic_auth(&seed.machine_id, Some(&seed.machine_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 429);
+        assert!(res.headers().contains_key("retry-after"));
+    }
+    let blocked = |list: &[Value]| {
+        list.iter()
+            .filter(|e| e["reason"] == "blocked" && e["address"] == "198.51.100.77")
+            .count()
+    };
+    let refused = events_when(&srv, "token.request_failed", |l| blocked(l) >= 1);
+    assert_eq!(blocked(&refused), 1, "{refused:?}");
     let a = alerts
         .iter()
         .find(|a| a["reason"] == "token_failures_client")
@@ -508,6 +558,27 @@ async fn new_devices_networks_countries_and_impossible_travel() {
         assert!(Instant::now() < deadline, "the sessions were not ended");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The intruder signs in again at once: the ended sign-in is no history, so the journey
+    // from Paris is impossible again and the sessions end again.
+    let mut again = device_only(&first);
+    let res = login_from(
+        &srv,
+        &http,
+        &mut again,
+        &seed,
+        ALICE,
+        PASSWORD,
+        "198.51.100.11",
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let count = |a: &[Value]| {
+        a.iter()
+            .filter(|x| x["reason"] == "impossible_travel")
+            .count()
+    };
+    let alerts = alerts_when(&srv, |a| count(a) >= 2);
+    assert_eq!(count(&alerts), 2, "{alerts:?}");
     assert!(srv
         .log()
         .contains("geographic detection: new country and impossible travel"));

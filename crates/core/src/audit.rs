@@ -312,7 +312,8 @@ impl Event {
 }
 
 /// A value safe for one log line and a terminal: control characters (C0, DEL, C1: newlines,
-/// escapes), line and paragraph separators (U+2028, U+2029) and bidirectional overrides become
+/// escapes), line and paragraph separators (U+2028, U+2029), bidirectional overrides and
+/// invisible format characters (zero-width spaces and joiners, U+FEFF, soft hyphen) become
 /// U+FFFD, and anything past `max` characters is cut, marked with "…".
 pub fn clean(value: &str, max: usize) -> String {
     let mut out = String::with_capacity(value.len().min(max * 4));
@@ -322,7 +323,9 @@ pub fn clean(value: &str, max: usize) -> String {
             break;
         }
         let unsafe_char = c.is_control()
-            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}');
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+            // Invisible format characters: two values that print alike must not differ.
+            || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}');
         out.push(if unsafe_char { '\u{FFFD}' } else { c });
     }
     out
@@ -613,7 +616,11 @@ mod tests {
         let line = serde_json::to_string(&e).unwrap();
         assert!(!line.contains('\n') && !line.contains('\u{1b}'));
         assert_eq!(e.outcome, Outcome::Failure);
-        // Non-ASCII text that is not a control stays.
+        // Non-ASCII text that is not a control stays; invisible characters do not.
         assert_eq!(clean("Zoë 東京", 10), "Zoë 東京");
+        assert_eq!(
+            clean("a\u{200b}b\u{200d}c\u{feff}d\u{2060}e\u{ad}f", 20),
+            "a\u{fffd}b\u{fffd}c\u{fffd}d\u{fffd}e\u{fffd}f"
+        );
     }
 }

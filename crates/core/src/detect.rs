@@ -76,10 +76,15 @@ impl Detection {
     }
 
     /// Whether `response` may answer this detection. A response must land on the actor the
-    /// evidence is about: counted failures can be steered by anyone (the failure that crosses
-    /// the threshold may be the victim's own), so they never end sessions, and only an address
-    /// that did the failing may be blocked or slowed. The sign-in detections are about one
-    /// successful sign-in: its address, and its user.
+    /// evidence is about, and must work:
+    /// - counted failures can be steered by anyone (the failure that crosses the threshold
+    ///   may be the victim's own), so they never end sessions, and only the address that did
+    ///   the failing may be blocked or slowed;
+    /// - the sign-in detections are about a sign-in that succeeded: blocking its address
+    ///   would hit whoever signs in second there (often the owner), so they may only end the
+    ///   user's sessions;
+    /// - except `new_device`: the flagged browser already holds a device cookie, so it signs
+    ///   in again as a known device, while every new browser of the owner's is ended.
     pub fn allows(self, response: Response) -> bool {
         match response {
             Response::Alert => true,
@@ -88,17 +93,10 @@ impl Detection {
                 Detection::LoginFailuresAddress
                     | Detection::CredentialStuffing
                     | Detection::ClientAuthFailuresAddress
-                    | Detection::NewDevice
-                    | Detection::NewNetwork
-                    | Detection::NewCountry
-                    | Detection::ImpossibleTravel
             ),
             Response::RevokeSessions => matches!(
                 self,
-                Detection::NewDevice
-                    | Detection::NewNetwork
-                    | Detection::NewCountry
-                    | Detection::ImpossibleTravel
+                Detection::NewNetwork | Detection::NewCountry | Detection::ImpossibleTravel
             ),
         }
     }
@@ -222,7 +220,7 @@ impl Rules {
             .map_or(Response::Alert, |(_, r)| *r)
     }
 
-    /// `"new_device=revoke_sessions,login_failures_address=block"`.
+    /// `"new_network=revoke_sessions,login_failures_address=block"`.
     pub fn parse_responses(s: &str) -> Result<Vec<(Detection, Response)>, String> {
         let mut out = Vec::new();
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -898,7 +896,7 @@ mod tests {
         for bad in ["", "10", "0/300", "10/0", "x/300", "10/86401"] {
             assert_eq!(Threshold::parse(bad), None, "{bad}");
         }
-        let r = Rules::parse_responses("new_device=revoke_sessions, login_failures_address=block")
+        let r = Rules::parse_responses("new_network=revoke_sessions, login_failures_address=block")
             .unwrap();
         assert_eq!(r.len(), 2);
         let rules = Rules {
@@ -906,7 +904,7 @@ mod tests {
             ..Rules::default()
         };
         assert_eq!(
-            rules.response(Detection::NewDevice),
+            rules.response(Detection::NewNetwork),
             Response::RevokeSessions
         );
         assert_eq!(rules.response(Detection::NewCountry), Response::Alert);
@@ -919,6 +917,11 @@ mod tests {
             "login_failures_account=block",
             "refresh_failures_client=block",
             "credential_stuffing=revoke_sessions",
+            // A sign-in detection's block would hit whoever signs in second at the address,
+            // and new_device's revocation is undone by the device cookie it already holds.
+            "new_country=block",
+            "impossible_travel=delay",
+            "new_device=revoke_sessions",
         ] {
             assert!(Rules::parse_responses(bad).is_err(), "{bad}");
         }

@@ -237,8 +237,8 @@ pub trait CodeStore: Send + Sync {
 #[async_trait]
 pub trait RefreshTokenStore: Send + Sync {
     /// Stores the first token of a family, only while its user (enabled, no password change
-    /// since its `auth_time`), client and, unless offline, session are live at `now`. False
-    /// when refused.
+    /// since its `auth_time`), client and session are live at `now` (an offline token then
+    /// outlives the session). False when refused.
     async fn insert_refresh_token(&self, token: &RefreshToken, now: i64) -> StoreResult<bool>;
     /// In one transaction: mark `old_hash` rotated if it is live, belongs to `client_id` and
     /// its session is active, and store `next` (whose family and binding the caller copies

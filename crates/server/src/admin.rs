@@ -132,7 +132,7 @@ async fn authenticate(
     next: Next,
 ) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().chars().take(100).collect::<String>();
+    let path = portcullis_core::audit::clean(req.uri().path(), 100);
     let request_id = portcullis_core::crypto::random_token(12);
     let started = std::time::Instant::now();
     let mut res = check(&st, peer, req, next, &path, &request_id).await;
@@ -204,7 +204,12 @@ async fn check(
         // address get 429. A valid token is never refused by this limit: a local process
         // sending bad tokens cannot lock the operator (or the metrics scrape) out.
         if let Decision::Limited { retry_after } = st.failures.reserve(&key, now).await {
-            if st.refusal_logged.reserve(&key, now).await.is_allowed() {
+            if st
+                .refusal_logged
+                .reserve(&format!("bad-token|{key}"), now)
+                .await
+                .is_allowed()
+            {
                 record(
                     Outcome::Failure,
                     "rate_limited",
@@ -226,7 +231,13 @@ async fn check(
         return res;
     }
     if let Err(retry_after) = st.calls.admit_key(&key) {
-        if st.refusal_logged.reserve(&key, now).await.is_allowed() {
+        // Its own once-per-window slot: bad-token refusals cannot hide a valid token's flood.
+        if st
+            .refusal_logged
+            .reserve(&format!("calls|{key}"), now)
+            .await
+            .is_allowed()
+        {
             record(
                 Outcome::Failure,
                 "rate_limited",
@@ -251,6 +262,10 @@ async fn check(
 }
 
 fn address_key(ip: IpAddr) -> String {
+    // Every loopback address is one caller: 127.0.0.0/8 must not multiply the limits.
+    if portcullis_guard::client_addr::canonical(ip).is_loopback() {
+        return "admin:loopback".to_owned();
+    }
     format!("admin:{}", portcullis_guard::client_addr::bucket(ip, 64))
 }
 

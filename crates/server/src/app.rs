@@ -193,7 +193,8 @@ async fn request_log(
         .map(|c| c.0.to_string())
         .unwrap_or_default();
     let method = req.method().clone();
-    let path = req.uri().path().chars().take(200).collect::<String>();
+    // Cleaned like every audit text field: no control, line-separator or bidi characters.
+    let path = portcullis_core::audit::clean(req.uri().path(), 200);
     // The route template, never the raw path: a bounded set of metric labels.
     let route = req
         .extensions()

@@ -50,14 +50,24 @@ impl Counters {
     }
 }
 
-/// The recorder every handler shares.
 /// Events of a floodable kind (anyone can cause them at will, one per request) are recorded
-/// once per address and kind in this many seconds; the rest are counted as suppressed.
+/// once per kind, reason, client and network (an IPv4 address, an IPv6 prefix) in this many
+/// seconds; the rest are counted as suppressed.
 pub const FLOOD_WINDOW: i64 = 60;
+/// And at most this many of one kind and reason per window from all networks together: an
+/// IPv6 attacker holds millions of prefixes.
+pub const FLOOD_CAP: u32 = 1_000;
+
+/// The recorder every handler shares.
 
 #[derive(Clone)]
 pub struct Audit {
     flood: Arc<portcullis_guard::limiter::MemoryLimiter>,
+    flood_total: Arc<portcullis_guard::limiter::MemoryLimiter>,
+    /// The IPv6 prefix length that makes one network (as the limiters use it).
+    v6_prefix: u8,
+    /// The detector, for suppressed events: counted at once, never queued behind storage.
+    direct: Arc<std::sync::OnceLock<Arc<crate::detect::Detector>>>,
     tx: Option<mpsc::Sender<Event>>,
     pub counters: Arc<Counters>,
     metrics: Arc<crate::metrics::Metrics>,
@@ -84,6 +94,15 @@ impl Audit {
                 },
                 100_000,
             )),
+            flood_total: Arc::new(portcullis_guard::limiter::MemoryLimiter::new(
+                portcullis_guard::limiter::Limit {
+                    max: FLOOD_CAP,
+                    window_secs: FLOOD_WINDOW,
+                },
+                1_000,
+            )),
+            v6_prefix: 64,
+            direct: Arc::new(std::sync::OnceLock::new()),
             tx: Some(tx),
             counters,
             metrics,
@@ -95,6 +114,7 @@ impl Audit {
     /// once; later calls are ignored): a slow or failing detection never holds up storage, and
     /// batches it cannot take are counted (`detector_dropped`).
     pub fn set_detector(&self, detector: Arc<crate::detect::Detector>) {
+        let _ = self.direct.set(detector.clone());
         let (tx, mut rx) = mpsc::channel::<Vec<Event>>(256);
         if self.detector.set(tx).is_ok() {
             tokio::spawn(async move {
@@ -105,32 +125,42 @@ impl Audit {
         }
     }
 
+    /// The IPv6 prefix length that makes one network for [`Audit::record_floodable`] (the
+    /// limiters' own; 64 unless set).
+    pub fn with_network_prefix(mut self, v6_prefix: u8) -> Self {
+        self.v6_prefix = v6_prefix;
+        self
+    }
+
     /// Like [`Audit::record`], for events anyone can cause at will (a refused cross-site
-    /// form, a made-up refresh token, a refusal while blocked): at most one per kind, reason,
-    /// client and address per [`FLOOD_WINDOW`] is logged and stored, so a flood cannot fill
-    /// the log and the store. The rest are counted in `suppressed` and still shown to the
-    /// detector, so a burst is detected whether or not its events were stored.
+    /// form, a made-up or dead token, a refusal while blocked or throttled): per
+    /// [`FLOOD_WINDOW`], one per kind, reason, client and network, and at most [`FLOOD_CAP`]
+    /// of one kind and reason in all, are logged and stored, so a flood cannot fill the log
+    /// and the store. The rest are counted (`suppressed`, and in the metrics) and counted by
+    /// the detections at once, so a burst is detected whether or not its events were stored.
     pub async fn record_floodable(&self, event: Event) {
         use portcullis_guard::limiter::AttemptLimiter;
+        let network = event
+            .address
+            .as_deref()
+            .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            .map(|ip| portcullis_guard::client_addr::bucket(ip, self.v6_prefix).to_string());
+        let kind = format!("{}|{}", event.kind, event.reason.as_deref().unwrap_or("-"));
         let key = format!(
-            "{}|{}|{}|{}",
-            event.kind,
-            event.reason.as_deref().unwrap_or("-"),
+            "{kind}|{}|{}",
             event.client_id.as_deref().unwrap_or("-"),
-            event.address.as_deref().unwrap_or("-")
+            network.as_deref().unwrap_or("-")
         );
-        if self.flood.reserve(&key, event.at).await.is_allowed() {
+        let allowed = self.flood.reserve(&key, event.at).await.is_allowed()
+            && self.flood_total.reserve(&kind, event.at).await.is_allowed();
+        if allowed {
             self.record(event);
-        } else {
-            self.counters.suppressed.fetch_add(1, Ordering::AcqRel);
-            self.metrics.observe_event(&event);
-            if let Some(d) = self.detector.get() {
-                if d.try_send(vec![event]).is_err() {
-                    self.counters
-                        .detector_dropped
-                        .fetch_add(1, Ordering::AcqRel);
-                }
-            }
+            return;
+        }
+        self.counters.suppressed.fetch_add(1, Ordering::AcqRel);
+        self.metrics.observe_event(&event);
+        if let Some(d) = self.direct.get() {
+            d.count(&event);
         }
     }
 

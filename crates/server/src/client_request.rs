@@ -110,7 +110,7 @@ where
     Fut: Future<Output = Handled>,
 {
     // A detection's response may have blocked this address for a while.
-    if let Some(left) = st.responses.blocked_for(ip, now) {
+    if let Some(left) = st.responses.tokens_blocked_for(ip, now) {
         st.audit
             .record_floodable(
                 Event::new(EventKind::TokenRequestFailed, now)

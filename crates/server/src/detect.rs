@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_core::audit::{Event, EventFilter, EventKind};
-use portcullis_core::detect::{self, Counting, Finding, Response, Rules, SignIn};
+use portcullis_core::detect::{self, Counting, Detection, Finding, Response, Rules, SignIn};
 use portcullis_core::ids::UserId;
 use portcullis_core::store::Storage;
 
@@ -31,7 +31,10 @@ const HISTORY: u32 = 50;
 /// address buckets of the limiters (IPv4 address, IPv6 /64). Bounded: at capacity the expired
 /// entries go, then the oldest.
 pub struct Responses {
+    /// Refused at sign-in (and the password-change form): for guessing passwords.
     blocked: Mutex<HashMap<String, i64>>,
+    /// Refused at the token endpoints: for guessing client secrets.
+    blocked_tokens: Mutex<HashMap<String, i64>>,
     delayed: Mutex<HashMap<String, i64>>,
     /// How long a block or delay lasts, seconds.
     pub period: i64,
@@ -46,6 +49,7 @@ impl Responses {
     pub fn new(period: i64, delay: Duration, ipv6_prefix: u8) -> Self {
         Responses {
             blocked: Mutex::new(HashMap::new()),
+            blocked_tokens: Mutex::new(HashMap::new()),
             delayed: Mutex::new(HashMap::new()),
             period,
             delay,
@@ -78,15 +82,27 @@ impl Responses {
         m.get(key).copied().filter(|u| *u > now).map(|u| u - now)
     }
 
+    /// Blocks sign-ins from the address (a browser with a valid device cookie for the
+    /// account still gets through: its owner is not locked out by a neighbour's guessing).
     pub fn block(&self, ip: IpAddr, now: i64) {
         Self::put(&self.blocked, self.key(ip), now + self.period, now);
+    }
+
+    /// Blocks the token endpoints for the address.
+    pub fn block_tokens(&self, ip: IpAddr, now: i64) {
+        Self::put(&self.blocked_tokens, self.key(ip), now + self.period, now);
+    }
+
+    /// Seconds the address stays blocked at the token endpoints, if it is.
+    pub fn tokens_blocked_for(&self, ip: IpAddr, now: i64) -> Option<i64> {
+        Self::left(&self.blocked_tokens, &self.key(ip), now)
     }
 
     pub fn slow_down(&self, ip: IpAddr, now: i64) {
         Self::put(&self.delayed, self.key(ip), now + self.period, now);
     }
 
-    /// Seconds the address stays blocked, if it is.
+    /// Seconds the address stays blocked at sign-in, if it is.
     pub fn blocked_for(&self, ip: IpAddr, now: i64) -> Option<i64> {
         Self::left(&self.blocked, &self.key(ip), now)
     }
@@ -134,6 +150,26 @@ impl Detector {
         Some(geo.lookup(ip))
     }
 
+    /// Runs the counting detections on an event that was not stored (a suppressed one of a
+    /// flood): in memory, at once; an alert it raises is handled in a task of its own.
+    pub fn count(self: &Arc<Self>, e: &Event) {
+        if e.kind == EventKind::AlertRaised.as_str() || e.reason.as_deref() == Some("detection") {
+            return;
+        }
+        let found = match self.counting.lock() {
+            Ok(mut c) => c.observe(e, &self.rules),
+            Err(_) => Vec::new(),
+        };
+        if !found.is_empty() {
+            let me = self.clone();
+            tokio::spawn(async move {
+                for f in found {
+                    me.raise(f).await;
+                }
+            });
+        }
+    }
+
     /// Runs every detection on a stored batch, in order.
     pub async fn observe(&self, batch: &[Event]) {
         for e in batch {
@@ -161,14 +197,18 @@ impl Detector {
         };
         // This sign-in is stored already (and later ones of the same batch may be): the earlier
         // ones are those stored before it, found by its session (new at every sign-in).
-        let filter = EventFilter {
+        let history = |kind: EventKind| EventFilter {
             user_id: Some(user.clone()),
-            kind: Some(EventKind::LoginSucceeded.as_str().to_owned()),
+            kind: Some(kind.as_str().to_owned()),
             until: Some(e.at + 1),
             limit: HISTORY + 64,
             ..EventFilter::default()
         };
-        let earlier = match self.store.query_events(&filter).await {
+        let earlier = match self
+            .store
+            .query_events(&history(EventKind::LoginSucceeded))
+            .await
+        {
             Ok(mut list) => {
                 match list
                     .iter()
@@ -186,8 +226,37 @@ impl Detector {
                 return Vec::new();
             }
         };
+        // A sign-in a detection flagged and whose session its response ended is no history:
+        // the intruder's next sign-in must not find its own network and country known.
+        let ended: std::collections::HashSet<String> = match self
+            .store
+            .query_events(&history(EventKind::SessionRevoked))
+            .await
+        {
+            Ok(list) => list
+                .into_iter()
+                .filter(|s| {
+                    s.event.reason.as_deref() == Some("detection")
+                        && s.event
+                            .detail
+                            .as_deref()
+                            .is_some_and(|d| d.ends_with(" sign_in=flagged"))
+                })
+                .filter_map(|s| s.event.session_id)
+                .collect(),
+            Err(err) => {
+                tracing::warn!(event = "detect.history_failed", error = %err);
+                return Vec::new();
+            }
+        };
         let earlier: Vec<SignIn<'_>> = earlier
             .iter()
+            .filter(|s| {
+                s.event
+                    .session_id
+                    .as_ref()
+                    .is_none_or(|id| !ended.contains(id))
+            })
             .map(|s| SignIn {
                 event: &s.event,
                 place: self.place(&s.event),
@@ -223,6 +292,13 @@ impl Detector {
     async fn respond(&self, f: &Finding, response: Response, now: i64) -> Response {
         let ip: Option<IpAddr> = f.address.as_deref().and_then(|a| a.parse().ok());
         match (response, ip, f.user_id.as_deref()) {
+            // Guessed client secrets block the token endpoints; guessed passwords, sign-in.
+            (Response::Block, Some(ip), _)
+                if f.detection == Detection::ClientAuthFailuresAddress =>
+            {
+                self.responses.block_tokens(ip, now);
+                Response::Block
+            }
             (Response::Block, Some(ip), _) => {
                 self.responses.block(ip, now);
                 Response::Block
@@ -235,21 +311,30 @@ impl Detector {
                 let Some(id) = UserId::parse(user) else {
                     return Response::Alert;
                 };
-                // Offline grants outlive sessions: an intruder's would survive the sessions'
-                // end. They go first.
+                // Sessions first: from then on no code of theirs can start a grant (a first
+                // refresh token needs a live session, offline or not); then the offline
+                // grants, which outlive sessions, including any issued just before.
+                let ended = self.store.revoke_user_sessions(&id, None, now).await;
                 if let Err(e) = self.store.revoke_user_offline_tokens(&id, now).await {
                     tracing::error!(event = "detect.response_failed", error = %e);
                     return Response::Alert;
                 }
-                match self.store.revoke_user_sessions(&id, None, now).await {
+                match ended {
                     Ok(ended) => {
                         for s in ended {
+                            // The session of the flagged sign-in is marked: that sign-in is
+                            // no history for later ones.
+                            let flagged = f.session_id.as_deref() == Some(s.as_str());
                             self.audit.record(
                                 Event::new(EventKind::SessionRevoked, now)
                                     .user(&id)
                                     .session(&s)
                                     .reason("detection")
-                                    .detail(&format!("detection={}", f.detection.as_str())),
+                                    .detail(&format!(
+                                        "detection={}{}",
+                                        f.detection.as_str(),
+                                        if flagged { " sign_in=flagged" } else { "" }
+                                    )),
                             );
                         }
                         Response::RevokeSessions

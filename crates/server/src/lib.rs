@@ -68,7 +68,8 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
     let store: Arc<dyn portcullis_core::store::Storage> =
         Arc::new(cache::CachedStore::new(Arc::new(store)));
     let metrics = Arc::new(metrics::Metrics::new());
-    let audit = audit::Audit::start(store.clone(), config.event_buffer, metrics.clone());
+    let audit = audit::Audit::start(store.clone(), config.event_buffer, metrics.clone())
+        .with_network_prefix(config.ipv6_prefix);
     let responses = Arc::new(detect::Responses::new(
         config.detect_block_secs,
         config.detect_delay,

@@ -123,3 +123,51 @@ async fn an_outage_buffers_then_drops_and_reports_the_loss() {
         "every event is stored or counted as dropped"
     );
 }
+
+/// Floodable events: one per network (an IPv6 /64 is one, however its last 64 bits vary) and
+/// minute, and at most `FLOOD_CAP` of a kind and reason in all, however many networks send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_are_stored_once_per_network_and_capped_in_all() {
+    use portcullis_server::audit::FLOOD_CAP;
+    let (_dir, store) = store().await;
+    let audit = Audit::start(
+        Arc::new(store.clone()) as Arc<dyn Storage>,
+        10_000,
+        Default::default(),
+    )
+    .with_network_prefix(64);
+    let at = 1_800_000_000;
+    let refused = |address: String| {
+        Event::new(EventKind::CsrfRefused, at)
+            .reason("cross_site")
+            .from(&Origin {
+                address: Some(address),
+                user_agent: None,
+                request_id: None,
+            })
+    };
+    for n in 0..200u32 {
+        audit
+            .record_floodable(refused(format!("2001:db8:1:2::{n:x}")))
+            .await;
+    }
+    let total = FLOOD_CAP + 200;
+    for n in 0..total {
+        audit
+            .record_floodable(refused(format!(
+                "2001:db8:{:x}:{:x}::1",
+                n >> 16,
+                n & 0xffff
+            )))
+            .await;
+    }
+    assert!(audit.flush(Duration::from_secs(10)).await);
+    let stored = all(&store).await;
+    // The first /64 once, then other /64s until the cap.
+    assert_eq!(stored.len() as u32, FLOOD_CAP, "{}", stored.len());
+    let c = &audit.counters;
+    assert_eq!(
+        c.suppressed.load(Ordering::Acquire) as u32,
+        200 + total - FLOOD_CAP
+    );
+}

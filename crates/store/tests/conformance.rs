@@ -2331,7 +2331,15 @@ mod checks {
         ok.session_id = fresh_session.id.clone();
         ok.auth_time = T0 + 7;
         assert!(s.insert_refresh_token(&ok, T0 + 8).await.unwrap());
-        // An ended session refuses a session-bound token but not an offline one.
+        // An offline grant may start only in a live session (it then outlives it): one started
+        // just before its session is ended (by a detection's response, say) and stored just
+        // after must not survive.
+        let mut early = ok.clone();
+        early.token_hash = "rt-early".into();
+        early.family_id = FamilyId::generate();
+        early.offline = true;
+        assert!(s.insert_refresh_token(&early, T0 + 8).await.unwrap());
+        // An ended session refuses a first token, session-bound or offline.
         s.revoke_session(&fresh_session.id, T0 + 9).await.unwrap();
         let mut bound = ok.clone();
         bound.token_hash = "rt-bound".into();
@@ -2340,7 +2348,10 @@ mod checks {
         let mut offline = bound.clone();
         offline.token_hash = "rt-offline".into();
         offline.offline = true;
-        assert!(s.insert_refresh_token(&offline, T0 + 10).await.unwrap());
+        assert!(!s.insert_refresh_token(&offline, T0 + 10).await.unwrap());
+        // The offline grant started before lives on.
+        assert!(usable(s, "rt-early", &fx.client.id, T0 + 10).await);
+        let offline = early.clone();
         // A disabled user refuses everything.
         s.set_user_disabled(&fx.user.id, true, T0 + 11)
             .await

@@ -70,7 +70,8 @@ pub(super) async fn handle<S: Storage + ?Sized>(
     ) {
         // A refused token that exists still names its user: the per-user refresh-failure
         // detection needs it (a read, outside the write lane; made-up tokens find nothing).
-        if let Some(found) = store.refresh_token_by_hash(&hash).await? {
+        // Only for the record: a failing read leaves the refusal as it is.
+        if let Ok(Some(found)) = store.refresh_token_by_hash(&hash).await {
             events.push(GrantEvent::Subject {
                 user_id: found.user_id.to_string(),
                 session_id: found.session_id.to_string(),

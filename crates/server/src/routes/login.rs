@@ -78,8 +78,13 @@ pub async fn login(
         Some(value) => recognised_device(&st, email, &value, now).await,
         None => None,
     };
-    // A detection's response for this address: refused for a while, or slowed down.
-    if let Some(left) = st.responses.blocked_for(ip, now) {
+    // A detection's response for this address: refused for a while (unless this browser is
+    // a recognised device of the account), or slowed down.
+    if let Some(left) = st
+        .responses
+        .blocked_for(ip, now)
+        .filter(|_| device.is_none())
+    {
         st.audit
             .record_floodable(
                 Event::new(EventKind::LoginThrottled, now)
@@ -103,18 +108,22 @@ pub async fn login(
         Ok(r) => r,
         Err(t) => {
             // One event per account, address and window: a flood of refusals is one line.
+            // And at most one per network and minute: a throttled address typing a new
+            // e-mail each time must not store one event per request.
             if st.login_limits.first_refusal(email, ip, now).await {
-                st.audit.record(
-                    Event::new(EventKind::LoginThrottled, now)
-                        .from(&req_origin)
-                        .client(&client.id)
-                        .reason("rate_limited")
-                        .detail(&format!(
-                            "retry_after={} account={}",
-                            t.retry_after,
-                            st.login_limits.account_key(email)
-                        )),
-                );
+                st.audit
+                    .record_floodable(
+                        Event::new(EventKind::LoginThrottled, now)
+                            .from(&req_origin)
+                            .client(&client.id)
+                            .reason("rate_limited")
+                            .detail(&format!(
+                                "retry_after={} account={}",
+                                t.retry_after,
+                                st.login_limits.account_key(email)
+                            )),
+                    )
+                    .await;
             }
             return throttled(&st, &flow, &client, t.retry_after);
         }

@@ -158,17 +158,22 @@ pub async fn change(
         }
         res
     };
+    let throttle_event = |reason: &str, retry_after: i64| {
+        Event::new(EventKind::LoginThrottled, now)
+            .from(&origin)
+            .user(&user.id)
+            .session(&session.id)
+            .reason(reason)
+            .detail(&format!("page=password retry_after={retry_after}"))
+    };
     // A detection's block on this address covers this password check as well as sign-in.
-    if let Some(left) = st.responses.blocked_for(ip, now) {
+    if let Some(left) = st
+        .responses
+        .blocked_for(ip, now)
+        .filter(|_| device.is_none())
+    {
         st.audit
-            .record_floodable(
-                Event::new(EventKind::LoginThrottled, now)
-                    .from(&origin)
-                    .user(&user.id)
-                    .session(&session.id)
-                    .reason("blocked")
-                    .detail(&format!("page=password retry_after={left}")),
-            )
+            .record_floodable(throttle_event("blocked", left))
             .await;
         return throttled(left);
     }
@@ -180,14 +185,9 @@ pub async fn change(
         Ok(r) => r,
         Err(t) => {
             if st.login_limits.first_refusal(&user.email, ip, now).await {
-                st.audit.record(
-                    Event::new(EventKind::LoginThrottled, now)
-                        .from(&origin)
-                        .user(&user.id)
-                        .session(&session.id)
-                        .reason("rate_limited")
-                        .detail(&format!("page=password retry_after={}", t.retry_after)),
-                );
+                st.audit
+                    .record_floodable(throttle_event("rate_limited", t.retry_after))
+                    .await;
             }
             return throttled(t.retry_after);
         }

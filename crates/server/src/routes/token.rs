@@ -94,12 +94,9 @@ async fn handle(
             e = e.user(user_id).session(session_id);
         }
         match &outcome.result {
-            // A failure that names no user (a made-up code or refresh token, a refused scope)
-            // is one anyone holding a public client's id can repeat at will.
-            Err(err) if subject.is_none() => {
-                st.audit.record_floodable(e.reason(err.code.as_str())).await
-            }
-            Err(err) => st.audit.record(e.reason(err.code.as_str())),
+            // A failure (a made-up, dead or replayed code or refresh token, a refused scope) is
+            // one anyone holding a public client's id, or a dead token, can repeat at will.
+            Err(err) => st.audit.record_floodable(e.reason(err.code.as_str())).await,
             Ok(_) => st.audit.record(e),
         }
     }

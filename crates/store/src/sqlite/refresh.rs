@@ -104,10 +104,14 @@ pub(super) async fn revoke_family_in(
 /// If an authorization code that started this family has been replayed, the token is stored
 /// already revoked (as of the replay): this closes the race where a replay lands between the
 /// first redemption and the issuing of its tokens.
+/// `first`: the first token of a family (from a code), which needs a live session even when
+/// offline (a session ended meanwhile, by a detection's response for one, must not hand out a
+/// grant that outlives it); a successor of an offline token does not.
 async fn insert_refresh_in(
     conn: &mut SqliteConnection,
     token: &RefreshToken,
     now: i64,
+    first: bool,
 ) -> StoreResult<bool> {
     let inserted = sqlx::query(concat!(
         "INSERT INTO refresh_tokens (",
@@ -118,7 +122,7 @@ async fn insert_refresh_in(
            WHERE u.id = ?4 AND u.disabled = 0 AND c.disabled = 0 \
            AND EXISTS (SELECT 1 FROM sessions v WHERE v.id = ?5 AND v.auth_time <= ?8 \
                 AND (?14 = 0 OR v.password_version = u.password_version)) \
-           AND (?14 OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = ?5 AND s.user_id = u.id \
+           AND ((?14 AND NOT ?16) OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = ?5 AND s.user_id = u.id \
                 AND s.revoked_at IS NULL AND s.expires_at > ?15 \
                 AND (s.idle_timeout IS NULL OR s.last_seen_at + s.idle_timeout > ?15))))"
     ))
@@ -137,6 +141,7 @@ async fn insert_refresh_in(
     .bind(token.family_id.as_str())
     .bind(token.offline)
     .bind(now)
+    .bind(first)
     .execute(conn)
     .await
     .map_err(|e| map_err_conflict(e, |_| "refresh token"))?;
@@ -351,7 +356,7 @@ async fn settle_unrotatable(
 impl RefreshTokenStore for SqliteStore {
     async fn insert_refresh_token(&self, token: &RefreshToken, now: i64) -> StoreResult<bool> {
         let mut conn = self.write_conn().await?;
-        insert_refresh_in(&mut conn, token, now).await
+        insert_refresh_in(&mut conn, token, now, true).await
     }
 
     /// Also refuses (and revokes the family of) a token whose user or client is disabled.
@@ -426,7 +431,7 @@ impl RefreshTokenStore for SqliteStore {
                 return Ok(RefreshRotation::Refused);
             };
             check_successor(&old, &next)?;
-            if !insert_refresh_in(&mut tx, &next, now).await? {
+            if !insert_refresh_in(&mut tx, &next, now, false).await? {
                 tx.rollback().await.map_err(map_err)?;
                 return Ok(RefreshRotation::Invalid);
             }
