@@ -64,18 +64,6 @@ enum Command {
     Events(events::EventsArgs),
 }
 
-fn init_logging() {
-    let filter = std::env::var("PORTCULLIS_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_current_span(false)
-        .init();
-}
-
 /// Panics (which should never happen) are logged as one escaped JSON event, never as raw text
 /// that could carry attacker-controlled bytes into the log stream.
 fn install_panic_hook() {
@@ -91,9 +79,13 @@ fn install_panic_hook() {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Lives until main returns: dropping it writes the lines still queued.
+    let logging = portcullis_server::logging::init();
     install_panic_hook();
-    match run(cli).await {
+    let result = run(cli, logging.dropped.clone()).await;
+    // Whatever was logged is written before the error line and the exit.
+    drop(logging);
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -102,11 +94,14 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(
+    cli: Cli,
+    log_dropped: tracing_appender::non_blocking::ErrorCounter,
+) -> anyhow::Result<()> {
     portcullis_server::config::load_dotenv(std::path::Path::new(".env"))?;
     let config = portcullis_server::config::load(&portcullis_server::config::ProcessEnv, cli.dev)?;
     match cli.command {
-        Command::Serve => portcullis_server::serve(config).await,
+        Command::Serve => portcullis_server::serve(config, Some(log_dropped)).await,
         Command::Migrate => {
             portcullis_server::open_store(&config).await?;
             println!("migrations applied");

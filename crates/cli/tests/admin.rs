@@ -285,3 +285,63 @@ async fn failed_admin_authentications_are_limited_per_address() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The log is written by a thread of its own: with stderr a pipe nobody reads (a stalled log
+/// collector), sign-ins and token requests go on; the lines that do not fit are dropped and
+/// counted in the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_log_reader_never_holds_up_requests() {
+    let port = free_port();
+    let mut srv = TestServer::start_with(&[
+        ("PORTCULLIS_ADMIN_LISTEN", &format!("127.0.0.1:{port}")),
+        ("PORTCULLIS_LOG_BUFFER", "100"),
+    ]);
+    let admin = Admin {
+        base: format!("https://localhost:{port}"),
+        http: srv.http(),
+    };
+    let seed = srv.seed();
+    let t = token(&srv);
+    srv.stop();
+    // Stderr is a pipe that is never read: it fills after 64 KiB.
+    let mut child = srv
+        .base_command()
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = srv.http();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(srv.url("/jwks")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // At log level debug each request writes several lines: far more than the pipe holds.
+    for n in 0..600 {
+        // A request stuck behind the log would never answer: give up after 10 s.
+        let (st, body, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            token_request(
+                &srv,
+                &http,
+                (&seed.machine_id, &seed.machine_secret),
+                &[("grant_type", "client_credentials")],
+            ),
+        )
+        .await
+        .expect("a request waited for the log");
+        assert_eq!(st, 200, "request {n}: {body}");
+    }
+    let metrics = admin.get("/metrics", Some(&t)).await.2;
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_log_lines_dropped_total "))
+        .expect("the dropped-lines counter")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(dropped > 0, "{metrics}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

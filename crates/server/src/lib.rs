@@ -16,6 +16,7 @@ pub mod dev;
 pub mod flow;
 pub mod geoip;
 pub mod keyring;
+pub mod logging;
 pub mod metrics;
 pub mod quota;
 pub mod respond;
@@ -161,13 +162,20 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
 }
 
 /// Runs the server until SIGINT/SIGTERM.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+/// `log_dropped`: the log writer's count of dropped lines, for the metrics.
+pub async fn serve(
+    config: Config,
+    log_dropped: Option<tracing_appender::non_blocking::ErrorCounter>,
+) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
     let store = open_store(&config).await?;
     let state = build_state(&config, store).await?;
+    if let Some(counter) = log_dropped {
+        state.metrics.count_log_drops(counter);
+    }
     let dispatcher = backchannel::Dispatcher {
         store: state.store.clone(),
         keys: state.keys.clone(),

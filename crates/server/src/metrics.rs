@@ -58,6 +58,8 @@ pub struct Metrics {
     audit_store_failures: Counter,
     detector_dropped: Counter,
     suppressed: Counter,
+    log_dropped: Counter,
+    log_dropped_source: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter>,
 }
 
 impl Default for Metrics {
@@ -121,6 +123,12 @@ impl Metrics {
             "Events of floodable kinds not recorded: one like it was, for the same address and minute",
             suppressed.clone(),
         );
+        let log_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log writer was behind (a stalled reader of stderr)",
+            log_dropped.clone(),
+        );
         let event_counters = portcullis_core::audit::EventKind::ALL
             .iter()
             .map(|kind| {
@@ -142,6 +150,8 @@ impl Metrics {
             })
             .collect();
         Metrics {
+            log_dropped,
+            log_dropped_source: std::sync::OnceLock::new(),
             event_counters,
             route_histograms: RwLock::default(),
             suppressed,
@@ -215,6 +225,11 @@ impl Metrics {
         }
     }
 
+    /// Reports the log writer's dropped lines from now on (set once).
+    pub fn count_log_drops(&self, counter: tracing_appender::non_blocking::ErrorCounter) {
+        let _ = self.log_dropped_source.set(counter);
+    }
+
     /// The OpenMetrics text, with the audit pipeline's figures as of now.
     pub fn render(&self, audit: &Counters) -> String {
         // One scrape at a time: two would both add the same difference to the synced counters.
@@ -238,6 +253,9 @@ impl Metrics {
             audit.detector_dropped.load(Ordering::Acquire),
         );
         sync(&self.suppressed, audit.suppressed.load(Ordering::Acquire));
+        if let Some(source) = self.log_dropped_source.get() {
+            sync(&self.log_dropped, source.dropped_lines() as u64);
+        }
         self.audit_pending
             .set(i64::try_from(audit.pending()).unwrap_or(i64::MAX));
         let mut out = String::new();

@@ -160,7 +160,20 @@ impl TestServer {
         self.spawn();
     }
 
+    /// The server's log so far. Lines are written by the server's log thread a moment after
+    /// they happen, so this waits until the file has stopped growing for a short while.
     pub fn log(&self) -> String {
+        let size = || std::fs::metadata(&self.log_path).map_or(0, |m| m.len());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut last = size();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(40));
+            let now = size();
+            if now == last || std::time::Instant::now() > deadline {
+                break;
+            }
+            last = now;
+        }
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
