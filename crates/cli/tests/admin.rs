@@ -177,6 +177,12 @@ async fn the_admin_api_needs_a_token_checks_its_parameters_and_audits_every_call
     }
     let (st, _, _) = admin.get("/v1/nothing", Some(&t1)).await;
     assert_eq!(st, 404);
+    // The parameterless endpoints refuse parameters rather than ignore them.
+    for path in ["/metrics?x=1", "/openapi.json?x=1"] {
+        let (st, _, body) = admin.get(path, Some(&t1)).await;
+        assert_eq!(st, 400, "{path}: {body}");
+        assert!(body.contains("takes no query parameters"), "{body}");
+    }
 
     // Metrics: Prometheus text with events, latency per route and the audit pipeline.
     let (st, h, text) = admin.get("/metrics", Some(&t1)).await;

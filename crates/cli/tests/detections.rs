@@ -651,3 +651,41 @@ async fn without_a_database_geography_is_off_and_says_so() {
         assert!(err.contains(says), "{name}={value}: {err}");
     }
 }
+
+/// A flood of one detection (here, guessed client secrets from many networks) stores at most
+/// `ALERTS_PER_MINUTE` alerts a minute; the rest are counted and their responses still apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_one_detection_stores_a_bounded_number_of_alerts() {
+    use portcullis_server::detect::ALERTS_PER_MINUTE;
+    let srv = TestServer::start_with(&[
+        ("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("PORTCULLIS_DETECT_CLIENT_AUTH_FAILURES_ADDRESS", "1/300"),
+    ]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let fired = ALERTS_PER_MINUTE as usize + 10;
+    for n in 0..fired {
+        let res = http
+            .post(srv.url("/token"))
+            .header("x-forwarded-for", format!("198.51.100.{}", n + 1))
+            .basic_auth(&seed.machine_id, Some("pcs_wrong"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    let of_kind = |a: &[Value]| {
+        a.iter()
+            .filter(|x| x["reason"] == "client_auth_failures_address")
+            .count()
+    };
+    let alerts = alerts_when(&srv, |a| of_kind(a) >= ALERTS_PER_MINUTE as usize);
+    assert_eq!(of_kind(&alerts), ALERTS_PER_MINUTE as usize);
+    // The last failures have been counted by now too (they are stored in order): still the cap.
+    let failures = events_when(&srv, "client_auth.failed", |l| l.len() >= fired);
+    assert!(failures.len() >= fired);
+    std::thread::sleep(Duration::from_millis(300));
+    let alerts = alerts_when(&srv, |_| true);
+    assert_eq!(of_kind(&alerts), ALERTS_PER_MINUTE as usize, "{alerts:?}");
+}

@@ -405,9 +405,11 @@ pub fn parse_filter(t: &FilterText<'_>, now: i64, max_limit: u32) -> Result<Even
     };
     let address = match t.address {
         None => None,
+        // Stored addresses are canonical: an IPv4-mapped IPv6 address is its IPv4 address.
         Some(a) => Some(
             a.parse::<std::net::IpAddr>()
                 .map_err(|_| format!("address {a:?} is not an IP address"))?
+                .to_canonical()
                 .to_string(),
         ),
     };
@@ -530,6 +532,17 @@ mod tests {
         .unwrap();
         assert_eq!(f.kind.as_deref(), Some("login.failed"));
         assert_eq!(f.since, Some(10_000 - 3600));
+        // An IPv4-mapped address finds the IPv4 address it is (as stored).
+        let mapped = parse_filter(
+            &FilterText {
+                address: Some("::ffff:203.0.113.50"),
+                ..Default::default()
+            },
+            10_000,
+            1000,
+        )
+        .unwrap();
+        assert_eq!(mapped.address.as_deref(), Some("203.0.113.50"));
         assert_eq!(f.limit, 5);
         for (t, says) in [
             (

@@ -100,7 +100,10 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
-async fn openapi() -> Response {
+async fn openapi(uri: axum::http::Uri) -> Response {
+    if let Some(refused) = no_parameters(&uri) {
+        return refused;
+    }
     (
         [(header::CONTENT_TYPE, "application/json")],
         OPENAPI.to_owned(),
@@ -392,7 +395,22 @@ async fn alerts(State(st): State<AdminState>, req: Request) -> Response {
     }
 }
 
-async fn metrics(State(st): State<AdminState>) -> Response {
+/// `/metrics` and `/openapi.json` take no parameters (an unknown one is a mistake to report,
+/// not to ignore).
+fn no_parameters(uri: &axum::http::Uri) -> Option<Response> {
+    uri.query().map(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "this endpoint takes no query parameters",
+        )
+    })
+}
+
+async fn metrics(State(st): State<AdminState>, uri: axum::http::Uri) -> Response {
+    if let Some(refused) = no_parameters(&uri) {
+        return refused;
+    }
     let text = st.app.metrics.render(&st.app.audit.counters);
     no_store(
         (

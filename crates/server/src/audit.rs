@@ -157,11 +157,17 @@ impl Audit {
             self.record(event);
             return;
         }
-        self.counters.suppressed.fetch_add(1, Ordering::AcqRel);
-        self.metrics.observe_event(&event);
+        self.suppress(&event);
         if let Some(d) = self.direct.get() {
             d.count(&event);
         }
+    }
+
+    /// Counts an event that is deliberately not recorded (one of a flood) in `suppressed`
+    /// and in the metrics.
+    pub fn suppress(&self, event: &Event) {
+        self.counters.suppressed.fetch_add(1, Ordering::AcqRel);
+        self.metrics.observe_event(event);
     }
 
     /// Logs the event, counts it in the metrics and queues it for storage. Never blocks,

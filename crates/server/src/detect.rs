@@ -25,6 +25,11 @@ use crate::webhook::Webhook;
 
 /// Earlier sign-ins a new one is compared with.
 const HISTORY: u32 = 50;
+/// Alerts of one detection stored, logged and sent per minute; past that (a flood from many
+/// networks) they are counted, their responses still applied, and the next alert that is
+/// sent says how many were held back (`suppressed=N`), so a flood of one kind cannot bury
+/// the others or fill the webhook's queue.
+pub const ALERTS_PER_MINUTE: u32 = 30;
 
 /// Addresses slowed down or refused by a detection's response, each until a time. Shared by
 /// the detector (which adds) and the sign-in and token endpoints (which ask). Keys are the
@@ -122,6 +127,8 @@ pub struct Detector {
     responses: Arc<Responses>,
     audit: Audit,
     webhook: Option<Webhook>,
+    alert_limit: portcullis_guard::limiter::MemoryLimiter,
+    held_back: Mutex<HashMap<Detection, u64>>,
 }
 
 impl Detector {
@@ -141,6 +148,14 @@ impl Detector {
             responses,
             audit,
             webhook,
+            alert_limit: portcullis_guard::limiter::MemoryLimiter::new(
+                portcullis_guard::limiter::Limit {
+                    max: ALERTS_PER_MINUTE,
+                    window_secs: 60,
+                },
+                64,
+            ),
+            held_back: Mutex::new(HashMap::new()),
         }
     }
 
@@ -273,14 +288,40 @@ impl Detector {
         let now = now();
         let response = self.rules.response(f.detection);
         let applied = self.respond(&f, response, now).await;
+        use portcullis_guard::limiter::AttemptLimiter;
+        let sent = self
+            .alert_limit
+            .reserve(f.detection.as_str(), now)
+            .await
+            .is_allowed();
+        let held = match self.held_back.lock() {
+            Ok(mut h) => {
+                let n = h.entry(f.detection).or_insert(0);
+                if sent {
+                    std::mem::take(n)
+                } else {
+                    *n += 1;
+                    0
+                }
+            }
+            Err(_) => 0,
+        };
+        let mut facts = format!("response={} {}", applied.as_str(), f.facts);
+        if held > 0 {
+            facts.push_str(&format!(" suppressed={held}"));
+        }
         let mut alert = Event::new(EventKind::AlertRaised, now)
             .reason(f.detection.as_str())
-            .detail(&format!("response={} {}", applied.as_str(), f.facts));
+            .detail(&facts);
         alert.user_id = f.user_id.clone();
         alert.client_id = f.client_id.clone();
         alert.address = f.address.clone();
         alert.session_id = f.session_id.clone();
         let alert = alert.cleaned();
+        if !sent {
+            self.audit.suppress(&alert);
+            return;
+        }
         if let Some(w) = &self.webhook {
             w.send(&alert);
         }
