@@ -33,6 +33,7 @@ pub enum Prompt {
 pub struct AuthorizationOptions {
     /// Scopes; `openid` is added if missing.
     pub scopes: Vec<String>,
+    /// Ask for a sign-in page, or forbid one.
     pub prompt: Option<Prompt>,
     /// The e-mail address to prefill.
     pub login_hint: Option<String>,
@@ -47,11 +48,16 @@ pub struct AuthorizationOptions {
 /// hides the verifier. It serialises to JSON for storage.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct PendingAuthorization {
+    /// The `state` sent; the callback must carry it back (CSRF).
     pub state: String,
+    /// The `nonce` sent; the ID token must carry it (replay).
     pub nonce: String,
     #[serde(with = "exposed")]
+    /// The PKCE verifier whose S256 challenge was sent.
     pub code_verifier: Secret,
+    /// The redirect URI sent; the callback must be it, and the exchange repeats it.
     pub redirect_uri: String,
+    /// The `max_age` asked for, checked against the ID token's `auth_time`.
     pub max_age: Option<i64>,
     /// When the request was made (seconds since the epoch).
     pub created_at: i64,

@@ -1,6 +1,18 @@
 //! Typed errors. Nothing here carries a secret or a token.
 
 /// Everything the SDK can refuse or fail with.
+///
+/// ```no_run
+/// # async fn demo(portcullis: portcullis_client::Portcullis, callback: &str, pending: portcullis_client::PendingAuthorization) {
+/// use portcullis_client::Error;
+/// match portcullis.authenticate_with_code(callback, &pending).await {
+///     Ok(signed_in) => println!("signed in: {}", signed_in.claims.sub),
+///     Err(Error::Authorization(e)) if e.is("access_denied") => println!("the user said no"),
+///     Err(Error::StateMismatch | Error::IssuerMismatch) => println!("a forged callback"),
+///     Err(e) => println!("sign-in failed: {e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -69,6 +81,7 @@ impl std::fmt::Display for OAuthError {
 #[non_exhaustive]
 pub enum InvalidToken {
     #[error("not a well-formed JWT")]
+    /// Not three base64url parts, or a header or claims that are not JSON.
     Malformed,
     /// `alg` not in the configured allow-list, or not the key's algorithm (`none` included).
     #[error("algorithm not allowed")]
@@ -80,25 +93,34 @@ pub enum InvalidToken {
     #[error("unknown signing key")]
     UnknownKey,
     #[error("bad signature")]
+    /// The signature does not verify with the key its `kid` names.
     Signature,
     #[error("wrong issuer")]
+    /// `iss` is not the configured issuer.
     Issuer,
     #[error("wrong audience")]
+    /// `aud` does not name the expected audience.
     Audience,
     #[error("wrong authorized party (azp)")]
+    /// Several audiences without `azp`, or an `azp` that is not this client.
     AuthorizedParty,
     #[error("expired")]
+    /// `exp` has passed, beyond the leeway.
     Expired,
     #[error("not valid yet")]
+    /// `nbf` or `iat` is in the future, beyond the leeway.
     NotYetValid,
     #[error("nonce does not match")]
+    /// The ID token's `nonce` is not the one sent (or is there when none was).
     Nonce,
     /// `auth_time` missing, or older than the `max_age` that was asked for.
     #[error("authentication too old for max_age")]
     AuthTime,
     #[error("at_hash does not match the access token")]
+    /// The ID token's `at_hash` is not that of the access token it came with.
     AtHash,
     #[error("a required scope is missing")]
+    /// A scope the caller requires is not granted.
     Scope,
     /// A required claim is missing or has the wrong shape.
     #[error("a required claim is missing or malformed")]

@@ -23,6 +23,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 mod authorize;
 mod config;
@@ -226,6 +227,16 @@ impl Builder {
 
     /// The signature algorithms accepted (default ES256 and RS256, the ones Portcullis signs
     /// with). A token whose header names another is refused, whatever its key.
+    ///
+    /// ```
+    /// use portcullis_client::{Algorithm, Portcullis};
+    /// let portcullis = Portcullis::builder("https://auth.example.com", "pcc_example")?
+    ///     .algorithms(&[Algorithm::ES256])
+    ///     .leeway(10)
+    ///     .build()?;
+    /// # let _ = portcullis;
+    /// # Ok::<(), portcullis_client::Error>(())
+    /// ```
     pub fn algorithms(mut self, algorithms: &[Algorithm]) -> Self {
         self.config.algorithms = algorithms.to_vec();
         self

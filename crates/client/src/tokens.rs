@@ -18,10 +18,13 @@ use crate::Portcullis;
 /// Tokens from the token endpoint. Every token is a [`Secret`].
 #[derive(Clone, Debug)]
 pub struct Tokens {
+    /// The access token (a JWT to send as `Authorization: Bearer`).
     pub access_token: Secret,
     /// When the access token expires (seconds since the epoch, by the SDK's clock).
     pub expires_at: i64,
+    /// The refresh token, if one was issued; spent at its next use (rotation).
     pub refresh_token: Option<Secret>,
+    /// The ID token, if one was issued (the `id_token_hint` of a logout).
     pub id_token: Option<Secret>,
     /// The granted scopes.
     pub scope: Vec<String>,
@@ -30,22 +33,29 @@ pub struct Tokens {
 /// A finished sign-in: the validated ID token's claims and the tokens.
 #[derive(Clone, Debug)]
 pub struct SignedIn {
+    /// The validated ID token's claims: who signed in, when, in which session.
     pub claims: IdTokenClaims,
+    /// The tokens; keep them server-side.
     pub tokens: Tokens,
 }
 
 /// A client-credentials access token.
 #[derive(Clone, Debug)]
 pub struct ClientToken {
+    /// The access token.
     pub access_token: Secret,
+    /// When it expires (seconds since the epoch, by the SDK's clock).
     pub expires_at: i64,
+    /// The granted scopes.
     pub scope: Vec<String>,
 }
 
 /// Which kind of token is being revoked (RFC 7009 `token_type_hint`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenTypeHint {
+    /// An access token.
     AccessToken,
+    /// A refresh token (revoking one ends its whole family).
     RefreshToken,
 }
 
@@ -130,7 +140,15 @@ impl Portcullis {
     /// Validates an ID token: signature via the JWKS (an allowed algorithm that is the key's
     /// own), `iss`, `aud` containing the client id, `azp`, `exp` and `iat` with leeway,
     /// `nonce` (`None` for one from a refresh, which must carry none), `auth_time` against
-    /// `max_age`, and `at_hash` against `access_token`.
+    /// `max_age`, and `at_hash` against `access_token`. [`Portcullis::authenticate_with_code`]
+    /// and [`Portcullis::refresh`] call it; call it yourself for an ID token from elsewhere.
+    ///
+    /// ```no_run
+    /// # async fn demo(portcullis: portcullis_client::Portcullis, id_token: &str, nonce: &str) -> portcullis_client::Result<()> {
+    /// let claims = portcullis.validate_id_token(id_token, Some(nonce), None, None).await?;
+    /// println!("{}", claims.sub);
+    /// # Ok(()) }
+    /// ```
     pub async fn validate_id_token(
         &self,
         id_token: &str,
@@ -230,6 +248,15 @@ impl Portcullis {
     /// back-channel-logout event, no `nonce`, and a `sid` or `sub`. The app then ends its
     /// sessions for that `sid` or `sub`, and should remember `jti` until the token expires
     /// to refuse a replay.
+    ///
+    /// ```no_run
+    /// # async fn demo(portcullis: portcullis_client::Portcullis, form_field: &str) {
+    /// match portcullis.verify_logout_token(form_field).await {
+    ///     Ok(request) => { /* end the app sessions of request.sid / request.sub; answer 200 */ }
+    ///     Err(_) => { /* answer 400 */ }
+    /// }
+    /// # }
+    /// ```
     pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutRequest> {
         if token.len() > 16 * 1024 {
             return Err(InvalidToken::Malformed.into());

@@ -16,7 +16,9 @@ use crate::jwks::Key;
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum Audience {
+    /// A single audience.
     One(String),
+    /// Several audiences.
     Many(Vec<String>),
 }
 
@@ -39,18 +41,24 @@ impl Audience {
 /// The claims of a validated access token.
 #[derive(Clone, Debug, Deserialize)]
 pub struct AccessTokenClaims {
+    /// The issuer (checked: the configured one).
     pub iss: String,
     /// The user's id, or the client's for a client-credentials token.
     pub sub: String,
+    /// The audiences (checked: includes the expected one).
     pub aud: Audience,
+    /// Expiry, seconds since the epoch (checked, with leeway).
     pub exp: i64,
+    /// Issue time (checked not to be in the future, with leeway).
     pub iat: Option<i64>,
+    /// The token's id.
     pub jti: Option<String>,
     /// The client the token was issued to.
     pub client_id: String,
     /// Space-separated scopes, as issued.
     #[serde(default)]
     pub scope: String,
+    /// When the user signed in (user tokens).
     pub auth_time: Option<i64>,
     /// The Portcullis session the token came from (user tokens).
     pub sid: Option<String>,
@@ -66,19 +74,29 @@ impl AccessTokenClaims {
 /// The claims of a validated ID token.
 #[derive(Clone, Debug, Deserialize)]
 pub struct IdTokenClaims {
+    /// The issuer (checked: the configured one).
     pub iss: String,
     /// The user's stable id at Portcullis.
     pub sub: String,
+    /// The audiences (checked: includes this client).
     pub aud: Audience,
+    /// The authorized party (checked: this client, when present or needed).
     pub azp: Option<String>,
+    /// Expiry, seconds since the epoch (checked, with leeway).
     pub exp: i64,
+    /// Issue time (checked not to be in the future, with leeway).
     pub iat: i64,
+    /// When the user signed in (checked against `max_age` when one was asked for).
     pub auth_time: Option<i64>,
+    /// The nonce (checked: the one sent).
     pub nonce: Option<String>,
     /// The Portcullis session id (for back-channel logout).
     pub sid: Option<String>,
+    /// The hash of the access token (checked when present).
     pub at_hash: Option<String>,
+    /// The e-mail address (with the `email` scope).
     pub email: Option<String>,
+    /// Whether Portcullis has verified the e-mail address.
     pub email_verified: Option<bool>,
     /// Any other claims.
     #[serde(flatten)]
