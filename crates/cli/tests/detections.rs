@@ -68,6 +68,14 @@ fn alerts_when(srv: &TestServer, ready: impl Fn(&[Value]) -> bool) -> Vec<Value>
     events_when(srv, "alert.raised", ready)
 }
 
+/// The stored events of `kind` once `ready` is satisfied and a moment later (so that counting
+/// them sees any that came late).
+fn settled_events(srv: &TestServer, kind: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    events_when(srv, kind, ready);
+    std::thread::sleep(Duration::from_millis(300));
+    events_when(srv, kind, |_| true)
+}
+
 /// The stored events of `kind`, once `ready` is satisfied.
 fn events_when(srv: &TestServer, kind: &str, ready: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -226,7 +234,7 @@ async fn failed_login_bursts_alert_through_the_webhook_and_block_the_address() {
             .filter(|e| e["reason"] == "blocked" && e["address"] == "203.0.113.7")
             .count()
     };
-    let throttled = events_when(&srv, "login.throttled", |l| blocked(l) >= 1);
+    let throttled = settled_events(&srv, "login.throttled", |l| blocked(l) >= 1);
     assert_eq!(blocked(&throttled), 1, "{throttled:?}");
     // A block for guessed passwords is a sign-in block: the token endpoint still answers
     // that address (its own block is for guessed client secrets).
@@ -407,7 +415,7 @@ async fn refresh_failures_reuse_and_credential_stuffing_raise_alerts() {
             .filter(|e| e["reason"] == "blocked" && e["address"] == "198.51.100.77")
             .count()
     };
-    let refused = events_when(&srv, "token.request_failed", |l| blocked(l) >= 1);
+    let refused = settled_events(&srv, "token.request_failed", |l| blocked(l) >= 1);
     assert_eq!(blocked(&refused), 1, "{refused:?}");
     let a = alerts
         .iter()
@@ -653,13 +661,18 @@ async fn without_a_database_geography_is_off_and_says_so() {
 }
 
 /// A flood of one detection (here, guessed client secrets from many networks) stores at most
-/// `ALERTS_PER_MINUTE` alerts a minute; the rest are counted and their responses still apply.
+/// `ALERTS_PER_MINUTE` alerts a minute; the rest are counted and their responses still apply
+/// (here: a block of the token endpoints, for an address past the cap).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_one_detection_stores_a_bounded_number_of_alerts() {
     use portcullis_server::detect::ALERTS_PER_MINUTE;
     let srv = TestServer::start_with(&[
         ("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1/32"),
         ("PORTCULLIS_DETECT_CLIENT_AUTH_FAILURES_ADDRESS", "1/300"),
+        (
+            "PORTCULLIS_DETECT_RESPONSES",
+            "client_auth_failures_address=block",
+        ),
     ]);
     let seed = srv.seed();
     let http = srv.http();
@@ -667,7 +680,7 @@ async fn a_flood_of_one_detection_stores_a_bounded_number_of_alerts() {
     for n in 0..fired {
         let res = http
             .post(srv.url("/token"))
-            .header("x-forwarded-for", format!("198.51.100.{}", n + 1))
+            .header("x-forwarded-for", format!("2001:db8:{n:x}::1"))
             .basic_auth(&seed.machine_id, Some("pcs_wrong"))
             .form(&[("grant_type", "client_credentials")])
             .send()
@@ -687,5 +700,15 @@ async fn a_flood_of_one_detection_stores_a_bounded_number_of_alerts() {
     assert!(failures.len() >= fired);
     std::thread::sleep(Duration::from_millis(300));
     let alerts = alerts_when(&srv, |_| true);
-    assert_eq!(of_kind(&alerts), ALERTS_PER_MINUTE as usize, "{alerts:?}");
+    assert_eq!(of_kind(&alerts), ALERTS_PER_MINUTE as usize);
+    // The last address's alert was held back, but its response applied.
+    let res = http
+        .post(srv.url("/token"))
+        .header("x-forwarded-for", format!("2001:db8:{:x}::1", fired - 1))
+        .basic_auth(&seed.machine_id, Some(&seed.machine_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
 }

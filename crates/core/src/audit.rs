@@ -51,6 +51,7 @@ pub enum EventKind {
     AdminTokensRevoked,
     /// Events that could not be stored (the buffer was full); `detail` says how many.
     EventsLost,
+    EventsSuppressed,
 }
 
 impl EventKind {
@@ -94,6 +95,7 @@ impl EventKind {
         EventKind::AdminTokenRotated,
         EventKind::AdminTokensRevoked,
         EventKind::EventsLost,
+        EventKind::EventsSuppressed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +139,7 @@ impl EventKind {
             EventKind::AdminTokenRotated => "admin.token_rotated",
             EventKind::AdminTokensRevoked => "admin.tokens_revoked",
             EventKind::EventsLost => "audit.events_lost",
+            EventKind::EventsSuppressed => "audit.events_suppressed",
         }
     }
 
@@ -158,7 +161,8 @@ impl EventKind {
             | EventKind::PasswordChangeFailed
             | EventKind::CsrfRefused
             | EventKind::AlertRaised
-            | EventKind::EventsLost => Outcome::Failure,
+            | EventKind::EventsLost
+            | EventKind::EventsSuppressed => Outcome::Failure,
             _ => Outcome::Success,
         }
     }
@@ -324,8 +328,9 @@ pub fn clean(value: &str, max: usize) -> String {
         }
         let unsafe_char = c.is_control()
             || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
-            // Invisible format characters: two values that print alike must not differ.
-            || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{00AD}');
+            // Invisible (default-ignorable) characters: two values that print alike must not
+            // differ.
+            || matches!(c, '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}');
         out.push(if unsafe_char { '\u{FFFD}' } else { c });
     }
     out
@@ -632,8 +637,11 @@ mod tests {
         // Non-ASCII text that is not a control stays; invisible characters do not.
         assert_eq!(clean("Zoë 東京", 10), "Zoë 東京");
         assert_eq!(
-            clean("a\u{200b}b\u{200d}c\u{feff}d\u{2060}e\u{ad}f", 20),
-            "a\u{fffd}b\u{fffd}c\u{fffd}d\u{fffd}e\u{fffd}f"
+            clean(
+                "a\u{200b}b\u{200d}c\u{feff}d\u{2060}e\u{ad}f\u{e0041}g\u{fe0f}h\u{3164}i",
+                40
+            ),
+            "a\u{fffd}b\u{fffd}c\u{fffd}d\u{fffd}e\u{fffd}f\u{fffd}g\u{fffd}h\u{fffd}i"
         );
     }
 }

@@ -76,28 +76,31 @@ impl Detection {
     }
 
     /// Whether `response` may answer this detection. A response must land on the actor the
-    /// evidence is about, and must work:
+    /// evidence is about, must work, and must not lock the owner out:
     /// - counted failures can be steered by anyone (the failure that crosses the threshold
-    ///   may be the victim's own), so they never end sessions, and only the address that did
-    ///   the failing may be blocked or slowed;
-    /// - the sign-in detections are about a sign-in that succeeded: blocking its address
-    ///   would hit whoever signs in second there (often the owner), so they may only end the
-    ///   user's sessions;
-    /// - except `new_device`: the flagged browser already holds a device cookie, so it signs
-    ///   in again as a known device, while every new browser of the owner's is ended.
+    ///   may be the victim's own), so they never end sessions; only the address that did the
+    ///   failing may be blocked, and slowed only where the slowing applies (sign-in);
+    /// - blocking the address of a sign-in that succeeded would hit whoever signs in there
+    ///   next (often the owner), so the sign-in detections never block;
+    /// - ending the sessions works only for `impossible_travel`: its evidence expires (once the
+    ///   journey has become possible, a sign-in from the new place is accepted). For
+    ///   `new_network` and `new_country` it would end every sign-in of the owner's from a new
+    ///   place for ever, and `new_device` is undone by the device cookie the flagged browser
+    ///   already holds.
     pub fn allows(self, response: Response) -> bool {
         match response {
             Response::Alert => true,
-            Response::Delay | Response::Block => matches!(
+            Response::Delay => matches!(
+                self,
+                Detection::LoginFailuresAddress | Detection::CredentialStuffing
+            ),
+            Response::Block => matches!(
                 self,
                 Detection::LoginFailuresAddress
                     | Detection::CredentialStuffing
                     | Detection::ClientAuthFailuresAddress
             ),
-            Response::RevokeSessions => matches!(
-                self,
-                Detection::NewNetwork | Detection::NewCountry | Detection::ImpossibleTravel
-            ),
+            Response::RevokeSessions => self == Detection::ImpossibleTravel,
         }
     }
 }
@@ -220,7 +223,7 @@ impl Rules {
             .map_or(Response::Alert, |(_, r)| *r)
     }
 
-    /// `"new_network=revoke_sessions,login_failures_address=block"`.
+    /// `"impossible_travel=revoke_sessions,login_failures_address=block"`.
     pub fn parse_responses(s: &str) -> Result<Vec<(Detection, Response)>, String> {
         let mut out = Vec::new();
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -896,15 +899,17 @@ mod tests {
         for bad in ["", "10", "0/300", "10/0", "x/300", "10/86401"] {
             assert_eq!(Threshold::parse(bad), None, "{bad}");
         }
-        let r = Rules::parse_responses("new_network=revoke_sessions, login_failures_address=block")
-            .unwrap();
+        let r = Rules::parse_responses(
+            "impossible_travel=revoke_sessions, login_failures_address=block",
+        )
+        .unwrap();
         assert_eq!(r.len(), 2);
         let rules = Rules {
             responses: r,
             ..Rules::default()
         };
         assert_eq!(
-            rules.response(Detection::NewNetwork),
+            rules.response(Detection::ImpossibleTravel),
             Response::RevokeSessions
         );
         assert_eq!(rules.response(Detection::NewCountry), Response::Alert);
@@ -922,6 +927,9 @@ mod tests {
             "new_country=block",
             "impossible_travel=delay",
             "new_device=revoke_sessions",
+            "new_network=revoke_sessions",
+            "new_country=revoke_sessions",
+            "client_auth_failures_address=delay",
         ] {
             assert!(Rules::parse_responses(bad).is_err(), "{bad}");
         }

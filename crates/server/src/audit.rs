@@ -54,9 +54,16 @@ impl Counters {
 /// once per kind, reason, client and network (an IPv4 address, an IPv6 prefix) in this many
 /// seconds; the rest are counted as suppressed.
 pub const FLOOD_WINDOW: i64 = 60;
-/// And at most this many of one kind and reason per window from all networks together: an
-/// IPv6 attacker holds millions of prefixes.
+/// And at most this many of one kind and reason per window from all networks together (an
+/// IPv6 attacker holds millions of prefixes), for events that name no user.
 pub const FLOOD_CAP: u32 = 1_000;
+/// For events that name a user (a failed refresh of their token): at most this many of one
+/// kind and reason per user and window, so one user's flood cannot hide another's.
+pub const FLOOD_CAP_PER_USER: u32 = 20;
+/// And at most this many floodable events of all kinds per window.
+pub const FLOOD_CAP_ALL: u32 = 5_000;
+/// How often the count of suppressed events is stored as an `audit.events_suppressed` event.
+const SUPPRESSED_REPORT: Duration = Duration::from_secs(60);
 
 /// The recorder every handler shares.
 
@@ -64,6 +71,8 @@ pub const FLOOD_CAP: u32 = 1_000;
 pub struct Audit {
     flood: Arc<portcullis_guard::limiter::MemoryLimiter>,
     flood_total: Arc<portcullis_guard::limiter::MemoryLimiter>,
+    flood_user: Arc<portcullis_guard::limiter::MemoryLimiter>,
+    flood_all: Arc<portcullis_guard::limiter::MemoryLimiter>,
     /// The IPv6 prefix length that makes one network (as the limiters use it).
     v6_prefix: u8,
     /// The detector, for suppressed events: counted at once, never queued behind storage.
@@ -82,10 +91,26 @@ impl Audit {
         capacity: usize,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
+        Self::start_reporting(store, capacity, metrics, SUPPRESSED_REPORT)
+    }
+
+    /// Like [`Audit::start`], storing the count of suppressed events every `report_every`.
+    pub fn start_reporting(
+        store: Arc<dyn Storage>,
+        capacity: usize,
+        metrics: Arc<crate::metrics::Metrics>,
+        report_every: Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let counters = Arc::new(Counters::default());
         let detector = Arc::new(std::sync::OnceLock::new());
-        tokio::spawn(write_loop(store, rx, counters.clone(), detector.clone()));
+        tokio::spawn(write_loop(
+            store,
+            rx,
+            counters.clone(),
+            detector.clone(),
+            report_every,
+        ));
         Audit {
             flood: Arc::new(portcullis_guard::limiter::MemoryLimiter::new(
                 portcullis_guard::limiter::Limit {
@@ -100,6 +125,20 @@ impl Audit {
                     window_secs: FLOOD_WINDOW,
                 },
                 1_000,
+            )),
+            flood_user: Arc::new(portcullis_guard::limiter::MemoryLimiter::new(
+                portcullis_guard::limiter::Limit {
+                    max: FLOOD_CAP_PER_USER,
+                    window_secs: FLOOD_WINDOW,
+                },
+                100_000,
+            )),
+            flood_all: Arc::new(portcullis_guard::limiter::MemoryLimiter::new(
+                portcullis_guard::limiter::Limit {
+                    max: FLOOD_CAP_ALL,
+                    window_secs: FLOOD_WINDOW,
+                },
+                4,
             )),
             v6_prefix: 64,
             direct: Arc::new(std::sync::OnceLock::new()),
@@ -146,13 +185,23 @@ impl Audit {
             .and_then(|a| a.parse::<std::net::IpAddr>().ok())
             .map(|ip| portcullis_guard::client_addr::bucket(ip, self.v6_prefix).to_string());
         let kind = format!("{}|{}", event.kind, event.reason.as_deref().unwrap_or("-"));
+        let user = event.user_id.as_deref();
         let key = format!(
-            "{kind}|{}|{}",
+            "{kind}|{}|{}|{}",
             event.client_id.as_deref().unwrap_or("-"),
-            network.as_deref().unwrap_or("-")
+            network.as_deref().unwrap_or("-"),
+            user.unwrap_or("-")
         );
         let allowed = self.flood.reserve(&key, event.at).await.is_allowed()
-            && self.flood_total.reserve(&kind, event.at).await.is_allowed();
+            && match user {
+                Some(u) => self
+                    .flood_user
+                    .reserve(&format!("{kind}|{u}"), event.at)
+                    .await
+                    .is_allowed(),
+                None => self.flood_total.reserve(&kind, event.at).await.is_allowed(),
+            }
+            && self.flood_all.reserve("all", event.at).await.is_allowed();
         if allowed {
             self.record(event);
             return;
@@ -201,8 +250,11 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Event>,
     counters: Arc<Counters>,
     detector: Arc<std::sync::OnceLock<mpsc::Sender<Vec<Event>>>>,
+    report_every: Duration,
 ) {
-    let mut batch: Vec<Event> = Vec::with_capacity(BATCH + 1);
+    let mut batch: Vec<Event> = Vec::with_capacity(BATCH + 2);
+    let mut last_report = tokio::time::Instant::now();
+    let mut reported_suppressed = 0u64;
     let mut backoff = Duration::from_millis(50);
     let mut failing = false;
     loop {
@@ -219,6 +271,23 @@ async fn write_loop(
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(e)) => batch.push(e),
                 Ok(None) | Err(_) => break,
+            }
+        }
+        // Suppressed events are summed up once a minute: a flood is visible in the store, not
+        // only in the metrics.
+        if last_report.elapsed() >= report_every {
+            last_report = tokio::time::Instant::now();
+            let total = counters.suppressed.load(Ordering::Acquire);
+            if total > reported_suppressed {
+                batch.push(
+                    Event::new(EventKind::EventsSuppressed, crate::state::now()).detail(&format!(
+                        "suppressed={} window_seconds={}",
+                        total - reported_suppressed,
+                        report_every.as_secs()
+                    )),
+                );
+                counters.recorded.fetch_add(1, Ordering::AcqRel);
+                reported_suppressed = total;
             }
         }
         // Losses are reported in the next batch that reaches storage.

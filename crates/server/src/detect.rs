@@ -25,11 +25,15 @@ use crate::webhook::Webhook;
 
 /// Earlier sign-ins a new one is compared with.
 const HISTORY: u32 = 50;
-/// Alerts of one detection stored, logged and sent per minute; past that (a flood from many
-/// networks) they are counted, their responses still applied, and the next alert that is
-/// sent says how many were held back (`suppressed=N`), so a flood of one kind cannot bury
-/// the others or fill the webhook's queue.
-pub const ALERTS_PER_MINUTE: u32 = 30;
+/// Earlier sign-ins read to find them (distrusted ones are left out first).
+const HISTORY_SCAN: u32 = 1_000;
+/// Alerts of one detection stored and logged per minute; past that (a flood from many
+/// networks or made-up accounts) they are counted, their responses still applied, and the next
+/// alert stored says how many were held back (`suppressed=N`).
+pub const ALERTS_PER_MINUTE: u32 = 300;
+/// Alerts of one detection POSTed to the webhook per minute, so a flood of one kind cannot
+/// fill its queue ahead of the others (all of them stay in the store and the log).
+pub const WEBHOOK_ALERTS_PER_MINUTE: u32 = 30;
 
 /// Addresses slowed down or refused by a detection's response, each until a time. Shared by
 /// the detector (which adds) and the sign-in and token endpoints (which ask). Keys are the
@@ -128,7 +132,11 @@ pub struct Detector {
     audit: Audit,
     webhook: Option<Webhook>,
     alert_limit: portcullis_guard::limiter::MemoryLimiter,
+    webhook_limit: portcullis_guard::limiter::MemoryLimiter,
     held_back: Mutex<HashMap<Detection, u64>>,
+    /// Per user, the networks (and since when) whose sign-ins a response of this process
+    /// distrusted: read with the stored alerts, for sign-ins detected before those are stored.
+    distrusted: Mutex<HashMap<String, Vec<(String, i64)>>>,
 }
 
 impl Detector {
@@ -155,7 +163,15 @@ impl Detector {
                 },
                 64,
             ),
+            webhook_limit: portcullis_guard::limiter::MemoryLimiter::new(
+                portcullis_guard::limiter::Limit {
+                    max: WEBHOOK_ALERTS_PER_MINUTE,
+                    window_secs: 60,
+                },
+                64,
+            ),
             held_back: Mutex::new(HashMap::new()),
+            distrusted: Mutex::new(HashMap::new()),
         }
     }
 
@@ -210,18 +226,49 @@ impl Detector {
         let Some(user) = &e.user_id else {
             return Vec::new();
         };
-        // This sign-in is stored already (and later ones of the same batch may be): the earlier
-        // ones are those stored before it, found by its session (new at every sign-in).
-        let history = |kind: EventKind| EventFilter {
+        let network = |ev: &Event| -> Option<String> {
+            ev.address
+                .as_deref()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                .map(portcullis_core::geo::network_of)
+        };
+        // Where this user's sessions were ended by a detection's response: sign-ins from that
+        // network from a minute before the alert on (the flagged one, and any made alongside
+        // it) are no history, so the intruder's next sign-in does not find its own place
+        // known. From the stored alerts, and from this process's own responses not stored yet.
+        let mut distrusted: Vec<(String, i64)> = match self.distrusted.lock() {
+            Ok(d) => d.get(user).cloned().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let filter = |kind: EventKind, limit: u32| EventFilter {
             user_id: Some(user.clone()),
             kind: Some(kind.as_str().to_owned()),
             until: Some(e.at + 1),
-            limit: HISTORY + 64,
+            limit,
             ..EventFilter::default()
         };
+        match self
+            .store
+            .query_events(&filter(EventKind::AlertRaised, HISTORY))
+            .await
+        {
+            Ok(alerts) => distrusted.extend(alerts.iter().filter_map(|a| {
+                let d = a.event.detail.as_deref()?;
+                d.starts_with("response=revoke_sessions ")
+                    .then(|| Some((network(&a.event)?, a.event.at - 60)))
+                    .flatten()
+            })),
+            Err(err) => {
+                tracing::warn!(event = "detect.history_failed", error = %err);
+                return Vec::new();
+            }
+        }
+        // This sign-in is stored already (and later ones of the same batch may be): the earlier
+        // ones are those stored before it, found by its session (new at every sign-in). Read
+        // deeper than the history kept, so distrusted sign-ins cannot push it all out.
         let earlier = match self
             .store
-            .query_events(&history(EventKind::LoginSucceeded))
+            .query_events(&filter(EventKind::LoginSucceeded, HISTORY_SCAN))
             .await
         {
             Ok(mut list) => {
@@ -232,6 +279,12 @@ impl Detector {
                     Some(i) => list.truncate(i),
                     None => list.retain(|s| s.event.at < e.at),
                 }
+                list.retain(|s| {
+                    let net = network(&s.event);
+                    !distrusted.iter().any(|(n, since)| {
+                        net.as_deref() == Some(n.as_str()) && s.event.at >= *since
+                    })
+                });
                 list.reverse(); // newest first
                 list.truncate(HISTORY as usize);
                 list
@@ -241,37 +294,8 @@ impl Detector {
                 return Vec::new();
             }
         };
-        // A sign-in a detection flagged and whose session its response ended is no history:
-        // the intruder's next sign-in must not find its own network and country known.
-        let ended: std::collections::HashSet<String> = match self
-            .store
-            .query_events(&history(EventKind::SessionRevoked))
-            .await
-        {
-            Ok(list) => list
-                .into_iter()
-                .filter(|s| {
-                    s.event.reason.as_deref() == Some("detection")
-                        && s.event
-                            .detail
-                            .as_deref()
-                            .is_some_and(|d| d.ends_with(" sign_in=flagged"))
-                })
-                .filter_map(|s| s.event.session_id)
-                .collect(),
-            Err(err) => {
-                tracing::warn!(event = "detect.history_failed", error = %err);
-                return Vec::new();
-            }
-        };
         let earlier: Vec<SignIn<'_>> = earlier
             .iter()
-            .filter(|s| {
-                s.event
-                    .session_id
-                    .as_ref()
-                    .is_none_or(|id| !ended.contains(id))
-            })
             .map(|s| SignIn {
                 event: &s.event,
                 place: self.place(&s.event),
@@ -323,7 +347,20 @@ impl Detector {
             return;
         }
         if let Some(w) = &self.webhook {
-            w.send(&alert);
+            if self
+                .webhook_limit
+                .reserve(f.detection.as_str(), now)
+                .await
+                .is_allowed()
+            {
+                w.send(&alert);
+            } else {
+                tracing::warn!(
+                    event = "alert.webhook_held_back",
+                    detection = f.detection.as_str(),
+                    "more alerts of this detection this minute than the webhook is sent"
+                );
+            }
         }
         self.audit.record(alert);
     }
@@ -352,6 +389,14 @@ impl Detector {
                 let Some(id) = UserId::parse(user) else {
                     return Response::Alert;
                 };
+                if let Some(net) = ip.map(portcullis_core::geo::network_of) {
+                    if let Ok(mut d) = self.distrusted.lock() {
+                        if d.len() >= MAX_RESPONSES && !d.contains_key(user) {
+                            d.clear();
+                        }
+                        d.entry(user.to_owned()).or_default().push((net, now - 60));
+                    }
+                }
                 // Sessions first: from then on no code of theirs can start a grant (a first
                 // refresh token needs a live session, offline or not); then the offline
                 // grants, which outlive sessions, including any issued just before.
@@ -363,19 +408,12 @@ impl Detector {
                 match ended {
                     Ok(ended) => {
                         for s in ended {
-                            // The session of the flagged sign-in is marked: that sign-in is
-                            // no history for later ones.
-                            let flagged = f.session_id.as_deref() == Some(s.as_str());
                             self.audit.record(
                                 Event::new(EventKind::SessionRevoked, now)
                                     .user(&id)
                                     .session(&s)
                                     .reason("detection")
-                                    .detail(&format!(
-                                        "detection={}{}",
-                                        f.detection.as_str(),
-                                        if flagged { " sign_in=flagged" } else { "" }
-                                    )),
+                                    .detail(&format!("detection={}", f.detection.as_str())),
                             );
                         }
                         Response::RevokeSessions

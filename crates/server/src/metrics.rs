@@ -120,7 +120,7 @@ impl Metrics {
         let suppressed = Counter::default();
         registry.register(
             "audit_events_suppressed",
-            "Events of floodable kinds not recorded: one like it was, for the same address and minute",
+            "Events of floodable kinds not recorded: one like it was, for the same network and minute, or the cap was reached",
             suppressed.clone(),
         );
         let log_dropped = Counter::default();

@@ -130,10 +130,11 @@ async fn an_outage_buffers_then_drops_and_reports_the_loss() {
 async fn floods_are_stored_once_per_network_and_capped_in_all() {
     use portcullis_server::audit::FLOOD_CAP;
     let (_dir, store) = store().await;
-    let audit = Audit::start(
+    let audit = Audit::start_reporting(
         Arc::new(store.clone()) as Arc<dyn Storage>,
         10_000,
         Default::default(),
+        Duration::from_millis(200),
     )
     .with_network_prefix(64);
     let at = 1_800_000_000;
@@ -166,8 +167,50 @@ async fn floods_are_stored_once_per_network_and_capped_in_all() {
     // The first /64 once, then other /64s until the cap.
     assert_eq!(stored.len() as u32, FLOOD_CAP, "{}", stored.len());
     let c = &audit.counters;
+    let suppressed = 200 + total - FLOOD_CAP;
+    assert_eq!(c.suppressed.load(Ordering::Acquire) as u32, suppressed);
+    // Events that name a user are capped per user: one user's flood leaves another's seen.
+    let failed = |user: &str, n: u32| {
+        Event::new(EventKind::TokenRefreshFailed, at)
+            .reason("invalid_grant")
+            .user(user)
+            .from(&Origin {
+                address: Some(format!("2001:db8:ff:{n:x}::1")),
+                user_agent: None,
+                request_id: None,
+            })
+    };
+    for n in 0..100 {
+        audit.record_floodable(failed("usr_flooder", n)).await;
+    }
+    audit.record_floodable(failed("usr_victim", 0)).await;
+    // The next event after the report interval carries the summary.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    audit.record(event(0));
+    assert!(audit.flush(Duration::from_secs(10)).await);
+    let stored = all(&store).await;
+    let of = |user: &str| {
+        stored
+            .iter()
+            .filter(|s| s.event.user_id.as_deref() == Some(user))
+            .count() as u32
+    };
     assert_eq!(
-        c.suppressed.load(Ordering::Acquire) as u32,
-        200 + total - FLOOD_CAP
+        of("usr_flooder"),
+        portcullis_server::audit::FLOOD_CAP_PER_USER
+    );
+    assert_eq!(of("usr_victim"), 1);
+    let summaries: Vec<&str> = stored
+        .iter()
+        .filter(|s| s.event.kind == "audit.events_suppressed")
+        .filter_map(|s| s.event.detail.as_deref())
+        .collect();
+    let expected = format!(
+        "suppressed={} ",
+        suppressed + 100 - portcullis_server::audit::FLOOD_CAP_PER_USER
+    );
+    assert!(
+        summaries.iter().any(|d| d.starts_with(&expected)),
+        "{summaries:?} {expected}"
     );
 }

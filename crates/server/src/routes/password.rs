@@ -177,6 +177,9 @@ pub async fn change(
             .await;
         return throttled(left);
     }
+    if let Some(wait) = st.responses.delay_for(ip, now) {
+        tokio::time::sleep(wait).await;
+    }
     let reservation = match st
         .login_limits
         .reserve(&user.email, ip, device.as_ref().map(|d| d.id.as_str()), now)

@@ -56,7 +56,12 @@ async fn handle(
                 user_id,
                 session_id,
             } => subject = Some((user_id, session_id)),
-            GrantEvent::CodeReplayed => st.audit.record(base(EventKind::TokenCodeReplayed)),
+            // The holder of a spent code can replay it at will: floodable.
+            GrantEvent::CodeReplayed => {
+                st.audit
+                    .record_floodable(base(EventKind::TokenCodeReplayed))
+                    .await
+            }
             GrantEvent::RefreshReuseDetected {
                 family_id,
                 session_id,
