@@ -261,6 +261,19 @@ async fn failed_login_bursts_alert_through_the_webhook_and_block_the_address() {
     )
     .await;
     assert_eq!(res.status(), 303);
+    // A device cookie counts only for its own account: with it, another account typed from
+    // the blocked address is still refused.
+    let res = login_from(
+        &srv,
+        &http,
+        &mut device_only(&owner),
+        &seed,
+        "someone.else@example.com",
+        "guess",
+        "203.0.113.7",
+    )
+    .await;
+    assert_eq!(res.status(), 429);
     let res = login_from(
         &srv,
         &http,
