@@ -269,6 +269,8 @@ async fn admin_event<S: AuditStore + ?Sized>(
     build: impl FnOnce(Event) -> Event,
 ) -> anyhow::Result<()> {
     let e = build(Event::new(kind, now()).reason("cli"));
+    // Logged like the server's events, so a log pipeline sees administrative changes too.
+    portcullis_server::audit::log_line(&e);
     store.append_events(&[e]).await.map_err(|err| {
         anyhow::anyhow!("the change was made, but its audit event could not be stored: {err}")
     })

@@ -205,6 +205,25 @@ async fn the_events_command_filters_follows_and_sees_admin_actions() {
     }
     let created = all.iter().find(|e| e["type"] == "client.created").unwrap();
     assert_eq!(created["reason"], "cli");
+    // The CLI's events are logged as well as stored, as the server's are.
+    let out = srv.cli_raw(
+        &[
+            "apis",
+            "create",
+            "--audience",
+            "https://logged.example.com",
+            "--scope",
+            "read:logs",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.lines().any(|l| l.contains("\"event\":\"api.created\"")
+            && l.contains("\"target\":\"portcullis::audit\"")),
+        "{log}"
+    );
     let failed = all.iter().find(|e| e["type"] == "login.failed").unwrap();
     assert_eq!(failed["reason"], "wrong_password");
     assert_eq!(failed["user_id"], seed.user_id.as_str());

@@ -337,7 +337,7 @@ async fn write_loop(
 }
 
 /// The event's log line: every field is already cleaned, and the JSON log escapes the rest.
-fn log_line(e: &Event) {
+pub fn log_line(e: &Event) {
     macro_rules! line {
         ($level:ident) => {
             tracing::$level!(
