@@ -1,5 +1,6 @@
-//! `__Host-` cookies: `Secure`, `HttpOnly`, `Path=/`, no `Domain`, an explicit `SameSite`.
-//! Deletion repeats the same attributes, so browsers match and remove the cookie.
+//! `__Host-` cookies: `Secure`, `HttpOnly`, `Path=/`, no `Domain`, an explicit `SameSite`; and
+//! `__Secure-` cookies scoped to one path ([`PathCookie`]) with the same flags. Deletion
+//! repeats the same attributes, so browsers match and remove the cookie.
 
 use http::header::{HeaderMap, HeaderValue, COOKIE};
 
@@ -87,23 +88,127 @@ impl HostCookie {
     /// The cookie's value in a request. If the name appears more than once (cookie tossing
     /// from a sibling domain), it counts as absent.
     pub fn get(&self, headers: &HeaderMap) -> Option<String> {
-        let mut found: Option<String> = None;
-        for header in headers.get_all(COOKIE) {
-            let Ok(text) = header.to_str() else { continue };
-            for pair in text.split(';') {
-                let pair = pair.trim();
-                if let Some(v) = pair
-                    .strip_prefix(self.name)
-                    .and_then(|r| r.strip_prefix('='))
-                {
-                    if found.is_some() {
-                        return None;
-                    }
-                    found = Some(v.to_owned());
+        find_unique(headers, self.name)
+    }
+}
+
+/// The value of cookie `name`, or `None` when it is absent, empty or sent more than once.
+fn find_unique(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut found: Option<String> = None;
+    for header in headers.get_all(COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        for pair in text.split(';') {
+            let pair = pair.trim();
+            if let Some(v) = pair.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+                if found.is_some() {
+                    return None;
                 }
+                found = Some(v.to_owned());
             }
         }
-        found.filter(|v| !v.is_empty())
+    }
+    found.filter(|v| !v.is_empty())
+}
+
+/// A `__Secure-` cookie scoped to one path: `Secure`, `HttpOnly`, host-only (no `Domain`), an
+/// explicit `SameSite`. For short-lived cookies only one endpoint needs, such as a sign-in
+/// transaction cookie read at an OAuth callback (`Path=/callback`), which a `__Host-` cookie
+/// (always `Path=/`) cannot be. Deletion repeats the same attributes.
+#[derive(Clone, Copy, Debug)]
+pub struct PathCookie {
+    name: &'static str,
+    path: &'static str,
+    same_site: SameSite,
+}
+
+impl PathCookie {
+    /// `name` must start with `__Secure-` and `path` with `/` (visible ASCII, no `;`, `,` or
+    /// space). Anything else fails to compile when the cookie is a `const`, and panics
+    /// otherwise.
+    pub const fn new(name: &'static str, path: &'static str, same_site: SameSite) -> Self {
+        const PREFIX: &[u8] = b"__Secure-";
+        let bytes = name.as_bytes();
+        assert!(
+            bytes.len() > PREFIX.len(),
+            "a PathCookie name starts with __Secure- and has more after it"
+        );
+        let mut i = 0;
+        while i < PREFIX.len() {
+            assert!(
+                bytes[i] == PREFIX[i],
+                "a PathCookie name starts with __Secure-"
+            );
+            i += 1;
+        }
+        while i < bytes.len() {
+            let b = bytes[i];
+            assert!(
+                b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.',
+                "a PathCookie name is made of letters, digits, '-', '_' and '.'"
+            );
+            i += 1;
+        }
+        let p = path.as_bytes();
+        assert!(!p.is_empty() && p[0] == b'/', "a cookie path starts with /");
+        let mut j = 0;
+        while j < p.len() {
+            let b = p[j];
+            assert!(
+                b > 0x20 && b < 0x7f && b != b';' && b != b',',
+                "a cookie path is visible ASCII without ';' or ','"
+            );
+            j += 1;
+        }
+        Self {
+            name,
+            path,
+            same_site,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn path(&self) -> &'static str {
+        self.path
+    }
+
+    fn attrs(&self) -> String {
+        let same_site = match self.same_site {
+            SameSite::Lax => "Lax",
+            SameSite::Strict => "Strict",
+        };
+        format!("Path={}; Secure; HttpOnly; SameSite={same_site}", self.path)
+    }
+
+    /// `Set-Cookie` value setting `value` for `max_age` seconds; `None` unless `value` is
+    /// made of base64url characters.
+    pub fn set(&self, value: &str, max_age: i64) -> Option<HeaderValue> {
+        if value.is_empty()
+            || !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return None;
+        }
+        HeaderValue::from_str(&format!(
+            "{}={value}; {}; Max-Age={}",
+            self.name,
+            self.attrs(),
+            max_age.max(0)
+        ))
+        .ok()
+    }
+
+    /// `Set-Cookie` value deleting the cookie, with identical attributes.
+    pub fn delete(&self) -> Option<HeaderValue> {
+        HeaderValue::from_str(&format!("{}=; {}; Max-Age=0", self.name, self.attrs())).ok()
+    }
+
+    /// The cookie's value in a request; a name sent more than once counts as absent.
+    pub fn get(&self, headers: &HeaderMap) -> Option<String> {
+        find_unique(headers, self.name)
     }
 }
 
@@ -150,5 +255,40 @@ mod tests {
         assert_eq!(c.get(&h), None);
         h.insert(COOKIE, HeaderValue::from_static("__Host-sx=abc"));
         assert_eq!(c.get(&h), None);
+    }
+
+    #[test]
+    fn path_cookies() {
+        const TX: PathCookie = PathCookie::new("__Secure-tx", "/callback", SameSite::Lax);
+        assert_eq!(
+            TX.set("abc", 600).unwrap(),
+            "__Secure-tx=abc; Path=/callback; Secure; HttpOnly; SameSite=Lax; Max-Age=600"
+        );
+        assert_eq!(
+            TX.delete().unwrap(),
+            "__Secure-tx=; Path=/callback; Secure; HttpOnly; SameSite=Lax; Max-Age=0"
+        );
+        assert!(TX.set("a b", 60).is_none());
+        assert!(TX.set("", 60).is_none());
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("__Secure-tx=abc"));
+        assert_eq!(TX.get(&h).as_deref(), Some("abc"));
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("__Secure-tx=abc; __Secure-tx=x"),
+        );
+        assert_eq!(TX.get(&h), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "__Secure-")]
+    fn path_cookie_names_need_the_prefix() {
+        let _ = PathCookie::new("__Host-tx", "/cb", SameSite::Lax);
+    }
+
+    #[test]
+    #[should_panic(expected = "path")]
+    fn path_cookie_paths_are_checked() {
+        let _ = PathCookie::new("__Secure-tx", "/cb; Domain=evil", SameSite::Lax);
     }
 }

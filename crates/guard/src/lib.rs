@@ -3,7 +3,8 @@
 //! - [`headers`]: HSTS, a per-response CSP nonce, `nosniff`, COOP, `X-Frame-Options`,
 //!   Referrer-Policy and `no-store` on every response, errors included.
 //! - [`csp`]: the page policy (`default-src 'self'`, nonces, `form-action` origins).
-//! - [`cookies`]: `__Host-` cookies that are always `Secure`, `HttpOnly`, `Path=/`, host-only.
+//! - [`cookies`]: `__Host-` cookies that are always `Secure`, `HttpOnly`, `Path=/`, host-only,
+//!   and path-scoped `__Secure-` ones (a sign-in transaction cookie for one callback path).
 //! - [`csrf`]: synchronizer tokens and the `Sec-Fetch-Site` / `Origin` check.
 //! - [`cors`]: open CORS for public metadata, allow-listed origins for token endpoints.
 //! - [`client_addr`]: the client address behind trusted proxies, and IPv6 /64 buckets.
