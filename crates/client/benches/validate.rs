@@ -31,9 +31,15 @@ fn bench(c: &mut Criterion) {
         "token_endpoint": format!("{issuer}/token"),
         "jwks_uri": format!("{issuer}/jwks"),
     });
+    // An RSA key too: its public key is DER `RSAPublicKey` (SEQUENCE { n, e }).
+    let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let (n, e) = rsa_components(rsa.public_key().as_ref());
     let jwks = json!({"keys": [{
         "kty": "EC", "crv": "P-256", "kid": "bench", "alg": "ES256", "use": "sig",
         "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
+    }, {
+        "kty": "RSA", "kid": "bench-rsa", "alg": "RS256", "use": "sig",
+        "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e),
     }]});
     let app = axum::Router::new()
         .route(
@@ -67,7 +73,36 @@ fn bench(c: &mut Criterion) {
     rt.block_on(sdk.validate_access_token(&token, "https://api.example.com", &["read:things"]))
         .unwrap();
 
+    // The same claims signed RS256 by hand (PKCS#1 v1.5, SHA-256) with the RSA key.
+    let rs_token = {
+        let header = URL_SAFE_NO_PAD
+            .encode(json!({"alg": "RS256", "typ": "at+jwt", "kid": "bench-rsa"}).to_string());
+        let claims = token.split('.').nth(1).unwrap();
+        let message = format!("{header}.{claims}");
+        let mut sig = vec![0u8; rsa.public_modulus_len()];
+        rsa.sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &rng,
+            message.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(sig))
+    };
+    rt.block_on(sdk.validate_access_token(&rs_token, "https://api.example.com", &["read:things"]))
+        .unwrap();
+
     let mut g = c.benchmark_group("validate_access_token");
+    g.bench_function("RS256 (2048-bit), warm JWKS cache", |b| {
+        b.iter(|| {
+            rt.block_on(sdk.validate_access_token(
+                &rs_token,
+                "https://api.example.com",
+                &["read:things"],
+            ))
+            .unwrap()
+        })
+    });
     g.throughput(Throughput::Elements(1));
     g.bench_function("ES256, warm JWKS cache", |b| {
         b.iter(|| {
@@ -93,6 +128,35 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
     assert_eq!(sdk.jwks_fetches(), 1, "the cache answered every validation");
+}
+
+/// `n` and `e` of a DER `RSAPublicKey`: SEQUENCE { INTEGER n, INTEGER e } (short or long
+/// lengths; leading zero bytes of the integers dropped, as JWKs carry them).
+fn rsa_components(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    fn read(der: &[u8], at: &mut usize, tag: u8) -> Vec<u8> {
+        assert_eq!(der[*at], tag);
+        *at += 1;
+        let mut len = der[*at] as usize;
+        *at += 1;
+        if len & 0x80 != 0 {
+            let bytes = len & 0x7f;
+            len = 0;
+            for _ in 0..bytes {
+                len = (len << 8) | der[*at] as usize;
+                *at += 1;
+            }
+        }
+        let v = der[*at..*at + len].to_vec();
+        *at += len;
+        v
+    }
+    let mut at = 0;
+    let seq = read(der, &mut at, 0x30);
+    let mut i = 0;
+    let strip = |v: Vec<u8>| v.into_iter().skip_while(|b| *b == 0).collect::<Vec<u8>>();
+    let n = strip(read(&seq, &mut i, 0x02));
+    let e = strip(read(&seq, &mut i, 0x02));
+    (n, e)
 }
 
 criterion_group!(benches, bench);
