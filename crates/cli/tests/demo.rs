@@ -411,6 +411,11 @@ async fn demo_sign_in(
         .find(|l| l.starts_with("__Secure-demo-tx="))
         .unwrap_or_else(|| panic!("no transaction cookie: {lines:?}"))
         .clone();
+    let binding_line = lines
+        .iter()
+        .find(|l| l.starts_with("__Host-demo-txb="))
+        .unwrap_or_else(|| panic!("no binding cookie: {lines:?}"))
+        .clone();
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     assert!(
         location.starts_with(&format!("{}/authorize?", srv.issuer)),
@@ -425,14 +430,15 @@ async fn demo_sign_in(
         "{callback}"
     );
     let tx = tx_line.split(';').next().unwrap().to_owned();
+    let binding = binding_line.split(';').next().unwrap().to_owned();
     let res = http
         .get(&callback)
-        .header("cookie", &tx)
+        .header("cookie", format!("{tx}; {binding}"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let mut all = vec![tx_line];
+    let mut all = vec![tx_line, binding_line];
     all.extend(
         res.headers()
             .get_all("set-cookie")
@@ -498,6 +504,23 @@ async fn http_checks(srv: &TestServer, app: &Running) {
             "secure"
         ]
     );
+    // The browser binding: a `__Host-` cookie (no sibling domain can set one), set and
+    // deleted with the transaction cookie.
+    let b = shape("__Host-demo-txb=");
+    assert_eq!(b.len(), 2, "{lines:?}");
+    let mut b_attrs = b[0].2.clone();
+    b_attrs.sort();
+    assert_eq!(
+        b_attrs,
+        [
+            "httponly",
+            "max-age=600",
+            "path=/",
+            "samesite=lax",
+            "secure"
+        ]
+    );
+    assert_eq!(b[1].1, "", "deleted");
     let s = shape("__Host-demo-session=");
     let mut s_attrs = s[0].2.clone();
     s_attrs.sort();
@@ -588,6 +611,39 @@ async fn http_checks(srv: &TestServer, app: &Running) {
         .await
         .unwrap();
     assert_eq!(res.status(), 400, "no transaction cookie");
+    // Cookie tossing: a transaction cookie without its browser binding (a sibling domain can
+    // plant the one but not the other) is refused.
+    let res = http.get(format!("{}/login", app.url)).send().await.unwrap();
+    let cookie = |prefix: &str| {
+        res.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|l| l.starts_with(prefix))
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (tossed, binding) = (cookie("__Secure-demo-tx="), cookie("__Host-demo-txb="));
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let res = browser_login(srv, &http, &mut Jar::default(), &location, EMAIL, PASSWORD).await;
+    let callback = res.headers()["location"].to_str().unwrap().to_owned();
+    // Alone, then with another browser's binding (which spends it), then too late.
+    for cookies in [
+        tossed.clone(),
+        format!("{tossed}; __Host-demo-txb=another-browsers-binding"),
+        format!("{tossed}; {binding}"),
+    ] {
+        let res = http
+            .get(&callback)
+            .header("cookie", &cookies)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{cookies}");
+    }
     // The right token from the same origin: ends the session, 303 to Portcullis's logout.
     let res = logout(&app.url, format!("csrf_token={token}"))
         .await

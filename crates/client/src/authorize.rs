@@ -43,8 +43,11 @@ pub struct AuthorizationOptions {
     pub resource: Option<String>,
 }
 
+/// How long a [`PendingAuthorization`] can be finished, seconds.
+pub const PENDING_LIFETIME: i64 = 600;
+
 /// What the app keeps (server-side, or sealed) between sending the browser off and the
-/// callback: `state`, `nonce`, the PKCE verifier, the redirect URI and `max_age`. `Debug`
+/// callback, and uses once (older than [`PENDING_LIFETIME`] it is refused): `state`, `nonce`, the PKCE verifier, the redirect URI and `max_age`. `Debug`
 /// hides the verifier. It serialises to JSON for storage.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct PendingAuthorization {
@@ -182,6 +185,10 @@ impl Portcullis {
         callback_url: &str,
         pending: &PendingAuthorization,
     ) -> Result<SignedIn> {
+        // A pending authorization lives as long as a sign-in may take, and no longer.
+        if self.now().saturating_sub(pending.created_at) > PENDING_LIFETIME {
+            return Err(Error::Callback("the pending authorization has expired"));
+        }
         let callback = Callback::parse(callback_url, &pending.redirect_uri)?;
         match callback.iss.as_deref() {
             Some(iss) if iss == self.issuer() => {}

@@ -67,6 +67,15 @@ impl EnvironmentUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// `https`, or `http` (loopback only).
+    pub fn scheme(&self) -> &str {
+        if self.0.starts_with("http://") {
+            "http"
+        } else {
+            "https"
+        }
+    }
 }
 
 /// Everything the SDK needs; build it with [`crate::Portcullis::builder`] or
@@ -82,7 +91,7 @@ pub(crate) struct Config {
     pub leeway: i64,
     /// Least time between two JWKS fetches caused by an unknown `kid`.
     pub jwks_min_refresh: Duration,
-    /// A JWKS older than this is fetched again before use.
+    /// A JWKS older than this (or than its `Cache-Control: max-age`) is fetched again.
     pub jwks_max_age: Duration,
     /// A cached client-credentials token is replaced this long before it expires.
     pub token_renew_before: i64,
@@ -97,7 +106,7 @@ impl Config {
             algorithms: vec![Algorithm::ES256, Algorithm::RS256],
             leeway: 30,
             jwks_min_refresh: Duration::from_secs(30),
-            jwks_max_age: Duration::from_secs(3600),
+            jwks_max_age: Duration::from_secs(300),
             token_renew_before: 30,
         }
     }

@@ -46,6 +46,17 @@ pub enum Error {
     /// A token failed validation.
     #[error("invalid token: {0}")]
     InvalidToken(InvalidToken),
+    /// Portcullis answered a refresh, so the refresh token sent is spent and `tokens` holds
+    /// its successor, but the new ID token failed validation (or does not continue the
+    /// sign-in it refreshes). Keep `tokens.refresh_token` if you go on: the old one presented
+    /// again would look like theft and end the session.
+    #[error("the refreshed ID token is not valid: {error}")]
+    RefreshedIdToken {
+        /// The new tokens, refresh token included.
+        tokens: Box<crate::tokens::Tokens>,
+        /// Why the ID token was refused.
+        error: Box<Error>,
+    },
 }
 
 /// An RFC 6749 error response: its `error` code and optional description.

@@ -7,7 +7,17 @@ use crate::secret::Secret;
 
 /// GET `uri` and parse its JSON body.
 pub(crate) async fn get_json<T: DeserializeOwned>(http: &reqwest::Client, uri: &str) -> Result<T> {
-    let res = http
+    get_json_cached(http, uri, 256 * 1024).await.map(|(v, _)| v)
+}
+
+/// GET `uri` and parse its JSON body (at most `max_body` bytes), with the `max-age` of its
+/// `Cache-Control` header, if any.
+pub(crate) async fn get_json_cached<T: DeserializeOwned>(
+    http: &reqwest::Client,
+    uri: &str,
+    max_body: usize,
+) -> Result<(T, Option<std::time::Duration>)> {
+    let mut res = http
         .get(uri)
         .header("accept", "application/json")
         .send()
@@ -19,9 +29,28 @@ pub(crate) async fn get_json<T: DeserializeOwned>(http: &reqwest::Client, uri: &
             res.status().as_u16()
         )));
     }
-    res.json()
-        .await
-        .map_err(|_| Error::Protocol(format!("GET {uri} did not answer valid JSON")))
+    let max_age = res
+        .headers()
+        .get(reqwest::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',').find_map(|d| {
+                d.trim()
+                    .strip_prefix("max-age=")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+            })
+        })
+        .map(std::time::Duration::from_secs);
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > max_body {
+            return Err(Error::Protocol(format!("GET {uri} answered too much")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let parsed = serde_json::from_slice(&body)
+        .map_err(|_| Error::Protocol(format!("GET {uri} did not answer valid JSON")))?;
+    Ok((parsed, max_age))
 }
 
 /// POST `form` to `uri` with the client's credentials: HTTP Basic (RFC 6749 §2.3.1, each part

@@ -1,17 +1,27 @@
-//! The JWKS cache: keys by `kid`, fetched at first use, again when older than the maximum age,
-//! and again on an unknown `kid` (at most once per minimum interval, so tokens with made-up
-//! key ids cannot make the app hammer Portcullis).
+//! The JWKS cache: keys by `kid`, fetched at first use; again once older than its lifetime
+//! (the JWKS answer's `Cache-Control: max-age`, at most the configured maximum, 300 s by
+//! default: a revoked key stops verifying within minutes); and again on an unknown `kid`. At
+//! most one fetch is attempted per minimum interval, failed or not, so tokens with made-up key
+//! ids or an unreachable Portcullis cannot make the app hammer it or queue behind it. While
+//! Portcullis is unreachable the last keys go on verifying, for at most
+//! [`MAX_STALENESS`]; after that validation fails closed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::error::{Error, InvalidToken, Result};
+
+/// The longest a fetched key set is used while no newer one can be fetched.
+pub const MAX_STALENESS: Duration = Duration::from_secs(24 * 3600);
+/// The largest JWKS body read.
+const MAX_BODY: usize = 1024 * 1024;
 
 /// One verification key and the algorithm it is published for.
 pub(crate) struct Key {
@@ -22,14 +32,26 @@ pub(crate) struct Key {
 #[derive(Default)]
 struct Snapshot {
     keys: HashMap<String, Arc<Key>>,
-    fetched: Option<Instant>,
+    /// When fetched, and how long it is fresh.
+    fetched: Option<(Instant, Duration)>,
+}
+
+impl Snapshot {
+    fn fresh(&self) -> bool {
+        self.fetched.is_some_and(|(at, life)| at.elapsed() < life)
+    }
+
+    fn usable(&self) -> bool {
+        self.fetched
+            .is_some_and(|(at, _)| at.elapsed() < MAX_STALENESS)
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct Jwks {
     current: RwLock<Arc<Snapshot>>,
     /// Held while fetching: concurrent misses wait for one fetch instead of each making one.
-    fetching: Mutex<()>,
+    fetching: Mutex<Option<Instant>>,
     fetches: std::sync::atomic::AtomicU64,
 }
 
@@ -41,7 +63,7 @@ impl Jwks {
         }
     }
 
-    /// How many times the JWKS was fetched.
+    /// How many times a JWKS fetch was attempted.
     pub fn fetches(&self) -> u64 {
         self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -54,33 +76,43 @@ impl Jwks {
         http: &reqwest::Client,
         config: &Config,
     ) -> Result<Arc<Key>> {
-        let fresh = |s: &Snapshot| {
-            s.fetched
-                .is_some_and(|at| at.elapsed() < config.jwks_max_age)
-        };
         let snap = self.snapshot();
-        if fresh(&snap) {
+        if snap.fresh() {
             if let Some(k) = snap.keys.get(kid) {
                 return Ok(k.clone());
             }
         }
-        let _one = self.fetching.lock().await;
+        // A stale but usable key while someone else is fetching: no waiting behind them.
+        let mut last_attempt = match self.fetching.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => match snap.keys.get(kid).filter(|_| snap.usable()) {
+                Some(k) => return Ok(k.clone()),
+                None => self.fetching.lock().await,
+            },
+        };
         // Someone else may have fetched while we waited.
         let snap = self.snapshot();
-        if let Some(k) = snap.keys.get(kid).filter(|_| fresh(&snap)) {
-            return Ok(k.clone());
+        if snap.fresh() {
+            if let Some(k) = snap.keys.get(kid) {
+                return Ok(k.clone());
+            }
         }
-        let recently = snap
-            .fetched
-            .is_some_and(|at| at.elapsed() < config.jwks_min_refresh);
-        if recently && fresh(&snap) {
-            return Err(InvalidToken::UnknownKey.into());
+        let known = || {
+            snap.keys
+                .get(kid)
+                .filter(|_| snap.usable())
+                .cloned()
+                .ok_or(Error::InvalidToken(InvalidToken::UnknownKey))
+        };
+        if last_attempt.is_some_and(|at| at.elapsed() < config.jwks_min_refresh) {
+            return known();
         }
+        *last_attempt = Some(Instant::now());
         match self.fetch(uri, http, config).await {
-            Ok(keys) => {
+            Ok((keys, life)) => {
                 let next = Arc::new(Snapshot {
                     keys,
-                    fetched: Some(Instant::now()),
+                    fetched: Some((Instant::now(), life)),
                 });
                 if let Ok(mut cur) = self.current.write() {
                     *cur = next.clone();
@@ -90,8 +122,8 @@ impl Jwks {
                     .cloned()
                     .ok_or(Error::InvalidToken(InvalidToken::UnknownKey))
             }
-            // A stale set still verifies the keys it has while Portcullis is unreachable.
-            Err(e) => snap.keys.get(kid).cloned().ok_or(e),
+            // The last keys go on verifying while Portcullis is unreachable (for a while).
+            Err(e) => known().map_err(|_| e),
         }
     }
 
@@ -100,10 +132,14 @@ impl Jwks {
         uri: &str,
         http: &reqwest::Client,
         config: &Config,
-    ) -> Result<HashMap<String, Arc<Key>>> {
+    ) -> Result<(HashMap<String, Arc<Key>>, Duration)> {
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let body: serde_json::Value = crate::http::get_json(http, uri).await?;
+        let (body, max_age) = crate::http::get_json_cached(http, uri, MAX_BODY).await?;
+        let body: serde_json::Value = body;
+        let life = max_age
+            .map_or(config.jwks_max_age, |m| m.min(config.jwks_max_age))
+            .max(Duration::from_secs(1));
         let list = body
             .get("keys")
             .and_then(|k| k.as_array())
@@ -118,13 +154,21 @@ impl Jwks {
                 keys.insert(kid, Arc::new(key));
             }
         }
-        Ok(keys)
+        Ok((keys, life))
     }
 }
 
 /// The key, if it names its `kid` and an allowed signature algorithm.
 fn usable(jwk: &Jwk, config: &Config) -> Option<(String, Key)> {
     if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+        return None;
+    }
+    if jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+    {
         return None;
     }
     let kid = jwk.common.key_id.clone()?;

@@ -41,10 +41,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-pub use authorize::{AuthorizationOptions, PendingAuthorization, Prompt};
+pub use authorize::{AuthorizationOptions, PendingAuthorization, Prompt, PENDING_LIFETIME};
 pub use config::{EnvironmentUrl, ENV_CA_FILE, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_URL};
 pub use error::{Error, InvalidToken, OAuthError, Result};
 pub use jsonwebtoken::Algorithm;
+pub use jwks::MAX_STALENESS;
 pub use secret::Secret;
 pub use tokens::{ClientToken, SignedIn, TokenTypeHint, Tokens};
 pub use validate::{
@@ -188,10 +189,30 @@ impl Portcullis {
                     self.inner.config.issuer.as_str()
                 );
                 let m: Metadata = http::get_json(&self.inner.http, &uri).await?;
-                if m.issuer.trim_end_matches('/') != self.inner.config.issuer.as_str() {
+                // Exactly the configured issuer (OpenID Connect Discovery §4.3).
+                if m.issuer != self.inner.config.issuer.as_str() {
                     return Err(Error::Protocol(
                         "the discovery document names another issuer".into(),
                     ));
+                }
+                // Every endpoint as safe as the issuer: https (or the issuer's own loopback
+                // http), never an endpoint that would carry the client secret in the clear.
+                let scheme = self.inner.config.issuer.scheme();
+                let endpoints = [
+                    Some(&m.authorization_endpoint),
+                    Some(&m.token_endpoint),
+                    Some(&m.jwks_uri),
+                    m.end_session_endpoint.as_ref(),
+                    m.revocation_endpoint.as_ref(),
+                ];
+                for e in endpoints.into_iter().flatten() {
+                    let ok = url::Url::parse(e)
+                        .is_ok_and(|u| u.scheme() == "https" || u.scheme() == scheme);
+                    if !ok {
+                        return Err(Error::Protocol(
+                            "the discovery document names an endpoint that is not https".into(),
+                        ));
+                    }
                 }
                 Ok(m)
             })
@@ -248,9 +269,18 @@ impl Builder {
         self
     }
 
-    /// Least time between JWKS fetches caused by an unknown `kid` (default 30 s).
+    /// Least time between two JWKS fetch attempts, failed or not (default 30 s): an unknown
+    /// `kid` or an unreachable Portcullis causes at most one per interval.
     pub fn jwks_min_refresh(mut self, interval: Duration) -> Self {
         self.config.jwks_min_refresh = interval;
+        self
+    }
+
+    /// The longest a fetched JWKS is used before it is fetched again (default 300 s, and
+    /// never longer than the JWKS answer's `Cache-Control: max-age`): how soon a key revoked
+    /// at Portcullis stops verifying here.
+    pub fn jwks_max_age(mut self, age: Duration) -> Self {
+        self.config.jwks_max_age = age.max(Duration::from_secs(1));
         self
     }
 
@@ -271,6 +301,17 @@ impl Builder {
     pub fn build(self) -> Result<Portcullis> {
         if self.config.algorithms.is_empty() {
             return Err(Error::Config("no signature algorithm allowed".into()));
+        }
+        // Shared-secret algorithms have no place in verifying a provider's tokens.
+        if self
+            .config
+            .algorithms
+            .iter()
+            .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        {
+            return Err(Error::Config(
+                "HMAC algorithms cannot verify Portcullis's tokens".into(),
+            ));
         }
         let http = match self.http {
             Some(h) => h,

@@ -17,11 +17,19 @@ pub(crate) fn challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()))
 }
 
-/// The `at_hash` of an access token signed with a SHA-256 algorithm (ES256, RS256): the left
-/// half of its SHA-256, base64url.
-pub(crate) fn at_hash(access_token: &str) -> String {
-    let d = digest::digest(&digest::SHA256, access_token.as_bytes());
-    URL_SAFE_NO_PAD.encode(&d.as_ref()[..16])
+/// The `at_hash` of an access token for an ID token signed with `alg`: the left half of the
+/// access token's hash with the algorithm's hash function (OpenID Connect Core §3.1.3.6),
+/// base64url.
+pub(crate) fn at_hash(access_token: &str, alg: jsonwebtoken::Algorithm) -> String {
+    use jsonwebtoken::Algorithm as A;
+    let hash = match alg {
+        A::ES384 | A::RS384 | A::PS384 | A::HS384 => &digest::SHA384,
+        A::RS512 | A::PS512 | A::HS512 | A::EdDSA => &digest::SHA512,
+        _ => &digest::SHA256,
+    };
+    let d = digest::digest(hash, access_token.as_bytes());
+    let half = d.as_ref().len() / 2;
+    URL_SAFE_NO_PAD.encode(&d.as_ref()[..half])
 }
 
 #[cfg(test)]
@@ -37,7 +45,10 @@ mod tests {
         );
         // OpenID Connect Core A.3.
         assert_eq!(
-            at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
+            at_hash(
+                "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y",
+                jsonwebtoken::Algorithm::RS256
+            ),
             "77QmUPtjPfzWtF2AnpK9RQ"
         );
         let a = random(32).unwrap();

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 /// assert_eq!(format!("{s:?}"), "Secret(…)");
 /// assert_eq!(s.expose(), "pcs_example");
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {

@@ -179,6 +179,7 @@ impl Portcullis {
                 access_token,
                 now: self.now(),
                 leeway: self.inner.config.leeway,
+                alg: header.alg,
             },
         )?;
         Ok(claims)
@@ -229,8 +230,8 @@ impl Portcullis {
         )?;
         validate::check_times(
             claims.exp,
-            None,
-            claims.iat,
+            claims.nbf,
+            Some(claims.iat),
             self.now(),
             self.inner.config.leeway,
         )?;
@@ -272,14 +273,16 @@ impl Portcullis {
             &key,
             self.issuer(),
             &self.inner.config.client_id,
-            &["iat", "iss", "aud", "jti"],
+            &["iat", "exp", "iss", "aud", "jti"],
         )?;
         check_logout(claims, self.now(), self.inner.config.leeway)
     }
 
     /// Uses a refresh token: the answer carries a new refresh token (Portcullis rotates on
     /// every use; keep the new one, the old one is spent). An ID token in the answer is
-    /// validated (it carries no nonce).
+    /// validated (it carries no nonce); if it fails, the error is
+    /// [`Error::RefreshedIdToken`], which still holds the new tokens. To also check that the
+    /// new ID token continues the original sign-in, use [`Portcullis::refresh_session`].
     ///
     /// ```no_run
     /// # async fn demo(portcullis: portcullis_client::Portcullis, tokens: portcullis_client::Tokens) -> portcullis_client::Result<()> {
@@ -290,6 +293,65 @@ impl Portcullis {
     /// # Ok(()) }
     /// ```
     pub async fn refresh(&self, refresh_token: &Secret) -> Result<Tokens> {
+        let (tokens, claims) = self.refresh_inner(refresh_token).await?;
+        match claims {
+            Some(Err(e)) => Err(Error::RefreshedIdToken {
+                tokens: Box::new(tokens),
+                error: Box::new(e),
+            }),
+            _ => Ok(tokens),
+        }
+    }
+
+    /// Refreshes a signed-in user's tokens and checks the new ID token continues `original`
+    /// (OpenID Connect Core §12.2): the same `iss`, `sub`, `aud` and `azp`, and the same
+    /// `auth_time` (a refresh is not a new sign-in). Returns the new claims (the original ones
+    /// when the answer has no ID token) and tokens.
+    ///
+    /// ```no_run
+    /// # async fn demo(portcullis: portcullis_client::Portcullis, signed_in: portcullis_client::SignedIn) -> portcullis_client::Result<()> {
+    /// if let Some(rt) = &signed_in.tokens.refresh_token {
+    ///     let renewed = portcullis.refresh_session(rt, &signed_in.claims).await?;
+    /// #   let _ = renewed;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn refresh_session(
+        &self,
+        refresh_token: &Secret,
+        original: &IdTokenClaims,
+    ) -> Result<SignedIn> {
+        let (tokens, claims) = self.refresh_inner(refresh_token).await?;
+        let claims = match claims {
+            None => Ok(original.clone()),
+            Some(Err(e)) => Err(e),
+            Some(Ok(c)) => {
+                let continues = c.iss == original.iss
+                    && c.sub == original.sub
+                    && c.aud == original.aud
+                    && c.azp == original.azp
+                    && (c.auth_time.is_none() || c.auth_time == original.auth_time);
+                if continues {
+                    Ok(c)
+                } else {
+                    Err(Error::InvalidToken(InvalidToken::Claims))
+                }
+            }
+        };
+        match claims {
+            Ok(claims) => Ok(SignedIn { claims, tokens }),
+            Err(e) => Err(Error::RefreshedIdToken {
+                tokens: Box::new(tokens),
+                error: Box::new(e),
+            }),
+        }
+    }
+
+    /// The refresh itself: the new tokens, and the new ID token's validation if there is one.
+    async fn refresh_inner(
+        &self,
+        refresh_token: &Secret,
+    ) -> Result<(Tokens, Option<Result<IdTokenClaims>>)> {
         let r = self
             .token_request(&[
                 ("grant_type", "refresh_token"),
@@ -297,11 +359,14 @@ impl Portcullis {
             ])
             .await?;
         let tokens = self.tokens_from(r)?;
-        if let Some(id) = &tokens.id_token {
-            self.validate_id_token(id.expose(), None, None, Some(tokens.access_token.expose()))
-                .await?;
-        }
-        Ok(tokens)
+        let claims = match &tokens.id_token {
+            Some(id) => Some(
+                self.validate_id_token(id.expose(), None, None, Some(tokens.access_token.expose()))
+                    .await,
+            ),
+            None => None,
+        };
+        Ok((tokens, claims))
     }
 
     /// Revokes a token (RFC 7009). Revoking a refresh token ends its whole family.

@@ -49,8 +49,10 @@ pub struct AccessTokenClaims {
     pub aud: Audience,
     /// Expiry, seconds since the epoch (checked, with leeway).
     pub exp: i64,
-    /// Issue time (checked not to be in the future, with leeway).
-    pub iat: Option<i64>,
+    /// Issue time (required by RFC 9068; checked not to be in the future, with leeway).
+    pub iat: i64,
+    /// Not before (checked when present, with leeway).
+    pub nbf: Option<i64>,
     /// The token's id.
     pub jti: Option<String>,
     /// The client the token was issued to.
@@ -86,6 +88,8 @@ pub struct IdTokenClaims {
     pub exp: i64,
     /// Issue time (checked not to be in the future, with leeway).
     pub iat: i64,
+    /// Not before (checked when present, with leeway).
+    pub nbf: Option<i64>,
     /// When the user signed in (checked against `max_age` when one was asked for).
     pub auth_time: Option<i64>,
     /// The nonce (checked: the one sent).
@@ -112,6 +116,8 @@ pub struct LogoutRequest {
     pub sid: Option<String>,
     /// The token's id, for replay detection by the app.
     pub jti: String,
+    /// When the token expires: how long the app must remember `jti`.
+    pub expires_at: i64,
 }
 
 /// The event a logout token must carry.
@@ -204,10 +210,17 @@ pub(crate) struct IdTokenRules<'a> {
     pub access_token: Option<&'a str>,
     pub now: i64,
     pub leeway: i64,
+    /// The ID token's algorithm (its hash makes `at_hash`).
+    pub alg: jsonwebtoken::Algorithm,
 }
 
 pub(crate) fn check_id_token(c: &IdTokenClaims, rules: &IdTokenRules<'_>) -> Result<()> {
-    check_times(c.exp, None, Some(c.iat), rules.now, rules.leeway)?;
+    check_times(c.exp, c.nbf, Some(c.iat), rules.now, rules.leeway)?;
+    if c.auth_time
+        .is_some_and(|t| t > rules.now.saturating_add(rules.leeway))
+    {
+        return Err(InvalidToken::AuthTime.into());
+    }
     // Several audiences need an `azp`, and an `azp` must be us.
     let many = matches!(&c.aud, Audience::Many(list) if list.len() > 1);
     match &c.azp {
@@ -227,7 +240,7 @@ pub(crate) fn check_id_token(c: &IdTokenClaims, rules: &IdTokenRules<'_>) -> Res
         }
     }
     if let (Some(expected), Some(access)) = (c.at_hash.as_deref(), rules.access_token) {
-        if !constant_eq(expected, &crate::pkce::at_hash(access)) {
+        if !constant_eq(expected, &crate::pkce::at_hash(access, rules.alg)) {
             return Err(InvalidToken::AtHash.into());
         }
     }
@@ -238,7 +251,7 @@ pub(crate) fn check_id_token(c: &IdTokenClaims, rules: &IdTokenRules<'_>) -> Res
 #[derive(Deserialize)]
 pub(crate) struct LogoutClaims {
     pub iat: i64,
-    pub exp: Option<i64>,
+    pub exp: i64,
     pub jti: String,
     pub sub: Option<String>,
     pub sid: Option<String>,
@@ -247,8 +260,7 @@ pub(crate) struct LogoutClaims {
 }
 
 pub(crate) fn check_logout(c: LogoutClaims, now: i64, leeway: i64) -> Result<LogoutRequest> {
-    // A logout token is short-lived: Portcullis gives it two minutes.
-    check_times(c.exp.unwrap_or(c.iat + 120), None, Some(c.iat), now, leeway)?;
+    check_times(c.exp, None, Some(c.iat), now, leeway)?;
     let event = c
         .events
         .get(BACKCHANNEL_LOGOUT_EVENT)
@@ -260,6 +272,7 @@ pub(crate) fn check_logout(c: LogoutClaims, now: i64, leeway: i64) -> Result<Log
         sub: c.sub,
         sid: c.sid,
         jti: c.jti,
+        expires_at: c.exp,
     })
 }
 

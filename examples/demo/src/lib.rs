@@ -43,6 +43,11 @@ pub const SESSION_COOKIE: HostCookie = HostCookie::new("__Host-demo-session", Sa
 /// since the callback is a top-level navigation from Portcullis, another site.
 pub const TX_COOKIE: PathCookie =
     PathCookie::new("__Secure-demo-tx", config::CALLBACK_PATH, SameSite::Lax);
+/// The transaction's browser binding: a second random value the pending sign-in needs. A
+/// `__Secure-` cookie can be set for this host by a sibling domain (`Domain=`, cookie
+/// tossing), which would sign the victim in as the attacker (login CSRF); a `__Host-` cookie
+/// cannot be.
+pub const TX_BINDING_COOKIE: HostCookie = HostCookie::new("__Host-demo-txb", SameSite::Lax);
 
 /// The app: configuration, the SDK client, the in-memory store and the CSRF key.
 pub struct Demo {

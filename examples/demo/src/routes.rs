@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::config::{BACKCHANNEL_PATH, CALLBACK_PATH, SIGNED_OUT_PATH};
 use crate::pages::Message;
 use crate::store::{Session, PENDING_TTL};
-use crate::{Demo, SESSION_COOKIE, TX_COOKIE};
+use crate::{Demo, SESSION_COOKIE, TX_BINDING_COOKIE, TX_COOKIE};
 
 type App = State<Arc<Demo>>;
 
@@ -127,12 +127,18 @@ async fn login(State(demo): App) -> Response {
         Ok(x) => x,
         Err(e) => return demo.sdk_failure("login", &e),
     };
-    let id = match demo.store.put_pending(pending, demo.now()) {
-        Ok(id) => id,
+    let (id, binding) = match demo.store.put_pending(pending, demo.now()) {
+        Ok(x) => x,
         Err(_) => return demo.busy(),
     };
     let mut res = Redirect::to(url.as_str()).into_response();
-    if let Some(c) = TX_COOKIE.set(&id, PENDING_TTL) {
+    for c in [
+        TX_COOKIE.set(&id, PENDING_TTL),
+        TX_BINDING_COOKIE.set(&binding, PENDING_TTL),
+    ]
+    .into_iter()
+    .flatten()
+    {
         res.headers_mut().append(header::SET_COOKIE, c);
     }
     res
@@ -142,7 +148,10 @@ async fn login(State(demo): App) -> Response {
 /// is deleted: a pending sign-in is used once.
 async fn callback(State(demo): App, OriginalUri(uri): OriginalUri, headers: HeaderMap) -> Response {
     let mut res = demo.finish_sign_in(&uri, &headers).await;
-    if let Some(c) = TX_COOKIE.delete() {
+    for c in [TX_COOKIE.delete(), TX_BINDING_COOKIE.delete()]
+        .into_iter()
+        .flatten()
+    {
         res.headers_mut().append(header::SET_COOKIE, c);
     }
     res
@@ -338,8 +347,12 @@ async fn backchannel_logout(State(demo): App, headers: HeaderMap, body: Bytes) -
         }
     };
     let now = demo.now();
-    // Logout tokens live 2 minutes (plus leeway): remembering a jti for 10 covers them.
-    if !demo.store.first_use_of_jti(&request.jti, now, now + 600) {
+    // Remembered until the token expires (plus the SDK's leeway), so a replay is refused.
+    let remember_until = request.expires_at.saturating_add(60).min(now + 3600);
+    if !demo
+        .store
+        .first_use_of_jti(&request.jti, now, remember_until)
+    {
         return answer(
             StatusCode::BAD_REQUEST,
             Some("the logout token was used already"),
@@ -486,29 +499,46 @@ impl Demo {
             self.store.remove_session(&id);
             return Ok(None);
         };
-        match self.portcullis.refresh(&rt).await {
-            Ok(fresh) => {
-                // Rotation: the new refresh token replaces the spent one.
-                s.tokens.refresh_token = fresh.refresh_token.clone().or(Some(rt));
-                if let Some(id_token) = &fresh.id_token {
-                    s.id_token = Some(id_token.clone());
-                }
-                s.tokens.access_token = fresh.access_token;
-                s.tokens.expires_at = fresh.expires_at;
-                s.tokens.scope = fresh.scope;
-                s.refreshes = s.refreshes.saturating_add(1);
+        match self.portcullis.refresh_session(&rt, &s.claims).await {
+            Ok(renewed) => {
+                s.claims = renewed.claims;
+                Self::keep(&mut s, renewed.tokens, rt);
                 tracing::info!(refreshes = s.refreshes, "access token refreshed");
                 drop(s);
                 Ok(Some((id, session)))
             }
-            Err(SdkError::Endpoint(e)) => {
-                // `invalid_grant`: the session ended at Portcullis (logout, revocation).
+            Err(SdkError::RefreshedIdToken { tokens, error }) => {
+                // The refresh token was rotated: keep its successor whatever happens next.
+                let continues = !matches!(*error, SdkError::InvalidToken(InvalidToken::Claims));
+                Self::keep(&mut s, *tokens, rt);
+                if continues {
+                    tracing::warn!(error = %error, "the refreshed ID token could not be checked; keeping the session");
+                    drop(s);
+                    return Ok(Some((id, session)));
+                }
+                // A new ID token for someone else, or a new sign-in: not this session.
+                tracing::warn!(error = %error, "the refreshed ID token does not continue the sign-in; the session ends");
+                let spent = s.tokens.refresh_token.clone();
+                drop(s);
+                self.store.remove_session(&id);
+                if let Some(rt) = spent {
+                    let _ = self
+                        .portcullis
+                        .revoke(&rt, TokenTypeHint::RefreshToken)
+                        .await;
+                }
+                Ok(None)
+            }
+            Err(SdkError::Endpoint(e)) if e.is("invalid_grant") || e.is("invalid_client") => {
+                // The session ended at Portcullis (logout, revocation), or the app's
+                // registration did.
                 tracing::info!(error = %e, "refresh refused; the session is over");
                 drop(s);
                 self.store.remove_session(&id);
                 Ok(None)
             }
             Err(e) if s.tokens.expires_at > now => {
+                // Portcullis busy or unreachable: the access token still works for now.
                 tracing::warn!(error = %e, "refresh failed; the access token still works");
                 drop(s);
                 Ok(Some((id, session)))
@@ -517,11 +547,24 @@ impl Demo {
         }
     }
 
+    /// Stores refreshed tokens; the new refresh token replaces the spent one (rotation).
+    fn keep(s: &mut Session, fresh: portcullis_client::Tokens, spent: portcullis_client::Secret) {
+        s.tokens.refresh_token = fresh.refresh_token.clone().or(Some(spent));
+        if let Some(id_token) = &fresh.id_token {
+            s.id_token = Some(id_token.clone());
+        }
+        s.tokens.access_token = fresh.access_token;
+        s.tokens.expires_at = fresh.expires_at;
+        s.tokens.scope = fresh.scope;
+        s.refreshes = s.refreshes.saturating_add(1);
+    }
+
     async fn finish_sign_in(&self, uri: &http::Uri, headers: &HeaderMap) -> Response {
         let now = self.now();
         let pending = TX_COOKIE
             .get(headers)
-            .and_then(|id| self.store.take_pending(&id, now));
+            .zip(TX_BINDING_COOKIE.get(headers))
+            .and_then(|(id, binding)| self.store.take_pending(&id, &binding, now));
         let Some(pending) = pending else {
             return self.pages.message(
                 StatusCode::BAD_REQUEST,

@@ -45,7 +45,8 @@ pub struct Full;
 
 #[derive(Default)]
 pub struct Store {
-    pending: Mutex<HashMap<String, PendingAuthorization>>,
+    /// By transaction id: the pending authorization and the browser binding it needs.
+    pending: Mutex<HashMap<String, (PendingAuthorization, String)>>,
     sessions: Mutex<HashMap<String, Entry>>,
     seen_jti: Mutex<HashMap<String, i64>>,
 }
@@ -56,25 +57,38 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Store {
-    /// Keeps `pending` under a new random id, which the transaction cookie carries.
-    pub fn put_pending(&self, pending: PendingAuthorization, now: i64) -> Result<String, Full> {
+    /// Keeps `pending` under a new random id, which the transaction cookie carries, with a
+    /// second random value for the browser's binding cookie. Returns both.
+    pub fn put_pending(
+        &self,
+        pending: PendingAuthorization,
+        now: i64,
+    ) -> Result<(String, String), Full> {
         let mut map = lock(&self.pending);
         if map.len() >= MAX_PENDING {
-            map.retain(|_, p| now - p.created_at < PENDING_TTL);
+            map.retain(|_, (p, _)| now - p.created_at < PENDING_TTL);
             if map.len() >= MAX_PENDING {
                 return Err(Full);
             }
         }
         let id = portcullis_guard::csrf::new_token();
-        map.insert(id.clone(), pending);
-        Ok(id)
+        let binding = portcullis_guard::csrf::new_token();
+        map.insert(id.clone(), (pending, binding.clone()));
+        Ok((id, binding))
     }
 
-    /// Takes (single use) the pending sign-in `id`, if it exists and is not too old.
-    pub fn take_pending(&self, id: &str, now: i64) -> Option<PendingAuthorization> {
+    /// Takes (once) the pending authorization `id`, if it is live and `binding` is the one it
+    /// was given: a transaction cookie tossed in from a sibling domain comes without it.
+    pub fn take_pending(&self, id: &str, binding: &str, now: i64) -> Option<PendingAuthorization> {
+        use subtle::ConstantTimeEq;
         lock(&self.pending)
             .remove(id)
-            .filter(|p| now - p.created_at < PENDING_TTL && p.created_at <= now + 60)
+            .filter(|(p, b)| {
+                now - p.created_at < PENDING_TTL
+                    && p.created_at <= now + 60
+                    && bool::from(b.as_bytes().ct_eq(binding.as_bytes()))
+            })
+            .map(|(p, _)| p)
     }
 
     /// Stores a new session under a new random id.
@@ -168,11 +182,18 @@ mod tests {
             max_age: None,
             created_at,
         };
-        let id = s.put_pending(p(1000), 1000).unwrap();
-        assert!(s.take_pending(&id, 1001).is_some());
-        assert!(s.take_pending(&id, 1001).is_none(), "used once");
-        let id = s.put_pending(p(1000), 1000).unwrap();
-        assert!(s.take_pending(&id, 1000 + PENDING_TTL).is_none(), "expired");
-        assert!(s.take_pending("unknown", 1000).is_none());
+        let (id, b) = s.put_pending(p(1000), 1000).unwrap();
+        assert!(s.take_pending(&id, &b, 1001).is_some());
+        assert!(s.take_pending(&id, &b, 1001).is_none(), "used once");
+        let (id, b) = s.put_pending(p(1000), 1000).unwrap();
+        assert!(
+            s.take_pending(&id, &b, 1000 + PENDING_TTL).is_none(),
+            "expired"
+        );
+        assert!(s.take_pending("unknown", &b, 1000).is_none());
+        // Without the browser's binding (a tossed transaction cookie): refused, and spent.
+        let (id, b) = s.put_pending(p(1000), 1000).unwrap();
+        assert!(s.take_pending(&id, "another", 1001).is_none());
+        assert!(s.take_pending(&id, &b, 1001).is_none());
     }
 }
