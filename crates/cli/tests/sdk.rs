@@ -414,6 +414,12 @@ async fn a_key_rotation_is_picked_up_and_unknown_kids_are_rate_limited() {
         .jwks_min_refresh(Duration::ZERO)
         .build()
         .unwrap();
+    // A short JWKS lifetime: a key revoked at Portcullis stops verifying here once it ends.
+    let short = sdk(&srv, &seed.machine_id, Some(&seed.machine_secret))
+        .jwks_min_refresh(Duration::ZERO)
+        .jwks_max_age(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let before = limited
         .client_credentials_token(&[], Some(API))
         .await
@@ -427,6 +433,10 @@ async fn a_key_rotation_is_picked_up_and_unknown_kids_are_rate_limited() {
         .await
         .unwrap();
     fresh
+        .validate_access_token(before.access_token.expose(), API, &[])
+        .await
+        .unwrap();
+    short
         .validate_access_token(before.access_token.expose(), API, &[])
         .await
         .unwrap();
@@ -481,6 +491,16 @@ async fn a_key_rotation_is_picked_up_and_unknown_kids_are_rate_limited() {
     );
     fresh.validate_access_token(&token, API, &[]).await.unwrap();
     assert_eq!(fresh.jwks_fetches(), fetched + 1, "then the cache answers");
+    // The revoked key's token: refused once the short-lived cache has been fetched again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        invalid(
+            short
+                .validate_access_token(before.access_token.expose(), API, &[])
+                .await
+        ),
+        InvalidToken::UnknownKey
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -281,3 +281,224 @@ pub(crate) fn constant_eq(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq;
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, Algorithm, EncodingKey};
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn claims() -> IdTokenClaims {
+        IdTokenClaims {
+            iss: "https://auth.example.com".into(),
+            sub: "usr_1".into(),
+            aud: Audience::One("pcc_app".into()),
+            azp: Some("pcc_app".into()),
+            exp: NOW + 300,
+            iat: NOW,
+            nbf: None,
+            auth_time: Some(NOW - 100),
+            nonce: Some("n-1".into()),
+            sid: Some("ses_1".into()),
+            at_hash: Some(crate::pkce::at_hash("the-access-token", Algorithm::ES256)),
+            email: None,
+            email_verified: None,
+            other: HashMap::new(),
+        }
+    }
+
+    fn rules<'a>() -> IdTokenRules<'a> {
+        IdTokenRules {
+            client_id: "pcc_app",
+            nonce: Some("n-1"),
+            max_age: Some(600),
+            access_token: Some("the-access-token"),
+            now: NOW,
+            leeway: 30,
+            alg: Algorithm::ES256,
+        }
+    }
+
+    fn refused(c: &IdTokenClaims, r: &IdTokenRules<'_>) -> InvalidToken {
+        match check_id_token(c, r) {
+            Err(crate::Error::InvalidToken(why)) => why,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn id_token_rules() {
+        check_id_token(&claims(), &rules()).unwrap();
+        // azp: another client's, or missing with several audiences.
+        let mut c = claims();
+        c.azp = Some("pcc_other".into());
+        assert_eq!(refused(&c, &rules()), InvalidToken::AuthorizedParty);
+        let mut c = claims();
+        c.aud = Audience::Many(vec!["pcc_app".into(), "pcc_other".into()]);
+        c.azp = None;
+        assert_eq!(refused(&c, &rules()), InvalidToken::AuthorizedParty);
+        // nonce: another, missing, or present when none was sent.
+        let mut c = claims();
+        c.nonce = Some("n-2".into());
+        assert_eq!(refused(&c, &rules()), InvalidToken::Nonce);
+        c.nonce = None;
+        assert_eq!(refused(&c, &rules()), InvalidToken::Nonce);
+        let r = IdTokenRules {
+            nonce: None,
+            ..rules()
+        };
+        assert_eq!(refused(&claims(), &r), InvalidToken::Nonce);
+        // auth_time: missing or too old for max_age, or in the future.
+        let mut c = claims();
+        c.auth_time = None;
+        assert_eq!(refused(&c, &rules()), InvalidToken::AuthTime);
+        c.auth_time = Some(NOW - 700);
+        assert_eq!(refused(&c, &rules()), InvalidToken::AuthTime);
+        c.auth_time = Some(NOW + 120);
+        assert_eq!(refused(&c, &rules()), InvalidToken::AuthTime);
+        // at_hash of another access token.
+        let r = IdTokenRules {
+            access_token: Some("another-access-token"),
+            ..rules()
+        };
+        assert_eq!(refused(&claims(), &r), InvalidToken::AtHash);
+        // Times: expired, issued or valid only in the future (beyond the leeway).
+        let mut c = claims();
+        c.exp = NOW - 31;
+        assert_eq!(refused(&c, &rules()), InvalidToken::Expired);
+        let mut c = claims();
+        c.iat = NOW + 31;
+        assert_eq!(refused(&c, &rules()), InvalidToken::NotYetValid);
+        let mut c = claims();
+        c.nbf = Some(NOW + 31);
+        assert_eq!(refused(&c, &rules()), InvalidToken::NotYetValid);
+        // Within the leeway: fine.
+        let mut c = claims();
+        c.exp = NOW - 29;
+        check_id_token(&c, &rules()).unwrap();
+    }
+
+    fn logout(v: serde_json::Value) -> crate::Result<LogoutRequest> {
+        check_logout(serde_json::from_value(v).unwrap(), NOW, 30)
+    }
+
+    #[test]
+    fn logout_token_rules() {
+        let good = serde_json::json!({
+            "iat": NOW, "exp": NOW + 120, "jti": "j1", "sid": "ses_1", "sub": "usr_1",
+            "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+        });
+        let ok = logout(good.clone()).unwrap();
+        assert_eq!(
+            (ok.sid.as_deref(), ok.expires_at),
+            (Some("ses_1"), NOW + 120)
+        );
+        let with = |k: &str, v: serde_json::Value| {
+            let mut t = good.clone();
+            t[k] = v;
+            t
+        };
+        let without = |k: &str| {
+            let mut t = good.clone();
+            t.as_object_mut().unwrap().remove(k);
+            t
+        };
+        for (bad, why) in [
+            (with("nonce", "n".into()), "a nonce"),
+            (with("events", serde_json::json!({})), "no event"),
+            (
+                with("events", serde_json::json!({BACKCHANNEL_LOGOUT_EVENT: "x"})),
+                "an event that is not an object",
+            ),
+            (without("sid"), "sid missing but sub there: fine"),
+            (with("exp", (NOW - 31).into()), "expired"),
+            (with("iat", (NOW + 31).into()), "from the future"),
+        ] {
+            let r = logout(bad);
+            if why.ends_with("fine") {
+                assert!(r.is_ok(), "{why}");
+            } else {
+                assert!(r.is_err(), "{why}");
+            }
+        }
+        let mut neither = without("sid");
+        neither.as_object_mut().unwrap().remove("sub");
+        assert!(logout(neither).is_err(), "neither sid nor sub");
+    }
+
+    #[test]
+    fn signature_issuer_and_audience_are_checked_with_the_keys_own_algorithm() {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .unwrap();
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8.as_ref(),
+        )
+        .unwrap();
+        use aws_lc_rs::signature::KeyPair;
+        let public = pair.public_key().as_ref();
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
+            "x": b64(&public[1..33]), "y": b64(&public[33..65]),
+        }))
+        .unwrap();
+        let key = Key {
+            alg: Algorithm::ES256,
+            key: jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(),
+        };
+        let sign = |iss: &str, aud: &str| {
+            let mut h = jsonwebtoken::Header::new(Algorithm::ES256);
+            h.kid = Some("k1".into());
+            h.typ = Some("at+jwt".into());
+            encode(
+                &h,
+                &serde_json::json!({"iss": iss, "aud": aud, "sub": "s", "exp": NOW + 60,
+                    "iat": NOW, "client_id": "pcc_app"}),
+                &EncodingKey::from_ec_der(pkcs8.as_ref()),
+            )
+            .unwrap()
+        };
+        let allowed = [Algorithm::ES256, Algorithm::RS256];
+        let check = |t: &str| -> crate::Result<AccessTokenClaims> {
+            let (h, _) = header_of(t, &allowed)?;
+            verify(
+                t,
+                &h,
+                &key,
+                "https://auth.example.com",
+                "https://api",
+                &["exp", "iss", "aud"],
+            )
+        };
+        check(&sign("https://auth.example.com", "https://api")).unwrap();
+        let why = |r: crate::Result<AccessTokenClaims>| match r {
+            Err(crate::Error::InvalidToken(w)) => w,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            why(check(&sign("https://evil.example.com", "https://api"))),
+            InvalidToken::Issuer
+        );
+        assert_eq!(
+            why(check(&sign("https://auth.example.com", "https://other"))),
+            InvalidToken::Audience
+        );
+        // A header naming RS256 for this EC key: refused before any signature check.
+        let t = sign("https://auth.example.com", "https://api");
+        let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+        parts[0] = b64(br#"{"alg":"RS256","typ":"at+jwt","kid":"k1"}"#);
+        assert_eq!(why(check(&parts.join("."))), InvalidToken::Algorithm);
+        // Not in the allow-list at all.
+        parts[0] = b64(br#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#);
+        assert_eq!(why(check(&parts.join("."))), InvalidToken::Algorithm);
+        parts[0] = b64(br#"{"alg":"none","typ":"at+jwt","kid":"k1"}"#);
+        assert_eq!(why(check(&parts.join("."))), InvalidToken::Malformed);
+    }
+}
