@@ -69,6 +69,9 @@ struct TokenResponse {
     scope: Option<String>,
 }
 
+/// Most client-credentials tokens kept (one per scope set and resource).
+const MAX_CLIENT_TOKENS: usize = 256;
+
 /// Client-credentials tokens by scope and resource, kept until shortly before they expire.
 #[derive(Default)]
 pub(crate) struct ClientTokenCache {
@@ -441,6 +444,13 @@ impl Portcullis {
             expires_at: tokens.expires_at,
             scope: tokens.scope,
         };
+        // Bounded: expired entries go first, then everything (it is only a cache).
+        if cache.len() >= MAX_CLIENT_TOKENS {
+            cache.retain(|_, t| t.expires_at > now);
+            if cache.len() >= MAX_CLIENT_TOKENS {
+                cache.clear();
+            }
+        }
         cache.insert(key, token.clone());
         Ok(token)
     }

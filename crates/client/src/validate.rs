@@ -221,7 +221,11 @@ pub(crate) fn check_id_token(c: &IdTokenClaims, rules: &IdTokenRules<'_>) -> Res
     {
         return Err(InvalidToken::AuthTime.into());
     }
-    // Several audiences need an `azp`, and an `azp` must be us.
+    // Audiences besides this client are not trusted (Core §3.1.3.7 step 3: Portcullis names
+    // only the client); several need an `azp`, and an `azp` must be us.
+    if c.aud.iter().any(|a| a != rules.client_id) {
+        return Err(InvalidToken::Audience.into());
+    }
     let many = matches!(&c.aud, Audience::Many(list) if list.len() > 1);
     match &c.azp {
         Some(azp) if azp != rules.client_id => return Err(InvalidToken::AuthorizedParty.into()),
@@ -335,9 +339,13 @@ mod tests {
         c.azp = Some("pcc_other".into());
         assert_eq!(refused(&c, &rules()), InvalidToken::AuthorizedParty);
         let mut c = claims();
-        c.aud = Audience::Many(vec!["pcc_app".into(), "pcc_other".into()]);
+        c.aud = Audience::Many(vec!["pcc_app".into(), "pcc_app".into()]);
         c.azp = None;
         assert_eq!(refused(&c, &rules()), InvalidToken::AuthorizedParty);
+        // An audience besides this client: not trusted.
+        let mut c = claims();
+        c.aud = Audience::Many(vec!["pcc_app".into(), "pcc_other".into()]);
+        assert_eq!(refused(&c, &rules()), InvalidToken::Audience);
         // nonce: another, missing, or present when none was sent.
         let mut c = claims();
         c.nonce = Some("n-2".into());
