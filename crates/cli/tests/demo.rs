@@ -384,6 +384,22 @@ async fn the_demo_signs_in_refreshes_and_logs_out_in_a_real_browser() {
     http_checks(&srv, &app).await;
     api_checks(&srv, &app).await;
 
+    // Last (it uses up this address's sign-ins for a minute): a script starting sign-ins
+    // cannot fill the pending store; past the per-network limit it gets 503 and Retry-After.
+    let http = srv.http();
+    let mut refused = None;
+    for n in 0..=portcullis_demo::LOGINS_PER_MINUTE {
+        let res = http.get(format!("{}/login", app.url)).send().await.unwrap();
+        if res.status() == 503 {
+            refused = Some((n, res.headers()["retry-after"].clone()));
+            break;
+        }
+        assert_eq!(res.status(), 303);
+    }
+    let (n, retry) = refused.expect("sign-ins past the limit were refused");
+    assert!(n <= portcullis_demo::LOGINS_PER_MINUTE, "{n}");
+    assert_eq!(retry, "60");
+
     eprintln!(
         "demo browser test: {} passed in {:.1} s; screenshots in {}",
         r["browser"],

@@ -57,7 +57,12 @@ pub struct Demo {
     clock: Arc<dyn Clock>,
     csrf: SessionBoundTokens,
     pages: pages::Pages,
+    /// Sign-ins started per network (each stores a pending authorization until it expires).
+    logins: portcullis_guard::limiter::MemoryLimiter,
 }
+
+/// Sign-ins one network (an IPv4 address, an IPv6 /64) may start per minute.
+pub const LOGINS_PER_MINUTE: u32 = 30;
 
 impl Demo {
     /// The app with the system clock.
@@ -78,6 +83,13 @@ impl Demo {
             clock,
             csrf: SessionBoundTokens::random(),
             pages: pages::Pages::new()?,
+            logins: portcullis_guard::limiter::MemoryLimiter::new(
+                portcullis_guard::limiter::Limit {
+                    max: LOGINS_PER_MINUTE,
+                    window_secs: 60,
+                },
+                10_000,
+            ),
         }))
     }
 
@@ -100,6 +112,6 @@ pub async fn serve(
     listener.set_nonblocking(true)?;
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
     axum_server::from_tcp_rustls(listener, tls)
-        .serve(app.into_make_service())
+        .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
 }

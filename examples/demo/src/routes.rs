@@ -113,7 +113,17 @@ async fn index(State(demo): App, headers: HeaderMap) -> Response {
 
 /// Starts a sign-in: the pending authorization stays here, the browser carries its id in the
 /// transaction cookie (sent back only to the callback) and goes to Portcullis.
-async fn login(State(demo): App) -> Response {
+async fn login(
+    State(demo): App,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+) -> Response {
+    // Each sign-in started stores a pending authorization for ten minutes: a network may start
+    // only so many, so a script cannot fill the store and lock everyone else out.
+    use portcullis_guard::limiter::AttemptLimiter;
+    let network = portcullis_guard::client_addr::bucket(peer.ip(), 64).to_string();
+    if !demo.logins.reserve(&network, demo.now()).await.is_allowed() {
+        return demo.busy();
+    }
     let options = portcullis_client::AuthorizationOptions {
         scopes: vec!["email".into(), demo.config.api_scope.clone()],
         resource: Some(demo.config.api_audience.clone()),
