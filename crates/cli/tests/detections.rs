@@ -600,6 +600,27 @@ async fn new_devices_networks_countries_and_impossible_travel() {
     };
     let alerts = alerts_when(&srv, |a| count(a) >= 2);
     assert_eq!(count(&alerts), 2, "{alerts:?}");
+    // The distrust is stored: after a restart, another sign-in from there is flagged too.
+    let mut srv = srv;
+    srv.restart();
+    let res = login_from(
+        &srv,
+        &http,
+        &mut device_only(&again),
+        &seed,
+        ALICE,
+        PASSWORD,
+        "198.51.100.12",
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let alerts = alerts_when(&srv, |a| count(a) >= 3);
+    assert_eq!(count(&alerts), 3, "{alerts:?}");
+    let distrusted = events_when(&srv, "detect.network_distrusted", |l| !l.is_empty());
+    assert!(distrusted[0]["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("network=198.51.100.0/24 since="));
     assert!(srv
         .log()
         .contains("geographic detection: new country and impossible travel"));

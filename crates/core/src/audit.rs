@@ -52,6 +52,7 @@ pub enum EventKind {
     /// Events that could not be stored (the buffer was full); `detail` says how many.
     EventsLost,
     EventsSuppressed,
+    NetworkDistrusted,
 }
 
 impl EventKind {
@@ -96,6 +97,7 @@ impl EventKind {
         EventKind::AdminTokensRevoked,
         EventKind::EventsLost,
         EventKind::EventsSuppressed,
+        EventKind::NetworkDistrusted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -140,6 +142,7 @@ impl EventKind {
             EventKind::AdminTokensRevoked => "admin.tokens_revoked",
             EventKind::EventsLost => "audit.events_lost",
             EventKind::EventsSuppressed => "audit.events_suppressed",
+            EventKind::NetworkDistrusted => "detect.network_distrusted",
         }
     }
 
@@ -162,7 +165,8 @@ impl EventKind {
             | EventKind::CsrfRefused
             | EventKind::AlertRaised
             | EventKind::EventsLost
-            | EventKind::EventsSuppressed => Outcome::Failure,
+            | EventKind::EventsSuppressed
+            | EventKind::NetworkDistrusted => Outcome::Failure,
             _ => Outcome::Success,
         }
     }

@@ -247,10 +247,18 @@ impl Rules {
                 return Err(format!("{} is given twice", d.as_str()));
             }
             if !d.allows(r) {
+                let allowed: Vec<&str> =
+                    [Response::Delay, Response::Block, Response::RevokeSessions]
+                        .into_iter()
+                        .filter(|x| d.allows(*x))
+                        .map(|x| x.as_str())
+                        .collect();
                 return Err(format!(
-                    "{} cannot answer {}: anyone can steer what it counts onto someone else",
+                    "{} cannot answer {} (it would land on the wrong party, lock the owner out,                      or not work; see the README's responses): {} takes alert{}",
                     r.as_str(),
-                    d.as_str()
+                    d.as_str(),
+                    d.as_str(),
+                    allowed.iter().map(|a| format!(", {a}")).collect::<String>()
                 ));
             }
             out.push((d, r));

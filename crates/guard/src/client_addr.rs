@@ -114,8 +114,8 @@ impl TrustedProxies {
     }
 }
 
-/// One `X-Forwarded-For` entry: `192.0.2.1`, `192.0.2.1:443`, `2001:db8::1` or
-/// `[2001:db8::1]:443`.
+/// One `X-Forwarded-For` entry: `192.0.2.1`, `192.0.2.1:443`, `2001:db8::1`,
+/// `[2001:db8::1]` or `[2001:db8::1]:443`.
 fn parse_hop(entry: &str) -> Option<IpAddr> {
     let e = entry.trim();
     if e.is_empty() || e.len() > 64 {
@@ -123,6 +123,12 @@ fn parse_hop(entry: &str) -> Option<IpAddr> {
     }
     if let Ok(ip) = e.parse::<IpAddr>() {
         return Some(canonical(ip));
+    }
+    if let Some(inner) = e.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|v6| canonical(IpAddr::V6(v6)));
     }
     e.parse::<SocketAddr>().ok().map(|s| canonical(s.ip()))
 }
@@ -228,6 +234,7 @@ mod tests {
             // Ports and brackets.
             ("127.0.0.1", &["198.51.100.7:5555"], "198.51.100.7"),
             ("127.0.0.1", &["[2001:db8::1]:443"], "2001:db8::1"),
+            ("127.0.0.1", &["[2001:db8::1]"], "2001:db8::1"),
             // IPv4-mapped forms are the IPv4 address, for the peer and for entries.
             ("::ffff:127.0.0.1", &["::ffff:198.51.100.7"], "198.51.100.7"),
             ("::ffff:198.51.100.1", &["203.0.113.5"], "198.51.100.1"),

@@ -60,7 +60,7 @@ pub const FLOOD_CAP: u32 = 1_000;
 /// For events that name a user (a failed refresh of their token): at most this many of one
 /// kind and reason per user and window, so one user's flood cannot hide another's.
 pub const FLOOD_CAP_PER_USER: u32 = 20;
-/// And at most this many floodable events of all kinds per window.
+/// And at most this many floodable events of all kinds that name no user per window.
 pub const FLOOD_CAP_ALL: u32 = 5_000;
 /// How often the count of suppressed events is stored as an `audit.events_suppressed` event.
 const SUPPRESSED_REPORT: Duration = Duration::from_secs(60);
@@ -192,6 +192,8 @@ impl Audit {
             network.as_deref().unwrap_or("-"),
             user.unwrap_or("-")
         );
+        // Events that name a user are capped per user only: an attacker cannot name other
+        // users (that takes their tokens), so they cannot crowd a victim's events out.
         let allowed = self.flood.reserve(&key, event.at).await.is_allowed()
             && match user {
                 Some(u) => self
@@ -199,9 +201,11 @@ impl Audit {
                     .reserve(&format!("{kind}|{u}"), event.at)
                     .await
                     .is_allowed(),
-                None => self.flood_total.reserve(&kind, event.at).await.is_allowed(),
-            }
-            && self.flood_all.reserve("all", event.at).await.is_allowed();
+                None => {
+                    self.flood_total.reserve(&kind, event.at).await.is_allowed()
+                        && self.flood_all.reserve("all", event.at).await.is_allowed()
+                }
+            };
         if allowed {
             self.record(event);
             return;
@@ -259,15 +263,19 @@ async fn write_loop(
     let mut failing = false;
     loop {
         if batch.is_empty() {
-            match rx.recv().await {
-                Some(e) => batch.push(e),
-                None => return,
+            // Waking at least once per report interval: the summary of suppressed events is
+            // written even when nothing else is recorded.
+            let wake = (last_report + report_every).max(tokio::time::Instant::now());
+            match tokio::time::timeout_at(wake, rx.recv()).await {
+                Ok(Some(e)) => batch.push(e),
+                Ok(None) => return,
+                Err(_) => {}
             }
         }
         // Gather for a moment before committing: under load one transaction carries hundreds
         // of events instead of each commit (and its sync to disk) carrying a few.
         let deadline = tokio::time::Instant::now() + LINGER;
-        while batch.len() < BATCH {
+        while !batch.is_empty() && batch.len() < BATCH {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(e)) => batch.push(e),
                 Ok(None) | Err(_) => break,
@@ -289,6 +297,9 @@ async fn write_loop(
                 counters.recorded.fetch_add(1, Ordering::AcqRel);
                 reported_suppressed = total;
             }
+        }
+        if batch.is_empty() {
+            continue;
         }
         // Losses are reported in the next batch that reaches storage.
         let lost = counters.unreported.swap(0, Ordering::AcqRel);

@@ -238,7 +238,10 @@ impl ClientRequest {
                 None => event.detail("claimed_client=malformed"),
             };
         }
-        st.audit.record(event);
+        // Anyone can send wrong secrets (from many networks): floodable. `error` is not async,
+        // so the recording (a limiter's lock, never I/O) runs as its own task.
+        let audit = st.audit.clone();
+        tokio::spawn(async move { audit.record_floodable(event).await });
         if self.header_attempted {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

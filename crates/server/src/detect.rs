@@ -136,7 +136,7 @@ pub struct Detector {
     held_back: Mutex<HashMap<Detection, u64>>,
     /// Per user, the networks (and since when) whose sign-ins a response of this process
     /// distrusted: read with the stored alerts, for sign-ins detected before those are stored.
-    distrusted: Mutex<HashMap<String, Vec<(String, i64)>>>,
+    distrusted: Mutex<HashMap<String, HashMap<String, i64>>>,
 }
 
 impl Detector {
@@ -233,42 +233,58 @@ impl Detector {
                 .map(portcullis_core::geo::network_of)
         };
         // Where this user's sessions were ended by a detection's response: sign-ins from that
-        // network from a minute before the alert on (the flagged one, and any made alongside
-        // it) are no history, so the intruder's next sign-in does not find its own place
-        // known. From the stored alerts, and from this process's own responses not stored yet.
-        let mut distrusted: Vec<(String, i64)> = match self.distrusted.lock() {
-            Ok(d) => d.get(user).cloned().unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
-        let filter = |kind: EventKind, limit: u32| EventFilter {
+        // network from a minute before the first such response on (the flagged one, and any
+        // made alongside it) are no history, so the intruder's next sign-in does not find its
+        // own place known. From the stored `detect.network_distrusted` events (each carries
+        // the earliest `since` of its network, so the newest ones suffice), and this process's
+        // own, not stored yet.
+        let filter = |kind: EventKind, limit: u32, until: i64| EventFilter {
             user_id: Some(user.clone()),
             kind: Some(kind.as_str().to_owned()),
-            until: Some(e.at + 1),
+            until: Some(until),
             limit,
             ..EventFilter::default()
         };
-        match self
+        let stored = match self
             .store
-            .query_events(&filter(EventKind::AlertRaised, HISTORY))
+            .query_events(&filter(
+                EventKind::NetworkDistrusted,
+                HISTORY_SCAN,
+                e.at + 1,
+            ))
             .await
         {
-            Ok(alerts) => distrusted.extend(alerts.iter().filter_map(|a| {
-                let d = a.event.detail.as_deref()?;
-                d.starts_with("response=revoke_sessions ")
-                    .then(|| Some((network(&a.event)?, a.event.at - 60)))
-                    .flatten()
-            })),
+            Ok(list) => list,
             Err(err) => {
                 tracing::warn!(event = "detect.history_failed", error = %err);
                 return Vec::new();
             }
-        }
+        };
+        let distrusted: HashMap<String, i64> = {
+            let Ok(mut mem) = self.distrusted.lock() else {
+                return Vec::new();
+            };
+            let mine = mem.entry(user.clone()).or_default();
+            for m in &stored {
+                let d = m.event.detail.as_deref().unwrap_or("");
+                let net = detect::detail_value(Some(d), "network");
+                let since = detect::detail_value(Some(d), "since").and_then(|v| v.parse().ok());
+                if let (Some(net), Some(since)) = (net, since) {
+                    let slot = mine.entry(net.to_owned()).or_insert(since);
+                    *slot = (*slot).min(since);
+                }
+            }
+            mine.clone()
+        };
+        let trusted = |s: &portcullis_core::audit::StoredEvent| {
+            let net = network(&s.event);
+            net.is_none_or(|n| distrusted.get(&n).is_none_or(|since| s.event.at < *since))
+        };
         // This sign-in is stored already (and later ones of the same batch may be): the earlier
-        // ones are those stored before it, found by its session (new at every sign-in). Read
-        // deeper than the history kept, so distrusted sign-ins cannot push it all out.
+        // ones are those stored before it, found by its session (new at every sign-in).
         let earlier = match self
             .store
-            .query_events(&filter(EventKind::LoginSucceeded, HISTORY_SCAN))
+            .query_events(&filter(EventKind::LoginSucceeded, HISTORY_SCAN, e.at + 1))
             .await
         {
             Ok(mut list) => {
@@ -279,14 +295,7 @@ impl Detector {
                     Some(i) => list.truncate(i),
                     None => list.retain(|s| s.event.at < e.at),
                 }
-                list.retain(|s| {
-                    let net = network(&s.event);
-                    !distrusted.iter().any(|(n, since)| {
-                        net.as_deref() == Some(n.as_str()) && s.event.at >= *since
-                    })
-                });
-                list.reverse(); // newest first
-                list.truncate(HISTORY as usize);
+                list.retain(trusted);
                 list
             }
             Err(err) => {
@@ -294,6 +303,35 @@ impl Detector {
                 return Vec::new();
             }
         };
+        // A flood of distrusted sign-ins must not push the trusted history out of reach: if
+        // too few are left, read the history from before the first distrust.
+        let earlier = if (earlier.len() as u32) < HISTORY {
+            match distrusted.values().min() {
+                Some(first) => match self
+                    .store
+                    .query_events(&filter(EventKind::LoginSucceeded, HISTORY, *first))
+                    .await
+                {
+                    Ok(mut before) => {
+                        before.retain(trusted);
+                        before.extend(earlier.into_iter().filter(|s| s.event.at >= *first));
+                        before.sort_by_key(|s| s.id);
+                        before.dedup_by_key(|s| s.id);
+                        before
+                    }
+                    Err(err) => {
+                        tracing::warn!(event = "detect.history_failed", error = %err);
+                        return Vec::new();
+                    }
+                },
+                None => earlier,
+            }
+        } else {
+            earlier
+        };
+        let mut earlier = earlier;
+        earlier.reverse(); // newest first
+        earlier.truncate(HISTORY as usize);
         let earlier: Vec<SignIn<'_>> = earlier
             .iter()
             .map(|s| SignIn {
@@ -389,13 +427,35 @@ impl Detector {
                 let Some(id) = UserId::parse(user) else {
                     return Response::Alert;
                 };
+                // The flagged network is distrusted for this user from a minute before the
+                // first such response on (recorded, so it survives a restart).
                 if let Some(net) = ip.map(portcullis_core::geo::network_of) {
-                    if let Ok(mut d) = self.distrusted.lock() {
-                        if d.len() >= MAX_RESPONSES && !d.contains_key(user) {
-                            d.clear();
+                    let since = match self.distrusted.lock() {
+                        Ok(mut d) => {
+                            if d.len() >= MAX_RESPONSES && !d.contains_key(user) {
+                                d.clear();
+                            }
+                            let slot = d
+                                .entry(user.to_owned())
+                                .or_default()
+                                .entry(net.clone())
+                                .or_insert(now - 60);
+                            *slot = (*slot).min(now - 60);
+                            *slot
                         }
-                        d.entry(user.to_owned()).or_default().push((net, now - 60));
-                    }
+                        Err(_) => now - 60,
+                    };
+                    self.audit.record(
+                        Event::new(EventKind::NetworkDistrusted, now)
+                            .user(user)
+                            .from(&portcullis_core::audit::Origin {
+                                address: f.address.clone(),
+                                user_agent: None,
+                                request_id: None,
+                            })
+                            .reason(f.detection.as_str())
+                            .detail(&format!("network={net} since={since}")),
+                    );
                 }
                 // Sessions first: from then on no code of theirs can start a grant (a first
                 // refresh token needs a live session, offline or not); then the offline

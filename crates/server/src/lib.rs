@@ -90,6 +90,19 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
             Some(db)
         }
     };
+    // A response configured for a detection that cannot run is said at start.
+    let travel = geo.as_ref().map(geoip::GeoIp::mode) == Some(geoip::GeoMode::City);
+    if !travel
+        && config
+            .detect_rules
+            .response(portcullis_core::detect::Detection::ImpossibleTravel)
+            != portcullis_core::detect::Response::Alert
+    {
+        tracing::warn!(
+            event = "detect.geo",
+            "PORTCULLIS_DETECT_RESPONSES names impossible_travel, which needs a city-level PORTCULLIS_GEOIP_DB: it will not run"
+        );
+    }
     let webhook = match &config.alert_webhook {
         None => None,
         Some((url, secret)) => Some(webhook::Webhook::start(

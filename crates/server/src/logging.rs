@@ -20,14 +20,16 @@ pub struct Logging {
 /// Installs the JSON log at `PORTCULLIS_LOG_LEVEL` (default `info`).
 pub fn init() -> Logging {
     let filter = std::env::var("PORTCULLIS_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+    let env_filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Read here, before the configuration (which logs): out of range means the default.
-    let buffered = std::env::var("PORTCULLIS_LOG_BUFFER")
-        .ok()
+    let asked = std::env::var("PORTCULLIS_LOG_BUFFER").ok();
+    let parsed = asked
+        .as_deref()
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|n| (100..=1_000_000).contains(n))
-        .unwrap_or(BUFFERED_LINES);
+        .filter(|n| (100..=1_000_000).contains(n));
+    let buffered = parsed.unwrap_or(BUFFERED_LINES);
+    let level_ok = tracing_subscriber::EnvFilter::try_new(&filter).is_ok();
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(buffered)
@@ -36,10 +38,19 @@ pub fn init() -> Logging {
     let dropped = writer.error_counter();
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
+        .with_env_filter(env_filter)
         .with_writer(writer)
         .with_current_span(false)
         .init();
+    // Said once the log exists: a setting out of range is not silently replaced.
+    if asked.is_some() && parsed.is_none() {
+        tracing::warn!(
+            "PORTCULLIS_LOG_BUFFER must be a number of lines from 100 to 1000000; using {BUFFERED_LINES}"
+        );
+    }
+    if !level_ok {
+        tracing::warn!("PORTCULLIS_LOG_LEVEL {filter:?} is not a log filter; using info");
+    }
     Logging {
         _guard: guard,
         dropped,

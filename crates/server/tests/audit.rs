@@ -184,9 +184,9 @@ async fn floods_are_stored_once_per_network_and_capped_in_all() {
         audit.record_floodable(failed("usr_flooder", n)).await;
     }
     audit.record_floodable(failed("usr_victim", 0)).await;
-    // The next event after the report interval carries the summary.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    audit.record(event(0));
+    // The summary is written once the report interval has passed, with nothing else
+    // recorded meanwhile.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(audit.flush(Duration::from_secs(10)).await);
     let stored = all(&store).await;
     let of = |user: &str| {
