@@ -199,11 +199,11 @@ impl Portcullis {
             _ => return Err(Error::StateMismatch),
         }
         if let Some(code) = callback.error {
-            return Err(Error::Authorization(OAuthError {
+            return Err(Error::Authorization(OAuthError::from_parts(
                 code,
-                description: callback.error_description,
-                status: None,
-            }));
+                callback.error_description,
+                None,
+            )));
         }
         let code = callback.code.ok_or(Error::Callback("no code"))?;
         self.exchange_code(&code, pending).await
@@ -255,6 +255,29 @@ impl Callback {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_values_outside_the_rfc_6749_charset_are_not_passed_on() {
+        let e = OAuthError::from_parts("access_denied".into(), Some("User said no".into()), None);
+        assert_eq!(
+            (e.code.as_str(), e.description.as_deref()),
+            ("access_denied", Some("User said no"))
+        );
+        for hostile in ["a\nb", "a\u{1b}[31mb", "a\"b", "a\\b", "a\u{2028}b", ""] {
+            let e = OAuthError::from_parts(hostile.into(), Some(hostile.into()), None);
+            assert_eq!(e.code, "unexpected_response", "{hostile:?}");
+            assert_eq!(e.description, None, "{hostile:?}");
+        }
+        let e = OAuthError::from_parts("x".repeat(129), Some("y".repeat(1025)), None);
+        assert_eq!(
+            (e.code.as_str(), e.description),
+            ("unexpected_response", None)
+        );
+        assert_eq!(
+            OAuthError::from_parts("two words".into(), None, None).code,
+            "unexpected_response"
+        );
+    }
 
     #[test]
     fn callbacks_are_parsed_strictly() {

@@ -71,6 +71,34 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
+    /// Builds one from what a server or callback said, keeping only what RFC 6749 allows
+    /// (§4.1.2.1, §5.2: printable ASCII without the double quote and the backslash): a code outside that set, or
+    /// longer than 128 characters, becomes `unexpected_response`; a description outside it
+    /// (or over 1,024 characters) is dropped. So neither can carry line breaks or terminal
+    /// escapes into an app's log or page.
+    pub(crate) fn from_parts(
+        code: String,
+        description: Option<String>,
+        status: Option<u16>,
+    ) -> Self {
+        fn allowed(v: &str, max: usize) -> bool {
+            !v.is_empty()
+                && v.len() <= max
+                && v.bytes()
+                    .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e))
+        }
+        let code_ok = allowed(&code, 128) && !code.contains(' ');
+        OAuthError {
+            code: if code_ok {
+                code
+            } else {
+                "unexpected_response".into()
+            },
+            description: description.filter(|d| allowed(d, 1024)),
+            status,
+        }
+    }
+
     /// True for `code == expected`.
     pub fn is(&self, expected: &str) -> bool {
         self.code == expected

@@ -94,11 +94,7 @@ pub(crate) async fn oauth_error(res: reqwest::Response) -> OAuthError {
     }
     let status = res.status().as_u16();
     match res.json::<Body>().await {
-        Ok(b) => OAuthError {
-            code: b.error,
-            description: b.error_description,
-            status: Some(status),
-        },
+        Ok(b) => OAuthError::from_parts(b.error, b.error_description, Some(status)),
         Err(_) => OAuthError {
             code: "unexpected_response".into(),
             description: Some(format!("HTTP {status} without an OAuth error body")),

@@ -73,10 +73,15 @@ struct TokenResponse {
 const MAX_CLIENT_TOKENS: usize = 256;
 
 /// Client-credentials tokens by scope and resource, kept until shortly before they expire.
+/// One slot per key, each with its own lock: concurrent callers for one key wait for one
+/// fetch, while other keys go on (a slow token endpoint holds up only the key it is asked for).
 #[derive(Default)]
 pub(crate) struct ClientTokenCache {
-    tokens: tokio::sync::Mutex<HashMap<(String, Option<String>), ClientToken>>,
+    slots: std::sync::Mutex<HashMap<CacheKey, ClientTokenSlot>>,
 }
+
+type CacheKey = (String, Option<String>);
+type ClientTokenSlot = std::sync::Arc<tokio::sync::Mutex<Option<ClientToken>>>;
 
 impl Portcullis {
     fn tokens_from(&self, r: TokenResponse) -> Result<Tokens> {
@@ -423,10 +428,31 @@ impl Portcullis {
         sorted.sort_unstable();
         sorted.dedup();
         let key = (sorted.join(" "), resource.map(str::to_owned));
-        // Held across the request: concurrent callers for one key wait for one fetch.
-        let mut cache = self.inner.client_tokens.tokens.lock().await;
         let now = self.now();
-        if let Some(t) = cache.get(&key) {
+        let slot: ClientTokenSlot = {
+            let mut slots = self
+                .inner
+                .client_tokens
+                .slots
+                .lock()
+                .map_err(|_| Error::Protocol("the token cache is unusable".into()))?;
+            // Bounded: slots in use or holding a live token stay, then everything goes (it is
+            // only a cache).
+            if slots.len() >= MAX_CLIENT_TOKENS && !slots.contains_key(&key) {
+                slots.retain(|_, s| match s.try_lock() {
+                    Ok(t) => t.as_ref().is_some_and(|t| t.expires_at > now),
+                    Err(_) => true,
+                });
+                if slots.len() >= MAX_CLIENT_TOKENS {
+                    slots.clear();
+                }
+            }
+            slots.entry(key.clone()).or_default().clone()
+        };
+        // Held across the request: concurrent callers for this key wait for one fetch.
+        let mut cached = slot.lock().await;
+        let now = self.now();
+        if let Some(t) = cached.as_ref() {
             if t.expires_at - now > self.inner.config.token_renew_before {
                 return Ok(t.clone());
             }
@@ -444,14 +470,7 @@ impl Portcullis {
             expires_at: tokens.expires_at,
             scope: tokens.scope,
         };
-        // Bounded: expired entries go first, then everything (it is only a cache).
-        if cache.len() >= MAX_CLIENT_TOKENS {
-            cache.retain(|_, t| t.expires_at > now);
-            if cache.len() >= MAX_CLIENT_TOKENS {
-                cache.clear();
-            }
-        }
-        cache.insert(key, token.clone());
+        *cached = Some(token.clone());
         Ok(token)
     }
 
