@@ -9,6 +9,10 @@ cd "$(dirname "$0")/../.."
 
 DEMO=https://127.0.0.1:3443
 API=https://api.example.com
+# The demo talks to Portcullis at its issuer: PORTCULLIS_ISSUER (environment or .env) when set,
+# otherwise the development default.
+issuer=${PORTCULLIS_ISSUER:-$(sed -n 's/^PORTCULLIS_ISSUER=//p' .env 2>/dev/null | tail -n 1 | tr -d "\"' ")}
+issuer=${issuer:-https://localhost:8443}
 portcullis() { cargo run --release --quiet -- "$@" --dev; }
 
 if [ ! -f demo.env ]; then
@@ -22,16 +26,23 @@ if [ ! -f demo.env ]; then
     --api "$API" --scope read:things --first-party --json)
   client_id=$(printf '%s' "$client" | sed -n 's/.*"client_id":"\([^"]*\)".*/\1/p')
   client_secret=$(printf '%s' "$client" | sed -n 's/.*"client_secret":"\([^"]*\)".*/\1/p')
-  if ! printf '%s\n' 'velvet orbit lantern harbor' |
-    portcullis users create --email alice@example.com --password-stdin >/dev/null 2>&1; then
-    echo "(alice@example.com exists already: keeping her password)"
+  if [ -z "$client_id" ] || [ -z "$client_secret" ]; then
+    echo "could not read the new client's id and secret from: clients create --json" >&2
+    exit 1
+  fi
+  if ! out=$(printf '%s\n' 'velvet orbit lantern harbor' |
+    portcullis users create --email alice@example.com --password-stdin 2>&1 >/dev/null); then
+    case "$out" in
+      *"already exists"*) echo "(alice@example.com exists already: keeping her password)" ;;
+      *) printf 'could not create alice@example.com: %s\n' "$out" >&2; exit 1 ;;
+    esac
   fi
   (
     umask 077
     cat >demo.env <<ENV
 # Settings of the demo app (examples/demo), written by examples/demo/dev-portcullis.sh.
 # Development only; holds the client secret: never commit it.
-PORTCULLIS_ENVIRONMENT_URL=https://localhost:8443
+PORTCULLIS_ENVIRONMENT_URL=$issuer
 PORTCULLIS_CLIENT_ID=$client_id
 PORTCULLIS_CLIENT_SECRET=$client_secret
 PORTCULLIS_CA_FILE=portcullis-data/dev-ca.pem

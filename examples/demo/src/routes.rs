@@ -116,6 +116,7 @@ async fn index(State(demo): App, headers: HeaderMap) -> Response {
 async fn login(
     State(demo): App,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
 ) -> Response {
     // Each sign-in started stores a pending authorization for ten minutes: a network may start
     // only so many, so a script cannot fill the store and lock everyone else out.
@@ -137,7 +138,10 @@ async fn login(
         Ok(x) => x,
         Err(e) => return demo.sdk_failure("login", &e),
     };
-    let (id, binding) = match demo.store.put_pending(pending, demo.now()) {
+    // The session this browser has now (the Strict cookie comes with a click on this site)
+    // ends when the new one starts: the callback, reached from Portcullis, does not get it.
+    let replaces = SESSION_COOKIE.get(&headers);
+    let (id, binding) = match demo.store.put_pending(pending, replaces, demo.now()) {
         Ok(x) => x,
         Err(_) => return demo.busy(),
     };
@@ -207,7 +211,10 @@ async fn me(State(demo): App, OriginalUri(uri): OriginalUri, headers: HeaderMap)
     // The logout form's answer redirects to Portcullis: browsers apply `form-action` to
     // that redirect too, so the page must name Portcullis's origin.
     let policy = PagePolicy::new();
-    let policy = match policy.clone().allow_form_action(demo.portcullis.issuer()) {
+    let origin = url::Url::parse(demo.portcullis.issuer())
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let policy = match policy.clone().allow_form_action(&origin) {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "the logout redirect cannot be allowed by the CSP");
@@ -575,7 +582,7 @@ impl Demo {
             .get(headers)
             .zip(TX_BINDING_COOKIE.get(headers))
             .and_then(|(id, binding)| self.store.take_pending(&id, &binding, now));
-        let Some(pending) = pending else {
+        let Some((pending, replaces)) = pending else {
             return self.pages.message(
                 StatusCode::BAD_REQUEST,
                 Message {
@@ -615,8 +622,9 @@ impl Demo {
             }
             Err(e) => return self.sdk_failure("callback", &e),
         };
-        // A new session id at every sign-in (no fixation); the browser's old session ends.
-        if let Some(old) = SESSION_COOKIE.get(headers) {
+        // A new session id at every sign-in (no fixation); the browser's old session ends
+        // (the one it had at /login, and any it sends here).
+        for old in replaces.into_iter().chain(SESSION_COOKIE.get(headers)) {
             self.store.remove_session(&old);
         }
         let id_token = signed_in.tokens.id_token.clone();

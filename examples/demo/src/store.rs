@@ -43,10 +43,14 @@ pub struct Entry {
 #[error("too many pending sign-ins or sessions; try again later")]
 pub struct Full;
 
+/// A pending authorization, its browser binding, and the session it replaces.
+type Pending = (PendingAuthorization, String, Option<String>);
+
 #[derive(Default)]
 pub struct Store {
-    /// By transaction id: the pending authorization and the browser binding it needs.
-    pending: Mutex<HashMap<String, (PendingAuthorization, String)>>,
+    /// By transaction id: the pending authorization, the browser binding it needs, and the
+    /// app session the browser had when it started (ended when the new one begins).
+    pending: Mutex<HashMap<String, Pending>>,
     sessions: Mutex<HashMap<String, Entry>>,
     seen_jti: Mutex<HashMap<String, i64>>,
 }
@@ -58,37 +62,45 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Store {
     /// Keeps `pending` under a new random id, which the transaction cookie carries, with a
-    /// second random value for the browser's binding cookie. Returns both.
+    /// second random value for the browser's binding cookie, and the session id the browser
+    /// sent (`replaces`). Returns both random values.
     pub fn put_pending(
         &self,
         pending: PendingAuthorization,
+        replaces: Option<String>,
         now: i64,
     ) -> Result<(String, String), Full> {
         let mut map = lock(&self.pending);
         if map.len() >= MAX_PENDING {
-            map.retain(|_, (p, _)| now - p.created_at < PENDING_TTL);
+            map.retain(|_, (p, _, _)| now - p.created_at < PENDING_TTL);
             if map.len() >= MAX_PENDING {
                 return Err(Full);
             }
         }
         let id = portcullis_guard::csrf::new_token();
         let binding = portcullis_guard::csrf::new_token();
-        map.insert(id.clone(), (pending, binding.clone()));
+        map.insert(id.clone(), (pending, binding.clone(), replaces));
         Ok((id, binding))
     }
 
     /// Takes (once) the pending authorization `id`, if it is live and `binding` is the one it
-    /// was given: a transaction cookie tossed in from a sibling domain comes without it.
-    pub fn take_pending(&self, id: &str, binding: &str, now: i64) -> Option<PendingAuthorization> {
+    /// was given: a transaction cookie tossed in from a sibling domain comes without it. With
+    /// it, the session id the browser had when the sign-in started.
+    pub fn take_pending(
+        &self,
+        id: &str,
+        binding: &str,
+        now: i64,
+    ) -> Option<(PendingAuthorization, Option<String>)> {
         use subtle::ConstantTimeEq;
         lock(&self.pending)
             .remove(id)
-            .filter(|(p, b)| {
+            .filter(|(p, b, _)| {
                 now - p.created_at < PENDING_TTL
                     && p.created_at <= now + 60
                     && bool::from(b.as_bytes().ct_eq(binding.as_bytes()))
             })
-            .map(|(p, _)| p)
+            .map(|(p, _, old)| (p, old))
     }
 
     /// Stores a new session under a new random id.
@@ -182,18 +194,22 @@ mod tests {
             max_age: None,
             created_at,
         };
-        let (id, b) = s.put_pending(p(1000), 1000).unwrap();
+        let (id, b) = s.put_pending(p(1000), None, 1000).unwrap();
         assert!(s.take_pending(&id, &b, 1001).is_some());
         assert!(s.take_pending(&id, &b, 1001).is_none(), "used once");
-        let (id, b) = s.put_pending(p(1000), 1000).unwrap();
+        let (id, b) = s.put_pending(p(1000), None, 1000).unwrap();
         assert!(
             s.take_pending(&id, &b, 1000 + PENDING_TTL).is_none(),
             "expired"
         );
         assert!(s.take_pending("unknown", &b, 1000).is_none());
         // Without the browser's binding (a tossed transaction cookie): refused, and spent.
-        let (id, b) = s.put_pending(p(1000), 1000).unwrap();
+        let (id, b) = s.put_pending(p(1000), None, 1000).unwrap();
         assert!(s.take_pending(&id, "another", 1001).is_none());
         assert!(s.take_pending(&id, &b, 1001).is_none());
+        // The session the browser had when it started comes back, to be ended.
+        let (id, b) = s.put_pending(p(1000), Some("old".into()), 1000).unwrap();
+        let (_, replaces) = s.take_pending(&id, &b, 1001).unwrap();
+        assert_eq!(replaces.as_deref(), Some("old"));
     }
 }
