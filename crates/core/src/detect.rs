@@ -254,7 +254,8 @@ impl Rules {
                         .map(|x| x.as_str())
                         .collect();
                 return Err(format!(
-                    "{} cannot answer {} (it would land on the wrong party, lock the owner out,                      or not work; see the README's responses): {} takes alert{}",
+                    "{} cannot answer {} (it would land on the wrong party, lock the owner out, \
+                     or not work; see the README's responses): {} takes alert{}",
                     r.as_str(),
                     d.as_str(),
                     d.as_str(),

@@ -62,6 +62,9 @@ pub const FLOOD_CAP: u32 = 1_000;
 pub const FLOOD_CAP_PER_USER: u32 = 20;
 /// And at most this many floodable events of all kinds that name no user per window.
 pub const FLOOD_CAP_ALL: u32 = 5_000;
+/// And at most this many floodable events that name a user, of all users, per window: a
+/// ceiling for someone holding dead tokens of many accounts.
+pub const FLOOD_CAP_ALL_USERS: u32 = 50_000;
 /// How often the count of suppressed events is stored as an `audit.events_suppressed` event.
 const SUPPRESSED_REPORT: Duration = Duration::from_secs(60);
 
@@ -73,6 +76,7 @@ pub struct Audit {
     flood_total: Arc<portcullis_guard::limiter::MemoryLimiter>,
     flood_user: Arc<portcullis_guard::limiter::MemoryLimiter>,
     flood_all: Arc<portcullis_guard::limiter::MemoryLimiter>,
+    flood_all_users: Arc<portcullis_guard::limiter::MemoryLimiter>,
     /// The IPv6 prefix length that makes one network (as the limiters use it).
     v6_prefix: u8,
     /// The detector, for suppressed events: counted at once, never queued behind storage.
@@ -140,6 +144,13 @@ impl Audit {
                 },
                 4,
             )),
+            flood_all_users: Arc::new(portcullis_guard::limiter::MemoryLimiter::new(
+                portcullis_guard::limiter::Limit {
+                    max: FLOOD_CAP_ALL_USERS,
+                    window_secs: FLOOD_WINDOW,
+                },
+                4,
+            )),
             v6_prefix: 64,
             direct: Arc::new(std::sync::OnceLock::new()),
             tx: Some(tx),
@@ -192,15 +203,22 @@ impl Audit {
             network.as_deref().unwrap_or("-"),
             user.unwrap_or("-")
         );
-        // Events that name a user are capped per user only: an attacker cannot name other
-        // users (that takes their tokens), so they cannot crowd a victim's events out.
+        // Events that name a user are capped per user (and by a high ceiling for all users),
+        // not with the events that name none: naming a user takes their tokens, so a flood
+        // of anonymous events cannot crowd a victim's events out.
         let allowed = self.flood.reserve(&key, event.at).await.is_allowed()
             && match user {
-                Some(u) => self
-                    .flood_user
-                    .reserve(&format!("{kind}|{u}"), event.at)
-                    .await
-                    .is_allowed(),
+                Some(u) => {
+                    self.flood_user
+                        .reserve(&format!("{kind}|{u}"), event.at)
+                        .await
+                        .is_allowed()
+                        && self
+                            .flood_all_users
+                            .reserve("users", event.at)
+                            .await
+                            .is_allowed()
+                }
                 None => {
                     self.flood_total.reserve(&kind, event.at).await.is_allowed()
                         && self.flood_all.reserve("all", event.at).await.is_allowed()
@@ -298,7 +316,8 @@ async fn write_loop(
                 reported_suppressed = total;
             }
         }
-        if batch.is_empty() {
+        // Nothing to store, unless losses wait to be reported (an idle server reports them too).
+        if batch.is_empty() && counters.unreported.load(Ordering::Acquire) == 0 {
             continue;
         }
         // Losses are reported in the next batch that reaches storage.

@@ -25,8 +25,14 @@ use crate::webhook::Webhook;
 
 /// Earlier sign-ins a new one is compared with.
 const HISTORY: u32 = 50;
-/// Earlier sign-ins read to find them (distrusted ones are left out first).
+/// Earlier sign-ins read to find them (distrusted ones are left out first), per page.
 const HISTORY_SCAN: u32 = 1_000;
+/// Pages read back at most, of sign-ins or of distrust markers.
+const HISTORY_PAGES: usize = 5;
+/// Users whose distrusted networks are kept in memory (the stored markers are the truth; this
+/// only saves recording one twice), and networks kept per user.
+const DISTRUST_USERS: usize = 10_000;
+const DISTRUST_NETWORKS: usize = 256;
 /// Alerts of one detection stored and logged per minute; past that (a flood from many
 /// networks or made-up accounts) they are counted, their responses still applied, and the next
 /// alert stored says how many were held back (`suppressed=N`).
@@ -222,6 +228,48 @@ impl Detector {
         }
     }
 
+    /// A user's stored events of `kind` before `until`, read back from the newest a page of
+    /// 1,000 at a time (at most `HISTORY_PAGES` pages) until `enough` of them pass `keep`;
+    /// the kept ones, oldest first.
+    async fn page_back(
+        &self,
+        user: &str,
+        kind: EventKind,
+        until: i64,
+        enough: usize,
+        keep: impl Fn(&portcullis_core::audit::StoredEvent) -> bool,
+    ) -> Result<Vec<portcullis_core::audit::StoredEvent>, portcullis_core::store::StoreError> {
+        let mut kept = Vec::new();
+        let mut until = until;
+        let mut oldest_id = i64::MAX;
+        for _ in 0..HISTORY_PAGES {
+            let page = self
+                .store
+                .query_events(&EventFilter {
+                    user_id: Some(user.to_owned()),
+                    kind: Some(kind.as_str().to_owned()),
+                    until: Some(until),
+                    limit: HISTORY_SCAN,
+                    ..EventFilter::default()
+                })
+                .await?;
+            let full = page.len() >= HISTORY_SCAN as usize;
+            // Pages overlap by the second they meet at; ids tell what was read already.
+            let fresh: Vec<_> = page.into_iter().filter(|s| s.id < oldest_id).collect();
+            let Some(first) = fresh.iter().map(|s| (s.id, s.event.at)).min() else {
+                break;
+            };
+            oldest_id = first.0;
+            until = first.1 + 1;
+            kept.extend(fresh.into_iter().filter(|s| keep(s)));
+            if !full || kept.len() >= enough {
+                break;
+            }
+        }
+        kept.sort_by_key(|s| s.id);
+        Ok(kept)
+    }
+
     async fn sign_in(&self, e: &Event) -> Vec<Finding> {
         let Some(user) = &e.user_id else {
             return Vec::new();
@@ -235,23 +283,17 @@ impl Detector {
         // Where this user's sessions were ended by a detection's response: sign-ins from that
         // network from a minute before the first such response on (the flagged one, and any
         // made alongside it) are no history, so the intruder's next sign-in does not find its
-        // own place known. From the stored `detect.network_distrusted` events (each carries
-        // the earliest `since` of its network, so the newest ones suffice), and this process's
-        // own, not stored yet.
-        let filter = |kind: EventKind, limit: u32, until: i64| EventFilter {
-            user_id: Some(user.clone()),
-            kind: Some(kind.as_str().to_owned()),
-            until: Some(until),
-            limit,
-            ..EventFilter::default()
-        };
-        let stored = match self
-            .store
-            .query_events(&filter(
+        // own place known. From the stored `detect.network_distrusted` events (one per network
+        // and process, read back through all of them, a bounded number of pages), and this
+        // process's own, not stored yet.
+        let markers = match self
+            .page_back(
+                user,
                 EventKind::NetworkDistrusted,
-                HISTORY_SCAN,
                 e.at + 1,
-            ))
+                usize::MAX,
+                |_| true,
+            )
             .await
         {
             Ok(list) => list,
@@ -264,8 +306,8 @@ impl Detector {
             let Ok(mut mem) = self.distrusted.lock() else {
                 return Vec::new();
             };
-            let mine = mem.entry(user.clone()).or_default();
-            for m in &stored {
+            let mut mine = mem.get(user).cloned().unwrap_or_default();
+            for m in &markers {
                 let d = m.event.detail.as_deref().unwrap_or("");
                 let net = detect::detail_value(Some(d), "network");
                 let since = detect::detail_value(Some(d), "since").and_then(|v| v.parse().ok());
@@ -274,62 +316,93 @@ impl Detector {
                     *slot = (*slot).min(since);
                 }
             }
-            mine.clone()
+            // Kept in memory only for users with something distrusted, so a response knows
+            // what is recorded already (bounded: the stored events are the truth).
+            if !mine.is_empty() {
+                if mem.len() >= DISTRUST_USERS && !mem.contains_key(user) {
+                    if let Some(other) = mem.keys().next().cloned() {
+                        mem.remove(&other);
+                    }
+                }
+                mem.insert(user.clone(), mine.clone());
+            }
+            mine
         };
         let trusted = |s: &portcullis_core::audit::StoredEvent| {
             let net = network(&s.event);
             net.is_none_or(|n| distrusted.get(&n).is_none_or(|since| s.event.at < *since))
         };
         // This sign-in is stored already (and later ones of the same batch may be): the earlier
-        // ones are those stored before it, found by its session (new at every sign-in).
-        let earlier = match self
+        // ones are those stored before it, found by its session (new at every sign-in). Read
+        // back, page by page, until 50 trusted ones are found, so distrusted sign-ins (a
+        // flood from the intruder's network) cannot push the history out of reach.
+        let this = match self
             .store
-            .query_events(&filter(EventKind::LoginSucceeded, HISTORY_SCAN, e.at + 1))
+            .query_events(&EventFilter {
+                user_id: Some(user.clone()),
+                kind: Some(EventKind::LoginSucceeded.as_str().to_owned()),
+                until: Some(e.at + 1),
+                limit: HISTORY_SCAN,
+                ..EventFilter::default()
+            })
             .await
         {
-            Ok(mut list) => {
-                match list
-                    .iter()
-                    .position(|s| s.event.session_id == e.session_id && s.event.at == e.at)
-                {
-                    Some(i) => list.truncate(i),
-                    None => list.retain(|s| s.event.at < e.at),
-                }
-                list.retain(trusted);
-                list
-            }
+            Ok(list) => list
+                .iter()
+                .find(|s| s.event.session_id == e.session_id && s.event.at == e.at)
+                .map(|s| s.id),
             Err(err) => {
                 tracing::warn!(event = "detect.history_failed", error = %err);
                 return Vec::new();
             }
         };
-        // A flood of distrusted sign-ins must not push the trusted history out of reach: if
-        // too few are left, read the history from before the first distrust.
-        let earlier = if (earlier.len() as u32) < HISTORY {
-            match distrusted.values().min() {
-                Some(first) => match self
+        let before_this = |s: &portcullis_core::audit::StoredEvent| match this {
+            Some(id) => s.id < id,
+            None => s.event.at < e.at,
+        };
+        let mut earlier = match self
+            .page_back(
+                user,
+                EventKind::LoginSucceeded,
+                e.at + 1,
+                HISTORY as usize,
+                |s| before_this(s) && trusted(s),
+            )
+            .await
+        {
+            Ok(list) => list,
+            Err(err) => {
+                tracing::warn!(event = "detect.history_failed", error = %err);
+                return Vec::new();
+            }
+        };
+        // Past the pages read (a flood longer than that): the history from before the first
+        // distrust, which no flood after it can reach.
+        if earlier.len() < HISTORY as usize {
+            if let Some(first) = distrusted.values().min().map(|f| (*f).min(e.at)) {
+                match self
                     .store
-                    .query_events(&filter(EventKind::LoginSucceeded, HISTORY, *first))
+                    .query_events(&EventFilter {
+                        user_id: Some(user.clone()),
+                        kind: Some(EventKind::LoginSucceeded.as_str().to_owned()),
+                        until: Some(first),
+                        limit: HISTORY,
+                        ..EventFilter::default()
+                    })
                     .await
                 {
-                    Ok(mut before) => {
-                        before.retain(trusted);
-                        before.extend(earlier.into_iter().filter(|s| s.event.at >= *first));
-                        before.sort_by_key(|s| s.id);
-                        before.dedup_by_key(|s| s.id);
-                        before
+                    Ok(before) => {
+                        earlier.extend(before.into_iter().filter(|s| before_this(s) && trusted(s)));
+                        earlier.sort_by_key(|s| s.id);
+                        earlier.dedup_by_key(|s| s.id);
                     }
                     Err(err) => {
                         tracing::warn!(event = "detect.history_failed", error = %err);
                         return Vec::new();
                     }
-                },
-                None => earlier,
+                }
             }
-        } else {
-            earlier
-        };
-        let mut earlier = earlier;
+        }
         earlier.reverse(); // newest first
         earlier.truncate(HISTORY as usize);
         let earlier: Vec<SignIn<'_>> = earlier
@@ -430,32 +503,41 @@ impl Detector {
                 // The flagged network is distrusted for this user from a minute before the
                 // first such response on (recorded, so it survives a restart).
                 if let Some(net) = ip.map(portcullis_core::geo::network_of) {
-                    let since = match self.distrusted.lock() {
+                    // Recorded once per network (what this process knows of, read back at
+                    // each sign-in), so repeated responses cannot bury the older markers.
+                    let fresh = match self.distrusted.lock() {
                         Ok(mut d) => {
-                            if d.len() >= MAX_RESPONSES && !d.contains_key(user) {
-                                d.clear();
+                            if d.len() >= DISTRUST_USERS && !d.contains_key(user) {
+                                if let Some(other) = d.keys().next().cloned() {
+                                    d.remove(&other);
+                                }
                             }
-                            let slot = d
-                                .entry(user.to_owned())
-                                .or_default()
-                                .entry(net.clone())
-                                .or_insert(now - 60);
-                            *slot = (*slot).min(now - 60);
-                            *slot
+                            let mine = d.entry(user.to_owned()).or_default();
+                            if mine.contains_key(&net) {
+                                false
+                            } else {
+                                if mine.len() < DISTRUST_NETWORKS {
+                                    mine.insert(net.clone(), now - 60);
+                                }
+                                true
+                            }
                         }
-                        Err(_) => now - 60,
+                        Err(_) => true,
                     };
-                    self.audit.record(
-                        Event::new(EventKind::NetworkDistrusted, now)
-                            .user(user)
-                            .from(&portcullis_core::audit::Origin {
-                                address: f.address.clone(),
-                                user_agent: None,
-                                request_id: None,
-                            })
-                            .reason(f.detection.as_str())
-                            .detail(&format!("network={net} since={since}")),
-                    );
+                    if fresh {
+                        let since = now - 60;
+                        self.audit.record(
+                            Event::new(EventKind::NetworkDistrusted, now)
+                                .user(user)
+                                .from(&portcullis_core::audit::Origin {
+                                    address: f.address.clone(),
+                                    user_agent: None,
+                                    request_id: None,
+                                })
+                                .reason(f.detection.as_str())
+                                .detail(&format!("network={net} since={since}")),
+                        );
+                    }
                 }
                 // Sessions first: from then on no code of theirs can start a grant (a first
                 // refresh token needs a live session, offline or not); then the offline
