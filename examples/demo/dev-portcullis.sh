@@ -11,13 +11,25 @@ DEMO=https://127.0.0.1:3443
 API=https://api.example.com
 # The demo talks to Portcullis at its issuer: PORTCULLIS_ISSUER (environment or .env) when set,
 # otherwise the development default.
-issuer=${PORTCULLIS_ISSUER:-$(sed -n 's/^PORTCULLIS_ISSUER=//p' .env 2>/dev/null | tail -n 1 | tr -d "\"' ")}
+issuer=${PORTCULLIS_ISSUER:-}
+if [ -z "$issuer" ] && [ -f .env ]; then
+  issuer=$(sed -n 's/^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}PORTCULLIS_ISSUER=//p' .env |
+    tail -n 1 | sed 's/[[:space:]]#.*//' | tr -d "\"' ")
+fi
 issuer=${issuer:-https://localhost:8443}
 portcullis() { cargo run --release --quiet -- "$@" --dev; }
 
 if [ ! -f demo.env ]; then
   if ! portcullis apis list --json | grep -q "\"$API\""; then
     portcullis apis create --audience "$API" --scope read:things
+  fi
+  # The user first: if that fails, no client is left registered without its settings.
+  if ! out=$(printf '%s\n' 'velvet orbit lantern harbor' |
+    portcullis users create --email alice@example.com --password-stdin 2>&1 >/dev/null); then
+    case "$out" in
+      *"already exists"*) echo "(alice@example.com exists already: keeping her password)" ;;
+      *) printf 'could not create alice@example.com: %s\n' "$out" >&2; exit 1 ;;
+    esac
   fi
   client=$(portcullis clients create --name "Portcullis demo" \
     --redirect-uri "$DEMO/callback" \
@@ -29,13 +41,6 @@ if [ ! -f demo.env ]; then
   if [ -z "$client_id" ] || [ -z "$client_secret" ]; then
     echo "could not read the new client's id and secret from: clients create --json" >&2
     exit 1
-  fi
-  if ! out=$(printf '%s\n' 'velvet orbit lantern harbor' |
-    portcullis users create --email alice@example.com --password-stdin 2>&1 >/dev/null); then
-    case "$out" in
-      *"already exists"*) echo "(alice@example.com exists already: keeping her password)" ;;
-      *) printf 'could not create alice@example.com: %s\n' "$out" >&2; exit 1 ;;
-    esac
   fi
   (
     umask 077

@@ -436,18 +436,22 @@ impl Portcullis {
                 .slots
                 .lock()
                 .map_err(|_| Error::Protocol("the token cache is unusable".into()))?;
-            // Bounded: slots in use or holding a live token stay, then everything goes (it is
-            // only a cache).
+            // Bounded: slots in use or holding a live token stay, then every slot not in use
+            // goes (it is only a cache); if all are busy, this fetch is not cached.
             if slots.len() >= MAX_CLIENT_TOKENS && !slots.contains_key(&key) {
                 slots.retain(|_, s| match s.try_lock() {
                     Ok(t) => t.as_ref().is_some_and(|t| t.expires_at > now),
                     Err(_) => true,
                 });
                 if slots.len() >= MAX_CLIENT_TOKENS {
-                    slots.clear();
+                    slots.retain(|_, s| s.try_lock().is_err());
                 }
             }
-            slots.entry(key.clone()).or_default().clone()
+            if slots.len() >= MAX_CLIENT_TOKENS && !slots.contains_key(&key) {
+                ClientTokenSlot::default()
+            } else {
+                slots.entry(key.clone()).or_default().clone()
+            }
         };
         // Held across the request: concurrent callers for this key wait for one fetch.
         let mut cached = slot.lock().await;

@@ -625,7 +625,20 @@ impl Demo {
         // A new session id at every sign-in (no fixation); the browser's old session ends
         // (the one it had at /login, and any it sends here).
         for old in replaces.into_iter().chain(SESSION_COOKIE.get(headers)) {
-            self.store.remove_session(&old);
+            let Some(session) = self.store.remove_session(&old) else {
+                continue;
+            };
+            // Its refresh token is of no more use to anyone: revoked, as at logout.
+            let spent = session.lock().await.tokens.refresh_token.clone();
+            if let Some(rt) = spent {
+                if let Err(e) = self
+                    .portcullis
+                    .revoke(&rt, TokenTypeHint::RefreshToken)
+                    .await
+                {
+                    tracing::warn!(error = %e, "revoking the replaced session's refresh token failed");
+                }
+            }
         }
         let id_token = signed_in.tokens.id_token.clone();
         let session = Session {
