@@ -354,6 +354,8 @@ pub struct EventFilter {
     pub until: Option<i64>,
     /// Only events stored after this one (for following).
     pub after_id: Option<i64>,
+    /// Only events stored before this one (for reading back, page by page).
+    pub before_id: Option<i64>,
     /// At most this many, oldest first when `after_id` is set, else the newest.
     pub limit: u32,
 }
@@ -459,6 +461,7 @@ pub fn parse_filter(t: &FilterText<'_>, now: i64, max_limit: u32) -> Result<Even
         since,
         until,
         after_id,
+        before_id: None,
         limit,
     })
 }

@@ -13,10 +13,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use portcullis_core::audit::{Event, EventFilter, EventKind};
+use portcullis_core::audit::{Event, EventFilter, EventKind, StoredEvent};
 use portcullis_core::detect::{self, Counting, Detection, Finding, Response, Rules, SignIn};
 use portcullis_core::ids::UserId;
-use portcullis_core::store::Storage;
+use portcullis_core::store::{Storage, StoreError};
 
 use crate::audit::Audit;
 use crate::geoip::GeoIp;
@@ -29,6 +29,15 @@ const HISTORY: u32 = 50;
 const HISTORY_SCAN: u32 = 1_000;
 /// Pages read back at most, of sign-ins or of distrust markers.
 const HISTORY_PAGES: usize = 5;
+/// A distrusted network of a user, as this process knows it.
+#[derive(Clone, Copy)]
+struct Distrust {
+    /// Sign-ins from the network at or after this time are no history.
+    since: i64,
+    /// Its marker was read back from the store (so it may be forgotten here).
+    stored: bool,
+}
+
 /// Users whose distrusted networks are kept in memory (the stored markers are the truth; this
 /// only saves recording one twice), and networks kept per user.
 const DISTRUST_USERS: usize = 10_000;
@@ -142,7 +151,36 @@ pub struct Detector {
     held_back: Mutex<HashMap<Detection, u64>>,
     /// Per user, the networks (and since when) whose sign-ins a response of this process
     /// distrusted: read with the stored alerts, for sign-ins detected before those are stored.
-    distrusted: Mutex<HashMap<String, HashMap<String, i64>>>,
+    distrusted: Mutex<HashMap<String, HashMap<String, Distrust>>>,
+}
+
+/// Keeps one user's distrusted networks under `DISTRUST_NETWORKS` by forgetting ones whose
+/// markers are stored (read back at the next sign-in); those not stored yet always stay.
+fn forget_stored(mine: &mut HashMap<String, Distrust>) {
+    if mine.len() < DISTRUST_NETWORKS {
+        return;
+    }
+    let stored: Vec<String> = mine
+        .iter()
+        .filter(|(_, d)| d.stored)
+        .map(|(n, _)| n.clone())
+        .take(mine.len() + 1 - DISTRUST_NETWORKS)
+        .collect();
+    for n in stored {
+        mine.remove(&n);
+    }
+}
+
+/// Makes room for one more user: one whose networks are all stored if there is one, else any.
+fn evict_one(mem: &mut HashMap<String, HashMap<String, Distrust>>) {
+    let victim = mem
+        .iter()
+        .find(|(_, nets)| nets.values().all(|d| d.stored))
+        .or_else(|| mem.iter().next())
+        .map(|(u, _)| u.clone());
+    if let Some(u) = victim {
+        mem.remove(&u);
+    }
 }
 
 impl Detector {
@@ -228,43 +266,48 @@ impl Detector {
         }
     }
 
-    /// A user's stored events of `kind` before `until`, read back from the newest a page of
-    /// 1,000 at a time (at most `HISTORY_PAGES` pages) until `enough` of them pass `keep`;
-    /// the kept ones, oldest first.
+    /// One page (1,000) of a user's stored events of `kind`: the newest, or the newest before
+    /// the time `until` or before the event `before_id`; oldest first.
+    async fn read_page(
+        &self,
+        user: &str,
+        kind: EventKind,
+        until: Option<i64>,
+        before_id: Option<i64>,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.store
+            .query_events(&EventFilter {
+                user_id: Some(user.to_owned()),
+                kind: Some(kind.as_str().to_owned()),
+                until,
+                before_id,
+                limit: HISTORY_SCAN,
+                ..EventFilter::default()
+            })
+            .await
+    }
+
+    /// From `first` (a page just read) on back, page by page in storage order (at most
+    /// `HISTORY_PAGES` pages), until `enough` events pass `keep`: the kept ones, oldest first.
     async fn page_back(
         &self,
         user: &str,
         kind: EventKind,
-        until: i64,
+        first: Vec<StoredEvent>,
         enough: usize,
-        keep: impl Fn(&portcullis_core::audit::StoredEvent) -> bool,
-    ) -> Result<Vec<portcullis_core::audit::StoredEvent>, portcullis_core::store::StoreError> {
+        keep: impl Fn(&StoredEvent) -> bool,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let mut kept = Vec::new();
-        let mut until = until;
-        let mut oldest_id = i64::MAX;
-        for _ in 0..HISTORY_PAGES {
-            let page = self
-                .store
-                .query_events(&EventFilter {
-                    user_id: Some(user.to_owned()),
-                    kind: Some(kind.as_str().to_owned()),
-                    until: Some(until),
-                    limit: HISTORY_SCAN,
-                    ..EventFilter::default()
-                })
-                .await?;
+        let mut page = first;
+        for read in 1..=HISTORY_PAGES {
             let full = page.len() >= HISTORY_SCAN as usize;
-            // Pages overlap by the second they meet at; ids tell what was read already.
-            let fresh: Vec<_> = page.into_iter().filter(|s| s.id < oldest_id).collect();
-            let Some(first) = fresh.iter().map(|s| (s.id, s.event.at)).min() else {
-                break;
-            };
-            oldest_id = first.0;
-            until = first.1 + 1;
-            kept.extend(fresh.into_iter().filter(|s| keep(s)));
-            if !full || kept.len() >= enough {
+            let oldest = page.iter().map(|s| s.id).min();
+            kept.extend(page.into_iter().filter(|s| keep(s)));
+            let Some(oldest) = oldest else { break };
+            if !full || kept.len() >= enough || read == HISTORY_PAGES {
                 break;
             }
+            page = self.read_page(user, kind, None, Some(oldest)).await?;
         }
         kept.sort_by_key(|s| s.id);
         Ok(kept)
@@ -286,15 +329,20 @@ impl Detector {
         // own place known. From the stored `detect.network_distrusted` events (one per network
         // and process, read back through all of them, a bounded number of pages), and this
         // process's own, not stored yet.
-        let markers = match self
-            .page_back(
+        let markers = match async {
+            let first = self
+                .read_page(user, EventKind::NetworkDistrusted, None, None)
+                .await?;
+            self.page_back(
                 user,
                 EventKind::NetworkDistrusted,
-                e.at + 1,
+                first,
                 usize::MAX,
                 |_| true,
             )
             .await
+        }
+        .await
         {
             Ok(list) => list,
             Err(err) => {
@@ -303,30 +351,36 @@ impl Detector {
             }
         };
         let distrusted: HashMap<String, i64> = {
-            let Ok(mut mem) = self.distrusted.lock() else {
-                return Vec::new();
-            };
+            // Only a cache: a panic elsewhere while it was held leaves it usable.
+            let mut mem = self
+                .distrusted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut mine = mem.get(user).cloned().unwrap_or_default();
             for m in &markers {
                 let d = m.event.detail.as_deref().unwrap_or("");
                 let net = detect::detail_value(Some(d), "network");
                 let since = detect::detail_value(Some(d), "since").and_then(|v| v.parse().ok());
                 if let (Some(net), Some(since)) = (net, since) {
-                    let slot = mine.entry(net.to_owned()).or_insert(since);
-                    *slot = (*slot).min(since);
+                    let slot = mine.entry(net.to_owned()).or_insert(Distrust {
+                        since,
+                        stored: true,
+                    });
+                    slot.since = slot.since.min(since);
+                    slot.stored = true;
                 }
             }
+            let view = mine.iter().map(|(n, d)| (n.clone(), d.since)).collect();
             // Kept in memory only for users with something distrusted, so a response knows
-            // what is recorded already (bounded: the stored events are the truth).
+            // what is recorded already; bounded (what is stored may be forgotten here).
             if !mine.is_empty() {
+                forget_stored(&mut mine);
                 if mem.len() >= DISTRUST_USERS && !mem.contains_key(user) {
-                    if let Some(other) = mem.keys().next().cloned() {
-                        mem.remove(&other);
-                    }
+                    evict_one(&mut mem);
                 }
-                mem.insert(user.clone(), mine.clone());
+                mem.insert(user.clone(), mine);
             }
-            mine
+            view
         };
         let trusted = |s: &portcullis_core::audit::StoredEvent| {
             let net = network(&s.event);
@@ -336,27 +390,33 @@ impl Detector {
         // ones are those stored before it, found by its session (new at every sign-in). Read
         // back, page by page, until 50 trusted ones are found, so distrusted sign-ins (a
         // flood from the intruder's network) cannot push the history out of reach.
-        let this = match self
-            .store
-            .query_events(&EventFilter {
-                user_id: Some(user.clone()),
-                kind: Some(EventKind::LoginSucceeded.as_str().to_owned()),
-                until: Some(e.at + 1),
-                limit: HISTORY_SCAN,
-                ..EventFilter::default()
-            })
-            .await
-        {
-            Ok(list) => list
-                .iter()
-                .find(|s| s.event.session_id == e.session_id && s.event.at == e.at)
-                .map(|s| s.id),
+        let history = async {
+            let find = |page: &[StoredEvent]| {
+                page.iter()
+                    .find(|s| s.event.session_id == e.session_id && s.event.at == e.at)
+                    .map(|s| s.id)
+            };
+            let mut first = self
+                .read_page(user, EventKind::LoginSucceeded, None, None)
+                .await?;
+            let mut this = find(&first);
+            if this.is_none() {
+                // Many sign-ins stored since this one: look where its time puts it.
+                first = self
+                    .read_page(user, EventKind::LoginSucceeded, Some(e.at + 1), None)
+                    .await?;
+                this = find(&first);
+            }
+            Ok::<_, StoreError>((first, this))
+        };
+        let (first, this) = match history.await {
+            Ok(x) => x,
             Err(err) => {
                 tracing::warn!(event = "detect.history_failed", error = %err);
                 return Vec::new();
             }
         };
-        let before_this = |s: &portcullis_core::audit::StoredEvent| match this {
+        let before_this = |s: &StoredEvent| match this {
             Some(id) => s.id < id,
             None => s.event.at < e.at,
         };
@@ -364,7 +424,7 @@ impl Detector {
             .page_back(
                 user,
                 EventKind::LoginSucceeded,
-                e.at + 1,
+                first,
                 HISTORY as usize,
                 |s| before_this(s) && trusted(s),
             )
@@ -505,24 +565,29 @@ impl Detector {
                 if let Some(net) = ip.map(portcullis_core::geo::network_of) {
                     // Recorded once per network (what this process knows of, read back at
                     // each sign-in), so repeated responses cannot bury the older markers.
-                    let fresh = match self.distrusted.lock() {
-                        Ok(mut d) => {
-                            if d.len() >= DISTRUST_USERS && !d.contains_key(user) {
-                                if let Some(other) = d.keys().next().cloned() {
-                                    d.remove(&other);
-                                }
-                            }
-                            let mine = d.entry(user.to_owned()).or_default();
-                            if mine.contains_key(&net) {
-                                false
-                            } else {
-                                if mine.len() < DISTRUST_NETWORKS {
-                                    mine.insert(net.clone(), now - 60);
-                                }
-                                true
-                            }
+                    let fresh = {
+                        let mut d = self
+                            .distrusted
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if d.len() >= DISTRUST_USERS && !d.contains_key(user) {
+                            evict_one(&mut d);
                         }
-                        Err(_) => true,
+                        let mine = d.entry(user.to_owned()).or_default();
+                        if mine.contains_key(&net) {
+                            false
+                        } else {
+                            // Always kept (not stored yet); room is made from stored ones.
+                            forget_stored(mine);
+                            mine.insert(
+                                net.clone(),
+                                Distrust {
+                                    since: now - 60,
+                                    stored: false,
+                                },
+                            );
+                            true
+                        }
                     };
                     if fresh {
                         let since = now - 60;
@@ -568,5 +633,83 @@ impl Detector {
             }
             _ => Response::Alert,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_core::audit::Origin;
+
+    fn sign_in_from(user: &str, address: &str, at: i64, session: &str) -> Event {
+        Event::new(EventKind::LoginSucceeded, at)
+            .user(user)
+            .session(session)
+            .from(&Origin {
+                address: Some(address.to_owned()),
+                user_agent: None,
+                request_id: None,
+            })
+    }
+
+    /// A user whose three trusted sign-ins (from `trusted`) were followed by 2,500 sign-ins
+    /// from a distrusted network and one from 203.0.113.0/24; then a sign-in from
+    /// 192.0.2.0/24.
+    async fn flooded(store: &dyn Storage, user: &str, trusted: &str) -> Event {
+        let t0 = 1_000_000;
+        let mut batch = vec![Event::new(EventKind::NetworkDistrusted, t0)
+            .user(user)
+            .detail(&format!("network=198.51.100.0/24 since={t0}"))];
+        for i in 0..3 {
+            batch.push(sign_in_from(user, trusted, t0 + 10, &format!("a{i}")));
+        }
+        for i in 0..2_500 {
+            batch.push(sign_in_from(
+                user,
+                "198.51.100.9",
+                t0 + 20 + i,
+                &format!("b{i}"),
+            ));
+        }
+        batch.push(sign_in_from(user, "203.0.113.50", t0 + 4_000, "late"));
+        let e = sign_in_from(user, "192.0.2.8", t0 + 5_000, "final");
+        batch.push(e.clone());
+        store.append_events(&batch).await.unwrap();
+        e
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn trusted_history_is_found_behind_a_flood_of_distrusted_sign_ins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("portcullis.db");
+        let store = portcullis_store::connect(path.to_str().unwrap())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let store: Arc<dyn Storage> = Arc::new(store);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let det = Detector::new(
+            Rules::default(),
+            store.clone(),
+            None,
+            Arc::new(Responses::new(900, Duration::ZERO, 64)),
+            Audit::start(store.clone(), 1_000, metrics),
+            None,
+        );
+        let new_network =
+            |found: &[Finding]| found.iter().any(|f| f.detection == Detection::NewNetwork);
+        // The trusted sign-ins came after the first distrust and lie 2,500 distrusted ones
+        // deep: read back page by page, they are found and the network is known.
+        let e = flooded(&*store, "usr_paged", "192.0.2.7").await;
+        let found = det.sign_in(&e).await;
+        assert!(
+            !new_network(&found),
+            "{:?}",
+            found.iter().map(|f| f.detection).collect::<Vec<_>>()
+        );
+        // With the trusted ones from elsewhere, the same sign-in is from a new network (so
+        // the history read is what decides).
+        let e = flooded(&*store, "usr_control", "203.0.113.7").await;
+        assert!(new_network(&det.sign_in(&e).await));
     }
 }

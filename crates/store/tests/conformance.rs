@@ -957,6 +957,17 @@ mod checks {
             page.iter().map(|e| e.id).collect::<Vec<_>>(),
             vec![all[2].id, all[3].id]
         );
+        // And back with before_id: the newest before that event, oldest first.
+        let back = q(EventFilter {
+            before_id: Some(all[5].id),
+            limit: 2,
+            ..Default::default()
+        })
+        .await;
+        assert_eq!(
+            back.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![all[3].id, all[4].id]
+        );
         // Every filter narrows.
         let failed_a = q(EventFilter {
             user_id: Some("usr_a".into()),

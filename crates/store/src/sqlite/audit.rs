@@ -112,6 +112,9 @@ impl AuditStore for SqliteStore {
         if let Some(t) = f.until {
             q.push(" AND at < ").push_bind(t);
         }
+        if let Some(id) = f.before_id {
+            q.push(" AND id < ").push_bind(id);
+        }
         let limit = i64::from(f.limit.clamp(1, MAX_QUERY));
         let newest_first = f.after_id.is_none();
         if let Some(id) = f.after_id {
