@@ -210,6 +210,9 @@ impl Portcullis {
     }
 }
 
+/// The longest authorization code passed on to the token endpoint.
+const MAX_CODE_LEN: usize = 1024;
+
 /// The parameters of a callback, each at most once.
 #[derive(Default)]
 struct Callback {
@@ -247,6 +250,13 @@ impl Callback {
             if slot.replace(v.into_owned()).is_some() {
                 return Err(Error::Callback("a parameter is repeated"));
             }
+        }
+        // Codes are short (Portcullis's are under 100 characters): a huge one is not sent on.
+        if c.code
+            .as_ref()
+            .is_some_and(|code| code.len() > MAX_CODE_LEN)
+        {
+            return Err(Error::Callback("the code is too long"));
         }
         Ok(c)
     }
@@ -290,6 +300,10 @@ mod tests {
             "https://app.example.com/other?code=a",
             "http://app.example.com/cb?code=a",
             "not a url",
+            &format!(
+                "https://app.example.com/cb?code={}",
+                "c".repeat(MAX_CODE_LEN + 1)
+            ),
         ] {
             assert!(Callback::parse(bad, cb).is_err(), "{bad}");
         }

@@ -26,7 +26,8 @@ pub struct Tokens {
     pub refresh_token: Option<Secret>,
     /// The ID token, if one was issued (the `id_token_hint` of a logout).
     pub id_token: Option<Secret>,
-    /// The granted scopes.
+    /// The granted scopes, as the answer lists them (Portcullis always does; empty if a
+    /// server leaves `scope` out, which RFC 6749 §5.1 allows when it granted what was asked).
     pub scope: Vec<String>,
 }
 
@@ -472,7 +473,7 @@ impl Portcullis {
         let token = ClientToken {
             access_token: tokens.access_token,
             expires_at: tokens.expires_at,
-            scope: tokens.scope,
+            scope: granted_scope(tokens.scope, &sorted),
         };
         *cached = Some(token.clone());
         Ok(token)
@@ -515,5 +516,27 @@ impl Portcullis {
             }
         }
         Ok(url)
+    }
+}
+
+/// The scopes a token answer granted: RFC 6749 §5.1 lets a server leave `scope` out when it
+/// granted exactly what was asked for, so an omitted (empty) list means `asked`.
+fn granted_scope(answered: Vec<String>, asked: &[&str]) -> Vec<String> {
+    if answered.is_empty() {
+        asked.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        answered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::granted_scope;
+
+    #[test]
+    fn an_omitted_scope_means_the_scopes_asked_for() {
+        assert_eq!(granted_scope(vec![], &["a", "b"]), ["a", "b"]);
+        assert_eq!(granted_scope(vec!["a".into()], &["a", "b"]), ["a"]);
+        assert!(granted_scope(vec![], &[]).is_empty());
     }
 }
