@@ -469,11 +469,13 @@ impl Portcullis {
         if let Some(r) = resource {
             form.push(("resource", r));
         }
-        let tokens = self.tokens_from(self.token_request(&form).await?)?;
+        let answer = self.token_request(&form).await?;
+        let omitted = answer.scope.is_none();
+        let tokens = self.tokens_from(answer)?;
         let token = ClientToken {
             access_token: tokens.access_token,
             expires_at: tokens.expires_at,
-            scope: granted_scope(tokens.scope, &sorted),
+            scope: granted_scope(tokens.scope, omitted, &sorted),
         };
         *cached = Some(token.clone());
         Ok(token)
@@ -520,9 +522,10 @@ impl Portcullis {
 }
 
 /// The scopes a token answer granted: RFC 6749 §5.1 lets a server leave `scope` out when it
-/// granted exactly what was asked for, so an omitted (empty) list means `asked`.
-fn granted_scope(answered: Vec<String>, asked: &[&str]) -> Vec<String> {
-    if answered.is_empty() {
+/// granted exactly what was asked for, so an `omitted` field means `asked` (an empty one
+/// still means none).
+fn granted_scope(answered: Vec<String>, omitted: bool, asked: &[&str]) -> Vec<String> {
+    if omitted {
         asked.iter().map(|s| (*s).to_owned()).collect()
     } else {
         answered
@@ -535,8 +538,10 @@ mod tests {
 
     #[test]
     fn an_omitted_scope_means_the_scopes_asked_for() {
-        assert_eq!(granted_scope(vec![], &["a", "b"]), ["a", "b"]);
-        assert_eq!(granted_scope(vec!["a".into()], &["a", "b"]), ["a"]);
-        assert!(granted_scope(vec![], &[]).is_empty());
+        assert_eq!(granted_scope(vec![], true, &["a", "b"]), ["a", "b"]);
+        assert_eq!(granted_scope(vec!["a".into()], false, &["a", "b"]), ["a"]);
+        // `"scope": ""` is an answer: no scopes, not the ones asked for.
+        assert!(granted_scope(vec![], false, &["a", "b"]).is_empty());
+        assert!(granted_scope(vec![], true, &[]).is_empty());
     }
 }

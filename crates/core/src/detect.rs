@@ -276,6 +276,8 @@ pub struct Finding {
     pub client_id: Option<String>,
     pub address: Option<String>,
     pub session_id: Option<String>,
+    /// When the event that raised it happened (it may be detected much later).
+    pub at: i64,
     /// Short `key=value` facts for the alert's detail.
     pub facts: String,
 }
@@ -288,6 +290,7 @@ impl Finding {
             client_id: e.client_id.clone(),
             address: e.address.clone(),
             session_id: e.session_id.clone(),
+            at: e.at,
             facts,
         }
     }

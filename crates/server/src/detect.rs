@@ -39,9 +39,12 @@ struct Distrust {
 }
 
 /// Users whose distrusted networks are kept in memory (the stored markers are the truth; this
-/// only saves recording one twice), and networks kept per user.
+/// only saves recording one twice), networks kept per user (as many as are read back, so a
+/// network read back is still known when its response runs and is never recorded twice), and
+/// networks kept in all.
 const DISTRUST_USERS: usize = 10_000;
-const DISTRUST_NETWORKS: usize = 256;
+const DISTRUST_NETWORKS: usize = HISTORY_PAGES * HISTORY_SCAN as usize;
+const DISTRUST_ENTRIES: usize = 100_000;
 /// Alerts of one detection stored and logged per minute; past that (a flood from many
 /// networks or made-up accounts) they are counted, their responses still applied, and the next
 /// alert stored says how many were held back (`suppressed=N`).
@@ -86,23 +89,26 @@ impl Responses {
     }
 
     fn put(map: &Mutex<HashMap<String, i64>>, key: String, until: i64, now: i64) {
-        if let Ok(mut m) = map.lock() {
+        // Only in-memory bookkeeping: a panic elsewhere while it was held leaves it usable.
+        let mut m = map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if m.len() >= MAX_RESPONSES {
+            m.retain(|_, u| *u > now);
             if m.len() >= MAX_RESPONSES {
-                m.retain(|_, u| *u > now);
-                if m.len() >= MAX_RESPONSES {
-                    if let Some(oldest) = m.iter().min_by_key(|(_, u)| **u).map(|(k, _)| k.clone())
-                    {
-                        m.remove(&oldest);
-                    }
+                if let Some(oldest) = m.iter().min_by_key(|(_, u)| **u).map(|(k, _)| k.clone()) {
+                    m.remove(&oldest);
                 }
             }
-            let slot = m.entry(key).or_insert(until);
-            *slot = (*slot).max(until);
         }
+        let slot = m.entry(key).or_insert(until);
+        *slot = (*slot).max(until);
     }
 
     fn left(map: &Mutex<HashMap<String, i64>>, key: &str, now: i64) -> Option<i64> {
-        let m = map.lock().ok()?;
+        let m = map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         m.get(key).copied().filter(|u| *u > now).map(|u| u - now)
     }
 
@@ -160,29 +166,41 @@ fn forget_stored(mine: &mut HashMap<String, Distrust>) {
     if mine.len() < DISTRUST_NETWORKS {
         return;
     }
-    let stored: Vec<String> = mine
+    let mut stored: Vec<(i64, String)> = mine
         .iter()
         .filter(|(_, d)| d.stored)
-        .map(|(n, _)| n.clone())
-        .take(mine.len() + 1 - DISTRUST_NETWORKS)
+        .map(|(n, d)| (d.since, n.clone()))
         .collect();
-    for n in stored {
+    // The oldest go first: the newest markers are the ones read back.
+    stored.sort_unstable();
+    for (_, n) in stored.into_iter().take(mine.len() + 1 - DISTRUST_NETWORKS) {
         mine.remove(&n);
     }
 }
 
-/// Makes room for one more user: one whose networks are all stored if there is one, else any.
-fn evict_one(mem: &mut HashMap<String, HashMap<String, Distrust>>) {
-    let victim = mem
-        .iter()
-        .find(|(_, nets)| nets.values().all(|d| d.stored))
-        .or_else(|| mem.iter().next())
-        .map(|(u, _)| u.clone());
-    if let Some(u) = victim {
-        mem.remove(&u);
+/// Makes room for `user`'s networks (one user more, or `adding` networks more): forgets other
+/// users, first those whose networks are all stored, then those distrusted longest ago (whose
+/// markers have long been written by the audit writer).
+fn make_room(mem: &mut HashMap<String, HashMap<String, Distrust>>, user: &str, adding: usize) {
+    let mut total: usize = mem.values().map(HashMap::len).sum();
+    loop {
+        let users = mem.len() + usize::from(!mem.contains_key(user));
+        if users <= DISTRUST_USERS && total + adding <= DISTRUST_ENTRIES {
+            return;
+        }
+        let victim = mem
+            .iter()
+            .filter(|(u, _)| u.as_str() != user)
+            .min_by_key(|(_, nets)| {
+                let unstored = nets.values().any(|d| !d.stored);
+                let newest = nets.values().map(|d| d.since).max().unwrap_or(i64::MIN);
+                (unstored, newest)
+            })
+            .map(|(u, _)| u.clone());
+        let Some(victim) = victim else { return };
+        total -= mem.remove(&victim).map_or(0, |n| n.len());
     }
 }
-
 impl Detector {
     pub fn new(
         rules: Rules,
@@ -231,10 +249,11 @@ impl Detector {
         if e.kind == EventKind::AlertRaised.as_str() || e.reason.as_deref() == Some("detection") {
             return;
         }
-        let found = match self.counting.lock() {
-            Ok(mut c) => c.observe(e, &self.rules),
-            Err(_) => Vec::new(),
-        };
+        let found = self
+            .counting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .observe(e, &self.rules);
         if !found.is_empty() {
             let me = self.clone();
             tokio::spawn(async move {
@@ -253,10 +272,11 @@ impl Detector {
             {
                 continue;
             }
-            let mut found = match self.counting.lock() {
-                Ok(mut c) => c.observe(e, &self.rules),
-                Err(_) => Vec::new(),
-            };
+            let mut found = self
+                .counting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .observe(e, &self.rules);
             if e.kind == EventKind::LoginSucceeded.as_str() {
                 found.extend(self.sign_in(e).await);
             }
@@ -350,6 +370,7 @@ impl Detector {
                 return Vec::new();
             }
         };
+        let first_marker = markers.iter().map(|m| m.id).min();
         let distrusted: HashMap<String, i64> = {
             // Only a cache: a panic elsewhere while it was held leaves it usable.
             let mut mem = self
@@ -375,9 +396,9 @@ impl Detector {
             // what is recorded already; bounded (what is stored may be forgotten here).
             if !mine.is_empty() {
                 forget_stored(&mut mine);
-                if mem.len() >= DISTRUST_USERS && !mem.contains_key(user) {
-                    evict_one(&mut mem);
-                }
+                // Its old entry is replaced (and not counted while room is made).
+                mem.remove(user.as_str());
+                make_room(&mut mem, user, mine.len());
                 mem.insert(user.clone(), mine);
             }
             view
@@ -446,6 +467,9 @@ impl Detector {
                         user_id: Some(user.clone()),
                         kind: Some(EventKind::LoginSucceeded.as_str().to_owned()),
                         until: Some(first),
+                        // Stored before the first marker too: read as an id range from there
+                        // back, not by filtering every sign-in since the first distrust.
+                        before_id: first_marker,
                         limit: HISTORY,
                         ..EventFilter::default()
                     })
@@ -489,17 +513,18 @@ impl Detector {
             .reserve(f.detection.as_str(), now)
             .await
             .is_allowed();
-        let held = match self.held_back.lock() {
-            Ok(mut h) => {
-                let n = h.entry(f.detection).or_insert(0);
-                if sent {
-                    std::mem::take(n)
-                } else {
-                    *n += 1;
-                    0
-                }
+        let held = {
+            let mut h = self
+                .held_back
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = h.entry(f.detection).or_insert(0);
+            if sent {
+                std::mem::take(n)
+            } else {
+                *n += 1;
+                0
             }
-            Err(_) => 0,
         };
         let mut facts = format!("response={} {}", applied.as_str(), f.facts);
         if held > 0 {
@@ -561,7 +586,10 @@ impl Detector {
                     return Response::Alert;
                 };
                 // The flagged network is distrusted for this user from a minute before the
-                // first such response on (recorded, so it survives a restart).
+                // first sign-in so answered on (recorded, so it survives a restart). From the
+                // sign-in's own time, not the detection's: a batch held back by a store outage
+                // is detected late, and the flagged sign-in must not become history.
+                let since = f.at.min(now) - 60;
                 if let Some(net) = ip.map(portcullis_core::geo::network_of) {
                     // Recorded once per network (what this process knows of, read back at
                     // each sign-in), so repeated responses cannot bury the older markers.
@@ -570,9 +598,7 @@ impl Detector {
                             .distrusted
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        if d.len() >= DISTRUST_USERS && !d.contains_key(user) {
-                            evict_one(&mut d);
-                        }
+                        make_room(&mut d, user, 1);
                         let mine = d.entry(user.to_owned()).or_default();
                         if mine.contains_key(&net) {
                             false
@@ -582,7 +608,7 @@ impl Detector {
                             mine.insert(
                                 net.clone(),
                                 Distrust {
-                                    since: now - 60,
+                                    since,
                                     stored: false,
                                 },
                             );
@@ -590,7 +616,6 @@ impl Detector {
                         }
                     };
                     if fresh {
-                        let since = now - 60;
                         self.audit.record(
                             Event::new(EventKind::NetworkDistrusted, now)
                                 .user(user)
@@ -652,9 +677,10 @@ mod tests {
             })
     }
 
-    /// A user whose three trusted sign-ins (from `trusted`) were followed by 2,500 sign-ins
-    /// from a distrusted network and one from 203.0.113.0/24; then a sign-in from
-    /// 192.0.2.0/24.
+    /// A user whose three trusted sign-ins (from `trusted`) were followed, in the same second,
+    /// by 2,500 sign-ins from a distrusted network, then one from 203.0.113.0/24; then a
+    /// sign-in from 192.0.2.0/24. Only paging by id gets past that second: by time, the next
+    /// page either starts at the same second again or skips what is left of it.
     async fn flooded(store: &dyn Storage, user: &str, trusted: &str) -> Event {
         let t0 = 1_000_000;
         let mut batch = vec![Event::new(EventKind::NetworkDistrusted, t0)
@@ -667,7 +693,7 @@ mod tests {
             batch.push(sign_in_from(
                 user,
                 "198.51.100.9",
-                t0 + 20 + i,
+                t0 + 10,
                 &format!("b{i}"),
             ));
         }
@@ -678,8 +704,7 @@ mod tests {
         e
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn trusted_history_is_found_behind_a_flood_of_distrusted_sign_ins() {
+    async fn detector() -> (Detector, Arc<dyn Storage>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("portcullis.db");
         let store = portcullis_store::connect(path.to_str().unwrap())
@@ -696,6 +721,12 @@ mod tests {
             Audit::start(store.clone(), 1_000, metrics),
             None,
         );
+        (det, store, dir)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn trusted_history_is_found_behind_a_flood_of_distrusted_sign_ins() {
+        let (det, store, _dir) = detector().await;
         let new_network =
             |found: &[Finding]| found.iter().any(|f| f.detection == Detection::NewNetwork);
         // The trusted sign-ins came after the first distrust and lie 2,500 distrusted ones
@@ -711,5 +742,114 @@ mod tests {
         // the history read is what decides).
         let e = flooded(&*store, "usr_control", "203.0.113.7").await;
         assert!(new_network(&det.sign_in(&e).await));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_network_is_distrusted_from_the_flagged_sign_in_even_when_detected_late() {
+        let (det, _store, _dir) = detector().await;
+        let flagged_at = 1_000_000;
+        let f = Finding {
+            detection: Detection::ImpossibleTravel,
+            user_id: Some("usr_late".into()),
+            client_id: None,
+            address: Some("198.51.100.9".into()),
+            session_id: None,
+            at: flagged_at,
+            facts: String::new(),
+        };
+        // Detected an hour after it happened (a batch held back by a store outage).
+        let applied = det
+            .respond(&f, Response::RevokeSessions, flagged_at + 3_600)
+            .await;
+        assert_eq!(applied, Response::RevokeSessions);
+        let mem = det.distrusted.lock().unwrap();
+        let d = mem["usr_late"]["198.51.100.0/24"];
+        assert_eq!(d.since, flagged_at - 60);
+        assert!(!d.stored);
+    }
+
+    fn nets(list: &[(i64, bool)]) -> HashMap<String, Distrust> {
+        list.iter()
+            .enumerate()
+            .map(|(i, &(since, stored))| (format!("net{i}"), Distrust { since, stored }))
+            .collect()
+    }
+
+    #[test]
+    fn only_the_oldest_stored_networks_are_forgotten() {
+        let mut mine = nets(&[(5, false)]);
+        for i in 1..DISTRUST_NETWORKS {
+            mine.insert(
+                format!("stored{i}"),
+                Distrust {
+                    since: 10 + i as i64,
+                    stored: true,
+                },
+            );
+        }
+        assert_eq!(mine.len(), DISTRUST_NETWORKS);
+        forget_stored(&mut mine);
+        // Room for one more: the oldest stored one went, the unstored (older still) stayed.
+        assert_eq!(mine.len(), DISTRUST_NETWORKS - 1);
+        assert!(mine.contains_key("net0"));
+        assert!(!mine.contains_key("stored1"));
+        assert!(mine.contains_key("stored2"));
+        // Under the bound nothing goes.
+        let mut few = nets(&[(1, true), (2, true)]);
+        forget_stored(&mut few);
+        assert_eq!(few.len(), 2);
+    }
+
+    #[test]
+    fn room_is_made_from_other_users_all_stored_first() {
+        let mut mem: HashMap<String, HashMap<String, Distrust>> = HashMap::new();
+        for i in 0..DISTRUST_USERS - 2 {
+            mem.insert(format!("usr_{i}"), nets(&[(100 + i as i64, true)]));
+        }
+        // Distrusted long ago but not read back yet, and the user being added to.
+        mem.insert("usr_unstored".into(), nets(&[(1, false)]));
+        mem.insert("usr_me".into(), nets(&[(0, true)]));
+        assert_eq!(mem.len(), DISTRUST_USERS);
+        make_room(&mut mem, "usr_new", 1);
+        assert_eq!(mem.len(), DISTRUST_USERS - 1);
+        // The all-stored user distrusted longest ago went (not the older unstored one).
+        assert!(!mem.contains_key("usr_me"));
+        assert!(mem.contains_key("usr_unstored"));
+        // Adding to a user already there needs no user's room; the user itself never goes.
+        make_room(&mut mem, "usr_0", 1);
+        assert_eq!(mem.len(), DISTRUST_USERS - 1);
+        // Past the entry budget, others go until the new networks fit.
+        let mut mem: HashMap<String, HashMap<String, Distrust>> = HashMap::new();
+        mem.insert("usr_big".into(), nets(&[(1, true)]));
+        let big: HashMap<String, Distrust> = (0..DISTRUST_ENTRIES - 1)
+            .map(|i| {
+                (
+                    format!("n{i}"),
+                    Distrust {
+                        since: 2,
+                        stored: true,
+                    },
+                )
+            })
+            .collect();
+        mem.insert("usr_huge".into(), big);
+        make_room(&mut mem, "usr_huge", 1);
+        assert!(!mem.contains_key("usr_big"));
+        assert!(mem.contains_key("usr_huge"));
+    }
+
+    #[test]
+    fn a_poisoned_response_map_still_answers() {
+        let r = Arc::new(Responses::new(900, Duration::from_secs(1), 64));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let poisoner = r.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.blocked.lock().unwrap();
+            panic!("poison the map");
+        })
+        .join();
+        assert!(r.blocked.is_poisoned());
+        r.block(ip, 1_000);
+        assert_eq!(r.blocked_for(ip, 1_000), Some(900));
     }
 }
