@@ -394,7 +394,11 @@ async fn a13_ipv6_clients_share_their_64_and_spellings_share_a_bucket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a17_throttled_answers_carry_the_full_header_set() {
-    let srv = TestServer::start();
+    let admin_port = free_port();
+    let srv = TestServer::start_with(&[(
+        "PORTCULLIS_ADMIN_LISTEN",
+        &format!("127.0.0.1:{admin_port}"),
+    )]);
     let seed = srv.seed();
     let http = srv.http();
     for _ in 0..5 {
@@ -463,6 +467,37 @@ async fn a17_throttled_answers_carry_the_full_header_set() {
         .filter(|l| l.contains("\"login.throttled\"") && l.contains("127.0.0.1"))
         .count();
     assert_eq!(lines, 1, "one for the address: {lines}");
+    // Every refusal is counted all the same: seven 429s, one written, six held back.
+    let token = srv.cli_json(&["admin", "rotate-token"], None)["admin_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let metrics = http
+        .get(format!("https://localhost:{admin_port}/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{prefix} in {metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        count("portcullis_events_total{event=\"login.throttled\",outcome=\"failure\"} "),
+        7
+    );
+    assert!(
+        count("portcullis_audit_events_suppressed_total ") >= 6,
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

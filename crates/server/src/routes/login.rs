@@ -110,20 +110,20 @@ pub async fn login(
             // One event per account, address and window: a flood of refusals is one line.
             // And at most one per network and minute: a throttled address typing a new
             // e-mail each time must not store one event per request.
+            let event = Event::new(EventKind::LoginThrottled, now)
+                .from(&req_origin)
+                .client(&client.id)
+                .reason("rate_limited")
+                .detail(&format!(
+                    "retry_after={} account={}",
+                    t.retry_after,
+                    st.login_limits.account_key(email)
+                ));
             if st.login_limits.first_refusal(email, ip, now).await {
-                st.audit
-                    .record_floodable(
-                        Event::new(EventKind::LoginThrottled, now)
-                            .from(&req_origin)
-                            .client(&client.id)
-                            .reason("rate_limited")
-                            .detail(&format!(
-                                "retry_after={} account={}",
-                                t.retry_after,
-                                st.login_limits.account_key(email)
-                            )),
-                    )
-                    .await;
+                st.audit.record_floodable(event).await;
+            } else {
+                // Not written, but counted (suppressed, and in the metrics by kind).
+                st.audit.suppress(&event);
             }
             return throttled(&st, &flow, &client, t.retry_after);
         }

@@ -187,10 +187,12 @@ pub async fn change(
     {
         Ok(r) => r,
         Err(t) => {
+            let event = throttle_event("rate_limited", t.retry_after);
             if st.login_limits.first_refusal(&user.email, ip, now).await {
-                st.audit
-                    .record_floodable(throttle_event("rate_limited", t.retry_after))
-                    .await;
+                st.audit.record_floodable(event).await;
+            } else {
+                // Not written, but counted (suppressed, and in the metrics by kind).
+                st.audit.suppress(&event);
             }
             return throttled(t.retry_after);
         }
