@@ -366,14 +366,29 @@ async fn client_authentication_rules() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
-    let res = http
-        .post(srv.url("/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(vec![b'a'; 70_000])
-        .send()
-        .await
-        .unwrap();
+    let oversized = |path: &str| {
+        http.post(srv.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(vec![b'a'; 70_000])
+            .send()
+    };
+    let res = oversized("/token").await.unwrap();
     assert_eq!(res.status(), 413);
+    // In the endpoint's own error format, not the framework's text.
+    assert_eq!(res.headers()["content-type"], "application/json");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("64 KiB"));
+    let res = oversized("/login").await.unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(
+        res.text().await.unwrap(),
+        "Request body too large (at most 64 KiB)\n"
+    );
     // Rotation keeps the previous secret valid, and the CLI's changes reach the running
     // server within 1 second.
     let rotated = srv.cli_json(&["clients", "rotate-secret", &seed.machine_id], None);

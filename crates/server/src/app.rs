@@ -101,6 +101,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(body_too_large))
         .layer(middleware::from_fn_with_state(state.clone(), host_check))
         .layer(middleware::from_fn(head_limits))
         .layer(middleware::from_fn_with_state(
@@ -118,6 +119,39 @@ pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
             portcullis_guard::headers::security_headers,
         ))
         .with_state(state)
+}
+
+/// An oversized body: axum answers 413 with its own text from the extractor; the endpoints
+/// that speak RFC 6749 §5.2 JSON errors answer in that format instead, the others with a
+/// short text of ours. The headers set inside (CORS on the token endpoints) are kept.
+async fn body_too_large(req: Request, next: Next) -> Response {
+    let oauth = matches!(
+        req.uri().path(),
+        paths::TOKEN | paths::REVOKE | paths::INTROSPECT
+    );
+    let res = next.run(req).await;
+    if res.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return res;
+    }
+    let (mut parts, _) = res.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut ours = if oauth {
+        crate::respond::oauth_json_error(&portcullis_core::error::OAuthError::invalid_request(
+            format!("the request body is larger than {} KiB", MAX_BODY / 1024),
+        ))
+    } else {
+        (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("Request body too large (at most {} KiB)\n", MAX_BODY / 1024),
+        )
+            .into_response()
+    };
+    for (name, value) in ours.headers() {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    *ours.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    let (_, body) = ours.into_parts();
+    Response::from_parts(parts, body)
 }
 
 /// Oversized request heads: 414 for a long target, 431 for too many header fields.
