@@ -372,17 +372,20 @@ async fn client_authentication_rules() {
             .body(vec![b'a'; 70_000])
             .send()
     };
-    let res = oversized("/token").await.unwrap();
-    assert_eq!(res.status(), 413);
     // In the endpoint's own error format, not the framework's text.
-    assert_eq!(res.headers()["content-type"], "application/json");
-    assert_eq!(res.headers()["cache-control"], "no-store");
-    let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["error"], "invalid_request", "{body}");
-    assert!(body["error_description"]
-        .as_str()
-        .unwrap()
-        .contains("64 KiB"));
+    for path in ["/token", "/revoke", "/introspect"] {
+        let res = oversized(path).await.unwrap();
+        assert_eq!(res.status(), 413, "{path}");
+        assert_eq!(res.headers()["content-type"], "application/json");
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        assert!(res.headers().contains_key("strict-transport-security"));
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{path}: {body}");
+        assert!(body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("64 KiB"));
+    }
     let res = oversized("/login").await.unwrap();
     assert_eq!(res.status(), 413);
     assert_eq!(

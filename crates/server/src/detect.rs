@@ -34,8 +34,12 @@ const HISTORY_PAGES: usize = 5;
 struct Distrust {
     /// Sign-ins from the network at or after this time are no history.
     since: i64,
-    /// Its marker was read back from the store (so it may be forgotten here).
-    stored: bool,
+    /// The id of its newest marker read back from the store, if one was (then it may be
+    /// forgotten here: the smallest ids first, as they are the first to fall out of what is
+    /// read back).
+    marker: Option<i64>,
+    /// When its marker was recorded (by this process, or as stored).
+    noted: i64,
 }
 
 /// Users whose distrusted networks are kept in memory (the stored markers are the truth; this
@@ -160,47 +164,52 @@ pub struct Detector {
     distrusted: Mutex<HashMap<String, HashMap<String, Distrust>>>,
 }
 
-/// Keeps one user's distrusted networks under `DISTRUST_NETWORKS` by forgetting ones whose
-/// markers are stored (read back at the next sign-in); those not stored yet always stay.
-fn forget_stored(mine: &mut HashMap<String, Distrust>) {
-    if mine.len() < DISTRUST_NETWORKS {
+/// Keeps one user's distrusted networks to `DISTRUST_NETWORKS` with room for `adding` more
+/// by forgetting ones whose markers are stored (read back at the next sign-in), the oldest
+/// markers first; those not stored yet always stay.
+fn forget_stored(mine: &mut HashMap<String, Distrust>, adding: usize) {
+    let over = (mine.len() + adding).saturating_sub(DISTRUST_NETWORKS);
+    if over == 0 {
         return;
     }
     let mut stored: Vec<(i64, String)> = mine
         .iter()
-        .filter(|(_, d)| d.stored)
-        .map(|(n, d)| (d.since, n.clone()))
+        .filter_map(|(n, d)| d.marker.map(|id| (id, n.clone())))
         .collect();
-    // The oldest go first: the newest markers are the ones read back.
     stored.sort_unstable();
-    for (_, n) in stored.into_iter().take(mine.len() + 1 - DISTRUST_NETWORKS) {
+    for (_, n) in stored.into_iter().take(over) {
         mine.remove(&n);
     }
 }
 
 /// Makes room for `user`'s networks (one user more, or `adding` networks more): forgets other
-/// users, first those whose networks are all stored, then those distrusted longest ago (whose
-/// markers have long been written by the audit writer).
+/// users, first those whose networks are all stored, then those noted longest ago (whose
+/// markers have long been written by the audit writer). The users are ranked once.
 fn make_room(mem: &mut HashMap<String, HashMap<String, Distrust>>, user: &str, adding: usize) {
     let mut total: usize = mem.values().map(HashMap::len).sum();
-    loop {
-        let users = mem.len() + usize::from(!mem.contains_key(user));
+    let mut users = mem.len() + usize::from(!mem.contains_key(user));
+    if users <= DISTRUST_USERS && total + adding <= DISTRUST_ENTRIES {
+        return;
+    }
+    let mut ranked: Vec<((bool, i64), String)> = mem
+        .iter()
+        .filter(|(u, _)| u.as_str() != user)
+        .map(|(u, nets)| {
+            let unstored = nets.values().any(|d| d.marker.is_none());
+            let newest = nets.values().map(|d| d.noted).max().unwrap_or(i64::MIN);
+            ((unstored, newest), u.clone())
+        })
+        .collect();
+    ranked.sort_unstable();
+    for (_, victim) in ranked {
         if users <= DISTRUST_USERS && total + adding <= DISTRUST_ENTRIES {
             return;
         }
-        let victim = mem
-            .iter()
-            .filter(|(u, _)| u.as_str() != user)
-            .min_by_key(|(_, nets)| {
-                let unstored = nets.values().any(|d| !d.stored);
-                let newest = nets.values().map(|d| d.since).max().unwrap_or(i64::MIN);
-                (unstored, newest)
-            })
-            .map(|(u, _)| u.clone());
-        let Some(victim) = victim else { return };
         total -= mem.remove(&victim).map_or(0, |n| n.len());
+        users -= 1;
     }
 }
+
 impl Detector {
     pub fn new(
         rules: Rules,
@@ -377,7 +386,8 @@ impl Detector {
                 .distrusted
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut mine = mem.get(user).cloned().unwrap_or_default();
+            // Taken out while it is updated (its old size is not counted when room is made).
+            let mut mine = mem.remove(user.as_str()).unwrap_or_default();
             for m in &markers {
                 let d = m.event.detail.as_deref().unwrap_or("");
                 let net = detect::detail_value(Some(d), "network");
@@ -385,19 +395,18 @@ impl Detector {
                 if let (Some(net), Some(since)) = (net, since) {
                     let slot = mine.entry(net.to_owned()).or_insert(Distrust {
                         since,
-                        stored: true,
+                        marker: Some(m.id),
+                        noted: m.event.at,
                     });
                     slot.since = slot.since.min(since);
-                    slot.stored = true;
+                    slot.marker = Some(slot.marker.map_or(m.id, |id| id.max(m.id)));
                 }
             }
             let view = mine.iter().map(|(n, d)| (n.clone(), d.since)).collect();
             // Kept in memory only for users with something distrusted, so a response knows
             // what is recorded already; bounded (what is stored may be forgotten here).
             if !mine.is_empty() {
-                forget_stored(&mut mine);
-                // Its old entry is replaced (and not counted while room is made).
-                mem.remove(user.as_str());
+                forget_stored(&mut mine, 0);
                 make_room(&mut mem, user, mine.len());
                 mem.insert(user.clone(), mine);
             }
@@ -468,7 +477,11 @@ impl Detector {
                         kind: Some(EventKind::LoginSucceeded.as_str().to_owned()),
                         until: Some(first),
                         // Stored before the first marker too: read as an id range from there
-                        // back, not by filtering every sign-in since the first distrust.
+                        // back, not by filtering every sign-in since the first distrust. (One
+                        // writer stores events in order, so a sign-in a minute older than the
+                        // first flagged one was stored before its marker, even one held back
+                        // by an outage; a store written by several processes, or a clock
+                        // stepped back, may leave such a sign-in out of this read.)
                         before_id: first_marker,
                         limit: HISTORY,
                         ..EventFilter::default()
@@ -598,18 +611,19 @@ impl Detector {
                             .distrusted
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        make_room(&mut d, user, 1);
-                        let mine = d.entry(user.to_owned()).or_default();
-                        if mine.contains_key(&net) {
+                        if d.get(user).is_some_and(|mine| mine.contains_key(&net)) {
                             false
                         } else {
+                            make_room(&mut d, user, 1);
+                            let mine = d.entry(user.to_owned()).or_default();
                             // Always kept (not stored yet); room is made from stored ones.
-                            forget_stored(mine);
+                            forget_stored(mine, 1);
                             mine.insert(
                                 net.clone(),
                                 Distrust {
                                     since,
-                                    stored: false,
+                                    marker: None,
+                                    noted: now,
                                 },
                             );
                             true
@@ -746,7 +760,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_network_is_distrusted_from_the_flagged_sign_in_even_when_detected_late() {
-        let (det, _store, _dir) = detector().await;
+        let (det, store, _dir) = detector().await;
         let flagged_at = 1_000_000;
         let f = Finding {
             detection: Detection::ImpossibleTravel,
@@ -762,16 +776,51 @@ mod tests {
             .respond(&f, Response::RevokeSessions, flagged_at + 3_600)
             .await;
         assert_eq!(applied, Response::RevokeSessions);
-        let mem = det.distrusted.lock().unwrap();
-        let d = mem["usr_late"]["198.51.100.0/24"];
-        assert_eq!(d.since, flagged_at - 60);
-        assert!(!d.stored);
+        {
+            let mem = det.distrusted.lock().unwrap();
+            let d = mem["usr_late"]["198.51.100.0/24"];
+            assert_eq!(d.since, flagged_at - 60);
+            assert!(d.marker.is_none());
+        }
+        // The stored marker says the same, so it holds after a restart too.
+        let stored_markers = || async {
+            assert!(det.audit.flush(Duration::from_secs(10)).await);
+            store
+                .query_events(&EventFilter {
+                    user_id: Some("usr_late".into()),
+                    kind: Some(EventKind::NetworkDistrusted.as_str().to_owned()),
+                    limit: 10,
+                    ..EventFilter::default()
+                })
+                .await
+                .unwrap()
+        };
+        let markers = stored_markers().await;
+        assert_eq!(markers.len(), 1);
+        let detail = markers[0].event.detail.as_deref();
+        assert_eq!(
+            detect::detail_value(detail, "since"),
+            Some((flagged_at - 60).to_string().as_str())
+        );
+        // A second response for the same network records nothing more.
+        det.respond(&f, Response::RevokeSessions, flagged_at + 3_700)
+            .await;
+        let again = stored_markers().await;
+        assert_eq!(again.len(), 1);
     }
 
     fn nets(list: &[(i64, bool)]) -> HashMap<String, Distrust> {
         list.iter()
             .enumerate()
-            .map(|(i, &(since, stored))| (format!("net{i}"), Distrust { since, stored }))
+            .map(|(i, &(since, stored))| {
+                let marker = stored.then_some(since);
+                let d = Distrust {
+                    since,
+                    marker,
+                    noted: since,
+                };
+                (format!("net{i}"), d)
+            })
             .collect()
     }
 
@@ -779,24 +828,30 @@ mod tests {
     fn only_the_oldest_stored_networks_are_forgotten() {
         let mut mine = nets(&[(5, false)]);
         for i in 1..DISTRUST_NETWORKS {
-            mine.insert(
-                format!("stored{i}"),
-                Distrust {
-                    since: 10 + i as i64,
-                    stored: true,
-                },
-            );
+            // Read back: marker ids the reverse of the times (a late detection's marker is
+            // newer than its time says); the smallest ids go first.
+            let d = Distrust {
+                since: 10 + i as i64,
+                marker: Some(100_000 - i as i64),
+                noted: 10 + i as i64,
+            };
+            mine.insert(format!("stored{i}"), d);
         }
         assert_eq!(mine.len(), DISTRUST_NETWORKS);
-        forget_stored(&mut mine);
-        // Room for one more: the oldest stored one went, the unstored (older still) stayed.
+        // As many as are read back stay.
+        forget_stored(&mut mine, 0);
+        assert_eq!(mine.len(), DISTRUST_NETWORKS);
+        // Room for one more: the stored one with the oldest marker went, the unstored one
+        // (older still) stayed.
+        forget_stored(&mut mine, 1);
         assert_eq!(mine.len(), DISTRUST_NETWORKS - 1);
         assert!(mine.contains_key("net0"));
-        assert!(!mine.contains_key("stored1"));
-        assert!(mine.contains_key("stored2"));
+        let last = format!("stored{}", DISTRUST_NETWORKS - 1);
+        assert!(!mine.contains_key(&last));
+        assert!(mine.contains_key("stored1"));
         // Under the bound nothing goes.
         let mut few = nets(&[(1, true), (2, true)]);
-        forget_stored(&mut few);
+        forget_stored(&mut few, 1);
         assert_eq!(few.len(), 2);
     }
 
@@ -823,13 +878,12 @@ mod tests {
         mem.insert("usr_big".into(), nets(&[(1, true)]));
         let big: HashMap<String, Distrust> = (0..DISTRUST_ENTRIES - 1)
             .map(|i| {
-                (
-                    format!("n{i}"),
-                    Distrust {
-                        since: 2,
-                        stored: true,
-                    },
-                )
+                let d = Distrust {
+                    since: 2,
+                    marker: Some(i as i64),
+                    noted: 2,
+                };
+                (format!("n{i}"), d)
             })
             .collect();
         mem.insert("usr_huge".into(), big);
