@@ -276,6 +276,27 @@ async fn admin_event<S: AuditStore + ?Sized>(
     })
 }
 
+/// One `session.revoked` event for each session an action on the user ended (`live`: the
+/// sessions active just before it, which the action revokes in its own transaction), naming
+/// the action, so every ended session can be traced by its id. A session begun between the
+/// reading and the action ends too, under the action's own event only.
+async fn sessions_ended<S: AuditStore + ?Sized>(
+    store: &S,
+    user: &UserId,
+    live: &[portcullis_core::model::Session],
+    because: EventKind,
+) -> anyhow::Result<()> {
+    for s in live {
+        admin_event(store, EventKind::SessionRevoked, |e| {
+            e.user(user)
+                .session(&s.id)
+                .detail(&format!("because={}", because.as_str()))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
 fn parse_client_id(s: &str) -> anyhow::Result<ClientId> {
     ClientId::parse(s).ok_or_else(|| anyhow::anyhow!("{s:?} is not a client id"))
 }
@@ -766,8 +787,10 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
         }
         UsersCommand::Disable { email } => {
             let u = user_by_email(&store, &email).await?;
+            let live = store.list_sessions(&u.id, now()).await?;
             store.set_user_disabled(&u.id, true, now()).await?;
             admin_event(&store, EventKind::UserDisabled, |e| e.user(&u.id)).await?;
+            sessions_ended(&store, &u.id, &live, EventKind::UserDisabled).await?;
             println!("user disabled; their sessions and tokens have ended");
         }
         UsersCommand::Enable { email } => {
@@ -778,8 +801,10 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
         }
         UsersCommand::Delete { email } => {
             let u = user_by_email(&store, &email).await?;
+            let live = store.list_sessions(&u.id, now()).await?;
             store.delete_user(&u.id, now()).await?;
             admin_event(&store, EventKind::UserDeleted, |e| e.user(&u.id)).await?;
+            sessions_ended(&store, &u.id, &live, EventKind::UserDeleted).await?;
             println!("user deleted");
         }
         UsersCommand::RevokeDevices { email } => {
@@ -796,8 +821,10 @@ pub async fn users(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
             let parsed = Email::parse(&u.email).map_err(|e| anyhow::anyhow!("{e}"))?;
             let pw = read_password()?;
             let hash = checked_hash(config, &parsed, &pw).await?;
+            let live = store.list_sessions(&u.id, now()).await?;
             store.set_password_hash(&u.id, &hash, now()).await?;
             admin_event(&store, EventKind::UserPasswordSet, |e| e.user(&u.id)).await?;
+            sessions_ended(&store, &u.id, &live, EventKind::UserPasswordSet).await?;
             println!("password changed; the user's sessions and tokens have ended");
         }
         UsersCommand::List { json } => {

@@ -319,6 +319,16 @@ async fn the_events_command_filters_follows_and_sees_admin_actions() {
         k.contains(&"user.disabled") && k.contains(&"key.rotated"),
         "{k:?}"
     );
+    // The session disabling ended has its own event, naming the action.
+    let signed_in = events(&srv, &["--type", "login.succeeded", "--user", ALICE]);
+    let session = signed_in[0]["session_id"].as_str().unwrap();
+    let ended = events(&srv, &["--type", "session.revoked", "--user", ALICE]);
+    assert!(
+        ended.iter().any(|e| e["session_id"] == session
+            && e["detail"] == "because=user.disabled"
+            && e["reason"] == "cli"),
+        "{ended:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
