@@ -634,7 +634,7 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 },
                 ..portcullis_server::keyring::KeyPolicy::from_config(config)
             };
-            portcullis_server::keyring::maintain(&store, &enc, &policy, now).await?;
+            portcullis_server::keyring::maintain(&store, &enc, &policy, now, None).await?;
             println!("key {kid} revoked");
         }
     }

@@ -92,6 +92,7 @@ pub fn encrypter(config: &Config) -> anyhow::Result<Encrypter> {
 /// this runs before and beside the server's event queue. A failure to store it is logged.
 async fn key_event<S: SigningKeyStore + AuditStore + ?Sized>(
     store: &S,
+    metrics: Option<&crate::metrics::Metrics>,
     kind: EventKind,
     kid: &portcullis_core::ids::KeyId,
     alg: SigningAlg,
@@ -101,18 +102,25 @@ async fn key_event<S: SigningKeyStore + AuditStore + ?Sized>(
         .reason("schedule")
         .detail(&format!("kid={kid} alg={}", alg.as_str()));
     tracing::info!(target: "portcullis::audit", event = %e.kind, outcome = "success", reason = "schedule", detail = e.detail.as_deref());
+    // Stored at once (not through the event writer): a key change must be on record before
+    // the key is used. Counted in the server's metrics like every recorded event.
+    if let Some(m) = metrics {
+        m.observe_event(&e);
+    }
     if let Err(err) = store.append_events(&[e]).await {
         tracing::warn!(event = "audit.store_failed", error = %err);
     }
 }
 
 /// Makes sure each algorithm has a key (first start), rotates the ones due, re-wraps blobs
-/// sealed under the previous encryption key; returns the stored keys afterwards.
+/// sealed under the previous encryption key; returns the stored keys afterwards. Its events
+/// are counted in `metrics` (the server's; the CLI has none).
 pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
     store: &S,
     enc: &Encrypter,
     policy: &KeyPolicy,
     now: i64,
+    metrics: Option<&crate::metrics::Metrics>,
 ) -> anyhow::Result<Vec<StoredSigningKey>> {
     let mut stored = store.list_signing_keys().await?;
     let mut changed = false;
@@ -126,12 +134,12 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
         if !signing {
             let key = keys::generate(alg, enc, now, now)?;
             store.insert_signing_key(&key).await?;
-            key_event(store, EventKind::KeyGenerated, &key.kid, alg, now).await;
+            key_event(store, metrics, EventKind::KeyGenerated, &key.kid, alg, now).await;
             changed = true;
         } else if keys::rotation_due(&stored, alg, now, &policy.rotation) {
             let next = keys::generate(alg, enc, now, now + policy.rotation.lead)?;
             if store.rotate_signing_key(&next, now).await? {
-                key_event(store, EventKind::KeyRotated, &next.kid, alg, now).await;
+                key_event(store, metrics, EventKind::KeyRotated, &next.kid, alg, now).await;
                 changed = true;
             }
         }
@@ -192,8 +200,9 @@ pub async fn load<S: SigningKeyStore + AuditStore + ?Sized>(
     enc: &Encrypter,
     policy: &KeyPolicy,
     now: i64,
+    metrics: &crate::metrics::Metrics,
 ) -> anyhow::Result<KeyState> {
-    let stored = maintain(store, enc, policy, now).await?;
+    let stored = maintain(store, enc, policy, now, Some(metrics)).await?;
     build(&stored, enc, policy, now)
 }
 
@@ -205,8 +214,9 @@ pub async fn reload<S: SigningKeyStore + AuditStore + ?Sized>(
     enc: &Encrypter,
     policy: &KeyPolicy,
     now: i64,
+    metrics: &crate::metrics::Metrics,
 ) -> anyhow::Result<()> {
-    let stored = maintain(store, enc, policy, now).await?;
+    let stored = maintain(store, enc, policy, now, Some(metrics)).await?;
     let old = ring.snapshot();
     let kept: Vec<&StoredSigningKey> = stored
         .iter()

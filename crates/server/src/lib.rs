@@ -58,17 +58,18 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
 
 /// Builds the shared state from a configuration and an open store.
 pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<AppState> {
+    let metrics = Arc::new(metrics::Metrics::new());
     let keys = keyring::load(
         &store,
         &keyring::encrypter(config)?,
         &keyring::KeyPolicy::from_config(config),
         now(),
+        &metrics,
     )
     .await?;
     let metadata = serde_json::to_vec(&portcullis_core::discovery::metadata(&config.issuer))?;
     let store: Arc<dyn portcullis_core::store::Storage> =
         Arc::new(cache::CachedStore::new(Arc::new(store)));
-    let metrics = Arc::new(metrics::Metrics::new());
     let audit = audit::Audit::start(store.clone(), config.event_buffer, metrics.clone())
         .with_network_prefix(config.ipv6_prefix);
     let responses = Arc::new(detect::Responses::new(
@@ -228,6 +229,7 @@ pub async fn serve(
     let key_store = state.store.clone();
     let key_enc = keyring::encrypter(&config)?;
     let key_policy = keyring::KeyPolicy::from_config(&config);
+    let key_metrics = state.metrics.clone();
     tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
@@ -240,7 +242,15 @@ pub async fn serve(
                 }
                 None => tokio::time::sleep(keyring::RELOAD_EVERY).await,
             }
-            if let Err(e) = keyring::reload(&ring, &*key_store, &key_enc, &key_policy, now()).await
+            if let Err(e) = keyring::reload(
+                &ring,
+                &*key_store,
+                &key_enc,
+                &key_policy,
+                now(),
+                &key_metrics,
+            )
+            .await
             {
                 tracing::warn!(event = "key.reload_failed", error = %e);
             }
