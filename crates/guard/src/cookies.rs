@@ -25,29 +25,10 @@ impl HostCookie {
     /// sibling domain cannot plant or overwrite it). Anything else fails to compile when the
     /// cookie is a `const`, as cookies should be, and panics otherwise.
     pub const fn new(name: &'static str, same_site: SameSite) -> Self {
-        const PREFIX: &[u8] = b"__Host-";
-        let bytes = name.as_bytes();
         assert!(
-            bytes.len() > PREFIX.len(),
-            "a HostCookie name starts with __Host- and has more after it"
+            prefixed_name(name, b"__Host-"),
+            "a HostCookie name is __Host- followed by letters, digits, '-', '_' and '.'"
         );
-        let mut i = 0;
-        while i < PREFIX.len() {
-            assert!(
-                bytes[i] == PREFIX[i],
-                "a HostCookie name starts with __Host-"
-            );
-            i += 1;
-        }
-        // Token characters only (RFC 6265 §4.1.1): no separators, spaces or controls.
-        while i < bytes.len() {
-            let b = bytes[i];
-            assert!(
-                b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.',
-                "a HostCookie name is made of letters, digits, '-', '_' and '.'"
-            );
-            i += 1;
-        }
         Self { name, same_site }
     }
 
@@ -55,34 +36,19 @@ impl HostCookie {
         self.name
     }
 
-    fn attrs(&self) -> &'static str {
-        match self.same_site {
-            SameSite::Lax => "Path=/; Secure; HttpOnly; SameSite=Lax",
-            SameSite::Strict => "Path=/; Secure; HttpOnly; SameSite=Strict",
-        }
+    fn attrs(&self) -> String {
+        attributes("/", self.same_site)
     }
 
     /// `Set-Cookie` value setting `value` for `max_age` seconds. `value` must be cookie-safe
-    /// (our issued secrets are base64url); anything else yields `None`.
+    /// and not empty (our issued secrets are base64url); anything else yields `None`.
     pub fn set(&self, value: &str, max_age: i64) -> Option<HeaderValue> {
-        if !value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return None;
-        }
-        HeaderValue::from_str(&format!(
-            "{}={value}; {}; Max-Age={}",
-            self.name,
-            self.attrs(),
-            max_age.max(0)
-        ))
-        .ok()
+        set_cookie(self.name, &self.attrs(), value, max_age)
     }
 
     /// `Set-Cookie` value deleting the cookie, with identical attributes.
     pub fn delete(&self) -> Option<HeaderValue> {
-        HeaderValue::from_str(&format!("{}=; {}; Max-Age=0", self.name, self.attrs())).ok()
+        delete_cookie(self.name, &self.attrs())
     }
 
     /// The cookie's value in a request. If the name appears more than once (cookie tossing
@@ -90,6 +56,61 @@ impl HostCookie {
     pub fn get(&self, headers: &HeaderMap) -> Option<String> {
         find_unique(headers, self.name)
     }
+}
+
+/// Whether `name` is `prefix` followed by one or more token characters (RFC 6265 §4.1.1 allows
+/// more; these are enough and need no quoting anywhere). `const`, so that a bad cookie
+/// defined as a `const` fails to compile.
+const fn prefixed_name(name: &str, prefix: &[u8]) -> bool {
+    let bytes = name.as_bytes();
+    if bytes.len() <= prefix.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < prefix.len() {
+        if bytes[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !(b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The attributes every cookie of ours carries: its path, `Secure`, `HttpOnly`, `SameSite`.
+fn attributes(path: &str, same_site: SameSite) -> String {
+    let same_site = match same_site {
+        SameSite::Lax => "Lax",
+        SameSite::Strict => "Strict",
+    };
+    format!("Path={path}; Secure; HttpOnly; SameSite={same_site}")
+}
+
+/// `Set-Cookie` setting `value` (base64url characters, not empty; else `None`).
+fn set_cookie(name: &str, attrs: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+    if value.is_empty()
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return None;
+    }
+    HeaderValue::from_str(&format!(
+        "{name}={value}; {attrs}; Max-Age={}",
+        max_age.max(0)
+    ))
+    .ok()
+}
+
+/// `Set-Cookie` deleting the cookie, with the attributes it was set with.
+fn delete_cookie(name: &str, attrs: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("{name}=; {attrs}; Max-Age=0")).ok()
 }
 
 /// The value of cookie `name`, or `None` when it is absent, empty or sent more than once.
@@ -126,28 +147,10 @@ impl PathCookie {
     /// space). Anything else fails to compile when the cookie is a `const`, and panics
     /// otherwise.
     pub const fn new(name: &'static str, path: &'static str, same_site: SameSite) -> Self {
-        const PREFIX: &[u8] = b"__Secure-";
-        let bytes = name.as_bytes();
         assert!(
-            bytes.len() > PREFIX.len(),
-            "a PathCookie name starts with __Secure- and has more after it"
+            prefixed_name(name, b"__Secure-"),
+            "a PathCookie name is __Secure- followed by letters, digits, '-', '_' and '.'"
         );
-        let mut i = 0;
-        while i < PREFIX.len() {
-            assert!(
-                bytes[i] == PREFIX[i],
-                "a PathCookie name starts with __Secure-"
-            );
-            i += 1;
-        }
-        while i < bytes.len() {
-            let b = bytes[i];
-            assert!(
-                b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.',
-                "a PathCookie name is made of letters, digits, '-', '_' and '.'"
-            );
-            i += 1;
-        }
         let p = path.as_bytes();
         assert!(!p.is_empty() && p[0] == b'/', "a cookie path starts with /");
         let mut j = 0;
@@ -175,35 +178,18 @@ impl PathCookie {
     }
 
     fn attrs(&self) -> String {
-        let same_site = match self.same_site {
-            SameSite::Lax => "Lax",
-            SameSite::Strict => "Strict",
-        };
-        format!("Path={}; Secure; HttpOnly; SameSite={same_site}", self.path)
+        attributes(self.path, self.same_site)
     }
 
     /// `Set-Cookie` value setting `value` for `max_age` seconds; `None` unless `value` is
     /// made of base64url characters.
     pub fn set(&self, value: &str, max_age: i64) -> Option<HeaderValue> {
-        if value.is_empty()
-            || !value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return None;
-        }
-        HeaderValue::from_str(&format!(
-            "{}={value}; {}; Max-Age={}",
-            self.name,
-            self.attrs(),
-            max_age.max(0)
-        ))
-        .ok()
+        set_cookie(self.name, &self.attrs(), value, max_age)
     }
 
     /// `Set-Cookie` value deleting the cookie, with identical attributes.
     pub fn delete(&self) -> Option<HeaderValue> {
-        HeaderValue::from_str(&format!("{}=; {}; Max-Age=0", self.name, self.attrs())).ok()
+        delete_cookie(self.name, &self.attrs())
     }
 
     /// The cookie's value in a request; a name sent more than once counts as absent.
@@ -228,6 +214,7 @@ mod tests {
             "__Host-s=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"
         );
         assert!(c.set("a;b", 60).is_none());
+        assert!(c.set("", 60).is_none());
     }
 
     #[test]
