@@ -17,7 +17,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -43,13 +42,6 @@ struct App {
     issuer: String,
     starts: HashMap<String, Start>,
     callbacks: Mutex<Vec<(&'static str, String)>>,
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
 }
 
 fn html_escape(s: &str) -> String {
@@ -229,33 +221,6 @@ fn start(srv: &TestServer, client_id: &str, redirect_uri: &str, label: &str) -> 
     }
 }
 
-/// Fails with the command that installs what is missing.
-fn prerequisites(root: &Path) -> (PathBuf, String) {
-    let script = root.join("tests/browser/signin.mjs");
-    assert!(script.is_file(), "missing {}", script.display());
-    let modules = root.join("tests/browser/node_modules/playwright-core");
-    assert!(
-        modules.is_dir(),
-        "{} is missing: run `npm ci --prefix tests/browser` in {} (the browser test does not install anything itself)",
-        modules.display(),
-        root.display()
-    );
-    let node_ok = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        node_ok,
-        "`node` is not on PATH: install Node.js 20 or newer"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    assert!(
-        Path::new(&chromium).is_file(),
-        "{chromium} is missing: run `apt-get install -y chromium` (or set CHROMIUM)"
-    );
-    (script, chromium)
-}
-
 fn field<'a>(v: &'a Value, path: &str) -> &'a Value {
     path.split('.').fold(v, |v, k| &v[k])
 }
@@ -286,14 +251,8 @@ fn decode_jwt_claims(jwt: &str) -> Value {
 async fn chromium_signs_in_through_the_hosted_pages() {
     let started = Instant::now();
     let root = workspace_root();
-    let (script, chromium) = prerequisites(&root);
-    let artifacts = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("browser-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    // Absolute, so the script (run from tests/browser) writes where this test looks.
-    let artifacts = artifacts.canonicalize().unwrap();
+    let (script, chromium) = browser_prerequisites(&root, "signin.mjs");
+    let artifacts = artifacts_dir(&root, "");
 
     let srv = TestServer::start();
     let seed = srv.seed();

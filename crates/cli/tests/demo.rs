@@ -13,8 +13,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,47 +26,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const EMAIL: &str = "alice@example.com";
 
-#[derive(Default)]
-struct ShiftedClock {
-    offset: AtomicI64,
-}
-
-impl Clock for ShiftedClock {
-    fn now(&self) -> i64 {
-        SystemClock.now() + self.offset.load(Ordering::Relaxed)
-    }
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
 fn spki_hash(srv: &TestServer) -> String {
     use sha2::Digest;
     let key_pem = std::fs::read_to_string(srv.dir.path().join("key.pem")).unwrap();
     let key = rcgen::KeyPair::from_pem(&key_pem).unwrap();
     base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(key.public_key_der()))
-}
-
-fn prerequisites(root: &Path) -> (PathBuf, String) {
-    let script = root.join("tests/browser/demo.mjs");
-    assert!(script.is_file(), "missing {}", script.display());
-    let modules = root.join("tests/browser/node_modules/playwright-core");
-    assert!(
-        modules.is_dir(),
-        "{} is missing: run `npm ci --prefix tests/browser` in {}",
-        modules.display(),
-        root.display()
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
-    assert!(
-        Path::new(&chromium).is_file(),
-        "{chromium} is missing: run `apt-get install -y chromium` (or set CHROMIUM)"
-    );
-    (script, chromium)
 }
 
 struct Running {
@@ -155,13 +118,8 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 async fn the_demo_signs_in_refreshes_and_logs_out_in_a_real_browser() {
     let started = Instant::now();
     let root = workspace_root();
-    let (script, chromium) = prerequisites(&root);
-    let artifacts = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("browser-artifacts/demo");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let artifacts = artifacts.canonicalize().unwrap();
+    let (script, chromium) = browser_prerequisites(&root, "demo.mjs");
+    let artifacts = artifacts_dir(&root, "demo");
 
     let srv = TestServer::start_with(&[
         ("PORTCULLIS_OUTBOUND_CA_FILE", "ca.pem"),

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,25 +17,13 @@ use base64::Engine;
 use common::receiver::Receiver;
 use common::*;
 use portcullis_client::{
-    AuthorizationOptions, Clock, Error, InvalidToken, PendingAuthorization, Portcullis, Prompt,
-    Secret, SystemClock, TokenTypeHint,
+    AuthorizationOptions, Error, InvalidToken, PendingAuthorization, Portcullis, Prompt, Secret,
+    TokenTypeHint,
 };
 use serde_json::Value;
 
 const ALICE: &str = "alice@example.com";
 const LOOPBACK_CB: &str = "http://127.0.0.1/cb";
-
-/// The system clock moved by `offset` seconds.
-#[derive(Default)]
-struct ShiftedClock {
-    offset: AtomicI64,
-}
-
-impl Clock for ShiftedClock {
-    fn now(&self) -> i64 {
-        SystemClock.now() + self.offset.load(Ordering::Relaxed)
-    }
-}
 
 fn sdk(srv: &TestServer, id: &str, secret: Option<&str>) -> portcullis_client::Builder {
     let mut b = Portcullis::builder(&srv.issuer, id)

@@ -1025,3 +1025,65 @@ pub fn hup(srv: &TestServer) {
         .success();
     assert!(ok);
 }
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// What a real-browser test needs: the script `tests/browser/<script>`, playwright-core,
+/// node and Chromium; fails with the command that installs what is missing. Returns the
+/// script's path and Chromium's.
+pub fn browser_prerequisites(root: &std::path::Path, script: &str) -> (PathBuf, String) {
+    let script = root.join("tests/browser").join(script);
+    assert!(script.is_file(), "missing {}", script.display());
+    let modules = root.join("tests/browser/node_modules/playwright-core");
+    assert!(
+        modules.is_dir(),
+        "{} is missing: run `npm ci --prefix tests/browser` in {} (the browser tests do not install anything themselves)",
+        modules.display(),
+        root.display()
+    );
+    let node_ok = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        node_ok,
+        "`node` is not on PATH: install Node.js 20 or newer"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    assert!(
+        std::path::Path::new(&chromium).is_file(),
+        "{chromium} is missing: run `apt-get install -y chromium` (or set CHROMIUM)"
+    );
+    (script, chromium)
+}
+
+/// `$CARGO_TARGET_DIR/browser-artifacts/<sub>` (or under the workspace's `target`), made,
+/// absolute (the scripts run from `tests/browser` and write there).
+pub fn artifacts_dir(root: &std::path::Path, sub: &str) -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("browser-artifacts")
+        .join(sub);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.canonicalize().unwrap()
+}
+
+/// The system clock moved by `offset` seconds, for the SDK's time-dependent checks.
+#[derive(Default)]
+pub struct ShiftedClock {
+    pub offset: std::sync::atomic::AtomicI64,
+}
+
+impl portcullis_client::Clock for ShiftedClock {
+    fn now(&self) -> i64 {
+        portcullis_client::SystemClock.now()
+            + self.offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
