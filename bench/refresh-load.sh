@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load harness for refresh-token rotation with production defaults: SQLite in WAL mode with
 # `synchronous = NORMAL` (every rotation is one BEGIN IMMEDIATE transaction: reuse check,
-# consume, successor insert), ES256 access and ID tokens, the failed-auth limiter and quota on.
+# consume, successor insert), EdDSA access tokens (the default) and ES256 ID tokens, the
+# failed-auth limiter and quota on.
 # 32 families (one sign-in each), then wrk -t2 -c16: a 3 s warm-up and 15 s measured; every
 # request rotates a live token and puts its successor back in the pool.
 #   bench/refresh-load.sh

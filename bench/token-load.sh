@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Load harness for the token endpoint: client_credentials grants over TLS on loopback, with
-# production defaults (ES256 access tokens, SQLite, argon2 settings untouched). Pinned:
+# production defaults (EdDSA access tokens, SQLite, argon2 settings untouched). Pinned:
 # wrk -t2 -c16, a 3 s warm-up, then 15 s measured, keep-alive.
 #   bench/token-load.sh            # server and wrk share both cores
 #   PIN=1 bench/token-load.sh      # server on core 0, wrk on core 1
-#   ALG=RS256 bench/token-load.sh # RS256 access tokens (PORTCULLIS_ACCESS_TOKEN_ALG)
+#   ALG=ES256 bench/token-load.sh # ES256 (or RS256) access tokens (PORTCULLIS_ACCESS_TOKEN_ALG)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/portcullis}
@@ -13,7 +13,7 @@ DIR=$(mktemp -d)
 PORT=${PORT:-18443}
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DIR"' EXIT
 export PORTCULLIS_DATA_DIR=$DIR PORTCULLIS_LISTEN=127.0.0.1:$PORT PORTCULLIS_ISSUER=https://localhost:$PORT PORTCULLIS_LOG_LEVEL=warn
-export PORTCULLIS_ACCESS_TOKEN_ALG=${ALG:-ES256}
+export PORTCULLIS_ACCESS_TOKEN_ALG=${ALG:-EdDSA}
 "$BIN" migrate --dev >/dev/null 2>&1
 "$BIN" apis create --dev --audience https://api.example.com --scope read:things >/dev/null 2>&1
 CLIENT=$("$BIN" clients create --dev --name bench --grant client_credentials --api https://api.example.com --scope read:things --json 2>/dev/null)

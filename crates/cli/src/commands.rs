@@ -372,6 +372,7 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
                 }
             }
             let alg = SigningAlg::parse(&id_token_alg)
+                .filter(|a| a.signs_id_tokens())
                 .ok_or_else(|| anyhow::anyhow!("--id-token-alg must be RS256 or ES256"))?;
             let policy = portcullis_core::model::ClientPolicy {
                 access_token_ttl,
@@ -512,7 +513,7 @@ pub enum KeysCommand {
     /// `PORTCULLIS_KEY_PUBLISH_LEAD` seconds later (1 hour by default); the current key signs
     /// until then, and stays published while the tokens it signed live.
     Rotate {
-        /// ES256, RS256, or both (the default).
+        /// EdDSA, ES256, RS256, or all three (the default).
         #[arg(long)]
         alg: Option<String>,
         #[arg(long)]
@@ -569,9 +570,9 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Rotate { alg, json } => {
             let algs = match alg.as_deref() {
-                None => vec![SigningAlg::ES256, SigningAlg::RS256],
+                None => SigningAlg::ALL.to_vec(),
                 Some(a) => vec![SigningAlg::parse(a)
-                    .ok_or_else(|| anyhow::anyhow!("--alg must be ES256 or RS256"))?],
+                    .ok_or_else(|| anyhow::anyhow!("--alg must be EdDSA, ES256 or RS256"))?],
             };
             let enc = portcullis_server::keyring::encrypter(config)?;
             let mut out = Vec::new();

@@ -1516,7 +1516,68 @@ fn verify_with_jwks(jwt: &str, jwks: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rs256_access_tokens_and_es256_id_tokens_when_configured() {
-    let srv = TestServer::start_with(&[("PORTCULLIS_ACCESS_TOKEN_ALG", "RS256")]);
+    access_and_id_token_algorithms(Some("RS256")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es256_access_tokens_when_configured() {
+    access_and_id_token_algorithms(Some("ES256")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eddsa_access_tokens_by_default_and_never_eddsa_id_tokens() {
+    let srv = access_and_id_token_algorithms(None).await;
+    // ID tokens stay RS256 or ES256: a client cannot ask for EdDSA ones.
+    let out = srv.cli_raw(
+        &[
+            "clients",
+            "create",
+            "--name",
+            "ed",
+            "--redirect-uri",
+            CB,
+            "--id-token-alg",
+            "EdDSA",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--id-token-alg must be RS256 or ES256"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The Ed25519 key is published as an octet key pair (RFC 8037).
+    let jwks: Value = get_json(&srv.http(), &srv.url("/jwks")).await;
+    let ed: Vec<&Value> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["alg"] == "EdDSA")
+        .collect();
+    assert_eq!(ed.len(), 1, "{jwks}");
+    assert_eq!(ed[0]["kty"], "OKP");
+    assert_eq!(ed[0]["crv"], "Ed25519");
+    assert_eq!(ed[0]["use"], "sig");
+    assert_eq!(
+        URL_SAFE_NO_PAD
+            .decode(ed[0]["x"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        32
+    );
+    assert!(ed[0].get("d").is_none(), "no private part: {jwks}");
+}
+
+/// Access tokens signed with `access_alg` (the default when `None`, EdDSA), verified by a
+/// third-party JWT library against the published JWKS and accepted by `/userinfo`; ID tokens
+/// RS256 by default and ES256 for a client registered so.
+async fn access_and_id_token_algorithms(access_alg: Option<&str>) -> TestServer {
+    let srv = match access_alg {
+        Some(alg) => TestServer::start_with(&[("PORTCULLIS_ACCESS_TOKEN_ALG", alg)]),
+        None => TestServer::start(),
+    };
+    let want_access_alg = access_alg.unwrap_or("EdDSA");
     let seed = srv.seed();
     let http = srv.http();
     let es = srv.cli_json(
@@ -1562,14 +1623,14 @@ async fn rs256_access_tokens_and_es256_id_tokens_when_configured() {
         assert_eq!(s, 200, "{t}");
         let at = t["access_token"].as_str().unwrap();
         let idt = t["id_token"].as_str().unwrap();
-        assert_eq!(verify_with_jwks(at, &jwks), "RS256", "access token");
+        assert_eq!(verify_with_jwks(at, &jwks), want_access_alg, "access token");
         assert_eq!(jwt_part(at, 0)["typ"], "at+jwt");
         assert_eq!(
             verify_with_jwks(idt, &jwks),
             want_id_alg,
             "ID token of {client}"
         );
-        // Our own endpoint accepts the RS256 access token too.
+        // Our own endpoint accepts it too.
         let res = http
             .get(srv.url("/userinfo"))
             .bearer_auth(at)
@@ -1593,6 +1654,7 @@ async fn rs256_access_tokens_and_es256_id_tokens_when_configured() {
         None,
     );
     assert!(!out.status.success());
+    srv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

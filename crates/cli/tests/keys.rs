@@ -64,9 +64,9 @@ async fn a_rotation_publishes_the_next_key_an_hour_before_it_signs() {
     let srv = TestServer::start();
     let seed = srv.seed();
     let http = srv.http();
-    let before = jwks_kids(&srv, &http, "ES256").await;
+    let before = jwks_kids(&srv, &http, "EdDSA").await;
     assert_eq!(before.len(), 1);
-    let out = srv.cli_json(&["keys", "rotate", "--alg", "ES256"], None);
+    let out = srv.cli_json(&["keys", "rotate", "--alg", "EdDSA"], None);
     let new_kid = out[0]["kid"].as_str().unwrap().to_owned();
     let activates = out[0]["activates_at"].as_i64().unwrap();
     let listed = srv.cli_json(&["keys", "list"], None);
@@ -84,14 +84,14 @@ async fn a_rotation_publishes_the_next_key_an_hour_before_it_signs() {
         "published one JWKS cache lifetime ahead"
     );
     // A second rotation while one is pending does nothing.
-    let again = srv.cli_json(&["keys", "rotate", "--alg", "ES256"], None);
+    let again = srv.cli_json(&["keys", "rotate", "--alg", "EdDSA"], None);
     assert_eq!(again[0]["rotated"], false);
     hup(&srv);
     eventually("the new key is published", || async {
-        jwks_kids(&srv, &http, "ES256").await.contains(&new_kid)
+        jwks_kids(&srv, &http, "EdDSA").await.contains(&new_kid)
     })
     .await;
-    assert!(jwks_kids(&srv, &http, "ES256").await.contains(&before[0]));
+    assert!(jwks_kids(&srv, &http, "EdDSA").await.contains(&before[0]));
     // It does not sign yet: the old key does, until the new one activates.
     let at = machine_token(&srv, &http, &seed).await;
     assert_eq!(kid_of(&at), before[0]);
@@ -100,7 +100,7 @@ async fn a_rotation_publishes_the_next_key_an_hour_before_it_signs() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|k| k["alg"] == "ES256")
+        .filter(|k| k["alg"] == "EdDSA")
         .map(|k| {
             (
                 k["kid"].as_str().unwrap().to_owned(),
@@ -153,7 +153,7 @@ async fn retired_keys_stay_published_and_a_revoked_key_goes_at_once() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|k| k["alg"] == "ES256")
+        .find(|k| k["alg"] == "EdDSA")
         .unwrap()["kid"]
         .as_str()
         .unwrap()
@@ -164,7 +164,7 @@ async fn retired_keys_stay_published_and_a_revoked_key_goes_at_once() {
     })
     .await;
     // The retired key stays published while the tokens it signed live, and they still work.
-    let kids = jwks_kids(&srv, &http, "ES256").await;
+    let kids = jwks_kids(&srv, &http, "EdDSA").await;
     assert!(
         kids.contains(&old_kid) && kids.contains(&new_kid),
         "{kids:?}"
@@ -189,7 +189,7 @@ async fn retired_keys_stay_published_and_a_revoked_key_goes_at_once() {
     assert!(out.contains("revoked"), "{out}");
     hup(&srv);
     eventually("the revoked key leaves JWKS", || async {
-        !jwks_kids(&srv, &http, "ES256").await.contains(&old_kid)
+        !jwks_kids(&srv, &http, "EdDSA").await.contains(&old_kid)
     })
     .await;
     assert_eq!(userinfo(old_user_at).await, 401);

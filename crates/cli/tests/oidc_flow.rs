@@ -139,7 +139,7 @@ async fn openidconnect_library_signs_in_end_to_end() {
     )
     .unwrap();
     assert_eq!(header["typ"], "at+jwt");
-    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["alg"], "EdDSA");
     // Its audiences: the API, and userinfo (which refuses tokens that do not name it).
     assert_eq!(
         body["aud"],

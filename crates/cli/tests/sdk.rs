@@ -449,7 +449,7 @@ async fn a_key_rotation_is_picked_up_and_unknown_kids_are_rate_limited() {
     assert_eq!(limited.jwks_fetches(), 1, "rate limited");
 
     // Rotate, then retire the old key at once: new tokens carry the new kid.
-    srv.cli_json(&["keys", "rotate", "--alg", "ES256"], None);
+    srv.cli_json(&["keys", "rotate", "--alg", "EdDSA"], None);
     srv.cli(&["keys", "revoke", &old_kid], None);
     hup(&srv);
     let mut token = None;

@@ -1,6 +1,7 @@
 //! `validate_access_token` with a warm JWKS cache: the cost an API pays per request.
 //! A local JWKS and discovery document are served over loopback HTTP (which the SDK allows on
-//! loopback only); tokens are signed here with an ES256 key of the bench's own.
+//! loopback only); tokens are signed here with EdDSA (Ed25519, Portcullis's default for access
+//! tokens), ES256 and RS256 keys of the bench's own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -34,7 +35,12 @@ fn bench(c: &mut Criterion) {
     // An RSA key too: its public key is DER `RSAPublicKey` (SEQUENCE { n, e }).
     let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
     let (n, e) = rsa_components(rsa.public_key().as_ref());
+    // An Ed25519 key: its public key is the 32 bytes of `x` (RFC 8037).
+    let ed = aws_lc_rs::signature::Ed25519KeyPair::generate().unwrap();
     let jwks = json!({"keys": [{
+        "kty": "OKP", "crv": "Ed25519", "kid": "bench-ed", "alg": "EdDSA", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(ed.public_key().as_ref()),
+    }, {
         "kty": "EC", "crv": "P-256", "kid": "bench", "alg": "ES256", "use": "sig",
         "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
     }, {
@@ -91,29 +97,36 @@ fn bench(c: &mut Criterion) {
     };
     rt.block_on(sdk.validate_access_token(&rs_token, "https://api.example.com", &["read:things"]))
         .unwrap();
+    // And EdDSA (Ed25519 over the same signing input).
+    let ed_token = {
+        let header = URL_SAFE_NO_PAD
+            .encode(json!({"alg": "EdDSA", "typ": "at+jwt", "kid": "bench-ed"}).to_string());
+        let claims = token.split('.').nth(1).unwrap();
+        let message = format!("{header}.{claims}");
+        let sig = ed.sign(message.as_bytes());
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    };
+    rt.block_on(sdk.validate_access_token(&ed_token, "https://api.example.com", &["read:things"]))
+        .unwrap();
 
     let mut g = c.benchmark_group("validate_access_token");
-    g.bench_function("RS256 (2048-bit), warm JWKS cache", |b| {
-        b.iter(|| {
-            rt.block_on(sdk.validate_access_token(
-                &rs_token,
-                "https://api.example.com",
-                &["read:things"],
-            ))
-            .unwrap()
-        })
-    });
     g.throughput(Throughput::Elements(1));
-    g.bench_function("ES256, warm JWKS cache", |b| {
-        b.iter(|| {
-            rt.block_on(sdk.validate_access_token(
-                &token,
-                "https://api.example.com",
-                &["read:things"],
-            ))
-            .unwrap()
-        })
-    });
+    for (name, token) in [
+        ("EdDSA (Ed25519), warm JWKS cache", &ed_token),
+        ("RS256 (2048-bit), warm JWKS cache", &rs_token),
+        ("ES256, warm JWKS cache", &token),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(sdk.validate_access_token(
+                    token,
+                    "https://api.example.com",
+                    &["read:things"],
+                ))
+                .unwrap()
+            })
+        });
+    }
     // The floor: the ES256 signature check alone, as aws-lc-rs does it (the rest of a
     // validation is base64, JSON and the claim checks).
     let (message, signature) = token.rsplit_once('.').unwrap();
@@ -125,6 +138,20 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     g.bench_function("ES256 signature check alone (pre-parsed key)", |b| {
         b.iter(|| parsed.verify_sig(message.as_bytes(), &signature).unwrap())
+    });
+    let (ed_message, ed_signature) = ed_token.rsplit_once('.').unwrap();
+    let ed_signature = URL_SAFE_NO_PAD.decode(ed_signature).unwrap();
+    let ed_parsed = aws_lc_rs::signature::ParsedPublicKey::new(
+        &aws_lc_rs::signature::ED25519,
+        ed.public_key().as_ref(),
+    )
+    .unwrap();
+    g.bench_function("EdDSA signature check alone (pre-parsed key)", |b| {
+        b.iter(|| {
+            ed_parsed
+                .verify_sig(ed_message.as_bytes(), &ed_signature)
+                .unwrap()
+        })
     });
     g.finish();
     assert_eq!(sdk.jwks_fetches(), 1, "the cache answered every validation");

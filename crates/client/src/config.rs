@@ -103,7 +103,7 @@ impl Config {
             issuer,
             client_id,
             client_secret,
-            algorithms: vec![Algorithm::ES256, Algorithm::RS256],
+            algorithms: vec![Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256],
             leeway: 30,
             jwks_min_refresh: Duration::from_secs(30),
             jwks_max_age: Duration::from_secs(300),

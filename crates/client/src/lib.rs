@@ -246,8 +246,8 @@ impl Builder {
         Ok(self)
     }
 
-    /// The signature algorithms accepted (default ES256 and RS256, the ones Portcullis signs
-    /// with). A token whose header names another is refused, whatever its key.
+    /// The signature algorithms accepted (default EdDSA, ES256 and RS256, the ones Portcullis
+    /// signs with). A token whose header names another is refused, whatever its key.
     ///
     /// ```
     /// use portcullis_client::{Algorithm, Portcullis};

@@ -41,10 +41,19 @@ fn bench(c: &mut Criterion) {
             &enc,
         )
         .unwrap(),
+        keys::load(
+            &keys::generate(SigningAlg::EdDSA, &enc, 0, 0).unwrap(),
+            &enc,
+        )
+        .unwrap(),
     ]);
     let es = ks.active(SigningAlg::ES256, 0).unwrap();
     let rs = ks.active(SigningAlg::RS256, 0).unwrap();
+    let ed = ks.active(SigningAlg::EdDSA, 0).unwrap();
     let cl = claims();
+    c.bench_function("sign access token EdDSA", |b| {
+        b.iter(|| jwt::sign(ed, jwt::TYP_ACCESS_TOKEN, &cl).unwrap())
+    });
     c.bench_function("sign access token ES256", |b| {
         b.iter(|| jwt::sign(es, jwt::TYP_ACCESS_TOKEN, &cl).unwrap())
     });
@@ -57,6 +66,19 @@ fn bench(c: &mut Criterion) {
     });
     let es_token = jwt::sign(es, jwt::TYP_ACCESS_TOKEN, &cl).unwrap();
     let rs_token = jwt::sign(rs, jwt::TYP_ACCESS_TOKEN, &cl).unwrap();
+    let ed_token = jwt::sign(ed, jwt::TYP_ACCESS_TOKEN, &cl).unwrap();
+    c.bench_function("verify access token EdDSA", |b| {
+        b.iter(|| {
+            jwt::verify_access_token(
+                &ed_token,
+                &ks,
+                "https://id.example.com",
+                "https://api.example.com",
+                1_800_000_001,
+            )
+            .unwrap()
+        })
+    });
     c.bench_function("verify access token ES256", |b| {
         b.iter(|| {
             jwt::verify_access_token(

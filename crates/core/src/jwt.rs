@@ -269,7 +269,8 @@ mod tests {
         .unwrap();
         let es = load(&generate(SigningAlg::ES256, &enc, 0, 0).unwrap(), &enc).unwrap();
         let rs = load(&generate(SigningAlg::RS256, &enc, 0, 0).unwrap(), &enc).unwrap();
-        KeySet::new(vec![es, rs])
+        let ed = load(&generate(SigningAlg::EdDSA, &enc, 0, 0).unwrap(), &enc).unwrap();
+        KeySet::new(vec![es, rs, ed])
     }
 
     fn claims(exp: i64) -> AccessClaims {
@@ -289,9 +290,9 @@ mod tests {
     }
 
     #[test]
-    fn round_trip_both_algorithms() {
+    fn round_trip_every_algorithm() {
         let ks = keyset();
-        for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+        for alg in SigningAlg::ALL {
             let t = sign(ks.active(alg, 0).unwrap(), TYP_ACCESS_TOKEN, &claims(100)).unwrap();
             let api = "https://api.example";
             assert_eq!(
@@ -350,6 +351,43 @@ mod tests {
             verify(&forged, &ks, TYP_ACCESS_TOKEN),
             Err(VerifyError::Signature)
         );
+    }
+
+    #[test]
+    fn an_eddsa_token_verifies_with_its_own_key_and_algorithm_only() {
+        let ks = keyset();
+        let ed = ks.active(SigningAlg::EdDSA, 0).unwrap();
+        let es = ks.active(SigningAlg::ES256, 0).unwrap();
+        let t = sign(ed, TYP_ACCESS_TOKEN, &claims(100)).unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        let enc = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap());
+        // Ed25519 signatures are 64 bytes.
+        assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().len(), 64);
+        // Another algorithm named for the EdDSA key, or EdDSA named for another key.
+        for (alg, kid) in [
+            ("ES256", ed.kid.as_str()),
+            ("RS256", ed.kid.as_str()),
+            ("Ed25519", ed.kid.as_str()),
+            ("EdDSA", es.kid.as_str()),
+        ] {
+            let header = enc(serde_json::json!({"alg": alg, "typ": "at+jwt", "kid": kid}));
+            let forged = format!("{header}.{}.{}", parts[1], parts[2]);
+            assert!(
+                verify(&forged, &ks, TYP_ACCESS_TOKEN).is_err(),
+                "{alg} {kid}"
+            );
+        }
+        // An ES256 signature under an EdDSA header and kid, and a short signature.
+        let es_token = sign(es, TYP_ACCESS_TOKEN, &claims(100)).unwrap();
+        let es_sig = es_token.rsplit('.').next().unwrap();
+        let short = URL_SAFE_NO_PAD.encode([0u8; 63]);
+        for sig in [es_sig, short.as_str(), ""] {
+            let forged = format!("{}.{}.{sig}", parts[0], parts[1]);
+            assert_eq!(
+                verify(&forged, &ks, TYP_ACCESS_TOKEN),
+                Err(VerifyError::Signature)
+            );
+        }
     }
 
     fn id_claims(exp: i64) -> IdClaims {

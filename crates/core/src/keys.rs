@@ -8,8 +8,9 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
-    self, EcdsaKeyPair, KeyPair as _, RsaKeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED,
-    ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
+    self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair, UnparsedPublicKey,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, RSA_PKCS1_2048_8192_SHA256,
+    RSA_PKCS1_SHA256,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -42,6 +43,7 @@ pub enum KeyError {
 enum Signer {
     Ec(EcdsaKeyPair),
     Rsa(RsaKeyPair),
+    Ed(Ed25519KeyPair),
 }
 
 /// One parsed key pair with its public JWK.
@@ -84,6 +86,10 @@ pub fn generate(
         SigningAlg::RS256 => aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048)
             .map_err(|_| KeyError::Generate)?
             .as_der()
+            .map(|d| d.as_ref().to_vec())
+            .map_err(|_| KeyError::Generate)?,
+        SigningAlg::EdDSA => Ed25519KeyPair::generate()
+            .and_then(|k| k.to_pkcs8v1())
             .map(|d| d.as_ref().to_vec())
             .map_err(|_| KeyError::Generate)?,
     };
@@ -149,6 +155,18 @@ pub fn load(stored: &StoredSigningKey, enc: &Encrypter) -> Result<LoadedKey, Key
             let jwk = json!({"kty": "RSA", "n": b64(&n), "e": b64(&e), "kid": kid.as_str(), "alg": "RS256", "use": "sig"});
             (Signer::Rsa(kp), der, jwk)
         }
+        SigningAlg::EdDSA => {
+            let kp =
+                Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| KeyError::Parse(kid.to_string()))?;
+            let public = kp.public_key().as_ref().to_vec();
+            if public.len() != 32 {
+                return Err(KeyError::Parse(kid.to_string()));
+            }
+            // RFC 8037 §2: an octet key pair, the public key in `x`.
+            let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&public),
+                "kid": kid.as_str(), "alg": "EdDSA", "use": "sig"});
+            (Signer::Ed(kp), public, jwk)
+        }
     };
     pkcs8.zeroize();
     let (signer, public_der, jwk) = result;
@@ -182,6 +200,7 @@ impl LoadedKey {
                     .map_err(|_| KeyError::Sign)?;
                 Ok(sig)
             }
+            Signer::Ed(kp) => Ok(kp.sign(message).as_ref().to_vec()),
         }
     }
 
@@ -190,6 +209,7 @@ impl LoadedKey {
         let alg: &dyn signature::VerificationAlgorithm = match self.alg {
             SigningAlg::ES256 => &ECDSA_P256_SHA256_FIXED,
             SigningAlg::RS256 => &RSA_PKCS1_2048_8192_SHA256,
+            SigningAlg::EdDSA => &ED25519,
         };
         UnparsedPublicKey::new(alg, &self.public_der)
             .verify(message, sig)
@@ -345,6 +365,39 @@ mod lifecycle_tests {
         assert_eq!(kids(at + 300), vec![n]);
         // Still in the set (for id_token_hint checks), just not published.
         assert!(set.by_kid(old.kid.as_str()).is_some());
+    }
+
+    #[test]
+    fn every_algorithm_publishes_its_public_key_only() {
+        let e = enc();
+        for alg in SigningAlg::ALL {
+            let stored = generate(alg, &e, 0, 0).unwrap();
+            let key = load(&stored, &e).unwrap();
+            let jwk = key.jwk();
+            assert_eq!(jwk["alg"], alg.as_str());
+            assert_eq!(jwk["kid"], stored.kid.as_str());
+            assert_eq!(jwk["use"], "sig");
+            for private in ["d", "p", "q", "dp", "dq", "qi"] {
+                assert!(jwk.get(private).is_none(), "{alg:?}: {jwk}");
+            }
+            let kty = match alg {
+                SigningAlg::ES256 => "EC",
+                SigningAlg::RS256 => "RSA",
+                SigningAlg::EdDSA => "OKP",
+            };
+            assert_eq!(jwk["kty"], kty);
+            let sig = key.sign(b"message").unwrap();
+            assert!(key.verify(b"message", &sig));
+            assert!(!key.verify(b"messagf", &sig));
+        }
+        let ed = load(&generate(SigningAlg::EdDSA, &e, 0, 0).unwrap(), &e).unwrap();
+        assert_eq!(ed.jwk()["crv"], "Ed25519");
+        let x = URL_SAFE_NO_PAD
+            .decode(ed.jwk()["x"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(x.len(), 32);
+        // Ed25519 is deterministic: the same message, the same signature.
+        assert_eq!(ed.sign(b"m").unwrap(), ed.sign(b"m").unwrap());
     }
 
     #[test]

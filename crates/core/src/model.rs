@@ -87,13 +87,21 @@ impl GrantType {
 pub enum SigningAlg {
     RS256,
     ES256,
+    /// Ed25519 (RFC 8037), written `EdDSA` in the JOSE header with `crv: Ed25519` in the
+    /// key. RFC 9864 adds the fully specified name `Ed25519`, but the JWT libraries
+    /// resource servers use (jsonwebtoken among them) know only `EdDSA` so far.
+    EdDSA,
 }
 
 impl SigningAlg {
+    /// Every algorithm: each has a signing key, kept and rotated on the same schedule.
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::ES256, SigningAlg::RS256, SigningAlg::EdDSA];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SigningAlg::RS256 => "RS256",
             SigningAlg::ES256 => "ES256",
+            SigningAlg::EdDSA => "EdDSA",
         }
     }
 
@@ -101,8 +109,17 @@ impl SigningAlg {
         match s {
             "RS256" => Some(SigningAlg::RS256),
             "ES256" => Some(SigningAlg::ES256),
+            "EdDSA" => Some(SigningAlg::EdDSA),
             _ => None,
         }
+    }
+
+    /// May ID tokens (and logout tokens, signed like them) use it? Not EdDSA: OpenID
+    /// Connect defines `at_hash` by the hash of the header's `alg`, which EdDSA does not
+    /// name, and relying parties' libraries do not agree on one; access tokens carry no
+    /// such hash.
+    pub fn signs_id_tokens(self) -> bool {
+        matches!(self, SigningAlg::RS256 | SigningAlg::ES256)
     }
 }
 

@@ -713,9 +713,9 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         key_rotation.lead = lead;
     }
     let access_token_alg = match get("PORTCULLIS_ACCESS_TOKEN_ALG").or(file.access_token_alg) {
-        None => portcullis_core::model::SigningAlg::ES256,
+        None => portcullis_core::model::SigningAlg::EdDSA,
         Some(a) => portcullis_core::model::SigningAlg::parse(&a).ok_or_else(|| {
-            ConfigError("PORTCULLIS_ACCESS_TOKEN_ALG must be ES256 or RS256".into())
+            ConfigError("PORTCULLIS_ACCESS_TOKEN_ALG must be EdDSA, ES256 or RS256".into())
         })?,
     };
     let password_min_length = parse_num(

@@ -124,7 +124,7 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
 ) -> anyhow::Result<Vec<StoredSigningKey>> {
     let mut stored = store.list_signing_keys().await?;
     let mut changed = false;
-    for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+    for alg in SigningAlg::ALL {
         // A key that signs *now* (a successor still waiting for its activation does not count:
         // after an emergency revocation of the current key it must not leave the algorithm
         // without a signer until then).

@@ -117,6 +117,138 @@ mod sqlite {
 
     all_checks!(fresh);
 
+    /// A database made before Ed25519 keys (migrations up to 0014) keeps its keys, retired and
+    /// revoked ones included, when 0015 rebuilds the table; EdDSA keys are accepted after.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_eddsa_migration_keeps_existing_keys() {
+        use portcullis_core::store::SigningKeyStore;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.db");
+        let store = portcullis_store::connect(path.to_str().expect("utf-8 path"))
+            .await
+            .expect("connect");
+        let all = sqlx::migrate!("./migrations/sqlite");
+        let before: Vec<_> = all
+            .migrations
+            .iter()
+            .filter(|m| m.version < 15)
+            .cloned()
+            .collect();
+        assert_eq!(before.len(), 14);
+        let old = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(before),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        old.run(store.pool()).await.expect("migrations up to 0014");
+        for (kid, alg, retired, revoked) in [
+            ("k_rs", "RS256", None, None),
+            ("k_es_old", "ES256", Some(50i64), Some(60i64)),
+            ("k_es", "ES256", None, None),
+        ] {
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, private_key_blob, created_at, activates_at, retired_at, revoked_at) \
+                 VALUES (?, ?, ?, 10, 20, ?, ?)",
+            )
+            .bind(kid)
+            .bind(alg)
+            .bind(format!("v1.blob-of-{kid}"))
+            .bind(retired)
+            .bind(revoked)
+            .execute(store.pool())
+            .await
+            .expect("insert an old key");
+        }
+        // EdDSA is refused before the migration...
+        assert!(sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_key_blob, created_at, activates_at) VALUES ('k_x', 'EdDSA', 'v1.x', 1, 1)"
+        )
+        .execute(store.pool())
+        .await
+        .is_err());
+        store.migrate().await.expect("the remaining migrations");
+        type Row = (String, String, String, i64, i64, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT kid, alg, private_key_blob, created_at, activates_at, retired_at, revoked_at FROM signing_keys ORDER BY kid",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("read back");
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    "k_es".into(),
+                    "ES256".into(),
+                    "v1.blob-of-k_es".into(),
+                    10,
+                    20,
+                    None,
+                    None
+                ),
+                (
+                    "k_es_old".into(),
+                    "ES256".into(),
+                    "v1.blob-of-k_es_old".into(),
+                    10,
+                    20,
+                    Some(50),
+                    Some(60)
+                ),
+                (
+                    "k_rs".into(),
+                    "RS256".into(),
+                    "v1.blob-of-k_rs".into(),
+                    10,
+                    20,
+                    None,
+                    None
+                ),
+            ]
+        );
+        // The revoked key stays out of the listing, as before.
+        let listed: Vec<String> = store
+            .list_signing_keys()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|k| k.kid.to_string())
+            .collect();
+        // In insertion order still (the rowid breaks ties of `created_at`; kid order would be
+        // k_es first).
+        assert_eq!(listed, ["k_rs", "k_es"]);
+        // ...and accepted after; anything else still is not.
+        let ed = portcullis_core::model::StoredSigningKey {
+            kid: portcullis_core::ids::KeyId::from_trusted("k_ed".into()),
+            alg: portcullis_core::model::SigningAlg::EdDSA,
+            private_key_blob: "v1.ed".into(),
+            created_at: 30,
+            activates_at: 30,
+            retired_at: None,
+        };
+        store.insert_signing_key(&ed).await.expect("an EdDSA key");
+        assert!(store
+            .list_signing_keys()
+            .await
+            .expect("list")
+            .iter()
+            .any(
+                |k| k.kid.as_str() == "k_ed" && k.alg == portcullis_core::model::SigningAlg::EdDSA
+            ));
+        assert!(sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_key_blob, created_at, activates_at) VALUES ('k_bad', 'HS256', 'v1.x', 1, 1)"
+        )
+        .execute(store.pool())
+        .await
+        .is_err());
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'signing_keys' AND name NOT LIKE 'sqlite_autoindex%'",
+        )
+        .fetch_all(store.pool())
+        .await
+        .expect("indexes");
+        assert_eq!(indexes, ["signing_keys_created_at"]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_pooled_connection_has_the_pragmas() {
         let (_dir, store) = fresh().await;
