@@ -569,10 +569,25 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Rotate { alg, json } => {
+            // The algorithms this deployment keeps keys for; a rotation never starts a new one
+            // (PORTCULLIS_ACCESS_TOKEN_ALG does, with its publish lead).
+            let kept = portcullis_server::keyring::kept_algorithms(
+                portcullis_server::keyring::access_token_alg(
+                    config.access_token_alg,
+                    store.recorded_access_token_alg().await?,
+                ),
+                &store.list_signing_keys().await?,
+            );
             let algs = match alg.as_deref() {
-                None => SigningAlg::ALL.to_vec(),
-                Some(a) => vec![SigningAlg::parse(a)
-                    .ok_or_else(|| anyhow::anyhow!("--alg must be EdDSA, ES256 or RS256"))?],
+                None => kept,
+                Some(a) => {
+                    let alg = SigningAlg::parse(a)
+                        .ok_or_else(|| anyhow::anyhow!("--alg must be EdDSA, ES256 or RS256"))?;
+                    if !kept.contains(&alg) {
+                        bail!("this deployment has no {a} key to rotate (access tokens start using EdDSA with PORTCULLIS_ACCESS_TOKEN_ALG=EdDSA)");
+                    }
+                    vec![alg]
+                }
             };
             let enc = portcullis_server::keyring::encrypter(config)?;
             let mut out = Vec::new();

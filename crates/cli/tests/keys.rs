@@ -214,3 +214,148 @@ async fn retired_keys_stay_published_and_a_revoked_key_goes_at_once() {
     let bad = srv.cli_raw(&["keys", "revoke", "k_nope"], None);
     assert_ne!(bad.status.code(), Some(0));
 }
+
+fn header_of(jwt: &str) -> Value {
+    serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(jwt.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// A deployment whose database was made before EdDSA keys existed (migrations up to 0014, with
+/// its ES256 and RS256 keys) keeps signing access tokens ES256 after the upgrade, publishes no
+/// Ed25519 key and does not start one on `keys rotate`. Its operator moves with
+/// `PORTCULLIS_ACCESS_TOKEN_ALG=EdDSA`: the new key is published one lead before it signs, and
+/// ES256 signs until then. Unsetting the setting goes back to the recorded ES256.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_deployment_keeps_es256_until_its_operator_moves_to_eddsa() {
+    use portcullis_core::crypto::{Encrypter, KeyBytes};
+    use portcullis_core::model::SigningAlg;
+    use portcullis_core::store::SigningKeyStore;
+
+    let mut srv = TestServer::prepare_with(&[]);
+    let db = srv.dir.path().join("portcullis.sqlite3");
+    let store = portcullis_store::connect(db.to_str().unwrap())
+        .await
+        .unwrap();
+    let all = sqlx::migrate!("../store/migrations/sqlite");
+    let old = sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            all.migrations
+                .iter()
+                .filter(|m| m.version <= 14)
+                .cloned()
+                .collect(),
+        ),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    old.run(store.pool()).await.unwrap();
+    let enc = Encrypter::new(
+        &KeyBytes::from_hex(&srv.env["PORTCULLIS_ENCRYPTION_KEY"]).unwrap(),
+        None,
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let es = portcullis_core::keys::generate(SigningAlg::ES256, &enc, now - 60, now - 60).unwrap();
+    let rs = portcullis_core::keys::generate(SigningAlg::RS256, &enc, now - 60, now - 60).unwrap();
+    store.insert_signing_key(&es).await.unwrap();
+    store.insert_signing_key(&rs).await.unwrap();
+    store.pool().close().await;
+
+    srv.restart();
+    let seed = srv.seed();
+    let http = srv.http();
+    let at = machine_token(&srv, &http, &seed).await;
+    assert_eq!(header_of(&at)["alg"], "ES256");
+    assert_eq!(kid_of(&at), es.kid.as_str());
+    assert!(jwks_kids(&srv, &http, "EdDSA").await.is_empty());
+    assert!(
+        srv.log().contains("keep this deployment's algorithm"),
+        "{}",
+        srv.log()
+    );
+    // A rotation rotates what the deployment has; it never starts EdDSA.
+    let out = srv.cli_json(&["keys", "rotate"], None);
+    let mut rotated: Vec<&str> = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
+    rotated.sort();
+    assert_eq!(rotated, ["ES256", "RS256"]);
+    let refused = srv.cli_raw(&["keys", "rotate", "--alg", "EdDSA"], None);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("PORTCULLIS_ACCESS_TOKEN_ALG=EdDSA"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // The operator moves: the Ed25519 key is published at once and signs one lead later.
+    srv.env
+        .insert("PORTCULLIS_ACCESS_TOKEN_ALG".into(), "EdDSA".into());
+    srv.env
+        .insert("PORTCULLIS_KEY_PUBLISH_LEAD".into(), "6".into());
+    srv.restart();
+    let listed = srv.cli_json(&["keys", "list"], None);
+    let ed = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["alg"] == "EdDSA")
+        .expect("an EdDSA key")
+        .clone();
+    let ed_kid = ed["kid"].as_str().unwrap().to_owned();
+    let activates = ed["activates_at"].as_i64().unwrap();
+    assert_eq!(activates - ed["created_at"].as_i64().unwrap(), 6);
+    assert_eq!(
+        jwks_kids(&srv, &http, "EdDSA").await,
+        std::slice::from_ref(&ed_kid)
+    );
+    let before = machine_token(&srv, &http, &seed).await;
+    let iat = jwt_part(&before, 1)["iat"].as_i64().unwrap();
+    assert!(
+        iat < activates,
+        "the token was issued before the key activates"
+    );
+    assert_eq!(header_of(&before)["alg"], "ES256", "ES256 stands in");
+    let start = Instant::now();
+    let after = loop {
+        let at = machine_token(&srv, &http, &seed).await;
+        if header_of(&at)["alg"] == "EdDSA" {
+            break at;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "EdDSA never signed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(kid_of(&after), ed_kid);
+    assert!(jwt_part(&after, 1)["iat"].as_i64().unwrap() >= activates);
+    // Both verify with the SDK and its default algorithm list.
+    let sdk = portcullis_client::Portcullis::builder(&srv.issuer, &seed.machine_id)
+        .unwrap()
+        .root_certificates_pem(srv.ca_pem.as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    for token in [&before, &after] {
+        sdk.validate_access_token(token, API, &[]).await.unwrap();
+    }
+
+    // Unset again: the deployment's recorded ES256; the Ed25519 key goes on being kept.
+    srv.env.remove("PORTCULLIS_ACCESS_TOKEN_ALG");
+    srv.restart();
+    assert_eq!(
+        header_of(&machine_token(&srv, &http, &seed).await)["alg"],
+        "ES256"
+    );
+    assert_eq!(jwks_kids(&srv, &http, "EdDSA").await, [ed_kid]);
+}

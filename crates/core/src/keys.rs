@@ -240,6 +240,18 @@ impl KeySet {
             .ok_or(KeyError::NoActiveKey(alg.as_str()))
     }
 
+    /// The key that signs access tokens of `alg` at `now`. An algorithm used only for access
+    /// tokens (EdDSA) whose first key is published but not yet signing (a deployment moving
+    /// to it; apps' JWKS caches get the key first) is stood in for by ES256 until then.
+    pub fn access_token_key(&self, alg: SigningAlg, now: i64) -> Result<&LoadedKey, KeyError> {
+        match self.active(alg, now) {
+            Err(_) if !alg.signs_id_tokens() && self.can_sign(alg, now) => {
+                self.active(SigningAlg::ES256, now)
+            }
+            other => other,
+        }
+    }
+
     pub fn by_kid(&self, kid: &str) -> Option<&LoadedKey> {
         self.keys.iter().find(|k| k.kid.as_str() == kid)
     }
@@ -398,6 +410,39 @@ mod lifecycle_tests {
         assert_eq!(x.len(), 32);
         // Ed25519 is deterministic: the same message, the same signature.
         assert_eq!(ed.sign(b"m").unwrap(), ed.sign(b"m").unwrap());
+    }
+
+    #[test]
+    fn es256_stands_in_for_an_access_token_algorithm_until_its_first_key_signs() {
+        let e = enc();
+        let es = generate(SigningAlg::ES256, &e, 0, 0).unwrap();
+        let ed = generate(SigningAlg::EdDSA, &e, 100, 3700).unwrap();
+        let set = KeySet::new(vec![load(&es, &e).unwrap(), load(&ed, &e).unwrap()]);
+        // Published from the start, signing from its activation; ES256 until then.
+        assert_eq!(
+            set.access_token_key(SigningAlg::EdDSA, 100).unwrap().kid,
+            es.kid
+        );
+        assert_eq!(
+            set.access_token_key(SigningAlg::EdDSA, 3699).unwrap().kid,
+            es.kid
+        );
+        assert_eq!(
+            set.access_token_key(SigningAlg::EdDSA, 3700).unwrap().kid,
+            ed.kid
+        );
+        let published = set.jwks(100, 300);
+        assert!(published["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == ed.kid.as_str()));
+        // No stand-in for an algorithm without any key, nor for ID-token algorithms.
+        let only_es = KeySet::new(vec![load(&es, &e).unwrap()]);
+        assert!(only_es.access_token_key(SigningAlg::EdDSA, 100).is_err());
+        let rs_waiting = generate(SigningAlg::RS256, &e, 100, 3700).unwrap();
+        let set = KeySet::new(vec![load(&es, &e).unwrap(), load(&rs_waiting, &e).unwrap()]);
+        assert!(set.access_token_key(SigningAlg::RS256, 100).is_err());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 
 use crate::ids::{ClientId, FamilyId, KeyId, SessionId, UserId};
-use crate::model::{Api, AuthCode, Client, Flow, RefreshToken, Session, StoredSigningKey, User};
+use crate::model::{
+    Api, AuthCode, Client, Flow, RefreshToken, Session, SigningAlg, StoredSigningKey, User,
+};
 
 /// Storage failures. The detail is for logs; callers map them to `server_error`.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +130,9 @@ pub trait SigningKeyStore: Send + Sync {
     async fn revoke_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool>;
     /// Replaces a key's sealed private part (re-encryption under a new encryption key).
     async fn rewrap_signing_key(&self, kid: &KeyId, blob: &str) -> StoreResult<()>;
+    /// The access-token algorithm this deployment keeps when none is configured: ES256 for
+    /// one that had keys before EdDSA keys existed, `None` (the current default) otherwise.
+    async fn recorded_access_token_alg(&self) -> StoreResult<Option<SigningAlg>>;
 }
 
 #[async_trait]

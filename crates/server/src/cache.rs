@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use portcullis_core::ids::{ClientId, FamilyId, KeyId, SessionId, UserId};
 use portcullis_core::model::{
-    Api, AuthCode, Client, Flow, RefreshToken, Session, StoredSigningKey, User,
+    Api, AuthCode, Client, Flow, RefreshToken, Session, SigningAlg, StoredSigningKey, User,
 };
 use portcullis_core::store::*;
 
@@ -193,6 +193,9 @@ impl SigningKeyStore for CachedStore {
     }
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         self.inner.list_signing_keys().await
+    }
+    async fn recorded_access_token_alg(&self) -> StoreResult<Option<SigningAlg>> {
+        self.inner.recorded_access_token_alg().await
     }
 }
 

@@ -188,7 +188,8 @@ pub struct Config {
     /// Signing-key rotation: every `PORTCULLIS_KEY_ROTATION_DAYS`, published
     /// `PORTCULLIS_KEY_PUBLISH_LEAD` seconds before it signs.
     pub key_rotation: portcullis_core::keys::RotationPolicy,
-    pub access_token_alg: portcullis_core::model::SigningAlg,
+    /// `PORTCULLIS_ACCESS_TOKEN_ALG`; unset, the deployment's own (`keyring::access_token_alg`).
+    pub access_token_alg: Option<portcullis_core::model::SigningAlg>,
     pub password_min_length: usize,
     pub hashing_concurrency: usize,
     /// Failed sign-ins allowed per account and per client address within `login_window`.
@@ -713,10 +714,15 @@ pub fn load(env: &dyn Env, dev: bool) -> Result<Config, ConfigError> {
         key_rotation.lead = lead;
     }
     let access_token_alg = match get("PORTCULLIS_ACCESS_TOKEN_ALG").or(file.access_token_alg) {
-        None => portcullis_core::model::SigningAlg::EdDSA,
-        Some(a) => portcullis_core::model::SigningAlg::parse(&a).ok_or_else(|| {
-            ConfigError("PORTCULLIS_ACCESS_TOKEN_ALG must be EdDSA, ES256 or RS256".into())
-        })?,
+        None => None,
+        Some(a) => Some(
+            portcullis_core::model::SigningAlg::parse(&a).ok_or_else(|| {
+                ConfigError(
+                    "PORTCULLIS_ACCESS_TOKEN_ALG must be EdDSA (Ed25519 keys), ES256 or RS256"
+                        .into(),
+                )
+            })?,
+        ),
     };
     let password_min_length = parse_num(
         "PORTCULLIS_PASSWORD_MIN_LENGTH",
@@ -1003,6 +1009,30 @@ mod tests {
         assert_eq!(c.issuer_hosts, vec!["id.example.com", "id.example.com:443"]);
         assert_eq!(c.lifetimes.access_token, 300);
         assert_eq!(c.lifetimes.id_token, 300);
+    }
+
+    #[test]
+    fn the_access_token_algorithm_is_one_of_three_or_the_deployments_own() {
+        use portcullis_core::model::SigningAlg;
+        // Unset: decided with the store (EdDSA, or what an older deployment recorded).
+        assert_eq!(load(&with(&[], &[]), false).unwrap().access_token_alg, None);
+        for (v, alg) in [
+            ("EdDSA", SigningAlg::EdDSA),
+            ("ES256", SigningAlg::ES256),
+            ("RS256", SigningAlg::RS256),
+        ] {
+            let c = load(&with(&[("PORTCULLIS_ACCESS_TOKEN_ALG", v)], &[]), false).unwrap();
+            assert_eq!(c.access_token_alg, Some(alg));
+        }
+        for bad in ["Ed25519", "eddsa", "HS256", "none", " "] {
+            let e = load(&with(&[("PORTCULLIS_ACCESS_TOKEN_ALG", bad)], &[]), false)
+                .unwrap_err()
+                .0;
+            assert_eq!(
+                e, "PORTCULLIS_ACCESS_TOKEN_ALG must be EdDSA (Ed25519 keys), ES256 or RS256",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -62,6 +62,8 @@ impl Keyring {
 #[derive(Clone, Copy, Debug)]
 pub struct KeyPolicy {
     pub rotation: RotationPolicy,
+    /// `PORTCULLIS_ACCESS_TOKEN_ALG`, when set (see [`access_token_alg`]).
+    pub access_token_alg: Option<SigningAlg>,
     /// Retired keys stay published this long after retirement (the longest token lifetime).
     pub token_lifetime: i64,
     /// Retired keys stay in the set this long after retirement, for `id_token_hint` checks
@@ -73,6 +75,7 @@ impl KeyPolicy {
     pub fn from_config(config: &Config) -> Self {
         Self {
             rotation: config.key_rotation,
+            access_token_alg: config.access_token_alg,
             token_lifetime: config.lifetimes.access_token.max(config.lifetimes.id_token),
             hint_lifetime: config.lifetimes.session_absolute,
         }
@@ -112,6 +115,26 @@ async fn key_event<S: SigningKeyStore + AuditStore + ?Sized>(
     }
 }
 
+/// The algorithm access tokens are signed with: the configured one; else the one recorded for
+/// the deployment (ES256 for one that had keys before EdDSA keys existed: its APIs may not
+/// accept EdDSA); else EdDSA.
+pub fn access_token_alg(
+    configured: Option<SigningAlg>,
+    recorded: Option<SigningAlg>,
+) -> SigningAlg {
+    configured.or(recorded).unwrap_or(SigningAlg::EdDSA)
+}
+
+/// The algorithms keys are kept and rotated for: RS256 and ES256 (ID tokens; ES256 also stands
+/// in while a new access-token algorithm's first key waits), the access-token algorithm, and
+/// any other that still has a key (it goes on rotating, never left signing-capable unrotated).
+pub fn kept_algorithms(access: SigningAlg, stored: &[StoredSigningKey]) -> Vec<SigningAlg> {
+    SigningAlg::ALL
+        .into_iter()
+        .filter(|a| a.signs_id_tokens() || *a == access || stored.iter().any(|k| k.alg == *a))
+        .collect()
+}
+
 /// Makes sure each algorithm has a key (first start), rotates the ones due, re-wraps blobs
 /// sealed under the previous encryption key; returns the stored keys afterwards. Its events
 /// are counted in `metrics` (the server's; the CLI has none).
@@ -123,16 +146,39 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
     metrics: Option<&crate::metrics::Metrics>,
 ) -> anyhow::Result<Vec<StoredSigningKey>> {
     let mut stored = store.list_signing_keys().await?;
+    let access = access_token_alg(
+        policy.access_token_alg,
+        store.recorded_access_token_alg().await?,
+    );
+    let fresh = stored.is_empty();
     let mut changed = false;
-    for alg in SigningAlg::ALL {
+    for alg in kept_algorithms(access, &stored) {
         // A key that signs *now* (a successor still waiting for its activation does not count:
         // after an emergency revocation of the current key it must not leave the algorithm
         // without a signer until then).
         let signing = stored
             .iter()
             .any(|k| k.alg == alg && k.activates_at <= now && k.retired_at.is_none_or(|r| now < r));
+        let waiting = stored
+            .iter()
+            .any(|k| k.alg == alg && k.activates_at > now && k.retired_at.is_none());
+        let first = !stored.iter().any(|k| k.alg == alg);
+        // An algorithm only access tokens use (EdDSA) has a stand-in, ES256, while its key
+        // waits (`KeySet::access_token_key`): a deployment moving to it waits out the publish
+        // lead. A lead of 0 is an emergency (`keys revoke`): a key that signs at once.
+        if !signing && waiting && !alg.signs_id_tokens() && policy.rotation.lead > 0 {
+            continue;
+        }
         if !signing {
-            let key = keys::generate(alg, enc, now, now)?;
+            // The first key of such an algorithm on a deployment that already has keys is
+            // published one lead before it signs, so apps' cached JWKS have it first; on a
+            // fresh store, and for ID-token algorithms, a key signs at once.
+            let activates = if first && !fresh && !alg.signs_id_tokens() {
+                now + policy.rotation.lead
+            } else {
+                now
+            };
+            let key = keys::generate(alg, enc, now, activates)?;
             store.insert_signing_key(&key).await?;
             key_event(store, metrics, EventKind::KeyGenerated, &key.kid, alg, now).await;
             changed = true;

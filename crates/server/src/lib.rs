@@ -67,6 +67,16 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         &metrics,
     )
     .await?;
+    let recorded =
+        portcullis_core::store::SigningKeyStore::recorded_access_token_alg(&store).await?;
+    let access_token_alg = keyring::access_token_alg(config.access_token_alg, recorded);
+    match (config.access_token_alg, recorded) {
+        (None, Some(alg)) => tracing::info!(
+            alg = alg.as_str(),
+            "access tokens keep this deployment's algorithm (it had signing keys before EdDSA became the default); set PORTCULLIS_ACCESS_TOKEN_ALG=EdDSA to move, once every API accepts EdDSA"
+        ),
+        _ => tracing::info!(alg = access_token_alg.as_str(), "access token signing algorithm"),
+    }
     let metadata = serde_json::to_vec(&portcullis_core::discovery::metadata(&config.issuer))?;
     let store: Arc<dyn portcullis_core::store::Storage> =
         Arc::new(cache::CachedStore::new(Arc::new(store)));
@@ -166,7 +176,7 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
             ..Default::default()
         },
         lifetimes: config.lifetimes.clone(),
-        access_token_alg: config.access_token_alg,
+        access_token_alg,
         issuer: config.issuer.clone().into(),
         issuer_origin: config.issuer_origin.clone().into(),
         issuer_hosts: config.issuer_hosts.clone().into(),

@@ -140,15 +140,17 @@ mod sqlite {
             ..sqlx::migrate::Migrator::DEFAULT
         };
         old.run(store.pool()).await.expect("migrations up to 0014");
-        for (kid, alg, retired, revoked) in [
-            ("k_rs", "RS256", None, None),
-            ("k_es_old", "ES256", Some(50i64), Some(60i64)),
-            ("k_es", "ES256", None, None),
+        // Rowids with gaps (rows deleted in between), which a copy without them would close.
+        for (rowid, kid, alg, retired, revoked) in [
+            (5i64, "k_rs", "RS256", None, None),
+            (7, "k_es_old", "ES256", Some(50i64), Some(60i64)),
+            (9, "k_es", "ES256", None, None),
         ] {
             sqlx::query(
-                "INSERT INTO signing_keys (kid, alg, private_key_blob, created_at, activates_at, retired_at, revoked_at) \
-                 VALUES (?, ?, ?, 10, 20, ?, ?)",
+                "INSERT INTO signing_keys (rowid, kid, alg, private_key_blob, created_at, activates_at, retired_at, revoked_at) \
+                 VALUES (?, ?, ?, ?, 10, 20, ?, ?)",
             )
+            .bind(rowid)
             .bind(kid)
             .bind(alg)
             .bind(format!("v1.blob-of-{kid}"))
@@ -158,6 +160,11 @@ mod sqlite {
             .await
             .expect("insert an old key");
         }
+        let rowids_before: Vec<(i64, String)> =
+            sqlx::query_as("SELECT rowid, kid FROM signing_keys ORDER BY rowid")
+                .fetch_all(store.pool())
+                .await
+                .expect("rowids");
         // EdDSA is refused before the migration...
         assert!(sqlx::query(
             "INSERT INTO signing_keys (kid, alg, private_key_blob, created_at, activates_at) VALUES ('k_x', 'EdDSA', 'v1.x', 1, 1)"
@@ -166,6 +173,26 @@ mod sqlite {
         .await
         .is_err());
         store.migrate().await.expect("the remaining migrations");
+        let rowids_after: Vec<(i64, String)> =
+            sqlx::query_as("SELECT rowid, kid FROM signing_keys ORDER BY rowid")
+                .fetch_all(store.pool())
+                .await
+                .expect("rowids");
+        assert_eq!(rowids_after, rowids_before, "rowids kept");
+        // A deployment that had keys keeps ES256 access tokens unless configured otherwise; a
+        // fresh one has nothing recorded (EdDSA, the default).
+        assert_eq!(
+            store.recorded_access_token_alg().await.expect("recorded"),
+            Some(portcullis_core::model::SigningAlg::ES256)
+        );
+        let (_fresh_dir, fresh_store) = fresh().await;
+        assert_eq!(
+            fresh_store
+                .recorded_access_token_alg()
+                .await
+                .expect("recorded"),
+            None
+        );
         type Row = (String, String, String, i64, i64, Option<i64>, Option<i64>);
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT kid, alg, private_key_blob, created_at, activates_at, retired_at, revoked_at FROM signing_keys ORDER BY kid",

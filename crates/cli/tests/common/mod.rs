@@ -51,6 +51,14 @@ fn rand_u64() -> u64 {
 impl TestServer {
     /// Starts a server with extra environment variables.
     pub fn start_with(extra: &[(&str, &str)]) -> Self {
+        let mut s = Self::prepare_with(extra);
+        s.spawn();
+        s
+    }
+
+    /// Everything [`TestServer::start_with`] sets up (directory, certificates, settings),
+    /// without starting the server: `restart` starts it.
+    pub fn prepare_with(extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         // A test CA and a leaf certificate for localhost / 127.0.0.1.
@@ -95,7 +103,7 @@ impl TestServer {
             env.insert((*k).into(), (*v).into());
         }
         let log_path = dir.path().join("server.log");
-        let mut s = TestServer {
+        TestServer {
             dir,
             port,
             issuer,
@@ -103,9 +111,7 @@ impl TestServer {
             env,
             child: None,
             log_path,
-        };
-        s.spawn();
-        s
+        }
     }
 
     pub fn start() -> Self {

@@ -1,4 +1,15 @@
--- Ed25519 signing keys (`EdDSA`, RFC 8037) for access tokens. SQLite cannot change a CHECK
+-- Ed25519 signing keys (`EdDSA`, RFC 8037) for access tokens, the default of new deployments.
+-- A deployment that already has keys keeps ES256 access tokens (its APIs may not accept EdDSA)
+-- until its operator sets PORTCULLIS_ACCESS_TOKEN_ALG: that is recorded here, once.
+CREATE TABLE deployment_settings (
+    name  TEXT NOT NULL PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+INSERT INTO deployment_settings (name, value)
+    SELECT 'access_token_alg', 'ES256' WHERE EXISTS (SELECT 1 FROM signing_keys);
+
+-- SQLite cannot change a CHECK
 -- constraint in place, so the table is rebuilt with the same columns and rows (no other table
 -- refers to it). The rowid is copied too: listings break ties of `created_at` by it.
 CREATE TABLE signing_keys_new (

@@ -39,9 +39,12 @@ impl TryFrom<ClientRow> for Client {
             "public" => ClientKind::Public,
             other => return Err(StoreError::Corrupt(format!("client kind {other:?}"))),
         };
-        let id_token_alg = SigningAlg::parse(&row.id_token_alg).ok_or_else(|| {
-            StoreError::Corrupt(format!("client id_token_alg {:?}", row.id_token_alg))
-        })?;
+        // Only an algorithm that may sign ID tokens (never EdDSA), whatever the row says.
+        let id_token_alg = SigningAlg::parse(&row.id_token_alg)
+            .filter(|a| a.signs_id_tokens())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("client id_token_alg {:?}", row.id_token_alg))
+            })?;
         Ok(Client {
             id: ClientId::from_trusted(row.id),
             name: row.name,

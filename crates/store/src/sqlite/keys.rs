@@ -53,6 +53,21 @@ impl SigningKeyStore for SqliteStore {
         Ok(())
     }
 
+    async fn recorded_access_token_alg(&self) -> StoreResult<Option<SigningAlg>> {
+        let value: Option<String> = sqlx::query_scalar(
+            "SELECT value FROM deployment_settings WHERE name = 'access_token_alg'",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        value
+            .map(|v| {
+                SigningAlg::parse(&v)
+                    .ok_or_else(|| StoreError::Corrupt(format!("recorded access_token_alg {v:?}")))
+            })
+            .transpose()
+    }
+
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         // The rowid breaks ties between keys created in the same second (insertion order).
         let rows: Vec<KeyRow> = sqlx::query_as(
