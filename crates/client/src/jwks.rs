@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -185,6 +187,76 @@ fn usable(jwk: &Jwk, config: &Config) -> Option<(String, Key)> {
     if !config.algorithms.contains(&alg) {
         return None;
     }
+    // The key must be of the algorithm's own type (and curve): jsonwebtoken reads an octet
+    // key pair's `x` without looking at its curve, and an EC key without matching it to the
+    // algorithm's.
+    let fits = match (&jwk.algorithm, alg) {
+        (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA) => {
+            p.curve == EllipticCurve::Ed25519
+        }
+        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => p.curve == EllipticCurve::P256,
+        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES384) => p.curve == EllipticCurve::P384,
+        (
+            AlgorithmParameters::RSA(_),
+            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256,
+        ) => true,
+        _ => false,
+    };
+    if !fits {
+        return None;
+    }
     let key = DecodingKey::from_jwk(jwk).ok()?;
     Some((kid, Key { alg, key }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::EnvironmentUrl;
+
+    #[test]
+    fn a_key_must_be_of_its_algorithms_type_and_curve() {
+        let config = Config::new(
+            EnvironmentUrl::parse("https://auth.example.com").unwrap(),
+            "pcc_app".into(),
+            None,
+        );
+        // Public keys of the right shapes (the values need not be real points: the Ed25519 and
+        // RSA decoding keys are built without checks, the EC ones only need a valid point).
+        let ed_x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+        let ec_x = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+        let ec_y = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+        let jwk = |v: serde_json::Value| serde_json::from_value::<Jwk>(v).unwrap();
+        let ok = [
+            jwk(
+                serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": ed_x, "kid": "a", "alg": "EdDSA"}),
+            ),
+            jwk(
+                serde_json::json!({"kty": "EC", "crv": "P-256", "x": ec_x, "y": ec_y, "kid": "b", "alg": "ES256"}),
+            ),
+        ];
+        for k in &ok {
+            assert!(usable(k, &config).is_some(), "{k:?}");
+        }
+        let wrong = [
+            // An octet key pair of another curve named EdDSA.
+            jwk(
+                serde_json::json!({"kty": "OKP", "crv": "X25519", "x": ed_x, "kid": "c", "alg": "EdDSA"}),
+            ),
+            // An EC key named EdDSA, an OKP key named ES256, a P-384 key named ES256.
+            jwk(
+                serde_json::json!({"kty": "EC", "crv": "P-256", "x": ec_x, "y": ec_y, "kid": "d", "alg": "EdDSA"}),
+            ),
+            jwk(
+                serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": ed_x, "kid": "e", "alg": "ES256"}),
+            ),
+            jwk(
+                serde_json::json!({"kty": "EC", "crv": "P-384", "x": ec_x, "y": ec_y, "kid": "f", "alg": "ES256"}),
+            ),
+        ];
+        for k in &wrong {
+            assert!(usable(k, &config).is_none(), "{k:?}");
+        }
+    }
 }

@@ -10,8 +10,8 @@ use crate::authorize::PendingAuthorization;
 use crate::error::{Error, InvalidToken, Result};
 use crate::secret::Secret;
 use crate::validate::{
-    self, check_id_token, check_logout, header_of, typ_is, AccessTokenClaims, IdTokenClaims,
-    IdTokenRules, LogoutClaims, LogoutRequest,
+    self, check_id_token, check_logout, header_of, id_token_header_of, typ_is, AccessTokenClaims,
+    IdTokenClaims, IdTokenRules, LogoutClaims, LogoutRequest,
 };
 use crate::Portcullis;
 
@@ -165,7 +165,7 @@ impl Portcullis {
         max_age: Option<i64>,
         access_token: Option<&str>,
     ) -> Result<IdTokenClaims> {
-        let (header, kid) = header_of(id_token, &self.inner.config.algorithms)?;
+        let (header, kid) = id_token_header_of(id_token, &self.inner.config.algorithms)?;
         // An access or logout token is not an ID token.
         if typ_is(&header, "at+jwt") || typ_is(&header, "logout+jwt") {
             return Err(InvalidToken::Type.into());
@@ -271,7 +271,7 @@ impl Portcullis {
         if token.len() > 16 * 1024 {
             return Err(InvalidToken::Malformed.into());
         }
-        let (header, kid) = header_of(token, &self.inner.config.algorithms)?;
+        let (header, kid) = id_token_header_of(token, &self.inner.config.algorithms)?;
         if !typ_is(&header, "logout+jwt") {
             return Err(InvalidToken::Type.into());
         }

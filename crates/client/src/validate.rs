@@ -137,6 +137,20 @@ pub(crate) fn header_of(
     Ok((header, kid))
 }
 
+/// [`header_of`] for ID and logout tokens: never EdDSA, whatever the allow-list says.
+/// Portcullis signs those with RS256 or ES256 only (it publishes just those two as
+/// `id_token_signing_alg_values_supported`); its Ed25519 key signs access tokens.
+pub(crate) fn id_token_header_of(
+    token: &str,
+    allowed: &[jsonwebtoken::Algorithm],
+) -> Result<(Header, String)> {
+    let (header, kid) = header_of(token, allowed)?;
+    if header.alg == jsonwebtoken::Algorithm::EdDSA {
+        return Err(InvalidToken::Algorithm.into());
+    }
+    Ok((header, kid))
+}
+
 /// True when `typ` is `expected` (also in its `application/…` form), ignoring case.
 pub(crate) fn typ_is(header: &Header, expected: &str) -> bool {
     header.typ.as_deref().is_some_and(|t| {
@@ -433,6 +447,31 @@ mod tests {
         let mut neither = without("sid");
         neither.as_object_mut().unwrap().remove("sub");
         assert!(logout(neither).is_err(), "neither sid nor sub");
+    }
+
+    #[test]
+    fn id_and_logout_tokens_are_never_eddsa_whatever_the_allow_list() {
+        use base64::Engine;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let token = |alg: &str| {
+            format!(
+                "{}.{}.{}",
+                b64(format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"k1"}}"#).as_bytes()),
+                b64(b"{}"),
+                b64(&[0u8; 64])
+            )
+        };
+        let allowed = [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256];
+        // Allowed for access tokens...
+        assert!(header_of(&token("EdDSA"), &allowed).is_ok());
+        // ...not for ID and logout tokens.
+        assert!(matches!(
+            id_token_header_of(&token("EdDSA"), &allowed),
+            Err(crate::Error::InvalidToken(InvalidToken::Algorithm))
+        ));
+        for alg in ["ES256", "RS256"] {
+            assert!(id_token_header_of(&token(alg), &allowed).is_ok(), "{alg}");
+        }
     }
 
     #[test]
