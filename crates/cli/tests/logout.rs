@@ -716,6 +716,16 @@ fn public_key_encodings(jwk: &Value, jwks_body: &[u8]) -> Vec<Vec<u8>> {
             0x30,
             &[alg, der(0x03, &[&[0u8][..], &pkcs1].concat())].concat(),
         )
+    } else if jwk["kty"] == "OKP" {
+        // Ed25519 (RFC 8037): the raw 32-byte key, and SubjectPublicKeyInfo with OID 1.3.101.112.
+        let raw = d("x");
+        out.push(jwk["x"].as_str().unwrap().as_bytes().to_vec());
+        out.push(raw.clone());
+        let alg = der(0x30, &der(0x06, &[0x2b, 0x65, 0x70]));
+        der(
+            0x30,
+            &[alg, der(0x03, &[&[0u8][..], &raw].concat())].concat(),
+        )
     } else {
         let point = [vec![4u8], d("x"), d("y")].concat();
         out.push(point.clone());
@@ -782,6 +792,9 @@ fn hostile_tokens(
     let es_kid = keys.iter().find(|k| k["kty"] == "EC").unwrap()["kid"]
         .as_str()
         .unwrap();
+    let ed_kid = keys.iter().find(|k| k["kty"] == "OKP").unwrap()["kid"]
+        .as_str()
+        .unwrap();
     for alg in ["none", "None", "NONE"] {
         out.push((
             format!("alg {alg}"),
@@ -809,6 +822,17 @@ fn hostile_tokens(
             b64(&json!({"alg": "ES256", "typ": "JWT", "kid": es_kid}))
         ),
     ));
+    // The Ed25519 key signs access tokens only: an EdDSA "ID token" (empty signature, or
+    // named with the RFC 9864 spelling) is no hint.
+    for alg in ["EdDSA", "Ed25519"] {
+        out.push((
+            format!("{alg}, empty signature, our Ed25519 kid"),
+            format!(
+                "{}.{body}.",
+                b64(&json!({"alg": alg, "typ": "JWT", "kid": ed_kid}))
+            ),
+        ));
+    }
     for jwk in keys {
         for (i, secret) in public_key_encodings(jwk, jwks_body).iter().enumerate() {
             out.push((

@@ -718,10 +718,12 @@ async fn hosts_headers_csrf_and_redirect_statuses() {
             serde_json::json!(["S256"])
         );
         assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
-        assert!(meta["id_token_signing_alg_values_supported"]
-            .as_array()
-            .unwrap()
-            .contains(&Value::from("RS256")));
+        // RS256 (OpenID Connect's required one) and ES256; never EdDSA, which signs access
+        // tokens only.
+        assert_eq!(
+            meta["id_token_signing_alg_values_supported"],
+            serde_json::json!(["RS256", "ES256"])
+        );
         for k in [
             "authorization_endpoint",
             "token_endpoint",

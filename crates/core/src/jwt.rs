@@ -377,6 +377,19 @@ mod tests {
                 "{alg} {kid}"
             );
         }
+        // Signed by the EdDSA key itself, but the header names another algorithm: refused for
+        // the header, before any signature is checked.
+        for alg in ["ES256", "RS256", "Ed25519", "none", "HS256"] {
+            let header =
+                enc(serde_json::json!({"alg": alg, "typ": "at+jwt", "kid": ed.kid.as_str()}));
+            let message = format!("{header}.{}", parts[1]);
+            let sig = URL_SAFE_NO_PAD.encode(ed.sign(message.as_bytes()).unwrap());
+            assert_eq!(
+                verify(&format!("{message}.{sig}"), &ks, TYP_ACCESS_TOKEN),
+                Err(VerifyError::Algorithm),
+                "{alg}"
+            );
+        }
         // An ES256 signature under an EdDSA header and kid, and a short signature.
         let es_token = sign(es, TYP_ACCESS_TOKEN, &claims(100)).unwrap();
         let es_sig = es_token.rsplit('.').next().unwrap();
