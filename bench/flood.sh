@@ -10,7 +10,7 @@ BIN=${BIN:-target/release/portcullis}
 DIR=$(mktemp -d)
 PORT=${PORT:-18446}
 trap 'kill $SERVER $FLOOD 2>/dev/null || true; rm -rf "$DIR"' EXIT
-export PORTCULLIS_DATA_DIR=$DIR PORTCULLIS_LISTEN=127.0.0.1:$PORT PORTCULLIS_ISSUER=https://localhost:$PORT PORTCULLIS_LOG_LEVEL=warn PORTCULLIS_TRUSTED_PROXIES=127.0.0.1
+export PORTCULLIS_DATA_DIR=$DIR PORTCULLIS_LISTEN=127.0.0.1:$PORT PORTCULLIS_ISSUER=https://localhost:$PORT PORTCULLIS_LOG_LEVEL=warn PORTCULLIS_TRUSTED_PROXIES=127.0.0.1 PORTCULLIS_ADMIN_LISTEN=off
 "$BIN" migrate --dev >/dev/null 2>&1
 "$BIN" apis create --dev --audience https://api.example.com --scope read:things >/dev/null 2>&1
 MACHINE=$("$BIN" clients create --dev --name bench --grant client_credentials --api https://api.example.com --scope read:things --json 2>/dev/null)

@@ -8,7 +8,7 @@ BIN=${BIN:-target/release/portcullis}
 DIR=$(mktemp -d)
 PORT=${PORT:-18444}
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DIR"' EXIT
-export PORTCULLIS_DATA_DIR=$DIR PORTCULLIS_LISTEN=127.0.0.1:$PORT PORTCULLIS_ISSUER=https://localhost:$PORT PORTCULLIS_LOG_LEVEL=warn
+export PORTCULLIS_DATA_DIR=$DIR PORTCULLIS_LISTEN=127.0.0.1:$PORT PORTCULLIS_ISSUER=https://localhost:$PORT PORTCULLIS_LOG_LEVEL=warn PORTCULLIS_ADMIN_LISTEN=off
 "$BIN" migrate --dev >/dev/null 2>&1
 "$BIN" serve --dev >/dev/null 2>"$DIR/server.log" &
 SERVER=$!

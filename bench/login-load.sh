@@ -10,7 +10,7 @@ BIN=${BIN:-target/release/portcullis}
 DIR=$(mktemp -d)
 PORT=${PORT:-18445}
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DIR"' EXIT
-export PORTCULLIS_DATA_DIR=$DIR PORTCULLIS_LISTEN=127.0.0.1:$PORT PORTCULLIS_ISSUER=https://localhost:$PORT PORTCULLIS_LOG_LEVEL=warn
+export PORTCULLIS_DATA_DIR=$DIR PORTCULLIS_LISTEN=127.0.0.1:$PORT PORTCULLIS_ISSUER=https://localhost:$PORT PORTCULLIS_LOG_LEVEL=warn PORTCULLIS_ADMIN_LISTEN=off
 "$BIN" migrate --dev >/dev/null 2>&1
 CLIENT=$("$BIN" clients create --dev --name bench --public --redirect-uri http://127.0.0.1/cb --json 2>/dev/null)
 ID=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["client_id"])' "$CLIENT")

@@ -14,7 +14,7 @@ BIN=${BIN:-target/release/portcullis}
 DIR=$(mktemp -d)
 PORT=${PORT:-18447}
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$DIR"' EXIT
-export PORTCULLIS_DATA_DIR=$DIR PORTCULLIS_LISTEN=127.0.0.1:$PORT PORTCULLIS_ISSUER=https://localhost:$PORT PORTCULLIS_LOG_LEVEL=warn
+export PORTCULLIS_DATA_DIR=$DIR PORTCULLIS_LISTEN=127.0.0.1:$PORT PORTCULLIS_ISSUER=https://localhost:$PORT PORTCULLIS_LOG_LEVEL=warn PORTCULLIS_ADMIN_LISTEN=off
 [ -n "${SYNC:-}" ] && export PORTCULLIS_SQLITE_SYNCHRONOUS=$SYNC
 "$BIN" migrate --dev >/dev/null 2>&1
 "$BIN" apis create --dev --audience https://api.example.com --scope read:things >/dev/null 2>&1
