@@ -83,7 +83,8 @@ pub enum ClientsCommand {
         /// A first-party app: confidential first-party clients get silent single sign-on.
         #[arg(long)]
         first_party: bool,
-        /// ID token signing algorithm (RS256 by default, as OpenID Connect requires).
+        /// ID token signing algorithm: RS256 (the default, as OpenID Connect requires) or ES256.
+        /// Never EdDSA: OpenID Connect names no `at_hash` hash for it.
         #[arg(long, default_value = "RS256")]
         id_token_alg: String,
         /// This client's access-token lifetime, seconds (only shorter than the server's).
@@ -373,7 +374,11 @@ pub async fn clients(config: &Config, cmd: ClientsCommand) -> anyhow::Result<()>
             }
             let alg = SigningAlg::parse(&id_token_alg)
                 .filter(|a| a.signs_id_tokens())
-                .ok_or_else(|| anyhow::anyhow!("--id-token-alg must be RS256 or ES256"))?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--id-token-alg must be RS256 or ES256 (EdDSA signs access tokens only)"
+                    )
+                })?;
             let policy = portcullis_core::model::ClientPolicy {
                 access_token_ttl,
                 session_max_age,

@@ -632,6 +632,26 @@ async fn failed_logins_look_identical_and_disabling_ends_everything() {
         }
     };
     assert_eq!(ui(at.to_owned()).await, 200);
+    // Two Authorization headers, valid first or second: a malformed request (RFC 6750 §3.1).
+    for pair in [[at, "Bearer x"], ["Bearer x", at]] {
+        let mut req = http.get(srv.url("/userinfo"));
+        for v in pair {
+            let v = if v.starts_with("Bearer ") {
+                v.to_owned()
+            } else {
+                format!("Bearer {v}")
+            };
+            req = req.header("authorization", v);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 400);
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "Bearer realm=\"portcullis\", error=\"invalid_request\""
+        );
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request");
+    }
     srv.cli(&["users", "disable", "alice@example.com"], None);
     assert_eq!(
         ui(at.to_owned()).await,

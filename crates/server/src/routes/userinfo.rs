@@ -21,6 +21,20 @@ fn challenge(mut res: Response, error: Option<&str>) -> Response {
 }
 
 pub async fn userinfo(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    // RFC 6750 §3.1: credentials sent twice are a malformed request (a proxy in front and this
+    // server must not read different ones).
+    if headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        let res = json_no_store(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": "invalid_request", "error_description": "the Authorization header is repeated"}),
+        );
+        return challenge(res, Some("invalid_request"));
+    }
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
