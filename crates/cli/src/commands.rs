@@ -518,7 +518,8 @@ pub enum KeysCommand {
     /// `PORTCULLIS_KEY_PUBLISH_LEAD` seconds later (1 hour by default); the current key signs
     /// until then, and stays published while the tokens it signed live.
     Rotate {
-        /// EdDSA, ES256, RS256, or all three (the default).
+        /// EdDSA, ES256 or RS256; by default every algorithm this deployment has a signing key
+        /// of.
         #[arg(long)]
         alg: Option<String>,
         #[arg(long)]
@@ -574,22 +575,35 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Rotate { alg, json } => {
-            // The algorithms this deployment keeps keys for; a rotation never starts a new one
-            // (PORTCULLIS_ACCESS_TOKEN_ALG does, with its publish lead).
-            let kept = portcullis_server::keyring::kept_algorithms(
+            // The algorithms this deployment keeps keys for and that have a signing key: a
+            // rotation never starts an algorithm (the server does, at its first start or when
+            // PORTCULLIS_ACCESS_TOKEN_ALG names a new one, with its publish lead).
+            let stored = store.list_signing_keys().await?;
+            if stored.is_empty() {
+                bail!("no signing keys yet: the server makes them at its first start");
+            }
+            let kept: Vec<SigningAlg> = portcullis_server::keyring::kept_algorithms(
                 portcullis_server::keyring::access_token_alg(
                     config.access_token_alg,
                     store.recorded_access_token_alg().await?,
                 ),
-                &store.list_signing_keys().await?,
-            );
+                &stored,
+                now,
+            )
+            .into_iter()
+            .filter(|a| {
+                stored.iter().any(|k| {
+                    k.alg == *a && k.activates_at <= now && k.retired_at.is_none_or(|r| now < r)
+                })
+            })
+            .collect();
             let algs = match alg.as_deref() {
                 None => kept,
                 Some(a) => {
                     let alg = SigningAlg::parse(a)
                         .ok_or_else(|| anyhow::anyhow!("--alg must be EdDSA, ES256 or RS256"))?;
                     if !kept.contains(&alg) {
-                        bail!("this deployment has no {a} key to rotate (access tokens start using EdDSA with PORTCULLIS_ACCESS_TOKEN_ALG=EdDSA)");
+                        bail!("this deployment has no signing {a} key to rotate (access tokens start using EdDSA with PORTCULLIS_ACCESS_TOKEN_ALG=EdDSA; a first key that is still waiting to sign is not rotated)");
                     }
                     vec![alg]
                 }
@@ -638,6 +652,14 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Revoke { kid } => {
             let kid =
                 KeyId::parse(&kid).ok_or_else(|| anyhow::anyhow!("{kid:?} is not a key id"))?;
+            // Was it signing? Then its algorithm is left without a signer: an emergency.
+            let signing_alg = store
+                .list_signing_keys()
+                .await?
+                .into_iter()
+                .find(|k| k.kid == kid)
+                .filter(|k| k.activates_at <= now && k.retired_at.is_none_or(|r| now < r))
+                .map(|k| k.alg);
             if !store.revoke_signing_key(&kid, now).await? {
                 bail!("no such key (or it was already revoked)");
             }
@@ -646,13 +668,11 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             })
             .await?;
             // A revoked signing key leaves its algorithm without one: make the replacement
-            // now, signing at once (an emergency cannot wait for the publish lead).
+            // now, signing at once (an emergency cannot wait for the publish lead). Only that
+            // algorithm: every other one keeps its lead (a waiting key stays waiting).
             let enc = portcullis_server::keyring::encrypter(config)?;
             let policy = portcullis_server::keyring::KeyPolicy {
-                rotation: keys::RotationPolicy {
-                    lead: 0,
-                    ..config.key_rotation
-                },
+                emergency: signing_alg,
                 ..portcullis_server::keyring::KeyPolicy::from_config(config)
             };
             portcullis_server::keyring::maintain(&store, &enc, &policy, now, None).await?;

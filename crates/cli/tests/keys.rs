@@ -228,7 +228,9 @@ fn header_of(jwt: &str) -> Value {
 /// its ES256 and RS256 keys) keeps signing access tokens ES256 after the upgrade, publishes no
 /// Ed25519 key and does not start one on `keys rotate`. Its operator moves with
 /// `PORTCULLIS_ACCESS_TOKEN_ALG=EdDSA`: the new key is published one lead before it signs, and
-/// ES256 signs until then. Unsetting the setting goes back to the recorded ES256.
+/// the algorithm in use before (here RS256) signs until then; an emergency revocation of another
+/// algorithm's key does not cut the lead short. Unsetting the setting goes back to the
+/// recorded ES256.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgraded_deployment_keeps_es256_until_its_operator_moves_to_eddsa() {
     use portcullis_core::crypto::{Encrypter, KeyBytes};
@@ -297,11 +299,20 @@ async fn an_upgraded_deployment_keeps_es256_until_its_operator_moves_to_eddsa() 
         String::from_utf8_lossy(&refused.stderr)
     );
 
-    // The operator moves: the Ed25519 key is published at once and signs one lead later.
+    // The operator chooses RS256 first (what signs then is recorded as in use)...
+    srv.env
+        .insert("PORTCULLIS_ACCESS_TOKEN_ALG".into(), "RS256".into());
+    srv.restart();
+    assert_eq!(
+        header_of(&machine_token(&srv, &http, &seed).await)["alg"],
+        "RS256"
+    );
+    // ...then moves to EdDSA: the Ed25519 key is published at once and signs one lead later;
+    // RS256, the algorithm in use before, stands in until then.
     srv.env
         .insert("PORTCULLIS_ACCESS_TOKEN_ALG".into(), "EdDSA".into());
     srv.env
-        .insert("PORTCULLIS_KEY_PUBLISH_LEAD".into(), "6".into());
+        .insert("PORTCULLIS_KEY_PUBLISH_LEAD".into(), "10".into());
     srv.restart();
     let listed = srv.cli_json(&["keys", "list"], None);
     let ed = listed
@@ -313,7 +324,7 @@ async fn an_upgraded_deployment_keeps_es256_until_its_operator_moves_to_eddsa() 
         .clone();
     let ed_kid = ed["kid"].as_str().unwrap().to_owned();
     let activates = ed["activates_at"].as_i64().unwrap();
-    assert_eq!(activates - ed["created_at"].as_i64().unwrap(), 6);
+    assert_eq!(activates - ed["created_at"].as_i64().unwrap(), 10);
     assert_eq!(
         jwks_kids(&srv, &http, "EdDSA").await,
         std::slice::from_ref(&ed_kid)
@@ -324,7 +335,39 @@ async fn an_upgraded_deployment_keeps_es256_until_its_operator_moves_to_eddsa() 
         iat < activates,
         "the token was issued before the key activates"
     );
-    assert_eq!(header_of(&before)["alg"], "ES256", "ES256 stands in");
+    assert_eq!(header_of(&before)["alg"], "RS256", "RS256 stands in");
+    // An emergency elsewhere (the RS256 signing key revoked) replaces RS256 at once but leaves
+    // the waiting Ed25519 key waiting: no second EdDSA key, none signing before its lead.
+    let rs_kid = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["alg"] == "RS256" && k["state"] == "signing")
+        .unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    srv.cli(&["keys", "revoke", &rs_kid], None);
+    hup(&srv);
+    let after_revoke = srv.cli_json(&["keys", "list"], None);
+    let eds: Vec<&Value> = after_revoke
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["alg"] == "EdDSA")
+        .collect();
+    assert_eq!(eds.len(), 1, "{after_revoke}");
+    assert_eq!(eds[0]["kid"], ed_kid.as_str());
+    assert!(after_revoke
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["alg"] == "RS256" && k["state"] == "signing" && k["kid"] != rs_kid.as_str()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let still = machine_token(&srv, &http, &seed).await;
+    assert!(jwt_part(&still, 1)["iat"].as_i64().unwrap() < activates);
+    assert_eq!(header_of(&still)["alg"], "RS256");
+    assert_ne!(kid_of(&still), rs_kid, "the revoked key no longer signs");
     let start = Instant::now();
     let after = loop {
         let at = machine_token(&srv, &http, &seed).await;
@@ -339,14 +382,15 @@ async fn an_upgraded_deployment_keeps_es256_until_its_operator_moves_to_eddsa() 
     };
     assert_eq!(kid_of(&after), ed_kid);
     assert!(jwt_part(&after, 1)["iat"].as_i64().unwrap() >= activates);
-    // Both verify with the SDK and its default algorithm list.
+    // The stand-in's and the new key's tokens verify with the SDK and its default list (`before`
+    // was signed by the RS256 key revoked since).
     let sdk = portcullis_client::Portcullis::builder(&srv.issuer, &seed.machine_id)
         .unwrap()
         .root_certificates_pem(srv.ca_pem.as_bytes())
         .unwrap()
         .build()
         .unwrap();
-    for token in [&before, &after] {
+    for token in [&still, &after] {
         sdk.validate_access_token(token, API, &[]).await.unwrap();
     }
 

@@ -550,6 +550,14 @@ async fn back_channel_logout_tokens_are_verified() {
         ),
         InvalidToken::Algorithm
     );
+    // Nor is the (EdDSA) access token an ID token, at the SDK's call site.
+    assert_eq!(
+        invalid(
+            app.validate_id_token(signed_in.tokens.access_token.expose(), None, None, None)
+                .await
+        ),
+        InvalidToken::Algorithm
+    );
     let web = sdk(&srv, &seed.web_id, Some(&seed.web_secret))
         .build()
         .unwrap();

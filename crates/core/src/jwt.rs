@@ -156,6 +156,15 @@ pub enum VerifyError {
 
 /// Verifies a token signed by one of our keys and returns its claims as JSON.
 pub fn verify(token: &str, keys: &KeySet, expected_typ: &str) -> Result<Value, VerifyError> {
+    verify_signed(token, keys, expected_typ).map(|(claims, _)| claims)
+}
+
+/// [`verify`], also naming the algorithm of the key that signed it.
+fn verify_signed(
+    token: &str,
+    keys: &KeySet,
+    expected_typ: &str,
+) -> Result<(Value, crate::model::SigningAlg), VerifyError> {
     if token.len() > 16 * 1024 {
         return Err(VerifyError::Malformed);
     }
@@ -197,6 +206,7 @@ pub fn verify(token: &str, keys: &KeySet, expected_typ: &str) -> Result<Value, V
         .decode(p)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
+        .map(|claims| (claims, key.alg))
         .ok_or(VerifyError::Malformed)
 }
 
@@ -241,7 +251,11 @@ pub fn verify_id_token(
     issuer: &str,
     expiry: Expiry,
 ) -> Result<IdClaims, VerifyError> {
-    let v = verify(token, keys, TYP_ID_TOKEN)?;
+    let (v, alg) = verify_signed(token, keys, TYP_ID_TOKEN)?;
+    // Our ID tokens are never signed by a key only access tokens use (EdDSA).
+    if !alg.signs_id_tokens() {
+        return Err(VerifyError::Algorithm);
+    }
     let claims: IdClaims = serde_json::from_value(v).map_err(|_| VerifyError::Malformed)?;
     if claims.iss != issuer {
         return Err(VerifyError::Issuer);
@@ -454,6 +468,19 @@ mod tests {
                 Err(VerifyError::Type)
             );
         }
+    }
+
+    #[test]
+    fn an_id_token_signed_by_the_eddsa_key_is_refused() {
+        let ks = keyset();
+        let ed = ks.active(SigningAlg::EdDSA, 0).unwrap();
+        let t = sign(ed, TYP_ID_TOKEN, &id_claims(100)).unwrap();
+        // A valid signature, `typ: JWT`, our issuer: still not one of our ID tokens.
+        assert!(verify(&t, &ks, TYP_ID_TOKEN).is_ok());
+        assert_eq!(
+            verify_id_token(&t, &ks, "https://as.example", Expiry::AcceptExpired),
+            Err(VerifyError::Algorithm)
+        );
     }
 
     #[test]

@@ -242,12 +242,18 @@ impl KeySet {
 
     /// The key that signs access tokens of `alg` at `now`. An algorithm used only for access
     /// tokens (EdDSA) whose first key is published but not yet signing (a deployment moving
-    /// to it; apps' JWKS caches get the key first) is stood in for by ES256 until then.
-    pub fn access_token_key(&self, alg: SigningAlg, now: i64) -> Result<&LoadedKey, KeyError> {
+    /// to it; apps' JWKS caches get the key first) is stood in for until then by `stand_in`
+    /// (the algorithm access tokens had before), or ES256 when that cannot sign.
+    pub fn access_token_key(
+        &self,
+        alg: SigningAlg,
+        stand_in: SigningAlg,
+        now: i64,
+    ) -> Result<&LoadedKey, KeyError> {
         match self.active(alg, now) {
-            Err(_) if !alg.signs_id_tokens() && self.can_sign(alg, now) => {
-                self.active(SigningAlg::ES256, now)
-            }
+            Err(_) if !alg.signs_id_tokens() && self.can_sign(alg, now) => self
+                .active(stand_in, now)
+                .or_else(|_| self.active(SigningAlg::ES256, now)),
             other => other,
         }
     }
@@ -420,15 +426,21 @@ mod lifecycle_tests {
         let set = KeySet::new(vec![load(&es, &e).unwrap(), load(&ed, &e).unwrap()]);
         // Published from the start, signing from its activation; ES256 until then.
         assert_eq!(
-            set.access_token_key(SigningAlg::EdDSA, 100).unwrap().kid,
+            set.access_token_key(SigningAlg::EdDSA, SigningAlg::ES256, 100)
+                .unwrap()
+                .kid,
             es.kid
         );
         assert_eq!(
-            set.access_token_key(SigningAlg::EdDSA, 3699).unwrap().kid,
+            set.access_token_key(SigningAlg::EdDSA, SigningAlg::ES256, 3699)
+                .unwrap()
+                .kid,
             es.kid
         );
         assert_eq!(
-            set.access_token_key(SigningAlg::EdDSA, 3700).unwrap().kid,
+            set.access_token_key(SigningAlg::EdDSA, SigningAlg::ES256, 3700)
+                .unwrap()
+                .kid,
             ed.kid
         );
         let published = set.jwks(100, 300);
@@ -439,10 +451,37 @@ mod lifecycle_tests {
             .any(|k| k["kid"] == ed.kid.as_str()));
         // No stand-in for an algorithm without any key, nor for ID-token algorithms.
         let only_es = KeySet::new(vec![load(&es, &e).unwrap()]);
-        assert!(only_es.access_token_key(SigningAlg::EdDSA, 100).is_err());
+        assert!(only_es
+            .access_token_key(SigningAlg::EdDSA, SigningAlg::ES256, 100)
+            .is_err());
         let rs_waiting = generate(SigningAlg::RS256, &e, 100, 3700).unwrap();
         let set = KeySet::new(vec![load(&es, &e).unwrap(), load(&rs_waiting, &e).unwrap()]);
-        assert!(set.access_token_key(SigningAlg::RS256, 100).is_err());
+        assert!(set
+            .access_token_key(SigningAlg::RS256, SigningAlg::ES256, 100)
+            .is_err());
+        // A deployment moving from RS256: RS256 stands in; ES256 only when RS256 cannot sign.
+        let rs = generate(SigningAlg::RS256, &e, 0, 0).unwrap();
+        let set = KeySet::new(vec![
+            load(&es, &e).unwrap(),
+            load(&rs, &e).unwrap(),
+            load(&ed, &e).unwrap(),
+        ]);
+        let key = |stand_in, now| {
+            set.access_token_key(SigningAlg::EdDSA, stand_in, now)
+                .unwrap()
+                .kid
+                .clone()
+        };
+        assert_eq!(key(SigningAlg::RS256, 100), rs.kid);
+        assert_eq!(key(SigningAlg::RS256, 3700), ed.kid);
+        let no_rs = KeySet::new(vec![load(&es, &e).unwrap(), load(&ed, &e).unwrap()]);
+        assert_eq!(
+            no_rs
+                .access_token_key(SigningAlg::EdDSA, SigningAlg::RS256, 100)
+                .unwrap()
+                .kid,
+            es.kid
+        );
     }
 
     #[test]

@@ -197,6 +197,12 @@ impl SigningKeyStore for CachedStore {
     async fn recorded_access_token_alg(&self) -> StoreResult<Option<SigningAlg>> {
         self.inner.recorded_access_token_alg().await
     }
+    async fn access_token_alg_in_use(&self) -> StoreResult<Option<SigningAlg>> {
+        self.inner.access_token_alg_in_use().await
+    }
+    async fn record_access_token_alg_in_use(&self, alg: SigningAlg) -> StoreResult<()> {
+        self.inner.record_access_token_alg_in_use(alg).await
+    }
 }
 
 #[async_trait]

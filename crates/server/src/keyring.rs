@@ -64,6 +64,10 @@ pub struct KeyPolicy {
     pub rotation: RotationPolicy,
     /// `PORTCULLIS_ACCESS_TOKEN_ALG`, when set (see [`access_token_alg`]).
     pub access_token_alg: Option<SigningAlg>,
+    /// The algorithm whose signing key was just revoked (`keys revoke`): its replacement
+    /// signs at once, an emergency cannot wait for the publish lead. Every other algorithm
+    /// keeps the lead.
+    pub emergency: Option<SigningAlg>,
     /// Retired keys stay published this long after retirement (the longest token lifetime).
     pub token_lifetime: i64,
     /// Retired keys stay in the set this long after retirement, for `id_token_hint` checks
@@ -76,6 +80,7 @@ impl KeyPolicy {
         Self {
             rotation: config.key_rotation,
             access_token_alg: config.access_token_alg,
+            emergency: None,
             token_lifetime: config.lifetimes.access_token.max(config.lifetimes.id_token),
             hint_lifetime: config.lifetimes.session_absolute,
         }
@@ -125,13 +130,24 @@ pub fn access_token_alg(
     configured.or(recorded).unwrap_or(SigningAlg::EdDSA)
 }
 
-/// The algorithms keys are kept and rotated for: RS256 and ES256 (ID tokens; ES256 also stands
-/// in while a new access-token algorithm's first key waits), the access-token algorithm, and
-/// any other that still has a key (it goes on rotating, never left signing-capable unrotated).
-pub fn kept_algorithms(access: SigningAlg, stored: &[StoredSigningKey]) -> Vec<SigningAlg> {
+/// The algorithms keys are kept and rotated for at `now`: RS256 and ES256 (ID tokens; ES256
+/// also stands in while a new access-token algorithm's first key waits), the access-token
+/// algorithm, and any other that still has a live (not retired) key: it goes on rotating,
+/// never left signing-capable unrotated, until its key is revoked.
+pub fn kept_algorithms(
+    access: SigningAlg,
+    stored: &[StoredSigningKey],
+    now: i64,
+) -> Vec<SigningAlg> {
     SigningAlg::ALL
         .into_iter()
-        .filter(|a| a.signs_id_tokens() || *a == access || stored.iter().any(|k| k.alg == *a))
+        .filter(|a| {
+            a.signs_id_tokens()
+                || *a == access
+                || stored
+                    .iter()
+                    .any(|k| k.alg == *a && k.retired_at.is_none_or(|r| now < r))
+        })
         .collect()
 }
 
@@ -152,7 +168,12 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
     );
     let fresh = stored.is_empty();
     let mut changed = false;
-    for alg in kept_algorithms(access, &stored) {
+    for alg in kept_algorithms(access, &stored, now) {
+        let lead = if policy.emergency == Some(alg) {
+            0
+        } else {
+            policy.rotation.lead
+        };
         // A key that signs *now* (a successor still waiting for its activation does not count:
         // after an emergency revocation of the current key it must not leave the algorithm
         // without a signer until then).
@@ -165,8 +186,8 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
         let first = !stored.iter().any(|k| k.alg == alg);
         // An algorithm only access tokens use (EdDSA) has a stand-in, ES256, while its key
         // waits (`KeySet::access_token_key`): a deployment moving to it waits out the publish
-        // lead. A lead of 0 is an emergency (`keys revoke`): a key that signs at once.
-        if !signing && waiting && !alg.signs_id_tokens() && policy.rotation.lead > 0 {
+        // lead, unless its own signing key was just revoked (an emergency).
+        if !signing && waiting && !alg.signs_id_tokens() && policy.emergency != Some(alg) {
             continue;
         }
         if !signing {
@@ -174,7 +195,7 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
             // published one lead before it signs, so apps' cached JWKS have it first; on a
             // fresh store, and for ID-token algorithms, a key signs at once.
             let activates = if first && !fresh && !alg.signs_id_tokens() {
-                now + policy.rotation.lead
+                now + lead
             } else {
                 now
             };

@@ -77,6 +77,30 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         ),
         _ => tracing::info!(alg = access_token_alg.as_str(), "access token signing algorithm"),
     }
+    // What signed access tokens before, to stand in while a new algorithm's first key waits;
+    // once the configured one signs, it is what is in use.
+    let access_token_stand_in = {
+        use portcullis_core::store::SigningKeyStore as _;
+        let in_use = store.access_token_alg_in_use().await?;
+        if keys.set.active(access_token_alg, now()).is_ok() {
+            if in_use != Some(access_token_alg) {
+                store
+                    .record_access_token_alg_in_use(access_token_alg)
+                    .await?;
+            }
+            access_token_alg
+        } else {
+            let stand_in = in_use
+                .filter(|a| *a != access_token_alg && a.signs_id_tokens())
+                .unwrap_or(portcullis_core::model::SigningAlg::ES256);
+            tracing::info!(
+                alg = access_token_alg.as_str(),
+                stand_in = stand_in.as_str(),
+                "the access-token algorithm's first key is published and waits for its activation; the previous algorithm signs until then"
+            );
+            stand_in
+        }
+    };
     let metadata = serde_json::to_vec(&portcullis_core::discovery::metadata(&config.issuer))?;
     let store: Arc<dyn portcullis_core::store::Storage> =
         Arc::new(cache::CachedStore::new(Arc::new(store)));
@@ -177,6 +201,7 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         },
         lifetimes: config.lifetimes.clone(),
         access_token_alg,
+        access_token_stand_in,
         issuer: config.issuer.clone().into(),
         issuer_origin: config.issuer_origin.clone().into(),
         issuer_hosts: config.issuer_hosts.clone().into(),

@@ -50,6 +50,9 @@ pub struct AppStateInner {
     pub password_policy: portcullis_core::password::PasswordPolicy,
     pub lifetimes: Lifetimes,
     pub access_token_alg: portcullis_core::model::SigningAlg,
+    /// Signs access tokens while `access_token_alg`'s first key waits to sign: the algorithm
+    /// the deployment used before (recorded in the store), else ES256.
+    pub access_token_stand_in: portcullis_core::model::SigningAlg,
     pub issuer: Arc<str>,
     pub issuer_origin: Arc<str>,
     pub issuer_hosts: Arc<[String]>,
@@ -84,6 +87,7 @@ impl AppStateInner {
             hash_key: &self.hash_key,
             lifetimes: &self.lifetimes,
             access_token_alg: self.access_token_alg,
+            access_token_stand_in: self.access_token_stand_in,
             now,
         }
     }

@@ -111,6 +111,7 @@ impl World {
             hash_key: &self.hash,
             lifetimes: &self.lifetimes,
             access_token_alg: SigningAlg::ES256,
+            access_token_stand_in: SigningAlg::ES256,
             now,
         };
         let out = dispatch(&params, Some(&basic), &self.store, &ctx).await;

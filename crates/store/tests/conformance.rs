@@ -193,6 +193,30 @@ mod sqlite {
                 .expect("recorded"),
             None
         );
+        // The algorithm in use: nothing at first, then the last one recorded.
+        use portcullis_core::model::SigningAlg;
+        assert_eq!(
+            fresh_store.access_token_alg_in_use().await.expect("in use"),
+            None
+        );
+        for alg in [SigningAlg::RS256, SigningAlg::EdDSA] {
+            fresh_store
+                .record_access_token_alg_in_use(alg)
+                .await
+                .expect("record");
+            assert_eq!(
+                fresh_store.access_token_alg_in_use().await.expect("in use"),
+                Some(alg)
+            );
+        }
+        assert_eq!(
+            fresh_store
+                .recorded_access_token_alg()
+                .await
+                .expect("recorded"),
+            None,
+            "a separate setting"
+        );
         type Row = (String, String, String, i64, i64, Option<i64>, Option<i64>);
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT kid, alg, private_key_blob, created_at, activates_at, retired_at, revoked_at FROM signing_keys ORDER BY kid",

@@ -24,7 +24,7 @@ pub fn access_token(
 ) -> Result<String, OAuthError> {
     let key = ctx
         .keys
-        .access_token_key(ctx.access_token_alg, ctx.now)
+        .access_token_key(ctx.access_token_alg, ctx.access_token_stand_in, ctx.now)
         .map_err(|e| OAuthError::server_error(e.to_string()))?;
     // The API it was asked for (RFC 8707), and the userinfo endpoint when the token carries a
     // user's `openid` grant: userinfo accepts only tokens naming it (RFC 9068 §4).

@@ -40,8 +40,11 @@ pub struct TokenContext<'a> {
     pub keys: &'a KeySet,
     pub hash_key: &'a HashKey,
     pub lifetimes: &'a Lifetimes,
-    /// Algorithm of access tokens (ES256 by default).
+    /// Algorithm of access tokens.
     pub access_token_alg: crate::model::SigningAlg,
+    /// What signs them while that algorithm's first key waits to sign
+    /// (`KeySet::access_token_key`): the algorithm they had before.
+    pub access_token_stand_in: crate::model::SigningAlg,
     pub now: i64,
 }
 

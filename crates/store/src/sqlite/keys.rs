@@ -34,6 +34,24 @@ impl TryFrom<KeyRow> for StoredSigningKey {
     }
 }
 
+impl SqliteStore {
+    /// A signature algorithm stored under `name` in `deployment_settings`.
+    async fn setting_alg(&self, name: &str) -> StoreResult<Option<SigningAlg>> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM deployment_settings WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        value
+            .map(|v| {
+                SigningAlg::parse(&v)
+                    .ok_or_else(|| StoreError::Corrupt(format!("recorded {name} {v:?}")))
+            })
+            .transpose()
+    }
+}
+
 #[async_trait]
 impl SigningKeyStore for SqliteStore {
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> StoreResult<()> {
@@ -54,18 +72,23 @@ impl SigningKeyStore for SqliteStore {
     }
 
     async fn recorded_access_token_alg(&self) -> StoreResult<Option<SigningAlg>> {
-        let value: Option<String> = sqlx::query_scalar(
-            "SELECT value FROM deployment_settings WHERE name = 'access_token_alg'",
+        self.setting_alg("access_token_alg").await
+    }
+
+    async fn access_token_alg_in_use(&self) -> StoreResult<Option<SigningAlg>> {
+        self.setting_alg("access_token_alg_in_use").await
+    }
+
+    async fn record_access_token_alg_in_use(&self, alg: SigningAlg) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO deployment_settings (name, value) VALUES ('access_token_alg_in_use', ?) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
         )
-        .fetch_optional(&self.pool)
+        .bind(alg.as_str())
+        .execute(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
-        value
-            .map(|v| {
-                SigningAlg::parse(&v)
-                    .ok_or_else(|| StoreError::Corrupt(format!("recorded access_token_alg {v:?}")))
-            })
-            .transpose()
+        Ok(())
     }
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
