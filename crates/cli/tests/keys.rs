@@ -312,7 +312,7 @@ async fn an_upgraded_deployment_keeps_es256_until_its_operator_moves_to_eddsa() 
     srv.env
         .insert("PORTCULLIS_ACCESS_TOKEN_ALG".into(), "EdDSA".into());
     srv.env
-        .insert("PORTCULLIS_KEY_PUBLISH_LEAD".into(), "10".into());
+        .insert("PORTCULLIS_KEY_PUBLISH_LEAD".into(), "20".into());
     srv.restart();
     let listed = srv.cli_json(&["keys", "list"], None);
     let ed = listed
@@ -324,7 +324,15 @@ async fn an_upgraded_deployment_keeps_es256_until_its_operator_moves_to_eddsa() 
         .clone();
     let ed_kid = ed["kid"].as_str().unwrap().to_owned();
     let activates = ed["activates_at"].as_i64().unwrap();
-    assert_eq!(activates - ed["created_at"].as_i64().unwrap(), 10);
+    assert_eq!(activates - ed["created_at"].as_i64().unwrap(), 20);
+    // A first key still waiting is not rotated.
+    let refused = srv.cli_raw(&["keys", "rotate", "--alg", "EdDSA"], None);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("still waiting"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     assert_eq!(
         jwks_kids(&srv, &http, "EdDSA").await,
         std::slice::from_ref(&ed_kid)
@@ -375,7 +383,7 @@ async fn an_upgraded_deployment_keeps_es256_until_its_operator_moves_to_eddsa() 
             break at;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            start.elapsed() < Duration::from_secs(40),
             "EdDSA never signed"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;

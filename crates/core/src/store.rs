@@ -133,7 +133,8 @@ pub trait SigningKeyStore: Send + Sync {
     /// The access-token algorithm this deployment keeps when none is configured: ES256 for
     /// one that had keys before EdDSA keys existed, `None` (the current default) otherwise.
     async fn recorded_access_token_alg(&self) -> StoreResult<Option<SigningAlg>>;
-    /// The access-token algorithm the server last started signing with (`None` before any).
+    /// The last RS256 or ES256 the server started signing access tokens with (`None` before
+    /// any): what stands in while a new access-token algorithm's key waits.
     async fn access_token_alg_in_use(&self) -> StoreResult<Option<SigningAlg>>;
     /// Records it, replacing the previous one.
     async fn record_access_token_alg_in_use(&self, alg: SigningAlg) -> StoreResult<()>;

@@ -183,18 +183,18 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
         let waiting = stored
             .iter()
             .any(|k| k.alg == alg && k.activates_at > now && k.retired_at.is_none());
-        let first = !stored.iter().any(|k| k.alg == alg);
-        // An algorithm only access tokens use (EdDSA) has a stand-in, ES256, while its key
+        // An algorithm only access tokens use (EdDSA) has a stand-in while its key
         // waits (`KeySet::access_token_key`): a deployment moving to it waits out the publish
         // lead, unless its own signing key was just revoked (an emergency).
         if !signing && waiting && !alg.signs_id_tokens() && policy.emergency != Some(alg) {
             continue;
         }
         if !signing {
-            // The first key of such an algorithm on a deployment that already has keys is
-            // published one lead before it signs, so apps' cached JWKS have it first; on a
-            // fresh store, and for ID-token algorithms, a key signs at once.
-            let activates = if first && !fresh && !alg.signs_id_tokens() {
+            // A new key of such an algorithm (its first, or after its line was revoked and it
+            // is turned on again) is published one lead before it signs, so apps' cached JWKS
+            // have it first, and the stand-in signs meanwhile; on a fresh store, for ID-token
+            // algorithms, and in an emergency of its own (lead 0), a key signs at once.
+            let activates = if !fresh && !alg.signs_id_tokens() {
                 now + lead
             } else {
                 now

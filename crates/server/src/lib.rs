@@ -77,29 +77,33 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         ),
         _ => tracing::info!(alg = access_token_alg.as_str(), "access token signing algorithm"),
     }
-    // What signed access tokens before, to stand in while a new algorithm's first key waits;
-    // once the configured one signs, it is what is in use.
+    // What stands in while a new access-token algorithm's key waits to sign: the last RS256 or
+    // ES256 that signed access tokens (recorded whenever one of them does at start, so a
+    // deployment moving from RS256 to EdDSA keeps RS256 meanwhile), else ES256.
     let access_token_stand_in = {
         use portcullis_core::store::SigningKeyStore as _;
         let in_use = store.access_token_alg_in_use().await?;
-        if keys.set.active(access_token_alg, now()).is_ok() {
-            if in_use != Some(access_token_alg) {
-                store
-                    .record_access_token_alg_in_use(access_token_alg)
-                    .await?;
-            }
+        let signs_now = keys.set.active(access_token_alg, now()).is_ok();
+        if signs_now && access_token_alg.signs_id_tokens() && in_use != Some(access_token_alg) {
+            store
+                .record_access_token_alg_in_use(access_token_alg)
+                .await?;
+        }
+        let stand_in = if access_token_alg.signs_id_tokens() {
             access_token_alg
         } else {
-            let stand_in = in_use
-                .filter(|a| *a != access_token_alg && a.signs_id_tokens())
-                .unwrap_or(portcullis_core::model::SigningAlg::ES256);
+            in_use
+                .filter(|a| a.signs_id_tokens())
+                .unwrap_or(portcullis_core::model::SigningAlg::ES256)
+        };
+        if !signs_now {
             tracing::info!(
                 alg = access_token_alg.as_str(),
                 stand_in = stand_in.as_str(),
-                "the access-token algorithm's first key is published and waits for its activation; the previous algorithm signs until then"
+                "the access-token algorithm's key is published and waits for its activation; the previous algorithm signs until then"
             );
-            stand_in
         }
+        stand_in
     };
     let metadata = serde_json::to_vec(&portcullis_core::discovery::metadata(&config.issuer))?;
     let store: Arc<dyn portcullis_core::store::Storage> =

@@ -50,8 +50,8 @@ pub struct AppStateInner {
     pub password_policy: portcullis_core::password::PasswordPolicy,
     pub lifetimes: Lifetimes,
     pub access_token_alg: portcullis_core::model::SigningAlg,
-    /// Signs access tokens while `access_token_alg`'s first key waits to sign: the algorithm
-    /// the deployment used before (recorded in the store), else ES256.
+    /// Signs access tokens while `access_token_alg`'s key waits to sign: the last RS256 or
+    /// ES256 the deployment used for them (recorded in the store), else ES256.
     pub access_token_stand_in: portcullis_core::model::SigningAlg,
     pub issuer: Arc<str>,
     pub issuer_origin: Arc<str>,

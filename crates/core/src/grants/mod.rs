@@ -42,8 +42,8 @@ pub struct TokenContext<'a> {
     pub lifetimes: &'a Lifetimes,
     /// Algorithm of access tokens.
     pub access_token_alg: crate::model::SigningAlg,
-    /// What signs them while that algorithm's first key waits to sign
-    /// (`KeySet::access_token_key`): the algorithm they had before.
+    /// What signs them while that algorithm's key waits to sign (`KeySet::access_token_key`):
+    /// the RS256 or ES256 they had before.
     pub access_token_stand_in: crate::model::SigningAlg,
     pub now: i64,
 }
