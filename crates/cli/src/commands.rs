@@ -264,6 +264,33 @@ pub async fn apis(config: &Config, cmd: ApisCommand) -> anyhow::Result<()> {
 /// Records an administrative action in the audit trail (`reason=cli`). The action has
 /// already happened: a failure to record it is reported on stderr and fails the command, so
 /// no admin change goes unrecorded silently.
+/// The access-token algorithm key commands act for: the one the server last started with
+/// (recorded in the store), not this command's own setting, which may differ (a server's
+/// environment is often not the shell's); else what the server would choose.
+async fn serving_access_token_alg<S: portcullis_core::store::SigningKeyStore + ?Sized>(
+    store: &S,
+    config: &Config,
+) -> anyhow::Result<SigningAlg> {
+    use portcullis_core::store::RecordedAlg;
+    let chosen = portcullis_server::keyring::access_token_alg(
+        config.access_token_alg,
+        store.recorded_alg(RecordedAlg::AccessTokenDefault).await?,
+    );
+    match store.recorded_alg(RecordedAlg::Serving).await? {
+        Some(serving) => {
+            if serving != chosen {
+                eprintln!(
+                    "note: the server was last started with {} access tokens; this command keeps to that (here the setting gives {}: restart the server to apply it)",
+                    serving.as_str(),
+                    chosen.as_str()
+                );
+            }
+            Ok(serving)
+        }
+        None => Ok(chosen),
+    }
+}
+
 async fn admin_event<S: AuditStore + ?Sized>(
     store: &S,
     kind: EventKind,
@@ -583,10 +610,7 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 bail!("no signing keys yet: the server makes them at its first start");
             }
             let kept: Vec<SigningAlg> = portcullis_server::keyring::kept_algorithms(
-                portcullis_server::keyring::access_token_alg(
-                    config.access_token_alg,
-                    store.recorded_access_token_alg().await?,
-                ),
+                serving_access_token_alg(&store, config).await?,
                 &stored,
                 now,
             )
@@ -603,7 +627,7 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                     let alg = SigningAlg::parse(a)
                         .ok_or_else(|| anyhow::anyhow!("--alg must be EdDSA, ES256 or RS256"))?;
                     if !kept.contains(&alg) {
-                        bail!("this deployment has no signing {a} key to rotate (access tokens start using EdDSA with PORTCULLIS_ACCESS_TOKEN_ALG=EdDSA; a first key that is still waiting to sign is not rotated)");
+                        bail!("this deployment has no signing {a} key to rotate (access tokens start using EdDSA with PORTCULLIS_ACCESS_TOKEN_ALG=EdDSA; a key that is still waiting to sign is not rotated)");
                     }
                     vec![alg]
                 }
@@ -652,14 +676,6 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Revoke { kid } => {
             let kid =
                 KeyId::parse(&kid).ok_or_else(|| anyhow::anyhow!("{kid:?} is not a key id"))?;
-            // Was it signing? Then its algorithm is left without a signer: an emergency.
-            let signing_alg = store
-                .list_signing_keys()
-                .await?
-                .into_iter()
-                .find(|k| k.kid == kid)
-                .filter(|k| k.activates_at <= now && k.retired_at.is_none_or(|r| now < r))
-                .map(|k| k.alg);
             if !store.revoke_signing_key(&kid, now).await? {
                 bail!("no such key (or it was already revoked)");
             }
@@ -667,12 +683,13 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 e.detail(&format!("kid={kid}"))
             })
             .await?;
-            // A revoked signing key leaves its algorithm without one: make the replacement
-            // now, signing at once (an emergency cannot wait for the publish lead). Only that
-            // algorithm: every other one keeps its lead (a waiting key stays waiting).
+            // Its algorithm may be left without a signer: maintenance, as the server runs it,
+            // lets an ID-token algorithm's published successor sign now (else a new key does),
+            // and leaves an access-token-only algorithm (EdDSA) to its stand-in until a key
+            // published now signs one lead later. An algorithm no longer in use gets no key.
             let enc = portcullis_server::keyring::encrypter(config)?;
             let policy = portcullis_server::keyring::KeyPolicy {
-                emergency: signing_alg,
+                access_token_alg: Some(serving_access_token_alg(&store, config).await?),
                 ..portcullis_server::keyring::KeyPolicy::from_config(config)
             };
             portcullis_server::keyring::maintain(&store, &enc, &policy, now, None).await?;

@@ -115,15 +115,31 @@ async fn a_rotation_publishes_the_next_key_an_hour_before_it_signs() {
             (new_kid.clone(), "pending".to_owned())
         ]
     );
-    // An emergency revocation of the signing key while its successor still waits: the
-    // algorithm is not left without a signer until the successor activates.
+    // The signing key revoked while its successor still waits: access tokens are not left
+    // without a signer (the stand-in, ES256, signs), and no key signs before it was
+    // published: the successor keeps its activation and no other Ed25519 key is made.
     srv.cli(&["keys", "revoke", &before[0]], None);
     hup(&srv);
-    eventually("a key signs again", || async {
-        let k = kid_of(&machine_token(&srv, &http, &seed).await);
-        k != before[0] && k != new_kid
+    eventually("the stand-in signs", || async {
+        let at = machine_token(&srv, &http, &seed).await;
+        header_of(&at)["alg"] == "ES256" && kid_of(&at) != before[0]
     })
     .await;
+    let eds: Vec<(String, String)> = srv
+        .cli_json(&["keys", "list"], None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["alg"] == "EdDSA")
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(eds, vec![(new_kid.clone(), "pending".to_owned())]);
+    assert!(!jwks_kids(&srv, &http, "EdDSA").await.contains(&before[0]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,4 +426,94 @@ async fn an_upgraded_deployment_keeps_es256_until_its_operator_moves_to_eddsa() 
         "ES256"
     );
     assert_eq!(jwks_kids(&srv, &http, "EdDSA").await, [ed_kid]);
+}
+
+/// `portcullis keys` runs with an environment of its own, which may not be the server's: it
+/// acts for the access-token algorithm the server last started with. Revoking every live key
+/// of an algorithm no longer in use makes no new one, and revoking an ID-token algorithm's key
+/// gives no other algorithm a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_commands_follow_the_servers_algorithm_not_their_own_environment() {
+    let mut srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    let eddsa_kids = |srv: &TestServer| -> Vec<(String, String)> {
+        srv.cli_json(&["keys", "list"], None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["alg"] == "EdDSA")
+            .map(|k| {
+                (
+                    k["kid"].as_str().unwrap().to_owned(),
+                    k["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    // EdDSA signs (a fresh deployment) and a rotation is pending.
+    let out = srv.cli_json(&["keys", "rotate", "--alg", "EdDSA"], None);
+    let successor = out[0]["kid"].as_str().unwrap().to_owned();
+    let signing = eddsa_kids(&srv)
+        .into_iter()
+        .find(|(_, state)| state == "signing")
+        .unwrap()
+        .0;
+    // The server moves back to ES256 through its own environment; the shell the operator
+    // runs key commands from does not have that setting (it would say EdDSA).
+    srv.env
+        .insert("PORTCULLIS_ACCESS_TOKEN_ALG".into(), "ES256".into());
+    srv.restart();
+    srv.env.remove("PORTCULLIS_ACCESS_TOKEN_ALG");
+    assert_eq!(
+        header_of(&machine_token(&srv, &http, &seed).await)["alg"],
+        "ES256"
+    );
+    // Revoking the signing Ed25519 key: EdDSA is not in use, so no replacement is made (the
+    // waiting successor stays as it was), and the command says which algorithm it followed.
+    let out = srv.cli_raw(&["keys", "revoke", &signing], None);
+    assert!(out.status.success());
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        note.contains("last started with ES256"),
+        "the command names the server's algorithm: {note}"
+    );
+    assert_eq!(
+        eddsa_kids(&srv),
+        [(successor.clone(), "pending".to_owned())]
+    );
+    // Revoking the successor too leaves no Ed25519 key at all, published or kept.
+    srv.cli(&["keys", "revoke", &successor], None);
+    assert_eq!(eddsa_kids(&srv), []);
+    // Revoking the ES256 signing key replaces it at once (ID tokens cannot wait), and gives
+    // EdDSA, which this command's own setting would choose, no key.
+    let es = srv
+        .cli_json(&["keys", "list"], None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["alg"] == "ES256" && k["state"] == "signing")
+        .unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    srv.cli(&["keys", "revoke", &es], None);
+    let listed = srv.cli_json(&["keys", "list"], None);
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["alg"] == "ES256" && k["state"] == "signing" && k["kid"] != es.as_str()));
+    assert_eq!(eddsa_kids(&srv), []);
+    hup(&srv);
+    eventually(
+        "a new ES256 key signs, the revoked ones are gone",
+        || async {
+            let at = machine_token(&srv, &http, &seed).await;
+            header_of(&at)["alg"] == "ES256"
+                && kid_of(&at) != es
+                && jwks_kids(&srv, &http, "EdDSA").await.is_empty()
+        },
+    )
+    .await;
 }

@@ -391,7 +391,8 @@ async fn client_credentials_are_cached_and_tokens_of_another_issuer_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_rotation_is_picked_up_and_unknown_kids_are_rate_limited() {
-    let srv = TestServer::start();
+    // No publish lead: a rotated key signs at once, so the apps' caches have not seen it.
+    let srv = TestServer::start_with(&[("PORTCULLIS_KEY_PUBLISH_LEAD", "0")]);
     let seed = srv.seed();
     let http = srv.http();
     // Default limits: one fetch per 30 s at most for unknown kids.
@@ -448,8 +449,10 @@ async fn a_key_rotation_is_picked_up_and_unknown_kids_are_rate_limited() {
     }
     assert_eq!(limited.jwks_fetches(), 1, "rate limited");
 
-    // Rotate, then retire the old key at once: new tokens carry the new kid.
-    srv.cli_json(&["keys", "rotate", "--alg", "EdDSA"], None);
+    // Rotate (the new key signs at once), then revoke the old key: new tokens carry the new
+    // Ed25519 key's kid.
+    let rotated = srv.cli_json(&["keys", "rotate", "--alg", "EdDSA"], None);
+    let new_kid = rotated[0]["kid"].as_str().unwrap().to_owned();
     srv.cli(&["keys", "revoke", &old_kid], None);
     hup(&srv);
     let mut token = None;
@@ -470,6 +473,8 @@ async fn a_key_rotation_is_picked_up_and_unknown_kids_are_rate_limited() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let token = token.expect("a token signed by the new key");
+    assert_eq!(jwt_part(&token, 0)["kid"], new_kid.as_str());
+    assert_eq!(jwt_part(&token, 0)["alg"], "EdDSA");
     let fetched = fresh.jwks_fetches();
     fresh.validate_access_token(&token, API, &[]).await.unwrap();
     assert_eq!(

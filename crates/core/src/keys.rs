@@ -14,6 +14,8 @@ use aws_lc_rs::signature::{
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 use zeroize::Zeroize;
 
@@ -52,7 +54,8 @@ pub struct LoadedKey {
     pub alg: SigningAlg,
     pub activates_at: i64,
     pub retired_at: Option<i64>,
-    signer: Signer,
+    /// Shared with the same key in a later set (`restamped`): a reload does not decrypt again.
+    signer: Arc<Signer>,
     public_der: Vec<u8>,
     jwk: Value,
 }
@@ -175,7 +178,7 @@ pub fn load(stored: &StoredSigningKey, enc: &Encrypter) -> Result<LoadedKey, Key
         alg: stored.alg,
         activates_at: stored.activates_at,
         retired_at: stored.retired_at,
-        signer,
+        signer: Arc::new(signer),
         public_der,
         jwk,
     })
@@ -186,10 +189,25 @@ impl LoadedKey {
         &self.jwk
     }
 
+    /// This key with the times of its stored row now (a rotation retires it, an activation
+    /// moves its start), sharing the parsed key pair: nothing is decrypted. `None` when
+    /// `stored` is another key.
+    pub fn restamped(&self, stored: &StoredSigningKey) -> Option<LoadedKey> {
+        (self.kid == stored.kid && self.alg == stored.alg).then(|| LoadedKey {
+            kid: self.kid.clone(),
+            alg: self.alg,
+            activates_at: stored.activates_at,
+            retired_at: stored.retired_at,
+            signer: Arc::clone(&self.signer),
+            public_der: self.public_der.clone(),
+            jwk: self.jwk.clone(),
+        })
+    }
+
     /// Signs `message` with this key.
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         let rng = SystemRandom::new();
-        match &self.signer {
+        match &*self.signer {
             Signer::Ec(kp) => kp
                 .sign(&rng, message)
                 .map(|s| s.as_ref().to_vec())
@@ -241,9 +259,10 @@ impl KeySet {
     }
 
     /// The key that signs access tokens of `alg` at `now`. An algorithm used only for access
-    /// tokens (EdDSA) whose first key is published but not yet signing (a deployment moving
-    /// to it; apps' JWKS caches get the key first) is stood in for until then by `stand_in`
-    /// (the algorithm access tokens had before), or ES256 when that cannot sign.
+    /// tokens (EdDSA) whose key is published but not yet signing (a deployment moving to it,
+    /// or its signing key revoked; apps' JWKS caches get the key first) is stood in for until
+    /// then by `stand_in` (the RS256 or ES256 access tokens had before), or ES256 when that
+    /// cannot sign. An algorithm with no key at all has no stand-in: that is an error.
     pub fn access_token_key(
         &self,
         alg: SigningAlg,

@@ -130,14 +130,29 @@ pub trait SigningKeyStore: Send + Sync {
     async fn revoke_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool>;
     /// Replaces a key's sealed private part (re-encryption under a new encryption key).
     async fn rewrap_signing_key(&self, kid: &KeyId, blob: &str) -> StoreResult<()>;
-    /// The access-token algorithm this deployment keeps when none is configured: ES256 for
-    /// one that had keys before EdDSA keys existed, `None` (the current default) otherwise.
-    async fn recorded_access_token_alg(&self) -> StoreResult<Option<SigningAlg>>;
-    /// The last RS256 or ES256 the server started signing access tokens with (`None` before
-    /// any): what stands in while a new access-token algorithm's key waits.
-    async fn access_token_alg_in_use(&self) -> StoreResult<Option<SigningAlg>>;
-    /// Records it, replacing the previous one.
-    async fn record_access_token_alg_in_use(&self, alg: SigningAlg) -> StoreResult<()>;
+    /// Lets a key that waits for its activation sign from `now` on (it was published at its
+    /// rotation), and retires at `now` whatever it was to replace. False when it is not a
+    /// waiting key (absent, revoked, retired or already signing).
+    async fn activate_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool>;
+    /// What the deployment recorded of `which` (`None` when nothing is).
+    async fn recorded_alg(&self, which: RecordedAlg) -> StoreResult<Option<SigningAlg>>;
+    /// Records `which`, replacing what was recorded.
+    async fn record_alg(&self, which: RecordedAlg, alg: SigningAlg) -> StoreResult<()>;
+}
+
+/// What a deployment records about its signature algorithms, one value each, so that a
+/// restart and the CLI (another process, with an environment of its own) know them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordedAlg {
+    /// The access-token algorithm kept when none is configured: ES256 for a deployment that
+    /// had keys before EdDSA keys existed (recorded by that upgrade), nothing otherwise.
+    AccessTokenDefault,
+    /// The last RS256 or ES256 the server started signing access tokens with: what stands in
+    /// while a new access-token algorithm's key waits to sign.
+    StandIn,
+    /// The access-token algorithm the server last started with (configured or default):
+    /// what `portcullis keys` commands follow, whatever their own environment says.
+    Serving,
 }
 
 #[async_trait]

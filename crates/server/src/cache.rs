@@ -194,14 +194,14 @@ impl SigningKeyStore for CachedStore {
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         self.inner.list_signing_keys().await
     }
-    async fn recorded_access_token_alg(&self) -> StoreResult<Option<SigningAlg>> {
-        self.inner.recorded_access_token_alg().await
+    async fn activate_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool> {
+        self.inner.activate_signing_key(kid, now).await
     }
-    async fn access_token_alg_in_use(&self) -> StoreResult<Option<SigningAlg>> {
-        self.inner.access_token_alg_in_use().await
+    async fn recorded_alg(&self, which: RecordedAlg) -> StoreResult<Option<SigningAlg>> {
+        self.inner.recorded_alg(which).await
     }
-    async fn record_access_token_alg_in_use(&self, alg: SigningAlg) -> StoreResult<()> {
-        self.inner.record_access_token_alg_in_use(alg).await
+    async fn record_alg(&self, which: RecordedAlg, alg: SigningAlg) -> StoreResult<()> {
+        self.inner.record_alg(which, alg).await
     }
 }
 

@@ -11,7 +11,7 @@ use portcullis_core::audit::{Event, EventKind};
 use portcullis_core::crypto::Encrypter;
 use portcullis_core::keys::{self, KeySet, RotationPolicy};
 use portcullis_core::model::{SigningAlg, StoredSigningKey};
-use portcullis_core::store::{AuditStore, SigningKeyStore};
+use portcullis_core::store::{AuditStore, RecordedAlg, SigningKeyStore};
 
 use crate::config::Config;
 
@@ -64,10 +64,6 @@ pub struct KeyPolicy {
     pub rotation: RotationPolicy,
     /// `PORTCULLIS_ACCESS_TOKEN_ALG`, when set (see [`access_token_alg`]).
     pub access_token_alg: Option<SigningAlg>,
-    /// The algorithm whose signing key was just revoked (`keys revoke`): its replacement
-    /// signs at once, an emergency cannot wait for the publish lead. Every other algorithm
-    /// keeps the lead.
-    pub emergency: Option<SigningAlg>,
     /// Retired keys stay published this long after retirement (the longest token lifetime).
     pub token_lifetime: i64,
     /// Retired keys stay in the set this long after retirement, for `id_token_hint` checks
@@ -80,7 +76,6 @@ impl KeyPolicy {
         Self {
             rotation: config.key_rotation,
             access_token_alg: config.access_token_alg,
-            emergency: None,
             token_lifetime: config.lifetimes.access_token.max(config.lifetimes.id_token),
             hint_lifetime: config.lifetimes.session_absolute,
         }
@@ -131,7 +126,7 @@ pub fn access_token_alg(
 }
 
 /// The algorithms keys are kept and rotated for at `now`: RS256 and ES256 (ID tokens; ES256
-/// also stands in while a new access-token algorithm's first key waits), the access-token
+/// also stands in while an access-token algorithm's key waits to sign), the access-token
 /// algorithm, and any other that still has a live (not retired) key: it goes on rotating,
 /// never left signing-capable unrotated, until its key is revoked.
 pub fn kept_algorithms(
@@ -164,74 +159,104 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
     let mut stored = store.list_signing_keys().await?;
     let access = access_token_alg(
         policy.access_token_alg,
-        store.recorded_access_token_alg().await?,
+        store.recorded_alg(RecordedAlg::AccessTokenDefault).await?,
     );
     let fresh = stored.is_empty();
     let mut changed = false;
     for alg in kept_algorithms(access, &stored, now) {
-        let lead = if policy.emergency == Some(alg) {
-            0
-        } else {
-            policy.rotation.lead
-        };
-        // A key that signs *now* (a successor still waiting for its activation does not count:
-        // after an emergency revocation of the current key it must not leave the algorithm
-        // without a signer until then).
+        // A key that signs *now*, and one published that waits for its activation.
         let signing = stored
             .iter()
             .any(|k| k.alg == alg && k.activates_at <= now && k.retired_at.is_none_or(|r| now < r));
         let waiting = stored
             .iter()
-            .any(|k| k.alg == alg && k.activates_at > now && k.retired_at.is_none());
-        // An algorithm only access tokens use (EdDSA) has a stand-in while its key
-        // waits (`KeySet::access_token_key`): a deployment moving to it waits out the publish
-        // lead, unless its own signing key was just revoked (an emergency).
-        if !signing && waiting && !alg.signs_id_tokens() && policy.emergency != Some(alg) {
+            .filter(|k| k.alg == alg && k.activates_at > now && k.retired_at.is_none())
+            .min_by_key(|k| k.activates_at);
+        if signing {
+            if keys::rotation_due(&stored, alg, now, &policy.rotation) {
+                let next = keys::generate(alg, enc, now, now + policy.rotation.lead)?;
+                if store.rotate_signing_key(&next, now).await? {
+                    key_event(store, metrics, EventKind::KeyRotated, &next.kid, alg, now).await;
+                    changed = true;
+                }
+            }
             continue;
         }
-        if !signing {
-            // A new key of such an algorithm (its first, or after its line was revoked and it
-            // is turned on again) is published one lead before it signs, so apps' cached JWKS
-            // have it first, and the stand-in signs meanwhile; on a fresh store, for ID-token
-            // algorithms, and in an emergency of its own (lead 0), a key signs at once.
-            let activates = if !fresh && !alg.signs_id_tokens() {
-                now + lead
-            } else {
-                now
-            };
-            let key = keys::generate(alg, enc, now, activates)?;
-            store.insert_signing_key(&key).await?;
-            key_event(store, metrics, EventKind::KeyGenerated, &key.kid, alg, now).await;
-            changed = true;
-        } else if keys::rotation_due(&stored, alg, now, &policy.rotation) {
-            let next = keys::generate(alg, enc, now, now + policy.rotation.lead)?;
-            if store.rotate_signing_key(&next, now).await? {
-                key_event(store, metrics, EventKind::KeyRotated, &next.kid, alg, now).await;
-                changed = true;
+        // No key of `alg` signs: its signing key was revoked (`keys revoke`), or the algorithm
+        // is new to the deployment. Every key signs only once it has been published, except
+        // where nothing else can sign:
+        // - an algorithm only access tokens use (EdDSA) has a stand-in (the last RS256 or ES256,
+        //   `KeySet::access_token_key`), so its key always waits out the publish lead: a waiting
+        //   one is left to its activation, else a new one is published now;
+        // - an ID-token algorithm must sign now: a successor published at its rotation signs
+        //   from now on (it is in apps' JWKS caches already), else a new key signs at once;
+        // - on a fresh store every key signs at once (there are no apps' caches yet).
+        if alg.signs_id_tokens() {
+            if let Some(next) = waiting {
+                if store.activate_signing_key(&next.kid, now).await? {
+                    tracing::info!(event = "key.activated", kid = %next.kid, alg = alg.as_str(), "a published successor signs at once: the key it was to replace is gone");
+                    changed = true;
+                    continue;
+                }
             }
+        } else if waiting.is_some() {
+            continue;
         }
+        let activates = if fresh || alg.signs_id_tokens() {
+            now
+        } else {
+            now + policy.rotation.lead
+        };
+        let key = keys::generate(alg, enc, now, activates)?;
+        store.insert_signing_key(&key).await?;
+        key_event(store, metrics, EventKind::KeyGenerated, &key.kid, alg, now).await;
+        changed = true;
     }
     if changed {
         stored = store.list_signing_keys().await?;
     }
     for k in &stored {
-        if let Some(blob) = keys::rewrap(k, enc).context(
-            "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?)",
-        )? {
-            store.rewrap_signing_key(&k.kid, &blob).await?;
-            tracing::info!(event = "key.rewrapped", kid = %k.kid);
+        match keys::rewrap(k, enc) {
+            Ok(Some(blob)) => {
+                store.rewrap_signing_key(&k.kid, &blob).await?;
+                tracing::info!(event = "key.rewrapped", kid = %k.kid);
+            }
+            Ok(None) => {}
+            // Sealed under an encryption key this process was not given (another process
+            // re-wrapped it under a newer one): nothing to re-wrap here. Building the key set
+            // says so if the key is needed and not already loaded.
+            Err(_) => {}
         }
     }
     Ok(stored)
 }
 
-/// Builds the key state from stored keys at `now`.
+/// Builds the key state from stored keys at `now` (at start: every key must open).
 pub fn build(
     stored: &[StoredSigningKey],
     enc: &Encrypter,
     policy: &KeyPolicy,
     now: i64,
 ) -> anyhow::Result<KeyState> {
+    let (state, unopened) = assemble(stored, enc, policy, now, None)?;
+    match unopened {
+        None => Ok(state),
+        Some(e) => Err(e),
+    }
+}
+
+/// The key state of `stored` at `now`. A key `previous` holds is taken from it with its
+/// stored times (nothing decrypted: a running server keeps working when another process
+/// re-wraps the keys under an encryption key it was not given). A key that cannot be opened
+/// is left out, and named in the error returned beside the state. Only listed keys are in it:
+/// a revoked key is gone from the state whatever else fails.
+fn assemble(
+    stored: &[StoredSigningKey],
+    enc: &Encrypter,
+    policy: &KeyPolicy,
+    now: i64,
+    previous: Option<&KeySet>,
+) -> anyhow::Result<(KeyState, Option<anyhow::Error>)> {
     let kept: Vec<&StoredSigningKey> = stored
         .iter()
         .filter(|k| {
@@ -239,20 +264,39 @@ pub fn build(
                 .is_none_or(|r| now < r.saturating_add(policy.hint_lifetime))
         })
         .collect();
-    let loaded = kept
-        .iter()
-        .map(|k| keys::load(k, enc))
-        .collect::<Result<Vec<_>, _>>()
-        .context(
-            "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?)",
-        )?;
+    let mut loaded = Vec::with_capacity(kept.len());
+    let mut unopened = Vec::new();
+    for k in &kept {
+        let reused = previous
+            .and_then(|set| set.by_kid(k.kid.as_str()))
+            .and_then(|have| have.restamped(k));
+        match reused.map_or_else(|| keys::load(k, enc), Ok) {
+            Ok(key) => loaded.push(key),
+            Err(e) => unopened.push(format!("{}: {e}", k.kid)),
+        }
+    }
     let set = KeySet::new(loaded);
     let jwks = serde_json::to_vec(&set.jwks(now, policy.token_lifetime))?;
-    Ok(KeyState {
-        set: Arc::new(set),
-        jwks: jwks.into(),
-        stamp: stamp(&kept),
-    })
+    let unopened = (!unopened.is_empty()).then(|| {
+        anyhow::anyhow!(
+            "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?): {}",
+            unopened.join(", ")
+        )
+    });
+    // A set missing keys is rebuilt at the next reload (an empty stamp never matches).
+    let stamp = if unopened.is_some() {
+        Vec::new()
+    } else {
+        stamp(&kept)
+    };
+    Ok((
+        KeyState {
+            set: Arc::new(set),
+            jwks: jwks.into(),
+            stamp,
+        },
+        unopened,
+    ))
 }
 
 fn stamp(keys: &[&StoredSigningKey]) -> Vec<(String, i64, Option<i64>)> {
@@ -274,7 +318,10 @@ pub async fn load<S: SigningKeyStore + AuditStore + ?Sized>(
 }
 
 /// One reload: maintain, then rebuild the set if the stored keys changed, or only the JWKS
-/// document (which keys are published depends on the time).
+/// document (which keys are published depends on the time). It fails closed: when
+/// maintenance fails the stored keys are still read, and a key revoked meanwhile leaves the
+/// set even if others cannot be loaded; only a store that cannot be read leaves the set as
+/// it was. Every failure is returned for the log.
 pub async fn reload<S: SigningKeyStore + AuditStore + ?Sized>(
     ring: &Keyring,
     store: &S,
@@ -283,7 +330,10 @@ pub async fn reload<S: SigningKeyStore + AuditStore + ?Sized>(
     now: i64,
     metrics: &crate::metrics::Metrics,
 ) -> anyhow::Result<()> {
-    let stored = maintain(store, enc, policy, now, Some(metrics)).await?;
+    let (stored, maintenance) = match maintain(store, enc, policy, now, Some(metrics)).await {
+        Ok(stored) => (stored, None),
+        Err(e) => (store.list_signing_keys().await?, Some(e)),
+    };
     let old = ring.snapshot();
     let kept: Vec<&StoredSigningKey> = stored
         .iter()
@@ -301,9 +351,16 @@ pub async fn reload<S: SigningKeyStore + AuditStore + ?Sized>(
                 stamp: old.stamp.clone(),
             });
         }
-        return Ok(());
+    } else {
+        let (state, unopened) = assemble(&stored, enc, policy, now, Some(&old.set))?;
+        ring.replace(state);
+        tracing::info!(event = "key.reloaded", keys = kept.len());
+        if let Some(e) = unopened {
+            return Err(e);
+        }
     }
-    ring.replace(build(&stored, enc, policy, now)?);
-    tracing::info!(event = "key.reloaded", keys = kept.len());
-    Ok(())
+    match maintenance {
+        None => Ok(()),
+        Some(e) => Err(e.context("key maintenance")),
+    }
 }

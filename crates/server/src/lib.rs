@@ -67,9 +67,15 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
         &metrics,
     )
     .await?;
-    let recorded =
-        portcullis_core::store::SigningKeyStore::recorded_access_token_alg(&store).await?;
+    use portcullis_core::store::{RecordedAlg, SigningKeyStore as _};
+    let recorded = store.recorded_alg(RecordedAlg::AccessTokenDefault).await?;
     let access_token_alg = keyring::access_token_alg(config.access_token_alg, recorded);
+    // What `portcullis keys` commands follow (they run with an environment of their own).
+    if store.recorded_alg(RecordedAlg::Serving).await? != Some(access_token_alg) {
+        store
+            .record_alg(RecordedAlg::Serving, access_token_alg)
+            .await?;
+    }
     match (config.access_token_alg, recorded) {
         (None, Some(alg)) => tracing::info!(
             alg = alg.as_str(),
@@ -81,12 +87,11 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
     // ES256 that signed access tokens (recorded whenever one of them does at start, so a
     // deployment moving from RS256 to EdDSA keeps RS256 meanwhile), else ES256.
     let access_token_stand_in = {
-        use portcullis_core::store::SigningKeyStore as _;
-        let in_use = store.access_token_alg_in_use().await?;
+        let in_use = store.recorded_alg(RecordedAlg::StandIn).await?;
         let signs_now = keys.set.active(access_token_alg, now()).is_ok();
         if signs_now && access_token_alg.signs_id_tokens() && in_use != Some(access_token_alg) {
             store
-                .record_access_token_alg_in_use(access_token_alg)
+                .record_alg(RecordedAlg::StandIn, access_token_alg)
                 .await?;
         }
         let stand_in = if access_token_alg.signs_id_tokens() {

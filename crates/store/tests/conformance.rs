@@ -86,6 +86,7 @@ macro_rules! all_checks {
                 signing_key_rotation_revocation_and_rewrap,
                 a_clients_idle_timeout_stops_its_refreshes,
                 revoking_a_waiting_successor_keeps_the_current_key,
+                a_waiting_successor_can_be_activated_early,
                 session_clients_are_recorded_at_redemption,
                 every_session_end_queues_logout_notices,
                 the_sweep_queues_each_ended_session_once,
@@ -181,37 +182,63 @@ mod sqlite {
         assert_eq!(rowids_after, rowids_before, "rowids kept");
         // A deployment that had keys keeps ES256 access tokens unless configured otherwise; a
         // fresh one has nothing recorded (EdDSA, the default).
+        use portcullis_core::model::SigningAlg;
+        use portcullis_core::store::RecordedAlg;
         assert_eq!(
-            store.recorded_access_token_alg().await.expect("recorded"),
-            Some(portcullis_core::model::SigningAlg::ES256)
-        );
-        let (_fresh_dir, fresh_store) = fresh().await;
-        assert_eq!(
-            fresh_store
-                .recorded_access_token_alg()
+            store
+                .recorded_alg(RecordedAlg::AccessTokenDefault)
                 .await
                 .expect("recorded"),
-            None
+            Some(SigningAlg::ES256)
         );
-        // The algorithm in use: nothing at first, then the last one recorded.
-        use portcullis_core::model::SigningAlg;
-        assert_eq!(
-            fresh_store.access_token_alg_in_use().await.expect("in use"),
-            None
-        );
+        let (_fresh_dir, fresh_store) = fresh().await;
+        // Each recorded value: nothing at first, then the last one recorded, apart from the
+        // others.
+        for which in [
+            RecordedAlg::AccessTokenDefault,
+            RecordedAlg::StandIn,
+            RecordedAlg::Serving,
+        ] {
+            assert_eq!(
+                fresh_store.recorded_alg(which).await.expect("recorded"),
+                None,
+                "{which:?}"
+            );
+        }
         for alg in [SigningAlg::RS256, SigningAlg::EdDSA] {
             fresh_store
-                .record_access_token_alg_in_use(alg)
+                .record_alg(RecordedAlg::StandIn, alg)
                 .await
                 .expect("record");
             assert_eq!(
-                fresh_store.access_token_alg_in_use().await.expect("in use"),
+                fresh_store
+                    .recorded_alg(RecordedAlg::StandIn)
+                    .await
+                    .expect("recorded"),
                 Some(alg)
             );
         }
+        fresh_store
+            .record_alg(RecordedAlg::Serving, SigningAlg::ES256)
+            .await
+            .expect("record");
         assert_eq!(
             fresh_store
-                .recorded_access_token_alg()
+                .recorded_alg(RecordedAlg::Serving)
+                .await
+                .expect("recorded"),
+            Some(SigningAlg::ES256)
+        );
+        assert_eq!(
+            fresh_store
+                .recorded_alg(RecordedAlg::StandIn)
+                .await
+                .expect("recorded"),
+            Some(SigningAlg::EdDSA)
+        );
+        assert_eq!(
+            fresh_store
+                .recorded_alg(RecordedAlg::AccessTokenDefault)
                 .await
                 .expect("recorded"),
             None,
@@ -2962,6 +2989,54 @@ mod checks {
         ));
         // Refused without theft or revocation: under the server's own rules it still rotates.
         assert!(usable(s, "rt-2", &fx.client.id, T0 + 600).await);
+    }
+
+    pub async fn a_waiting_successor_can_be_activated_early(s: &dyn Storage) {
+        use portcullis_core::ids::KeyId;
+        use portcullis_core::model::SigningAlg;
+        let mut current = signing_key("k_cur", T0);
+        current.activates_at = T0;
+        s.insert_signing_key(&current).await.unwrap();
+        let mut other = signing_key("k_es", T0);
+        other.alg = SigningAlg::ES256;
+        other.activates_at = T0;
+        s.insert_signing_key(&other).await.unwrap();
+        let next = signing_key("k_wait", T0 + 10);
+        assert!(s.rotate_signing_key(&next, T0 + 10).await.unwrap());
+        let kid = |k: &str| KeyId::from_trusted(k.to_owned());
+        // Neither a signing key, another algorithm's, nor an unknown one is "waiting".
+        for k in ["k_cur", "k_es", "k_absent"] {
+            assert!(
+                !s.activate_signing_key(&kid(k), T0 + 20).await.unwrap(),
+                "{k}"
+            );
+        }
+        // The successor signs from now on; the key it was to replace retires now, not later.
+        assert!(s
+            .activate_signing_key(&kid("k_wait"), T0 + 20)
+            .await
+            .unwrap());
+        let keys = s.list_signing_keys().await.unwrap();
+        let by = |k: &str| keys.iter().find(|x| x.kid.as_str() == k).unwrap().clone();
+        assert_eq!(by("k_wait").activates_at, T0 + 20);
+        assert_eq!(by("k_wait").retired_at, None);
+        assert_eq!(by("k_cur").retired_at, Some(T0 + 20));
+        assert_eq!(by("k_es").retired_at, None, "other algorithms untouched");
+        // Once only; and a revoked waiting key is never activated.
+        assert!(!s
+            .activate_signing_key(&kid("k_wait"), T0 + 21)
+            .await
+            .unwrap());
+        let later = signing_key("k_later", T0 + 30);
+        assert!(s.rotate_signing_key(&later, T0 + 30).await.unwrap());
+        assert!(s
+            .revoke_signing_key(&kid("k_later"), T0 + 31)
+            .await
+            .unwrap());
+        assert!(!s
+            .activate_signing_key(&kid("k_later"), T0 + 32)
+            .await
+            .unwrap());
     }
 
     pub async fn revoking_a_waiting_successor_keeps_the_current_key(s: &dyn Storage) {

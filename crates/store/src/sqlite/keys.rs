@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use portcullis_core::ids::KeyId;
 use portcullis_core::model::{SigningAlg, StoredSigningKey};
-use portcullis_core::store::{SigningKeyStore, StoreError, StoreResult};
+use portcullis_core::store::{RecordedAlg, SigningKeyStore, StoreError, StoreResult};
 
 use super::{map_err, map_err_conflict, SqliteStore};
 
@@ -34,21 +34,12 @@ impl TryFrom<KeyRow> for StoredSigningKey {
     }
 }
 
-impl SqliteStore {
-    /// A signature algorithm stored under `name` in `deployment_settings`.
-    async fn setting_alg(&self, name: &str) -> StoreResult<Option<SigningAlg>> {
-        let value: Option<String> =
-            sqlx::query_scalar("SELECT value FROM deployment_settings WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)?;
-        value
-            .map(|v| {
-                SigningAlg::parse(&v)
-                    .ok_or_else(|| StoreError::Corrupt(format!("recorded {name} {v:?}")))
-            })
-            .transpose()
+/// Its row in `deployment_settings`.
+fn setting_name(which: RecordedAlg) -> &'static str {
+    match which {
+        RecordedAlg::AccessTokenDefault => "access_token_alg",
+        RecordedAlg::StandIn => "access_token_alg_in_use",
+        RecordedAlg::Serving => "access_token_alg_serving",
     }
 }
 
@@ -71,24 +62,70 @@ impl SigningKeyStore for SqliteStore {
         Ok(())
     }
 
-    async fn recorded_access_token_alg(&self) -> StoreResult<Option<SigningAlg>> {
-        self.setting_alg("access_token_alg").await
+    async fn recorded_alg(&self, which: RecordedAlg) -> StoreResult<Option<SigningAlg>> {
+        let name = setting_name(which);
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM deployment_settings WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        value
+            .map(|v| {
+                SigningAlg::parse(&v)
+                    .ok_or_else(|| StoreError::Corrupt(format!("recorded {name} {v:?}")))
+            })
+            .transpose()
     }
 
-    async fn access_token_alg_in_use(&self) -> StoreResult<Option<SigningAlg>> {
-        self.setting_alg("access_token_alg_in_use").await
-    }
-
-    async fn record_access_token_alg_in_use(&self, alg: SigningAlg) -> StoreResult<()> {
+    async fn record_alg(&self, which: RecordedAlg, alg: SigningAlg) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO deployment_settings (name, value) VALUES ('access_token_alg_in_use', ?) \
+            "INSERT INTO deployment_settings (name, value) VALUES (?, ?) \
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
         )
+        .bind(setting_name(which))
         .bind(alg.as_str())
         .execute(&mut *self.write_conn().await?)
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn activate_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let waiting: Option<(String, i64)> = sqlx::query_as(
+            "SELECT alg, activates_at FROM signing_keys WHERE kid = ? AND revoked_at IS NULL \
+             AND retired_at IS NULL AND activates_at > ?",
+        )
+        .bind(kid.as_str())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some((alg, was)) = waiting else {
+            tx.rollback().await.map_err(map_err)?;
+            return Ok(false);
+        };
+        sqlx::query("UPDATE signing_keys SET activates_at = ? WHERE kid = ?")
+            .bind(now)
+            .bind(kid.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        // What it was to replace (retired at its old activation) stops signing now instead.
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = ? \
+             WHERE alg = ? AND retired_at = ? AND revoked_at IS NULL AND kid <> ?",
+        )
+        .bind(now)
+        .bind(&alg)
+        .bind(was)
+        .bind(kid.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
