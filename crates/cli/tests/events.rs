@@ -368,3 +368,89 @@ async fn a_flood_of_refused_forms_is_one_event_per_address_and_minute() {
         .count();
     assert_eq!(lines, 2, "one log line per address too");
 }
+
+/// Every hosted form that refuses a cross-site request or a bad synchronizer token records a
+/// `csrf.refused` naming its page and the check: the sign-in, "Continue as" and sign-out
+/// forms alike (the account pages have their own test in `sessions.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refused_form_is_a_csrf_event_naming_its_page() {
+    let srv = TestServer::start_with(&[("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1/32")]);
+    let seed = srv.seed();
+    let http = srv.http();
+    let (_, challenge) = pkce();
+    let mut jar = Jar::default();
+    let res = browser_login(
+        &srv,
+        &http,
+        &mut jar,
+        &authorize_url(&srv, &seed.web_id, CB, &challenge, &[]),
+        ALICE,
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    // The public client's "Continue as" page: a flow cookie, the page's token.
+    let res = authorize_and_resume(
+        &srv,
+        &http,
+        &mut jar,
+        &authorize_url(&srv, &seed.public_id, CB, &challenge, &[]),
+    )
+    .await;
+    assert!(csrf_of(&res.text().await.unwrap()).len() > 16);
+    // Each refusal from an address of its own (floodable events are kept once per address,
+    // reason and minute).
+    let refuse = |path: &'static str, origin: String, addr: &'static str| {
+        let http = http.clone();
+        let cookie = jar.header();
+        let url = srv.url(path);
+        async move {
+            let res = http
+                .post(url)
+                .header("cookie", cookie)
+                .header("origin", origin)
+                .header("x-forwarded-for", addr)
+                .form(&[("csrf_token", "not-the-token"), ("action", "continue")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 403, "{path} from {addr}");
+        }
+    };
+    let evil = || "https://evil.example".to_owned();
+    refuse("/authorize/continue", evil(), "198.51.100.1").await;
+    refuse("/authorize/continue", srv.issuer.clone(), "198.51.100.2").await;
+    refuse("/logout", evil(), "198.51.100.3").await;
+    refuse("/logout", srv.issuer.clone(), "198.51.100.4").await;
+    refuse("/login", evil(), "198.51.100.5").await;
+    let stored = events_when(&srv, &["--type", "csrf.refused"], |l| l.len() >= 5);
+    let mut seen: Vec<(String, String, String)> = stored
+        .iter()
+        .map(|e| {
+            (
+                e["address"].as_str().unwrap().to_owned(),
+                e["detail"].as_str().unwrap().to_owned(),
+                e["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let want = [
+        ("198.51.100.1", "page=continue", "cross_site"),
+        ("198.51.100.2", "page=continue", "token"),
+        ("198.51.100.3", "page=logout", "cross_site"),
+        ("198.51.100.4", "page=logout", "token"),
+        ("198.51.100.5", "page=login", "cross_site"),
+    ]
+    .map(|(a, d, r)| (a.to_owned(), d.to_owned(), r.to_owned()));
+    assert_eq!(seen, want, "{stored:?}");
+    // The sign-out refused for its token names the session it was aimed at.
+    let logout = stored
+        .iter()
+        .find(|e| e["address"] == "198.51.100.4")
+        .unwrap();
+    assert!(
+        logout["session_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "{logout}"
+    );
+}

@@ -173,10 +173,7 @@ pub async fn signed_in_form(
     back: &'static str,
 ) -> Result<(Session, User, portcullis_core::params::Params), Response> {
     if portcullis_guard::csrf::check_same_origin(headers, &st.issuer_origin).is_err() {
-        st.audit
-            .record_floodable(csrf_event(origin, now, page, "cross_site", None))
-            .await;
-        return Err(respond::csrf_refused(st));
+        return Err(refuse_csrf(st, origin, now, page, "cross_site", None).await);
     }
     let Some((session, user)) = load_session(st, headers, now).await? else {
         return Err(respond::redirect(back, true));
@@ -196,28 +193,31 @@ pub async fn signed_in_form(
         .verify(session.id.as_str(), submitted)
         .is_err()
     {
-        st.audit
-            .record_floodable(csrf_event(origin, now, page, "token", Some(&session)))
-            .await;
-        return Err(respond::csrf_refused(st));
+        return Err(refuse_csrf(st, origin, now, page, "token", Some(&session)).await);
     }
     Ok((session, user, params))
 }
 
-fn csrf_event(
+/// Refuses a form that failed a CSRF check (403): recorded as `csrf.refused`, `page` naming
+/// the page and `reason` the check (`cross_site`: not same-origin; `token`: no valid
+/// synchronizer token). Floodable: a flood of them is counted, not stored one by one.
+pub async fn refuse_csrf(
+    st: &AppState,
     origin: &portcullis_core::audit::Origin,
     now: i64,
     page: &str,
     reason: &str,
     session: Option<&Session>,
-) -> portcullis_core::audit::Event {
+) -> Response {
     use portcullis_core::audit::{Event, EventKind};
     let e = Event::new(EventKind::CsrfRefused, now)
         .from(origin)
         .reason(reason)
         .detail(&format!("page={page}"));
-    match session {
+    let e = match session {
         Some(s) => e.user(&s.user_id).session(&s.id),
         None => e,
-    }
+    };
+    st.audit.record_floodable(e).await;
+    respond::csrf_refused(st)
 }

@@ -36,35 +36,21 @@ pub async fn login(
 ) -> Response {
     let now = now();
     if csrf::check_same_origin(&headers, &st.issuer_origin).is_err() {
-        st.audit
-            .record_floodable(
-                Event::new(EventKind::CsrfRefused, now)
-                    .from(&req_origin)
-                    .reason("cross_site")
-                    .detail("page=login"),
-            )
-            .await;
-        return respond::csrf_refused(&st);
+        return flow::refuse_csrf(&st, &req_origin, now, "login", "cross_site", None).await;
     }
     let flow = match load_flow(&st, &headers, now).await {
         Ok(Some(f)) => f,
         Ok(None) => return respond::flow_expired(&st),
         Err(r) => return r,
     };
-    let Ok(form) = Params::parse(&body) else {
-        return respond::csrf_refused(&st);
+    // A body that is not a form carries no token: refused (and recorded) like a wrong one.
+    let form = Params::parse(&body).ok();
+    let token = form
+        .as_ref()
+        .and_then(|f| f.get("csrf_token", 128).ok().flatten());
+    let (Some(form), Ok(())) = (&form, csrf::check_token(token, &flow.csrf_token)) else {
+        return flow::refuse_csrf(&st, &req_origin, now, "login", "token", None).await;
     };
-    if csrf::check_token(form.get("csrf_token", 128).ok().flatten(), &flow.csrf_token).is_err() {
-        st.audit
-            .record_floodable(
-                Event::new(EventKind::CsrfRefused, now)
-                    .from(&req_origin)
-                    .reason("token")
-                    .detail("page=login"),
-            )
-            .await;
-        return respond::csrf_refused(&st);
-    }
     let client = match st.store.client_by_id(&flow.request.client_id).await {
         Ok(Some(c)) if !c.disabled => c,
         Ok(_) => return respond::flow_expired(&st),

@@ -25,7 +25,7 @@ use portcullis_guard::csrf;
 
 use crate::audit::RequestOrigin;
 use crate::cookies::SESSION;
-use crate::flow::{load_session, redirect_origin, store_failure};
+use crate::flow::{self, load_session, redirect_origin, store_failure};
 use crate::respond::{self, page, with_cookie};
 use crate::state::{now, AppState};
 
@@ -103,8 +103,7 @@ pub async fn logout_post(
         return rp_initiated(&st, &origin, &headers, &req, hint, Entry::First, true).await;
     }
     if csrf::check_same_origin(&headers, &st.issuer_origin).is_err() {
-        tracing::warn!(event = "logout.csrf_refused", reason = "cross_site");
-        return respond::csrf_refused(&st);
+        return flow::refuse_csrf(&st, &origin, now, "logout", "cross_site", None).await;
     }
     let session = match load_session(&st, &headers, now).await {
         Ok(s) => s,
@@ -113,8 +112,7 @@ pub async fn logout_post(
     if let Some((s, _)) = &session {
         let submitted = params.get("csrf_token", 128).ok().flatten();
         if st.session_csrf.verify(s.id.as_str(), submitted).is_err() {
-            tracing::warn!(event = "logout.csrf_refused", reason = "token", session_id = %s.id);
-            return respond::csrf_refused(&st);
+            return flow::refuse_csrf(&st, &origin, now, "logout", "token", Some(s)).await;
         }
     }
     let target = match logout::resolve(&req, hint.as_ref(), &*st.store).await {

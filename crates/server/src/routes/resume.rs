@@ -10,6 +10,7 @@ use portcullis_core::model::{Client, Flow};
 use portcullis_core::params::Params;
 use portcullis_guard::csrf;
 
+use crate::audit::RequestOrigin;
 use crate::flow::{self, load_flow, load_session, redirect_origin, store_failure};
 use crate::respond::{self, page};
 use crate::state::{now, AppState};
@@ -103,22 +104,29 @@ pub async fn resume(State(st): State<AppState>, headers: HeaderMap) -> Response 
     }
 }
 
-pub async fn continue_as(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn continue_as(
+    State(st): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let now = now();
     if csrf::check_same_origin(&headers, &st.issuer_origin).is_err() {
-        return respond::csrf_refused(&st);
+        return flow::refuse_csrf(&st, &origin, now, "continue", "cross_site", None).await;
     }
     let flow = match load_flow(&st, &headers, now).await {
         Ok(Some(f)) => f,
         Ok(None) => return respond::flow_expired(&st),
         Err(r) => return r,
     };
-    let Ok(form) = Params::parse(&body) else {
-        return respond::csrf_refused(&st);
+    // A body that is not a form carries no token: refused (and recorded) like a wrong one.
+    let form = Params::parse(&body).ok();
+    let token = form
+        .as_ref()
+        .and_then(|f| f.get("csrf_token", 128).ok().flatten());
+    let (Some(form), Ok(())) = (&form, csrf::check_token(token, &flow.csrf_token)) else {
+        return flow::refuse_csrf(&st, &origin, now, "continue", "token", None).await;
     };
-    if csrf::check_token(form.get("csrf_token", 128).ok().flatten(), &flow.csrf_token).is_err() {
-        return respond::csrf_refused(&st);
-    }
     let client = match client_of(&st, &flow).await {
         Ok(c) => c,
         Err(r) => return r,
