@@ -254,6 +254,9 @@ mod tests {
             jwk(
                 serde_json::json!({"kty": "EC", "crv": "P-384", "x": ec_x, "y": ec_y, "kid": "f", "alg": "ES256"}),
             ),
+            // A key that names no algorithm: never taken from the token's header (RFC 8725).
+            jwk(serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": ed_x, "kid": "g"})),
+            jwk(serde_json::json!({"kty": "EC", "crv": "P-256", "x": ec_x, "y": ec_y, "kid": "h"})),
         ];
         for k in &wrong {
             assert!(usable(k, &config).is_none(), "{k:?}");

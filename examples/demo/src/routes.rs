@@ -578,10 +578,12 @@ impl Demo {
 
     async fn finish_sign_in(&self, uri: &http::Uri, headers: &HeaderMap) -> Response {
         let now = self.now();
-        let pending = TX_COOKIE
-            .get(headers)
-            .zip(TX_BINDING_COOKIE.get(headers))
-            .and_then(|(id, binding)| self.store.take_pending(&id, &binding, now));
+        // Taken (spent) whatever comes with it: without the binding cookie too, which no
+        // binding matches.
+        let pending = TX_COOKIE.get(headers).and_then(|id| {
+            let binding = TX_BINDING_COOKIE.get(headers).unwrap_or_default();
+            self.store.take_pending(&id, &binding, now)
+        });
         let Some((pending, replaces)) = pending else {
             return self.pages.message(
                 StatusCode::BAD_REQUEST,

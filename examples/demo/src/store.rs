@@ -204,9 +204,11 @@ mod tests {
         );
         assert!(s.take_pending("unknown", &b, 1000).is_none());
         // Without the browser's binding (a tossed transaction cookie): refused, and spent.
-        let (id, b) = s.put_pending(p(1000), None, 1000).unwrap();
-        assert!(s.take_pending(&id, "another", 1001).is_none());
-        assert!(s.take_pending(&id, &b, 1001).is_none());
+        for tossed in ["another", ""] {
+            let (id, b) = s.put_pending(p(1000), None, 1000).unwrap();
+            assert!(s.take_pending(&id, tossed, 1001).is_none());
+            assert!(s.take_pending(&id, &b, 1001).is_none(), "spent");
+        }
         // The session the browser had when it started comes back, to be ended.
         let (id, b) = s.put_pending(p(1000), Some("old".into()), 1000).unwrap();
         let (_, replaces) = s.take_pending(&id, &b, 1001).unwrap();
