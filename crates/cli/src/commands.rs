@@ -261,36 +261,46 @@ pub async fn apis(config: &Config, cmd: ApisCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records an administrative action in the audit trail (`reason=cli`). The action has
-/// already happened: a failure to record it is reported on stderr and fails the command, so
-/// no admin change goes unrecorded silently.
-/// The access-token algorithm key commands act for: the one the server last started with
-/// (recorded in the store), not this command's own setting, which may differ (a server's
-/// environment is often not the shell's); else what the server would choose.
-async fn serving_access_token_alg<S: portcullis_core::store::SigningKeyStore + ?Sized>(
+/// The key settings key commands act by: the ones the server last started listening with
+/// (recorded in the store: the access-token algorithm, the publish lead, the rotation
+/// period), not this command's own, which may differ (a server's environment is often not the
+/// shell's); said on stderr when they do. Before any server has recorded them, its own.
+async fn serving_key_policy<S: portcullis_core::store::SigningKeyStore + ?Sized>(
     store: &S,
     config: &Config,
-) -> anyhow::Result<SigningAlg> {
+) -> anyhow::Result<portcullis_server::keyring::KeyPolicy> {
     use portcullis_core::store::RecordedAlg;
-    let chosen = portcullis_server::keyring::access_token_alg(
+    use portcullis_server::keyring::{self, KeyPolicy};
+    let own = KeyPolicy::from_config(config);
+    let chosen = keyring::access_token_alg(
         config.access_token_alg,
         store.recorded_alg(RecordedAlg::AccessTokenDefault).await?,
     );
-    match store.recorded_alg(RecordedAlg::Serving).await? {
-        Some(serving) => {
-            if serving != chosen {
-                eprintln!(
-                    "note: the server was last started with {} access tokens; this command keeps to that (here the setting gives {}: restart the server to apply it)",
-                    serving.as_str(),
-                    chosen.as_str()
-                );
-            }
-            Ok(serving)
-        }
-        None => Ok(chosen),
+    let Some(serving) = store.serving_keys().await? else {
+        eprintln!("note: no server has recorded its key settings yet (start it once); this command uses its own");
+        return Ok(KeyPolicy {
+            access_token_alg: Some(chosen),
+            ..own
+        });
+    };
+    if serving.access_token_alg != chosen || serving.rotation != own.rotation {
+        eprintln!(
+            "note: the server was last started with {} access tokens, keys published {} s before they sign and rotated every {} s; this command keeps to that (its own settings differ: restart the server to apply them)",
+            serving.access_token_alg.as_str(),
+            serving.rotation.lead,
+            serving.rotation.period
+        );
     }
+    Ok(KeyPolicy {
+        access_token_alg: Some(serving.access_token_alg),
+        rotation: serving.rotation,
+        ..own
+    })
 }
 
+/// Records an administrative action in the audit trail (`reason=cli`). The action has
+/// already happened: a failure to record it is reported on stderr and fails the command, so
+/// no admin change goes unrecorded silently.
 async fn admin_event<S: AuditStore + ?Sized>(
     store: &S,
     kind: EventKind,
@@ -609,8 +619,17 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             if stored.is_empty() {
                 bail!("no signing keys yet: the server makes them at its first start");
             }
+            let policy = serving_key_policy(&store, config).await?;
+            let enc = portcullis_server::keyring::encrypter(config)?;
+            // A key this command makes is sealed under its encryption key: refused unless that
+            // key opens every stored one (else the server may not be able to open it).
+            for k in &stored {
+                keys::check_open(k, &enc).context(
+                    "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the server's?)",
+                )?;
+            }
             let kept: Vec<SigningAlg> = portcullis_server::keyring::kept_algorithms(
-                serving_access_token_alg(&store, config).await?,
+                policy.access_token_alg.unwrap_or(SigningAlg::EdDSA),
                 &stored,
                 now,
             )
@@ -632,10 +651,9 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                     vec![alg]
                 }
             };
-            let enc = portcullis_server::keyring::encrypter(config)?;
             let mut out = Vec::new();
             for alg in algs {
-                let next = keys::generate(alg, &enc, now, now + config.key_rotation.lead)?;
+                let next = keys::generate(alg, &enc, now, now + policy.rotation.lead)?;
                 let started = store.rotate_signing_key(&next, now).await?;
                 if started {
                     admin_event(&store, EventKind::KeyRotated, |e| {
@@ -687,12 +705,15 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             // lets an ID-token algorithm's published successor sign now (else a new key does),
             // and leaves an access-token-only algorithm (EdDSA) to its stand-in until a key
             // published now signs one lead later. An algorithm no longer in use gets no key.
+            // The revocation stands whatever follows; a running server also does this
+            // maintenance at its next key reload, with its own encryption key.
             let enc = portcullis_server::keyring::encrypter(config)?;
-            let policy = portcullis_server::keyring::KeyPolicy {
-                access_token_alg: Some(serving_access_token_alg(&store, config).await?),
-                ..portcullis_server::keyring::KeyPolicy::from_config(config)
-            };
-            portcullis_server::keyring::maintain(&store, &enc, &policy, now, None).await?;
+            let policy = serving_key_policy(&store, config).await?;
+            if let Err(e) =
+                portcullis_server::keyring::maintain(&store, &enc, &policy, now, None).await
+            {
+                bail!("key {kid} revoked, but no replacement was made here ({e:#}); a running server makes one at its next key reload (within 5 s), with its own encryption key");
+            }
             println!("key {kid} revoked");
         }
     }

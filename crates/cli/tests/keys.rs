@@ -463,8 +463,11 @@ async fn key_commands_follow_the_servers_algorithm_not_their_own_environment() {
     // runs key commands from does not have that setting (it would say EdDSA).
     srv.env
         .insert("PORTCULLIS_ACCESS_TOKEN_ALG".into(), "ES256".into());
+    srv.env
+        .insert("PORTCULLIS_KEY_PUBLISH_LEAD".into(), "40".into());
     srv.restart();
     srv.env.remove("PORTCULLIS_ACCESS_TOKEN_ALG");
+    srv.env.remove("PORTCULLIS_KEY_PUBLISH_LEAD");
     assert_eq!(
         header_of(&machine_token(&srv, &http, &seed).await)["alg"],
         "ES256"
@@ -485,10 +488,26 @@ async fn key_commands_follow_the_servers_algorithm_not_their_own_environment() {
     // Revoking the successor too leaves no Ed25519 key at all, published or kept.
     srv.cli(&["keys", "revoke", &successor], None);
     assert_eq!(eddsa_kids(&srv), []);
-    // Revoking the ES256 signing key replaces it at once (ID tokens cannot wait), and gives
-    // EdDSA, which this command's own setting would choose, no key.
-    let es = srv
-        .cli_json(&["keys", "list"], None)
+    // Rotating ES256 from this shell (whose own publish lead would be the default hour) uses
+    // the server's lead.
+    let rotated = srv.cli_json(&["keys", "rotate", "--alg", "ES256"], None);
+    let es_next = rotated[0]["kid"].as_str().unwrap().to_owned();
+    let listed = srv.cli_json(&["keys", "list"], None);
+    let key = |kid: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .unwrap()
+            .clone()
+    };
+    let next = key(&es_next);
+    assert_eq!(
+        next["activates_at"].as_i64().unwrap() - next["created_at"].as_i64().unwrap(),
+        40
+    );
+    let es = listed
         .as_array()
         .unwrap()
         .iter()
@@ -497,23 +516,101 @@ async fn key_commands_follow_the_servers_algorithm_not_their_own_environment() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Revoking the ES256 signing key while that successor waits: ID tokens cannot wait, so
+    // the successor (published already) signs at once; no other key is made, and EdDSA,
+    // which this command's own setting would choose, gets none.
     srv.cli(&["keys", "revoke", &es], None);
-    let listed = srv.cli_json(&["keys", "list"], None);
-    assert!(listed
+    let es_live: Vec<(String, String)> = srv
+        .cli_json(&["keys", "list"], None)
         .as_array()
         .unwrap()
         .iter()
-        .any(|k| k["alg"] == "ES256" && k["state"] == "signing" && k["kid"] != es.as_str()));
+        .filter(|k| k["alg"] == "ES256")
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(es_live, [(es_next.clone(), "signing".to_owned())]);
     assert_eq!(eddsa_kids(&srv), []);
     hup(&srv);
-    eventually(
-        "a new ES256 key signs, the revoked ones are gone",
-        || async {
-            let at = machine_token(&srv, &http, &seed).await;
-            header_of(&at)["alg"] == "ES256"
-                && kid_of(&at) != es
-                && jwks_kids(&srv, &http, "EdDSA").await.is_empty()
-        },
-    )
+    eventually("the successor signs, the revoked keys are gone", || async {
+        let at = machine_token(&srv, &http, &seed).await;
+        header_of(&at)["alg"] == "ES256"
+            && kid_of(&at) == es_next
+            && jwks_kids(&srv, &http, "EdDSA").await.is_empty()
+    })
     .await;
+}
+
+/// A key command run with an encryption key that cannot open the stored keys (a shell with
+/// another `.env`) makes no key: a key sealed under it could not be opened by the server. A
+/// revocation still stands; the running server makes the replacement itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_command_with_another_encryption_key_makes_no_key() {
+    let mut srv = TestServer::start();
+    let seed = srv.seed();
+    let http = srv.http();
+    let right = srv.env["PORTCULLIS_ENCRYPTION_KEY"].clone();
+    srv.env.insert(
+        "PORTCULLIS_ENCRYPTION_KEY".into(),
+        portcullis_core::crypto::KeyBytes::generate_hex(),
+    );
+    let before = srv.cli_json(&["keys", "list"], None);
+    let refused = srv.cli_raw(&["keys", "rotate"], None);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("PORTCULLIS_ENCRYPTION_KEY"));
+    assert_eq!(
+        srv.cli_json(&["keys", "list"], None),
+        before,
+        "nothing written"
+    );
+    let es = before
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["alg"] == "ES256" && k["state"] == "signing")
+        .unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = srv.cli_raw(&["keys", "revoke", &es], None);
+    assert!(!out.status.success(), "the command says it did not finish");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!(
+            "key {es} revoked, but no replacement was made here"
+        )),
+        "{said}"
+    );
+    let after = srv.cli_json(&["keys", "list"], None);
+    assert!(
+        !after
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["alg"] == "ES256"),
+        "no ES256 key sealed under the wrong encryption key: {after}"
+    );
+    // The server, with its own key, makes the replacement at its next reload.
+    srv.env.insert("PORTCULLIS_ENCRYPTION_KEY".into(), right);
+    hup(&srv);
+    eventually("the server replaces the revoked ES256 key", || async {
+        srv.cli_json(&["keys", "list"], None)
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["alg"] == "ES256" && k["state"] == "signing" && k["kid"] != es.as_str())
+    })
+    .await;
+    assert_eq!(
+        header_of(&machine_token(&srv, &http, &seed).await)["alg"],
+        "EdDSA"
+    );
+    assert!(jwks_kids(&srv, &http, "ES256")
+        .await
+        .iter()
+        .all(|k| *k != es));
 }

@@ -125,6 +125,18 @@ pub fn rewrap(stored: &StoredSigningKey, enc: &Encrypter) -> Result<Option<Strin
     Ok(Some(blob))
 }
 
+/// Whether `enc` opens a stored key (decrypted, then erased): a process that cannot open
+/// every stored key must not make keys (they would be sealed under an encryption key the
+/// others may not have).
+pub fn check_open(stored: &StoredSigningKey, enc: &Encrypter) -> Result<(), KeyError> {
+    let row = format!("{}:{}", stored.kid, stored.alg.as_str());
+    let mut pkcs8 = enc
+        .open(KEY_PURPOSE, &row, &stored.private_key_blob)
+        .map_err(|e| KeyError::Decrypt(stored.kid.to_string(), e))?;
+    pkcs8.zeroize();
+    Ok(())
+}
+
 /// Decrypts and parses a stored key.
 pub fn load(stored: &StoredSigningKey, enc: &Encrypter) -> Result<LoadedKey, KeyError> {
     let kid = stored.kid.clone();
@@ -259,10 +271,11 @@ impl KeySet {
     }
 
     /// The key that signs access tokens of `alg` at `now`. An algorithm used only for access
-    /// tokens (EdDSA) whose key is published but not yet signing (a deployment moving to it,
-    /// or its signing key revoked; apps' JWKS caches get the key first) is stood in for until
-    /// then by `stand_in` (the RS256 or ES256 access tokens had before), or ES256 when that
-    /// cannot sign. An algorithm with no key at all has no stand-in: that is an error.
+    /// tokens (EdDSA) with no key signing (a deployment moving to it, or its signing key
+    /// revoked, while the next one is published before it signs; or a key this process could
+    /// not open) is stood in for by `stand_in` (the RS256 or ES256 access tokens had before),
+    /// or ES256 when that cannot sign: both are published keys. ID-token algorithms have no
+    /// stand-in.
     pub fn access_token_key(
         &self,
         alg: SigningAlg,
@@ -270,7 +283,7 @@ impl KeySet {
         now: i64,
     ) -> Result<&LoadedKey, KeyError> {
         match self.active(alg, now) {
-            Err(_) if !alg.signs_id_tokens() && self.can_sign(alg, now) => self
+            Err(_) if !alg.signs_id_tokens() => self
                 .active(stand_in, now)
                 .or_else(|_| self.active(SigningAlg::ES256, now)),
             other => other,
@@ -468,11 +481,16 @@ mod lifecycle_tests {
             .unwrap()
             .iter()
             .any(|k| k["kid"] == ed.kid.as_str()));
-        // No stand-in for an algorithm without any key, nor for ID-token algorithms.
+        // A stand-in too when the set has no key of the algorithm at all (one this process
+        // could not open); none for ID-token algorithms.
         let only_es = KeySet::new(vec![load(&es, &e).unwrap()]);
-        assert!(only_es
-            .access_token_key(SigningAlg::EdDSA, SigningAlg::ES256, 100)
-            .is_err());
+        assert_eq!(
+            only_es
+                .access_token_key(SigningAlg::EdDSA, SigningAlg::ES256, 100)
+                .unwrap()
+                .kid,
+            es.kid
+        );
         let rs_waiting = generate(SigningAlg::RS256, &e, 100, 3700).unwrap();
         let set = KeySet::new(vec![load(&es, &e).unwrap(), load(&rs_waiting, &e).unwrap()]);
         assert!(set

@@ -130,14 +130,44 @@ pub trait SigningKeyStore: Send + Sync {
     async fn revoke_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool>;
     /// Replaces a key's sealed private part (re-encryption under a new encryption key).
     async fn rewrap_signing_key(&self, kid: &KeyId, blob: &str) -> StoreResult<()>;
-    /// Lets a key that waits for its activation sign from `now` on (it was published at its
-    /// rotation), and retires at `now` whatever it was to replace. False when it is not a
-    /// waiting key (absent, revoked, retired or already signing).
-    async fn activate_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool>;
+    /// Gives `key.alg` a signer, in one transaction so that processes racing here agree (each
+    /// saw none signing): nothing when a key of it signs at `now`, or when `key` would wait
+    /// for its activation and one already waits; else, when `key` must sign now and a key
+    /// waits, the earliest waiting key signs from `now` (published since its rotation; what
+    /// it was to replace retires now); else `key` is stored.
+    async fn ensure_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        now: i64,
+    ) -> StoreResult<SignerChange>;
     /// What the deployment recorded of `which` (`None` when nothing is).
     async fn recorded_alg(&self, which: RecordedAlg) -> StoreResult<Option<SigningAlg>>;
     /// Records `which`, replacing what was recorded.
     async fn record_alg(&self, which: RecordedAlg, alg: SigningAlg) -> StoreResult<()>;
+    /// The key settings the server last started listening with (`None` before it has).
+    async fn serving_keys(&self) -> StoreResult<Option<ServingKeys>>;
+    /// Records them, replacing what was recorded.
+    async fn record_serving_keys(&self, serving: &ServingKeys) -> StoreResult<()>;
+}
+
+/// What [`SigningKeyStore::ensure_signing_key`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignerChange {
+    /// A key signs already (or one waits, for a key that would wait): `key` was not stored.
+    Unchanged,
+    /// This waiting key signs from now on.
+    Activated(KeyId),
+    /// `key` was stored.
+    Inserted,
+}
+
+/// The key settings a running server keeps its keys by, recorded when it starts listening,
+/// so that `portcullis keys` (another process, with an environment of its own) acts as the
+/// server would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServingKeys {
+    pub access_token_alg: SigningAlg,
+    pub rotation: crate::keys::RotationPolicy,
 }
 
 /// What a deployment records about its signature algorithms, one value each, so that a
@@ -150,9 +180,6 @@ pub enum RecordedAlg {
     /// The last RS256 or ES256 the server started signing access tokens with: what stands in
     /// while a new access-token algorithm's key waits to sign.
     StandIn,
-    /// The access-token algorithm the server last started with (configured or default):
-    /// what `portcullis keys` commands follow, whatever their own environment says.
-    Serving,
 }
 
 #[async_trait]

@@ -194,8 +194,18 @@ impl SigningKeyStore for CachedStore {
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
         self.inner.list_signing_keys().await
     }
-    async fn activate_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool> {
-        self.inner.activate_signing_key(kid, now).await
+    async fn ensure_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        now: i64,
+    ) -> StoreResult<SignerChange> {
+        self.inner.ensure_signing_key(key, now).await
+    }
+    async fn serving_keys(&self) -> StoreResult<Option<ServingKeys>> {
+        self.inner.serving_keys().await
+    }
+    async fn record_serving_keys(&self, serving: &ServingKeys) -> StoreResult<()> {
+        self.inner.record_serving_keys(serving).await
     }
     async fn recorded_alg(&self, which: RecordedAlg) -> StoreResult<Option<SigningAlg>> {
         self.inner.recorded_alg(which).await

@@ -11,7 +11,7 @@ use portcullis_core::audit::{Event, EventKind};
 use portcullis_core::crypto::Encrypter;
 use portcullis_core::keys::{self, KeySet, RotationPolicy};
 use portcullis_core::model::{SigningAlg, StoredSigningKey};
-use portcullis_core::store::{AuditStore, RecordedAlg, SigningKeyStore};
+use portcullis_core::store::{AuditStore, RecordedAlg, ServingKeys, SignerChange, SigningKeyStore};
 
 use crate::config::Config;
 
@@ -82,6 +82,23 @@ impl KeyPolicy {
     }
 }
 
+/// Records what a server that has started listening keeps its keys by, for `portcullis keys`
+/// in another process (whose environment may not be the server's).
+pub async fn record_serving<S: SigningKeyStore + ?Sized>(
+    store: &S,
+    access_token_alg: SigningAlg,
+    rotation: RotationPolicy,
+) -> anyhow::Result<()> {
+    let serving = ServingKeys {
+        access_token_alg,
+        rotation,
+    };
+    if store.serving_keys().await? != Some(serving) {
+        store.record_serving_keys(&serving).await?;
+    }
+    Ok(())
+}
+
 /// The encrypter of the configured encryption keys.
 pub fn encrypter(config: &Config) -> anyhow::Result<Encrypter> {
     Encrypter::new(
@@ -100,11 +117,12 @@ async fn key_event<S: SigningKeyStore + AuditStore + ?Sized>(
     kid: &portcullis_core::ids::KeyId,
     alg: SigningAlg,
     now: i64,
+    reason: &str,
 ) {
     let e = Event::new(kind, now)
-        .reason("schedule")
+        .reason(reason)
         .detail(&format!("kid={kid} alg={}", alg.as_str()));
-    tracing::info!(target: "portcullis::audit", event = %e.kind, outcome = "success", reason = "schedule", detail = e.detail.as_deref());
+    tracing::info!(target: "portcullis::audit", event = %e.kind, outcome = "success", reason, detail = e.detail.as_deref());
     // Stored at once (not through the event writer): a key change must be on record before
     // the key is used. Counted in the server's metrics like every recorded event.
     if let Some(m) = metrics {
@@ -157,6 +175,14 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
     metrics: Option<&crate::metrics::Metrics>,
 ) -> anyhow::Result<Vec<StoredSigningKey>> {
     let mut stored = store.list_signing_keys().await?;
+    // Nothing is written by a process that cannot open every stored key (the wrong
+    // PORTCULLIS_ENCRYPTION_KEY, or keys re-wrapped under one it was not given): a key it made
+    // would be sealed under an encryption key the others may not have.
+    for k in &stored {
+        keys::check_open(k, enc).context(
+            "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?)",
+        )?;
+    }
     let access = access_token_alg(
         policy.access_token_alg,
         store.recorded_alg(RecordedAlg::AccessTokenDefault).await?,
@@ -170,36 +196,37 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
             .any(|k| k.alg == alg && k.activates_at <= now && k.retired_at.is_none_or(|r| now < r));
         let waiting = stored
             .iter()
-            .filter(|k| k.alg == alg && k.activates_at > now && k.retired_at.is_none())
-            .min_by_key(|k| k.activates_at);
+            .any(|k| k.alg == alg && k.activates_at > now && k.retired_at.is_none());
         if signing {
             if keys::rotation_due(&stored, alg, now, &policy.rotation) {
                 let next = keys::generate(alg, enc, now, now + policy.rotation.lead)?;
                 if store.rotate_signing_key(&next, now).await? {
-                    key_event(store, metrics, EventKind::KeyRotated, &next.kid, alg, now).await;
+                    key_event(
+                        store,
+                        metrics,
+                        EventKind::KeyRotated,
+                        &next.kid,
+                        alg,
+                        now,
+                        "schedule",
+                    )
+                    .await;
                     changed = true;
                 }
             }
             continue;
         }
         // No key of `alg` signs: its signing key was revoked (`keys revoke`), or the algorithm
-        // is new to the deployment. Every key signs only once it has been published, except
-        // where nothing else can sign:
-        // - an algorithm only access tokens use (EdDSA) has a stand-in (the last RS256 or ES256,
-        //   `KeySet::access_token_key`), so its key always waits out the publish lead: a waiting
-        //   one is left to its activation, else a new one is published now;
+        // is new to the deployment. A key signs only once it has been published, except where
+        // nothing else can sign:
+        // - an algorithm only access tokens use (EdDSA) has a stand-in (the last RS256 or
+        //   ES256, `KeySet::access_token_key`), so its key always waits out the publish lead: a
+        //   waiting one is left to its activation, else a new one is published now;
         // - an ID-token algorithm must sign now: a successor published at its rotation signs
         //   from now on (it is in apps' JWKS caches already), else a new key signs at once;
         // - on a fresh store every key signs at once (there are no apps' caches yet).
-        if alg.signs_id_tokens() {
-            if let Some(next) = waiting {
-                if store.activate_signing_key(&next.kid, now).await? {
-                    tracing::info!(event = "key.activated", kid = %next.kid, alg = alg.as_str(), "a published successor signs at once: the key it was to replace is gone");
-                    changed = true;
-                    continue;
-                }
-            }
-        } else if waiting.is_some() {
+        // The store decides in one transaction, so that two processes here agree.
+        if waiting && !alg.signs_id_tokens() {
             continue;
         }
         let activates = if fresh || alg.signs_id_tokens() {
@@ -208,24 +235,46 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
             now + policy.rotation.lead
         };
         let key = keys::generate(alg, enc, now, activates)?;
-        store.insert_signing_key(&key).await?;
-        key_event(store, metrics, EventKind::KeyGenerated, &key.kid, alg, now).await;
-        changed = true;
+        let reason = if fresh { "schedule" } else { "no_signer" };
+        match store.ensure_signing_key(&key, now).await? {
+            SignerChange::Unchanged => {}
+            SignerChange::Inserted => {
+                key_event(
+                    store,
+                    metrics,
+                    EventKind::KeyGenerated,
+                    &key.kid,
+                    alg,
+                    now,
+                    reason,
+                )
+                .await;
+                changed = true;
+            }
+            SignerChange::Activated(kid) => {
+                key_event(
+                    store,
+                    metrics,
+                    EventKind::KeyRotated,
+                    &kid,
+                    alg,
+                    now,
+                    reason,
+                )
+                .await;
+                changed = true;
+            }
+        }
     }
     if changed {
         stored = store.list_signing_keys().await?;
     }
     for k in &stored {
-        match keys::rewrap(k, enc) {
-            Ok(Some(blob)) => {
-                store.rewrap_signing_key(&k.kid, &blob).await?;
-                tracing::info!(event = "key.rewrapped", kid = %k.kid);
-            }
-            Ok(None) => {}
-            // Sealed under an encryption key this process was not given (another process
-            // re-wrapped it under a newer one): nothing to re-wrap here. Building the key set
-            // says so if the key is needed and not already loaded.
-            Err(_) => {}
+        if let Some(blob) = keys::rewrap(k, enc).context(
+            "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?)",
+        )? {
+            store.rewrap_signing_key(&k.kid, &blob).await?;
+            tracing::info!(event = "key.rewrapped", kid = %k.kid);
         }
     }
     Ok(stored)

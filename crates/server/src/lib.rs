@@ -70,12 +70,6 @@ pub async fn build_state(config: &Config, store: SqliteStore) -> anyhow::Result<
     use portcullis_core::store::{RecordedAlg, SigningKeyStore as _};
     let recorded = store.recorded_alg(RecordedAlg::AccessTokenDefault).await?;
     let access_token_alg = keyring::access_token_alg(config.access_token_alg, recorded);
-    // What `portcullis keys` commands follow (they run with an environment of their own).
-    if store.recorded_alg(RecordedAlg::Serving).await? != Some(access_token_alg) {
-        store
-            .record_alg(RecordedAlg::Serving, access_token_alg)
-            .await?;
-    }
     match (config.access_token_alg, recorded) {
         (None, Some(alg)) => tracing::info!(
             alg = alg.as_str(),
@@ -276,6 +270,7 @@ pub async fn serve(
     let key_metrics = state.metrics.clone();
     tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut last_failure: Option<String> = None;
         loop {
             match hup.as_mut() {
                 Some(h) => {
@@ -286,7 +281,10 @@ pub async fn serve(
                 }
                 None => tokio::time::sleep(keyring::RELOAD_EVERY).await,
             }
-            if let Err(e) = keyring::reload(
+            // A failure that goes on (a key this server cannot open until it is restarted
+            // with the right encryption key) is logged when it starts, changes or ends, not
+            // every few seconds.
+            match keyring::reload(
                 &ring,
                 &*key_store,
                 &key_enc,
@@ -296,11 +294,27 @@ pub async fn serve(
             )
             .await
             {
-                tracing::warn!(event = "key.reload_failed", error = %e);
+                Ok(()) => {
+                    if last_failure.take().is_some() {
+                        tracing::info!(event = "key.reload_recovered");
+                    }
+                }
+                Err(e) => {
+                    let text = format!("{e:#}");
+                    if last_failure.as_deref() != Some(text.as_str()) {
+                        tracing::warn!(event = "key.reload_failed", error = %text);
+                        last_failure = Some(text);
+                    }
+                }
             }
         }
     });
     let audit = state.audit.clone();
+    // Recorded once the server listens (a start that fails before does not change it).
+    let serving_store = state.store.clone();
+    let serving = (state.access_token_alg, config.key_rotation);
+    let record_serving =
+        || async { keyring::record_serving(&*serving_store, serving.0, serving.1).await };
     let admin_state = admin::AdminState::new(state.clone());
     let app = app::router(state);
     let handle = axum_server::Handle::new();
@@ -321,6 +335,7 @@ pub async fn serve(
                 .with_context(|| format!("binding {}", config.listen))?;
             listener.set_nonblocking(true)?;
             let local = listener.local_addr()?;
+            record_serving().await?;
             tracing::info!(issuer = %config.issuer, "listening on https://{local}");
             println!(
                 "Portcullis is listening on https://{local} (issuer {})",
@@ -355,6 +370,7 @@ pub async fn serve(
                 .with_context(|| format!("binding {}", config.listen))?;
             listener.set_nonblocking(true)?;
             let local = listener.local_addr()?;
+            record_serving().await?;
             tracing::warn!(issuer = %config.issuer, "listening on plain http://{local} behind a trusted proxy");
             println!(
                 "Portcullis is listening on http://{local} behind a trusted proxy (issuer {})",

@@ -191,10 +191,11 @@ async fn a_reload_that_cannot_open_a_key_still_drops_a_revoked_one() {
     keyring::maintain(&store, &new, &p, T0 + 1, None)
         .await
         .unwrap();
-    // The running server keeps every key it holds (nothing to decrypt): the reload succeeds.
-    keyring::reload(&ring, &store, &old, &p, T0 + 2, &metrics)
+    // The running server cannot open them any more: its maintenance stops (reported), and it
+    // goes on with the keys it holds (nothing to decrypt).
+    assert!(keyring::reload(&ring, &store, &old, &p, T0 + 2, &metrics)
         .await
-        .unwrap();
+        .is_err());
     let es256 = ring
         .snapshot()
         .set
@@ -214,19 +215,20 @@ async fn a_reload_that_cannot_open_a_key_still_drops_a_revoked_one() {
     let now = ring.snapshot();
     assert!(now.set.by_kid(eddsa.as_str()).is_none());
     assert!(!String::from_utf8_lossy(&now.jwks).contains(eddsa.as_str()));
-    assert!(!now
-        .set
-        .access_token_key(SigningAlg::EdDSA, SigningAlg::ES256, T0 + 4)
-        .is_ok_and(|k| k.kid == eddsa));
-    // ...while the keys it holds go on signing ID tokens.
+    // ...access tokens are signed by the stand-in (published), not refused...
+    assert_eq!(
+        now.set
+            .access_token_key(SigningAlg::EdDSA, SigningAlg::ES256, T0 + 4)
+            .unwrap()
+            .kid,
+        es256
+    );
+    // ...and the keys it holds go on signing ID tokens.
     assert_eq!(
         now.set.active(SigningAlg::ES256, T0 + 4).unwrap().kid,
         es256
     );
-    // Each later reload retries; a restart with the new key opens everything.
-    assert!(keyring::reload(&ring, &store, &old, &p, T0 + 5, &metrics)
-        .await
-        .is_err());
+    // A restart with the new key opens everything.
     keyring::reload(&ring, &store, &new, &p, T0 + 6, &metrics)
         .await
         .unwrap();
@@ -235,4 +237,35 @@ async fn a_reload_that_cannot_open_a_key_still_drops_a_revoked_one() {
         1
     );
     assert!(ring.snapshot().set.has(SigningAlg::EdDSA));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_with_an_encryption_key_that_opens_nothing_writes_nothing() {
+    let (_dir, store) = common::temp_store().await;
+    let (_, right) = encrypter(None);
+    let p = policy(None);
+    let first = keyring::maintain(&store, &right, &p, T0, None)
+        .await
+        .unwrap();
+    let es = kid_of(&first, SigningAlg::ES256, T0);
+    assert!(store
+        .revoke_signing_key(&portcullis_core::ids::KeyId::from_trusted(es), T0 + 1)
+        .await
+        .unwrap());
+    // A shell with another encryption key: no replacement sealed under it is made.
+    let (_, wrong) = encrypter(None);
+    let err = keyring::maintain(&store, &wrong, &p, T0 + 2, None)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("PORTCULLIS_ENCRYPTION_KEY"),
+        "{err:#}"
+    );
+    assert!(of(&store.list_signing_keys().await.unwrap(), SigningAlg::ES256).is_empty());
+    // The server's own maintenance (the right key) makes it.
+    let after = keyring::maintain(&store, &right, &p, T0 + 3, None)
+        .await
+        .unwrap();
+    assert_eq!(of(&after, SigningAlg::ES256), [(T0 + 3, None)]);
+    keyring::build(&after, &right, &p, T0 + 3).unwrap();
 }

@@ -86,7 +86,7 @@ macro_rules! all_checks {
                 signing_key_rotation_revocation_and_rewrap,
                 a_clients_idle_timeout_stops_its_refreshes,
                 revoking_a_waiting_successor_keeps_the_current_key,
-                a_waiting_successor_can_be_activated_early,
+                a_signer_is_ensured_once_whoever_asks,
                 session_clients_are_recorded_at_redemption,
                 every_session_end_queues_logout_notices,
                 the_sweep_queues_each_ended_session_once,
@@ -194,11 +194,7 @@ mod sqlite {
         let (_fresh_dir, fresh_store) = fresh().await;
         // Each recorded value: nothing at first, then the last one recorded, apart from the
         // others.
-        for which in [
-            RecordedAlg::AccessTokenDefault,
-            RecordedAlg::StandIn,
-            RecordedAlg::Serving,
-        ] {
+        for which in [RecordedAlg::AccessTokenDefault, RecordedAlg::StandIn] {
             assert_eq!(
                 fresh_store.recorded_alg(which).await.expect("recorded"),
                 None,
@@ -218,17 +214,25 @@ mod sqlite {
                 Some(alg)
             );
         }
-        fresh_store
-            .record_alg(RecordedAlg::Serving, SigningAlg::ES256)
-            .await
-            .expect("record");
-        assert_eq!(
+        // The serving key settings: nothing before a server records them, then the last.
+        assert_eq!(fresh_store.serving_keys().await.expect("serving"), None);
+        for (alg, lead) in [(SigningAlg::EdDSA, 3600), (SigningAlg::ES256, 20)] {
+            let serving = portcullis_core::store::ServingKeys {
+                access_token_alg: alg,
+                rotation: portcullis_core::keys::RotationPolicy {
+                    period: 90 * 86_400,
+                    lead,
+                },
+            };
             fresh_store
-                .recorded_alg(RecordedAlg::Serving)
+                .record_serving_keys(&serving)
                 .await
-                .expect("recorded"),
-            Some(SigningAlg::ES256)
-        );
+                .expect("record");
+            assert_eq!(
+                fresh_store.serving_keys().await.expect("serving"),
+                Some(serving)
+            );
+        }
         assert_eq!(
             fresh_store
                 .recorded_alg(RecordedAlg::StandIn)
@@ -2991,52 +2995,104 @@ mod checks {
         assert!(usable(s, "rt-2", &fx.client.id, T0 + 600).await);
     }
 
-    pub async fn a_waiting_successor_can_be_activated_early(s: &dyn Storage) {
+    pub async fn a_signer_is_ensured_once_whoever_asks(s: &dyn Storage) {
         use portcullis_core::ids::KeyId;
         use portcullis_core::model::SigningAlg;
-        let mut current = signing_key("k_cur", T0);
-        current.activates_at = T0;
+        use portcullis_core::store::SignerChange;
+        let kid = |k: &str| KeyId::from_trusted(k.to_owned());
+        let signs_now = |k: &str, at: i64| {
+            let mut key = signing_key(k, at);
+            key.activates_at = at;
+            key
+        };
+        let mut current = signs_now("k_cur", T0);
+        current.alg = SigningAlg::RS256;
         s.insert_signing_key(&current).await.unwrap();
-        let mut other = signing_key("k_es", T0);
+        let mut other = signs_now("k_es", T0);
         other.alg = SigningAlg::ES256;
-        other.activates_at = T0;
         s.insert_signing_key(&other).await.unwrap();
+        // A key signs: nothing is stored.
+        assert_eq!(
+            s.ensure_signing_key(&signs_now("k_x", T0 + 5), T0 + 5)
+                .await
+                .unwrap(),
+            SignerChange::Unchanged
+        );
+        // A rotation is pending and the current key is revoked: the published successor
+        // signs from now on, and the candidate is not stored.
         let next = signing_key("k_wait", T0 + 10);
         assert!(s.rotate_signing_key(&next, T0 + 10).await.unwrap());
-        let kid = |k: &str| KeyId::from_trusted(k.to_owned());
-        // Neither a signing key, another algorithm's, nor an unknown one is "waiting".
-        for k in ["k_cur", "k_es", "k_absent"] {
-            assert!(
-                !s.activate_signing_key(&kid(k), T0 + 20).await.unwrap(),
-                "{k}"
-            );
-        }
-        // The successor signs from now on; the key it was to replace retires now, not later.
-        assert!(s
-            .activate_signing_key(&kid("k_wait"), T0 + 20)
-            .await
-            .unwrap());
+        assert!(s.revoke_signing_key(&kid("k_cur"), T0 + 20).await.unwrap());
+        assert_eq!(
+            s.ensure_signing_key(&signs_now("k_a", T0 + 20), T0 + 20)
+                .await
+                .unwrap(),
+            SignerChange::Activated(kid("k_wait"))
+        );
+        // Another process that saw no signer too (it listed before) asks next: nothing more.
+        assert_eq!(
+            s.ensure_signing_key(&signs_now("k_b", T0 + 20), T0 + 20)
+                .await
+                .unwrap(),
+            SignerChange::Unchanged
+        );
         let keys = s.list_signing_keys().await.unwrap();
-        let by = |k: &str| keys.iter().find(|x| x.kid.as_str() == k).unwrap().clone();
-        assert_eq!(by("k_wait").activates_at, T0 + 20);
-        assert_eq!(by("k_wait").retired_at, None);
-        assert_eq!(by("k_cur").retired_at, Some(T0 + 20));
-        assert_eq!(by("k_es").retired_at, None, "other algorithms untouched");
-        // Once only; and a revoked waiting key is never activated.
-        assert!(!s
-            .activate_signing_key(&kid("k_wait"), T0 + 21)
+        let rs: Vec<(String, i64, Option<i64>)> = keys
+            .iter()
+            .filter(|k| k.alg == SigningAlg::RS256)
+            .map(|k| (k.kid.to_string(), k.activates_at, k.retired_at))
+            .collect();
+        assert_eq!(rs, [("k_wait".to_owned(), T0 + 20, None)]);
+        assert_eq!(
+            keys.iter()
+                .find(|k| k.kid.as_str() == "k_es")
+                .unwrap()
+                .retired_at,
+            None,
+            "other algorithms untouched"
+        );
+        // No key left at all: the candidate is stored, once.
+        assert!(s.revoke_signing_key(&kid("k_wait"), T0 + 30).await.unwrap());
+        assert_eq!(
+            s.ensure_signing_key(&signs_now("k_new", T0 + 30), T0 + 30)
+                .await
+                .unwrap(),
+            SignerChange::Inserted
+        );
+        assert_eq!(
+            s.ensure_signing_key(&signs_now("k_late", T0 + 30), T0 + 30)
+                .await
+                .unwrap(),
+            SignerChange::Unchanged
+        );
+        // A candidate that would wait (an access-token-only algorithm behind its stand-in):
+        // stored when nothing of its algorithm signs or waits; never beside a waiting one.
+        let waits = |k: &str| {
+            let mut key = signing_key(k, T0 + 40);
+            key.alg = SigningAlg::EdDSA;
+            key
+        };
+        assert_eq!(
+            s.ensure_signing_key(&waits("k_ed1"), T0 + 40)
+                .await
+                .unwrap(),
+            SignerChange::Inserted
+        );
+        assert_eq!(
+            s.ensure_signing_key(&waits("k_ed2"), T0 + 40)
+                .await
+                .unwrap(),
+            SignerChange::Unchanged
+        );
+        let eds: Vec<String> = s
+            .list_signing_keys()
             .await
-            .unwrap());
-        let later = signing_key("k_later", T0 + 30);
-        assert!(s.rotate_signing_key(&later, T0 + 30).await.unwrap());
-        assert!(s
-            .revoke_signing_key(&kid("k_later"), T0 + 31)
-            .await
-            .unwrap());
-        assert!(!s
-            .activate_signing_key(&kid("k_later"), T0 + 32)
-            .await
-            .unwrap());
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.alg == SigningAlg::EdDSA)
+            .map(|k| k.kid.to_string())
+            .collect();
+        assert_eq!(eds, ["k_ed1"]);
     }
 
     pub async fn revoking_a_waiting_successor_keeps_the_current_key(s: &dyn Storage) {

@@ -2,8 +2,11 @@
 
 use async_trait::async_trait;
 use portcullis_core::ids::KeyId;
+use portcullis_core::keys::RotationPolicy;
 use portcullis_core::model::{SigningAlg, StoredSigningKey};
-use portcullis_core::store::{RecordedAlg, SigningKeyStore, StoreError, StoreResult};
+use portcullis_core::store::{
+    RecordedAlg, ServingKeys, SignerChange, SigningKeyStore, StoreError, StoreResult,
+};
 
 use super::{map_err, map_err_conflict, SqliteStore};
 
@@ -39,7 +42,6 @@ fn setting_name(which: RecordedAlg) -> &'static str {
     match which {
         RecordedAlg::AccessTokenDefault => "access_token_alg",
         RecordedAlg::StandIn => "access_token_alg_in_use",
-        RecordedAlg::Serving => "access_token_alg_serving",
     }
 }
 
@@ -91,41 +93,119 @@ impl SigningKeyStore for SqliteStore {
         Ok(())
     }
 
-    async fn activate_signing_key(&self, kid: &KeyId, now: i64) -> StoreResult<bool> {
+    async fn ensure_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        now: i64,
+    ) -> StoreResult<SignerChange> {
         let mut tx = self.begin_write().await?;
-        let waiting: Option<(String, i64)> = sqlx::query_as(
-            "SELECT alg, activates_at FROM signing_keys WHERE kid = ? AND revoked_at IS NULL \
-             AND retired_at IS NULL AND activates_at > ?",
+        let alg = key.alg.as_str();
+        let signing: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM signing_keys WHERE alg = ?1 AND revoked_at IS NULL \
+             AND activates_at <= ?2 AND (retired_at IS NULL OR retired_at > ?2)",
         )
-        .bind(kid.as_str())
+        .bind(alg)
         .bind(now)
         .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
-        let Some((alg, was)) = waiting else {
-            tx.rollback().await.map_err(map_err)?;
-            return Ok(false);
-        };
-        sqlx::query("UPDATE signing_keys SET activates_at = ? WHERE kid = ?")
-            .bind(now)
-            .bind(kid.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        // What it was to replace (retired at its old activation) stops signing now instead.
-        sqlx::query(
-            "UPDATE signing_keys SET retired_at = ? \
-             WHERE alg = ? AND retired_at = ? AND revoked_at IS NULL AND kid <> ?",
+        let waiting: Option<(String, i64)> = sqlx::query_as(
+            "SELECT kid, activates_at FROM signing_keys WHERE alg = ? AND revoked_at IS NULL \
+             AND retired_at IS NULL AND activates_at > ? ORDER BY activates_at, rowid LIMIT 1",
         )
+        .bind(alg)
         .bind(now)
-        .bind(&alg)
-        .bind(was)
-        .bind(kid.as_str())
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(true)
+        let change = match (signing, waiting) {
+            (Some(_), _) => SignerChange::Unchanged,
+            (None, Some(_)) if key.activates_at > now => SignerChange::Unchanged,
+            (None, Some((kid, was))) => {
+                sqlx::query("UPDATE signing_keys SET activates_at = ? WHERE kid = ?")
+                    .bind(now)
+                    .bind(&kid)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                // What it was to replace (retired at its old activation) stops signing now.
+                sqlx::query(
+                    "UPDATE signing_keys SET retired_at = ? \
+                     WHERE alg = ? AND retired_at = ? AND revoked_at IS NULL AND kid <> ?",
+                )
+                .bind(now)
+                .bind(alg)
+                .bind(was)
+                .bind(&kid)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                SignerChange::Activated(KeyId::from_trusted(kid))
+            }
+            (None, None) => {
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, alg, private_key_blob, created_at, \
+                     activates_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(key.kid.as_str())
+                .bind(alg)
+                .bind(&key.private_key_blob)
+                .bind(key.created_at)
+                .bind(key.activates_at)
+                .bind(key.retired_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_err_conflict(e, |_| "kid"))?;
+                SignerChange::Inserted
+            }
+        };
+        if change == SignerChange::Unchanged {
+            tx.rollback().await.map_err(map_err)?;
+        } else {
+            tx.commit().await.map_err(map_err)?;
+        }
+        Ok(change)
+    }
+
+    async fn serving_keys(&self) -> StoreResult<Option<ServingKeys>> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM deployment_settings WHERE name = 'serving_keys'")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        value
+            .map(|v| {
+                // "<access-token alg> <publish lead s> <rotation period s>"
+                let mut parts = v.split(' ');
+                let parsed = (|| {
+                    let alg = SigningAlg::parse(parts.next()?)?;
+                    let lead = parts.next()?.parse().ok()?;
+                    let period = parts.next()?.parse().ok()?;
+                    parts.next().is_none().then_some(ServingKeys {
+                        access_token_alg: alg,
+                        rotation: RotationPolicy { period, lead },
+                    })
+                })();
+                parsed.ok_or_else(|| StoreError::Corrupt(format!("recorded serving_keys {v:?}")))
+            })
+            .transpose()
+    }
+
+    async fn record_serving_keys(&self, serving: &ServingKeys) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO deployment_settings (name, value) VALUES ('serving_keys', ?) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(format!(
+            "{} {} {}",
+            serving.access_token_alg.as_str(),
+            serving.rotation.lead,
+            serving.rotation.period
+        ))
+        .execute(&mut *self.write_conn().await?)
+        .await
+        .map_err(map_err)?;
+        Ok(())
     }
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredSigningKey>> {
