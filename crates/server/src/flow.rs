@@ -200,7 +200,7 @@ pub async fn signed_in_form(
 
 /// Refuses a form that failed a CSRF check (403): recorded as `csrf.refused`, `page` naming
 /// the page and `reason` the check (`cross_site`: not same-origin; `token`: no valid
-/// synchronizer token). Floodable: a flood of them is counted, not stored one by one.
+/// synchronizer token; `malformed`: a body that is not a well-formed form). Floodable: a flood of them is counted, not stored one by one.
 pub async fn refuse_csrf(
     st: &AppState,
     origin: &portcullis_core::audit::Origin,

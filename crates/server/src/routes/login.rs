@@ -43,13 +43,15 @@ pub async fn login(
         Ok(None) => return respond::flow_expired(&st),
         Err(r) => return r,
     };
-    // A body that is not a form carries no token: refused (and recorded) like a wrong one.
+    // A body that is not a form (or repeats a parameter) carries no token: refused (and
+    // recorded) like a wrong one, under its own reason.
     let form = Params::parse(&body).ok();
     let token = form
         .as_ref()
         .and_then(|f| f.get("csrf_token", 128).ok().flatten());
     let (Some(form), Ok(())) = (&form, csrf::check_token(token, &flow.csrf_token)) else {
-        return flow::refuse_csrf(&st, &req_origin, now, "login", "token", None).await;
+        let reason = if form.is_some() { "token" } else { "malformed" };
+        return flow::refuse_csrf(&st, &req_origin, now, "login", reason, None).await;
     };
     let client = match st.store.client_by_id(&flow.request.client_id).await {
         Ok(Some(c)) if !c.disabled => c,
