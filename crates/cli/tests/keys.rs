@@ -23,6 +23,22 @@ async fn jwks_kids(srv: &TestServer, http: &reqwest::Client, alg: &str) -> Vec<S
         .collect()
 }
 
+/// `keys list`: each key of `alg` as (kid, state), oldest first.
+fn keys_of(srv: &TestServer, alg: &str) -> Vec<(String, String)> {
+    srv.cli_json(&["keys", "list"], None)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["alg"] == alg)
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn kid_of(jwt: &str) -> String {
     let header: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
@@ -95,19 +111,7 @@ async fn a_rotation_publishes_the_next_key_an_hour_before_it_signs() {
     // It does not sign yet: the old key does, until the new one activates.
     let at = machine_token(&srv, &http, &seed).await;
     assert_eq!(kid_of(&at), before[0]);
-    let states: Vec<(String, String)> = srv
-        .cli_json(&["keys", "list"], None)
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|k| k["alg"] == "EdDSA")
-        .map(|k| {
-            (
-                k["kid"].as_str().unwrap().to_owned(),
-                k["state"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let states: Vec<(String, String)> = keys_of(&srv, "EdDSA");
     assert_eq!(
         states,
         vec![
@@ -125,19 +129,7 @@ async fn a_rotation_publishes_the_next_key_an_hour_before_it_signs() {
         header_of(&at)["alg"] == "ES256" && kid_of(&at) != before[0]
     })
     .await;
-    let eds: Vec<(String, String)> = srv
-        .cli_json(&["keys", "list"], None)
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|k| k["alg"] == "EdDSA")
-        .map(|k| {
-            (
-                k["kid"].as_str().unwrap().to_owned(),
-                k["state"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let eds: Vec<(String, String)> = keys_of(&srv, "EdDSA");
     assert_eq!(eds, vec![(new_kid.clone(), "pending".to_owned())]);
     assert!(!jwks_kids(&srv, &http, "EdDSA").await.contains(&before[0]));
 }
@@ -437,24 +429,10 @@ async fn key_commands_follow_the_servers_algorithm_not_their_own_environment() {
     let mut srv = TestServer::start();
     let seed = srv.seed();
     let http = srv.http();
-    let eddsa_kids = |srv: &TestServer| -> Vec<(String, String)> {
-        srv.cli_json(&["keys", "list"], None)
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|k| k["alg"] == "EdDSA")
-            .map(|k| {
-                (
-                    k["kid"].as_str().unwrap().to_owned(),
-                    k["state"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect()
-    };
     // EdDSA signs (a fresh deployment) and a rotation is pending.
     let out = srv.cli_json(&["keys", "rotate", "--alg", "EdDSA"], None);
     let successor = out[0]["kid"].as_str().unwrap().to_owned();
-    let signing = eddsa_kids(&srv)
+    let signing = keys_of(&srv, "EdDSA")
         .into_iter()
         .find(|(_, state)| state == "signing")
         .unwrap()
@@ -482,12 +460,12 @@ async fn key_commands_follow_the_servers_algorithm_not_their_own_environment() {
         "the command names the server's algorithm: {note}"
     );
     assert_eq!(
-        eddsa_kids(&srv),
+        keys_of(&srv, "EdDSA"),
         [(successor.clone(), "pending".to_owned())]
     );
     // Revoking the successor too leaves no Ed25519 key at all, published or kept.
     srv.cli(&["keys", "revoke", &successor], None);
-    assert_eq!(eddsa_kids(&srv), []);
+    assert_eq!(keys_of(&srv, "EdDSA"), []);
     // Rotating ES256 from this shell (whose own publish lead would be the default hour) uses
     // the server's lead.
     let rotated = srv.cli_json(&["keys", "rotate", "--alg", "ES256"], None);
@@ -520,21 +498,9 @@ async fn key_commands_follow_the_servers_algorithm_not_their_own_environment() {
     // the successor (published already) signs at once; no other key is made, and EdDSA,
     // which this command's own setting would choose, gets none.
     srv.cli(&["keys", "revoke", &es], None);
-    let es_live: Vec<(String, String)> = srv
-        .cli_json(&["keys", "list"], None)
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|k| k["alg"] == "ES256")
-        .map(|k| {
-            (
-                k["kid"].as_str().unwrap().to_owned(),
-                k["state"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let es_live: Vec<(String, String)> = keys_of(&srv, "ES256");
     assert_eq!(es_live, [(es_next.clone(), "signing".to_owned())]);
-    assert_eq!(eddsa_kids(&srv), []);
+    assert_eq!(keys_of(&srv, "EdDSA"), []);
     hup(&srv);
     eventually("the successor signs, the revoked keys are gone", || async {
         let at = machine_token(&srv, &http, &seed).await;

@@ -198,6 +198,30 @@ pub async fn signed_in_form(
     Ok((session, user, params))
 }
 
+/// The form posted to a page of the sign-in flow (sign-in, "Continue as"), once it carries
+/// the flow's synchronizer token; else the refusal, recorded. A body that is not a
+/// well-formed form (or repeats a parameter) carries no token: refused like a wrong one,
+/// under its own reason.
+pub async fn flow_form(
+    st: &AppState,
+    origin: &portcullis_core::audit::Origin,
+    now: i64,
+    page: &str,
+    flow: &Flow,
+    body: &[u8],
+) -> Result<portcullis_core::params::Params, Response> {
+    let form = portcullis_core::params::Params::parse(body).ok();
+    let token = form
+        .as_ref()
+        .and_then(|f| f.get("csrf_token", 128).ok().flatten());
+    let valid = portcullis_guard::csrf::check_token(token, &flow.csrf_token).is_ok();
+    match form {
+        Some(form) if valid => Ok(form),
+        Some(_) => Err(refuse_csrf(st, origin, now, page, "token", None).await),
+        None => Err(refuse_csrf(st, origin, now, page, "malformed", None).await),
+    }
+}
+
 /// Refuses a form that failed a CSRF check (403): recorded as `csrf.refused`, `page` naming
 /// the page and `reason` the check (`cross_site`: not same-origin; `token`: no valid
 /// synchronizer token; `malformed`: a body that is not a well-formed form). Floodable: a flood of them is counted, not stored one by one.

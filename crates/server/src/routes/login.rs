@@ -8,7 +8,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use portcullis_core::audit::{Event, EventKind};
 use portcullis_core::login::{self, LoginError};
-use portcullis_core::params::Params;
 use portcullis_core::password::HashError;
 use portcullis_core::secret::reveal;
 use portcullis_guard::client_addr::ClientAddr;
@@ -43,15 +42,9 @@ pub async fn login(
         Ok(None) => return respond::flow_expired(&st),
         Err(r) => return r,
     };
-    // A body that is not a form (or repeats a parameter) carries no token: refused (and
-    // recorded) like a wrong one, under its own reason.
-    let form = Params::parse(&body).ok();
-    let token = form
-        .as_ref()
-        .and_then(|f| f.get("csrf_token", 128).ok().flatten());
-    let (Some(form), Ok(())) = (&form, csrf::check_token(token, &flow.csrf_token)) else {
-        let reason = if form.is_some() { "token" } else { "malformed" };
-        return flow::refuse_csrf(&st, &req_origin, now, "login", reason, None).await;
+    let form = match flow::flow_form(&st, &req_origin, now, "login", &flow, &body).await {
+        Ok(f) => f,
+        Err(r) => return r,
     };
     let client = match st.store.client_by_id(&flow.request.client_id).await {
         Ok(Some(c)) if !c.disabled => c,

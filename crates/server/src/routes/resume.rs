@@ -7,7 +7,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use portcullis_core::authorize::decide::{self, Next};
 use portcullis_core::model::{Client, Flow};
-use portcullis_core::params::Params;
 use portcullis_guard::csrf;
 
 use crate::audit::RequestOrigin;
@@ -119,15 +118,9 @@ pub async fn continue_as(
         Ok(None) => return respond::flow_expired(&st),
         Err(r) => return r,
     };
-    // A body that is not a form (or repeats a parameter) carries no token: refused (and
-    // recorded) like a wrong one, under its own reason.
-    let form = Params::parse(&body).ok();
-    let token = form
-        .as_ref()
-        .and_then(|f| f.get("csrf_token", 128).ok().flatten());
-    let (Some(form), Ok(())) = (&form, csrf::check_token(token, &flow.csrf_token)) else {
-        let reason = if form.is_some() { "token" } else { "malformed" };
-        return flow::refuse_csrf(&st, &origin, now, "continue", reason, None).await;
+    let form = match flow::flow_form(&st, &origin, now, "continue", &flow, &body).await {
+        Ok(f) => f,
+        Err(r) => return r,
     };
     let client = match client_of(&st, &flow).await {
         Ok(c) => c,
