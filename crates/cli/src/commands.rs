@@ -261,28 +261,37 @@ pub async fn apis(config: &Config, cmd: ApisCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The key settings key commands act by: the ones the server last started listening with
-/// (recorded in the store: the access-token algorithm, the publish lead, the rotation
-/// period), not this command's own, which may differ (a server's environment is often not the
-/// shell's); said on stderr when they do. Before any server has recorded them, its own.
-async fn serving_key_policy<S: portcullis_core::store::SigningKeyStore + ?Sized>(
+/// What key commands make keys with: the key settings the server last started listening
+/// with (recorded in the store: access-token algorithm, publish lead, rotation period), not
+/// this command's own, which may differ (a server's environment is often not the shell's;
+/// said on stderr when they do), and this command's encrypter, only if its current key is
+/// the server's: a key sealed under any other (a newer one the server was not restarted
+/// with, or a wrong one) could not be opened by the server.
+async fn key_maker<S: portcullis_core::store::SigningKeyStore + ?Sized>(
     store: &S,
     config: &Config,
-) -> anyhow::Result<portcullis_server::keyring::KeyPolicy> {
+) -> anyhow::Result<(
+    portcullis_server::keyring::KeyPolicy,
+    portcullis_core::crypto::Encrypter,
+)> {
     use portcullis_core::store::RecordedAlg;
     use portcullis_server::keyring::{self, KeyPolicy};
+    let Some(serving) = store.serving_keys().await? else {
+        bail!("no server has recorded its key settings yet: start the server (this version) once");
+    };
+    let enc = keyring::encrypter(config)?;
+    if enc.current_key_id() != serving.encryption_key_id {
+        bail!(
+            "this command's PORTCULLIS_ENCRYPTION_KEY (key id {}) is not the one the server last started with (key id {}): run it with the server's key, or restart the server with this one first",
+            enc.current_key_id(),
+            serving.encryption_key_id
+        );
+    }
     let own = KeyPolicy::from_config(config);
     let chosen = keyring::access_token_alg(
         config.access_token_alg,
         store.recorded_alg(RecordedAlg::AccessTokenDefault).await?,
     );
-    let Some(serving) = store.serving_keys().await? else {
-        eprintln!("note: no server has recorded its key settings yet (start it once); this command uses its own");
-        return Ok(KeyPolicy {
-            access_token_alg: Some(chosen),
-            ..own
-        });
-    };
     if serving.access_token_alg != chosen || serving.rotation != own.rotation {
         eprintln!(
             "note: the server was last started with {} access tokens, keys published {} s before they sign and rotated every {} s; this command keeps to that (its own settings differ: restart the server to apply them)",
@@ -291,11 +300,14 @@ async fn serving_key_policy<S: portcullis_core::store::SigningKeyStore + ?Sized>
             serving.rotation.period
         );
     }
-    Ok(KeyPolicy {
-        access_token_alg: Some(serving.access_token_alg),
-        rotation: serving.rotation,
-        ..own
-    })
+    Ok((
+        KeyPolicy {
+            access_token_alg: Some(serving.access_token_alg),
+            rotation: serving.rotation,
+            ..own
+        },
+        enc,
+    ))
 }
 
 /// Records an administrative action in the audit trail (`reason=cli`). The action has
@@ -619,15 +631,7 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             if stored.is_empty() {
                 bail!("no signing keys yet: the server makes them at its first start");
             }
-            let policy = serving_key_policy(&store, config).await?;
-            let enc = portcullis_server::keyring::encrypter(config)?;
-            // A key this command makes is sealed under its encryption key: refused unless that
-            // key opens every stored one (else the server may not be able to open it).
-            for k in &stored {
-                keys::check_open(k, &enc).context(
-                    "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the server's?)",
-                )?;
-            }
+            let (policy, enc) = key_maker(&store, config).await?;
             let kept: Vec<SigningAlg> = portcullis_server::keyring::kept_algorithms(
                 policy.access_token_alg.unwrap_or(SigningAlg::EdDSA),
                 &stored,
@@ -697,22 +701,22 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             if !store.revoke_signing_key(&kid, now).await? {
                 bail!("no such key (or it was already revoked)");
             }
-            admin_event(&store, EventKind::KeyRevoked, |e| {
-                e.detail(&format!("kid={kid}"))
-            })
-            .await?;
-            // Its algorithm may be left without a signer: maintenance, as the server runs it,
-            // lets an ID-token algorithm's published successor sign now (else a new key does),
-            // and leaves an access-token-only algorithm (EdDSA) to its stand-in until a key
-            // published now signs one lead later. An algorithm no longer in use gets no key.
-            // The revocation stands whatever follows; a running server also does this
-            // maintenance at its next key reload, with its own encryption key.
-            let enc = portcullis_server::keyring::encrypter(config)?;
-            let policy = serving_key_policy(&store, config).await?;
-            if let Err(e) =
-                portcullis_server::keyring::maintain(&store, &enc, &policy, now, None).await
-            {
-                bail!("key {kid} revoked, but no replacement was made here ({e:#}); a running server makes one at its next key reload (within 5 s), with its own encryption key");
+            // The revocation stands whatever follows. Its algorithm may be left without a
+            // signer: maintenance, as the server runs it, lets an ID-token algorithm's published
+            // successor sign now (else a new key does), and leaves an access-token-only one
+            // (EdDSA) to its stand-in until a key published now signs one lead later. A running
+            // server does the same at its next key reload, with its own encryption key.
+            let after = async {
+                admin_event(&store, EventKind::KeyRevoked, |e| {
+                    e.detail(&format!("kid={kid}"))
+                })
+                .await?;
+                let (policy, enc) = key_maker(&store, config).await?;
+                portcullis_server::keyring::maintain(&store, &enc, &policy, now, None).await?;
+                anyhow::Ok(())
+            };
+            if let Err(e) = after.await {
+                bail!("key {kid} revoked, but no replacement was made here ({e:#}); a running server makes one at its next key reload (within 5 s)");
             }
             println!("key {kid} revoked");
         }

@@ -533,6 +533,23 @@ async fn a_key_command_with_another_encryption_key_makes_no_key() {
         before,
         "nothing written"
     );
+    // A newer key, with the server's as the previous one, opens every stored key: refused
+    // all the same (the server could not open what it made, nor keys it re-wrapped).
+    srv.env
+        .insert("PORTCULLIS_ENCRYPTION_KEY_PREVIOUS".into(), right.clone());
+    let refused = srv.cli_raw(&["keys", "rotate"], None);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("not the one the server last started with"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        srv.cli_json(&["keys", "list"], None),
+        before,
+        "nothing written"
+    );
     let es = before
         .as_array()
         .unwrap()
@@ -562,6 +579,7 @@ async fn a_key_command_with_another_encryption_key_makes_no_key() {
     );
     // The server, with its own key, makes the replacement at its next reload.
     srv.env.insert("PORTCULLIS_ENCRYPTION_KEY".into(), right);
+    srv.env.remove("PORTCULLIS_ENCRYPTION_KEY_PREVIOUS");
     hup(&srv);
     eventually("the server replaces the revoked ES256 key", || async {
         srv.cli_json(&["keys", "list"], None)

@@ -144,6 +144,9 @@ pub trait SigningKeyStore: Send + Sync {
     async fn recorded_alg(&self, which: RecordedAlg) -> StoreResult<Option<SigningAlg>>;
     /// Records `which`, replacing what was recorded.
     async fn record_alg(&self, which: RecordedAlg, alg: SigningAlg) -> StoreResult<()>;
+    /// Whether any signing key was ever stored, revoked ones included (a store without is
+    /// new: its first keys sign at once).
+    async fn any_signing_key_stored(&self) -> StoreResult<bool>;
     /// The key settings the server last started listening with (`None` before it has).
     async fn serving_keys(&self) -> StoreResult<Option<ServingKeys>>;
     /// Records them, replacing what was recorded.
@@ -163,11 +166,14 @@ pub enum SignerChange {
 
 /// The key settings a running server keeps its keys by, recorded when it starts listening,
 /// so that `portcullis keys` (another process, with an environment of its own) acts as the
-/// server would.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// server would, and makes keys only under the encryption key the server has.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServingKeys {
     pub access_token_alg: SigningAlg,
     pub rotation: crate::keys::RotationPolicy,
+    /// The fingerprint of the server's current encryption key (`Encrypter::current_key_id`:
+    /// it names the key and reveals nothing useful about it).
+    pub encryption_key_id: String,
 }
 
 /// What a deployment records about its signature algorithms, one value each, so that a

@@ -201,6 +201,9 @@ impl SigningKeyStore for CachedStore {
     ) -> StoreResult<SignerChange> {
         self.inner.ensure_signing_key(key, now).await
     }
+    async fn any_signing_key_stored(&self) -> StoreResult<bool> {
+        self.inner.any_signing_key_stored().await
+    }
     async fn serving_keys(&self) -> StoreResult<Option<ServingKeys>> {
         self.inner.serving_keys().await
     }

@@ -83,19 +83,21 @@ impl KeyPolicy {
 }
 
 /// Records what a server that has started listening keeps its keys by, for `portcullis keys`
-/// in another process (whose environment may not be the server's).
+/// in another process (whose environment may not be the server's). Written whatever was
+/// recorded before (an unreadable older value never stops a start).
 pub async fn record_serving<S: SigningKeyStore + ?Sized>(
     store: &S,
     access_token_alg: SigningAlg,
     rotation: RotationPolicy,
+    enc: &Encrypter,
 ) -> anyhow::Result<()> {
-    let serving = ServingKeys {
-        access_token_alg,
-        rotation,
-    };
-    if store.serving_keys().await? != Some(serving) {
-        store.record_serving_keys(&serving).await?;
-    }
+    store
+        .record_serving_keys(&ServingKeys {
+            access_token_alg,
+            rotation,
+            encryption_key_id: enc.current_key_id().to_owned(),
+        })
+        .await?;
     Ok(())
 }
 
@@ -175,10 +177,10 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
     metrics: Option<&crate::metrics::Metrics>,
 ) -> anyhow::Result<Vec<StoredSigningKey>> {
     let mut stored = store.list_signing_keys().await?;
-    // Nothing is written by a process that cannot open every stored key (the wrong
-    // PORTCULLIS_ENCRYPTION_KEY, or keys re-wrapped under one it was not given): a key it made
-    // would be sealed under an encryption key the others may not have.
-    for k in &stored {
+    // Nothing is written by a process that cannot open every key in use (the wrong
+    // PORTCULLIS_ENCRYPTION_KEY, or keys re-wrapped under one it was not given). Keys retired
+    // longer than the hint lifetime are never loaded again, so they do not count.
+    for k in stored.iter().filter(|k| in_use(k, policy, now)) {
         keys::check_open(k, enc).context(
             "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?)",
         )?;
@@ -187,7 +189,8 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
         policy.access_token_alg,
         store.recorded_alg(RecordedAlg::AccessTokenDefault).await?,
     );
-    let fresh = stored.is_empty();
+    // New only when no key was ever stored: a store whose keys were all revoked is not.
+    let fresh = !store.any_signing_key_stored().await?;
     let mut changed = false;
     for alg in kept_algorithms(access, &stored, now) {
         // A key that signs *now*, and one published that waits for its activation.
@@ -269,7 +272,26 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
     if changed {
         stored = store.list_signing_keys().await?;
     }
-    for k in &stored {
+    Ok(stored)
+}
+
+/// Whether a stored key is still loaded: live, or retired within the hint lifetime.
+fn in_use(k: &StoredSigningKey, policy: &KeyPolicy, now: i64) -> bool {
+    k.retired_at
+        .is_none_or(|r| now < r.saturating_add(policy.hint_lifetime))
+}
+
+/// Re-seals the keys in use that are sealed under `PORTCULLIS_ENCRYPTION_KEY_PREVIOUS` with
+/// the current key. Only the server does this (at start and at each reload), after
+/// `maintain` succeeded: a key command in a shell with another key never re-wraps.
+async fn rewrap<S: SigningKeyStore + ?Sized>(
+    store: &S,
+    enc: &Encrypter,
+    policy: &KeyPolicy,
+    now: i64,
+    stored: &[StoredSigningKey],
+) -> anyhow::Result<()> {
+    for k in stored.iter().filter(|k| in_use(k, policy, now)) {
         if let Some(blob) = keys::rewrap(k, enc).context(
             "decrypting signing keys (is PORTCULLIS_ENCRYPTION_KEY the one they were stored with?)",
         )? {
@@ -277,7 +299,7 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
             tracing::info!(event = "key.rewrapped", kid = %k.kid);
         }
     }
-    Ok(stored)
+    Ok(())
 }
 
 /// Builds the key state from stored keys at `now` (at start: every key must open).
@@ -306,13 +328,7 @@ fn assemble(
     now: i64,
     previous: Option<&KeySet>,
 ) -> anyhow::Result<(KeyState, Option<anyhow::Error>)> {
-    let kept: Vec<&StoredSigningKey> = stored
-        .iter()
-        .filter(|k| {
-            k.retired_at
-                .is_none_or(|r| now < r.saturating_add(policy.hint_lifetime))
-        })
-        .collect();
+    let kept: Vec<&StoredSigningKey> = stored.iter().filter(|k| in_use(k, policy, now)).collect();
     let mut loaded = Vec::with_capacity(kept.len());
     let mut unopened = Vec::new();
     for k in &kept {
@@ -363,6 +379,7 @@ pub async fn load<S: SigningKeyStore + AuditStore + ?Sized>(
     metrics: &crate::metrics::Metrics,
 ) -> anyhow::Result<KeyState> {
     let stored = maintain(store, enc, policy, now, Some(metrics)).await?;
+    rewrap(store, enc, policy, now, &stored).await?;
     build(&stored, enc, policy, now)
 }
 
@@ -379,18 +396,18 @@ pub async fn reload<S: SigningKeyStore + AuditStore + ?Sized>(
     now: i64,
     metrics: &crate::metrics::Metrics,
 ) -> anyhow::Result<()> {
-    let (stored, maintenance) = match maintain(store, enc, policy, now, Some(metrics)).await {
+    let maintained = match maintain(store, enc, policy, now, Some(metrics)).await {
+        Ok(stored) => rewrap(store, enc, policy, now, &stored)
+            .await
+            .map(|()| stored),
+        Err(e) => Err(e),
+    };
+    let (stored, maintenance) = match maintained {
         Ok(stored) => (stored, None),
         Err(e) => (store.list_signing_keys().await?, Some(e)),
     };
     let old = ring.snapshot();
-    let kept: Vec<&StoredSigningKey> = stored
-        .iter()
-        .filter(|k| {
-            k.retired_at
-                .is_none_or(|r| now < r.saturating_add(policy.hint_lifetime))
-        })
-        .collect();
+    let kept: Vec<&StoredSigningKey> = stored.iter().filter(|k| in_use(k, policy, now)).collect();
     if stamp(&kept) == old.stamp {
         let jwks: Arc<[u8]> = serde_json::to_vec(&old.set.jwks(now, policy.token_lifetime))?.into();
         if jwks != old.jwks {

@@ -268,6 +268,7 @@ pub async fn serve(
     let key_enc = keyring::encrypter(&config)?;
     let key_policy = keyring::KeyPolicy::from_config(&config);
     let key_metrics = state.metrics.clone();
+    let access_alg = state.access_token_alg;
     tokio::spawn(async move {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut last_failure: Option<String> = None;
@@ -284,16 +285,15 @@ pub async fn serve(
             // A failure that goes on (a key this server cannot open until it is restarted
             // with the right encryption key) is logged when it starts, changes or ends, not
             // every few seconds.
-            match keyring::reload(
-                &ring,
-                &*key_store,
-                &key_enc,
-                &key_policy,
-                now(),
-                &key_metrics,
-            )
-            .await
-            {
+            let at = now();
+            let reloaded =
+                keyring::reload(&ring, &*key_store, &key_enc, &key_policy, at, &key_metrics).await;
+            key_metrics.set_key_reload_failing(reloaded.is_err());
+            key_metrics.set_access_token_stand_in(
+                !access_alg.signs_id_tokens()
+                    && ring.snapshot().set.active(access_alg, at).is_err(),
+            );
+            match reloaded {
                 Ok(()) => {
                     if last_failure.take().is_some() {
                         tracing::info!(event = "key.reload_recovered");
@@ -313,8 +313,10 @@ pub async fn serve(
     // Recorded once the server listens (a start that fails before does not change it).
     let serving_store = state.store.clone();
     let serving = (state.access_token_alg, config.key_rotation);
-    let record_serving =
-        || async { keyring::record_serving(&*serving_store, serving.0, serving.1).await };
+    let serving_enc = keyring::encrypter(&config)?;
+    let record_serving = || async {
+        keyring::record_serving(&*serving_store, serving.0, serving.1, &serving_enc).await
+    };
     let admin_state = admin::AdminState::new(state.clone());
     let app = app::router(state);
     let handle = axum_server::Handle::new();

@@ -53,6 +53,8 @@ pub struct Metrics {
     /// reason.
     route_histograms: RwLock<HashMap<String, HashMap<&'static str, Histogram>>>,
     audit_pending: Gauge,
+    key_reload_failing: Gauge,
+    access_token_stand_in: Gauge,
     audit_stored: Counter,
     audit_dropped: Counter,
     audit_store_failures: Counter,
@@ -92,6 +94,18 @@ impl Metrics {
             "audit_events_pending",
             "Audit events recorded but not yet stored (the writer's lag)",
             audit_pending.clone(),
+        );
+        let key_reload_failing = Gauge::default();
+        registry.register(
+            "key_reload_failing",
+            "1 while the last key reload failed (key maintenance and rotation stopped, or a key this server cannot open): see key.reload_failed in the log",
+            key_reload_failing.clone(),
+        );
+        let access_token_stand_in = Gauge::default();
+        registry.register(
+            "access_token_stand_in",
+            "1 while access tokens are signed by the stand-in algorithm because the configured one has no key signing",
+            access_token_stand_in.clone(),
         );
         let audit_stored = Counter::default();
         registry.register(
@@ -161,6 +175,8 @@ impl Metrics {
             alerts,
             requests,
             audit_pending,
+            key_reload_failing,
+            access_token_stand_in,
             audit_stored,
             audit_dropped,
             audit_store_failures,
@@ -231,6 +247,16 @@ impl Metrics {
     }
 
     /// The OpenMetrics text, with the audit pipeline's figures as of now.
+    /// Whether the last key reload failed.
+    pub fn set_key_reload_failing(&self, failing: bool) {
+        self.key_reload_failing.set(i64::from(failing));
+    }
+
+    /// Whether the stand-in signs access tokens now.
+    pub fn set_access_token_stand_in(&self, standing_in: bool) {
+        self.access_token_stand_in.set(i64::from(standing_in));
+    }
+
     pub fn render(&self, audit: &Counters) -> String {
         // One scrape at a time: two would both add the same difference to the synced counters.
         let Ok(registry) = self.registry.lock() else {

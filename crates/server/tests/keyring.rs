@@ -119,6 +119,18 @@ async fn eddsa_keys_always_wait_their_lead_while_the_stand_in_signs() {
     assert!(state.set.active(SigningAlg::EdDSA, t).is_err());
     assert_eq!(signer(&state, t + LEAD), SigningAlg::EdDSA);
 
+    // Every key revoked at once: the store is not new, so EdDSA still waits out its lead
+    // (the new ES256 key, which must sign at once, stands in).
+    for k in store.list_signing_keys().await.unwrap() {
+        assert!(store.revoke_signing_key(&k.kid, t + 1).await.unwrap());
+    }
+    let renewed = keyring::maintain(&store, &enc, &eddsa, t + 1, None)
+        .await
+        .unwrap();
+    assert_eq!(of(&renewed, SigningAlg::EdDSA), [(t + 1 + LEAD, None)]);
+    assert_eq!(of(&renewed, SigningAlg::ES256), [(t + 1, None)]);
+    let replaced = renewed;
+    let t = t + 1;
     // Revoking it as well, and going back to ES256, leaves no live Ed25519 key: none is made.
     let waiting = kid_of(&replaced, SigningAlg::EdDSA, t + LEAD);
     assert!(store
@@ -185,10 +197,10 @@ async fn a_reload_that_cannot_open_a_key_still_drops_a_revoked_one() {
         .unwrap()
         .kid
         .clone();
-    // The operator moves to a new encryption key in `.env` and, before restarting the
-    // server, runs key commands with it: every key is re-wrapped under the new key.
+    // The operator moves to a new encryption key and restarts another server on the same
+    // database with it (the old one as PREVIOUS): every key is re-wrapped under the new key.
     let (_, new) = encrypter(Some(&old_key));
-    keyring::maintain(&store, &new, &p, T0 + 1, None)
+    keyring::load(&store, &new, &p, T0 + 1, &metrics)
         .await
         .unwrap();
     // The running server cannot open them any more: its maintenance stops (reported), and it
@@ -203,8 +215,8 @@ async fn a_reload_that_cannot_open_a_key_still_drops_a_revoked_one() {
         .unwrap()
         .kid
         .clone();
-    // Then the Ed25519 key is revoked, and the CLI (new encryption key) publishes its
-    // replacement, which the server cannot open.
+    // Then the Ed25519 key is revoked, and the other server publishes its replacement, which
+    // this one cannot open.
     assert!(store.revoke_signing_key(&eddsa, T0 + 3).await.unwrap());
     keyring::maintain(&store, &new, &p, T0 + 3, None)
         .await

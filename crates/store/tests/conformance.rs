@@ -118,6 +118,60 @@ mod sqlite {
 
     all_checks!(fresh);
 
+    /// Two processes (two pools on one database file) that both saw no signer ask at once:
+    /// the write transaction makes them agree on one key, every round.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn racing_processes_agree_on_one_signer() {
+        use portcullis_core::model::{SigningAlg, StoredSigningKey};
+        use portcullis_core::store::{SignerChange, SigningKeyStore};
+        let (dir, a) = fresh().await;
+        let b = portcullis_store::connect(
+            dir.path()
+                .join("portcullis.db")
+                .to_str()
+                .expect("utf-8 path"),
+        )
+        .await
+        .expect("connect");
+        for round in 0..20_i64 {
+            let now = 1_000 + round * 10;
+            let candidate = |who: &str| StoredSigningKey {
+                kid: portcullis_core::ids::KeyId::from_trusted(format!("k_{who}_{round}")),
+                alg: SigningAlg::RS256,
+                private_key_blob: "v1.blob".to_owned(),
+                created_at: now,
+                activates_at: now,
+                retired_at: None,
+            };
+            // Nothing signs RS256 at `now` (the last round's winner is revoked).
+            for k in a.list_signing_keys().await.expect("list") {
+                a.revoke_signing_key(&k.kid, now).await.expect("revoke");
+            }
+            let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+            let (ka, kb) = (candidate("a"), candidate("b"));
+            let (ba, bb) = (barrier.clone(), barrier.clone());
+            let (ra, rb) = tokio::join!(
+                async {
+                    ba.wait().await;
+                    a.ensure_signing_key(&ka, now).await.expect("a")
+                },
+                async {
+                    bb.wait().await;
+                    b.ensure_signing_key(&kb, now).await.expect("b")
+                }
+            );
+            let mut changes = [ra, rb];
+            changes.sort_by_key(|c| matches!(c, SignerChange::Unchanged));
+            assert_eq!(changes[0], SignerChange::Inserted, "round {round}");
+            assert_eq!(changes[1], SignerChange::Unchanged, "round {round}");
+            assert_eq!(
+                a.list_signing_keys().await.expect("list").len(),
+                1,
+                "round {round}"
+            );
+        }
+    }
+
     /// A database made before Ed25519 keys (migrations up to 0014) keeps its keys, retired and
     /// revoked ones included, when 0015 rebuilds the table; EdDSA keys are accepted after.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,13 +270,17 @@ mod sqlite {
         }
         // The serving key settings: nothing before a server records them, then the last.
         assert_eq!(fresh_store.serving_keys().await.expect("serving"), None);
-        for (alg, lead) in [(SigningAlg::EdDSA, 3600), (SigningAlg::ES256, 20)] {
+        for (alg, lead, key_id) in [
+            (SigningAlg::EdDSA, 3600, "0a1b2c3d"),
+            (SigningAlg::ES256, 20, "ffee0011"),
+        ] {
             let serving = portcullis_core::store::ServingKeys {
                 access_token_alg: alg,
                 rotation: portcullis_core::keys::RotationPolicy {
                     period: 90 * 86_400,
                     lead,
                 },
+                encryption_key_id: key_id.to_owned(),
             };
             fresh_store
                 .record_serving_keys(&serving)
@@ -3005,6 +3063,7 @@ mod checks {
             key.activates_at = at;
             key
         };
+        assert!(!s.any_signing_key_stored().await.unwrap(), "a new store");
         let mut current = signs_now("k_cur", T0);
         current.alg = SigningAlg::RS256;
         s.insert_signing_key(&current).await.unwrap();
@@ -3051,8 +3110,11 @@ mod checks {
             None,
             "other algorithms untouched"
         );
-        // No key left at all: the candidate is stored, once.
+        // No key left at all: the candidate is stored, once. (The store is not new.)
         assert!(s.revoke_signing_key(&kid("k_wait"), T0 + 30).await.unwrap());
+        assert!(s.revoke_signing_key(&kid("k_es"), T0 + 30).await.unwrap());
+        assert!(s.list_signing_keys().await.unwrap().is_empty());
+        assert!(s.any_signing_key_stored().await.unwrap());
         assert_eq!(
             s.ensure_signing_key(&signs_now("k_new", T0 + 30), T0 + 30)
                 .await

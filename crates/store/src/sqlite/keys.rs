@@ -167,6 +167,14 @@ impl SigningKeyStore for SqliteStore {
         Ok(change)
     }
 
+    async fn any_signing_key_stored(&self) -> StoreResult<bool> {
+        let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM signing_keys LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(any.is_some())
+    }
+
     async fn serving_keys(&self) -> StoreResult<Option<ServingKeys>> {
         let value: Option<String> =
             sqlx::query_scalar("SELECT value FROM deployment_settings WHERE name = 'serving_keys'")
@@ -175,15 +183,17 @@ impl SigningKeyStore for SqliteStore {
                 .map_err(map_err)?;
         value
             .map(|v| {
-                // "<access-token alg> <publish lead s> <rotation period s>"
+                // "<access-token alg> <publish lead s> <rotation period s> <encryption key id>"
                 let mut parts = v.split(' ');
                 let parsed = (|| {
                     let alg = SigningAlg::parse(parts.next()?)?;
                     let lead = parts.next()?.parse().ok()?;
                     let period = parts.next()?.parse().ok()?;
+                    let key_id = parts.next().filter(|k| !k.is_empty())?.to_owned();
                     parts.next().is_none().then_some(ServingKeys {
                         access_token_alg: alg,
                         rotation: RotationPolicy { period, lead },
+                        encryption_key_id: key_id,
                     })
                 })();
                 parsed.ok_or_else(|| StoreError::Corrupt(format!("recorded serving_keys {v:?}")))
@@ -197,10 +207,11 @@ impl SigningKeyStore for SqliteStore {
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
         )
         .bind(format!(
-            "{} {} {}",
+            "{} {} {} {}",
             serving.access_token_alg.as_str(),
             serving.rotation.lead,
-            serving.rotation.period
+            serving.rotation.period,
+            serving.encryption_key_id
         ))
         .execute(&mut *self.write_conn().await?)
         .await
