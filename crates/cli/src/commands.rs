@@ -712,13 +712,41 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 })
                 .await?;
                 let (policy, enc) = key_maker(&store, config).await?;
-                portcullis_server::keyring::maintain(&store, &enc, &policy, now, None).await?;
-                anyhow::Ok(())
+                let keys =
+                    portcullis_server::keyring::maintain(&store, &enc, &policy, now, None).await?;
+                anyhow::Ok((policy, keys))
             };
-            if let Err(e) = after.await {
-                bail!("key {kid} revoked, but no replacement was made here ({e:#}); a running server makes one at its next key reload (within 5 s)");
-            }
+            let (policy, keys) = match after.await {
+                Ok(done) => done,
+                Err(e) => bail!("key {kid} revoked, but no replacement was made here ({e:#}); a running server makes one at its next key reload (within 5 s)"),
+            };
             println!("key {kid} revoked");
+            // Access tokens of an algorithm that now waits for a published key are signed by
+            // the stand-in meanwhile: APIs that accept only that algorithm refuse them.
+            let access = policy.access_token_alg.unwrap_or(SigningAlg::EdDSA);
+            let signing = keys.iter().any(|k| {
+                k.alg == access && k.activates_at <= now && k.retired_at.is_none_or(|r| now < r)
+            });
+            let next = keys
+                .iter()
+                .filter(|k| k.alg == access && k.activates_at > now && k.retired_at.is_none())
+                .min_by_key(|k| k.activates_at)
+                .filter(|_| !signing && !access.signs_id_tokens());
+            if let Some(next) = next {
+                use portcullis_core::store::{RecordedAlg, SigningKeyStore as _};
+                let stand_in = store
+                    .recorded_alg(RecordedAlg::StandIn)
+                    .await?
+                    .unwrap_or(SigningAlg::ES256);
+                println!(
+                    "{} access tokens are signed with {} (the stand-in) until key {} signs, in {} s: APIs that accept only {} refuse them until then",
+                    access.as_str(),
+                    stand_in.as_str(),
+                    next.kid,
+                    next.activates_at - now,
+                    access.as_str()
+                );
+            }
         }
     }
     Ok(())

@@ -122,7 +122,13 @@ async fn a_rotation_publishes_the_next_key_an_hour_before_it_signs() {
     // The signing key revoked while its successor still waits: access tokens are not left
     // without a signer (the stand-in, ES256, signs), and no key signs before it was
     // published: the successor keeps its activation and no other Ed25519 key is made.
-    srv.cli(&["keys", "revoke", &before[0]], None);
+    let said = srv.cli(&["keys", "revoke", &before[0]], None);
+    assert!(
+        said.contains(&format!(
+            "EdDSA access tokens are signed with ES256 (the stand-in) until key {new_kid} signs"
+        )),
+        "{said}"
+    );
     hup(&srv);
     eventually("the stand-in signs", || async {
         let at = machine_token(&srv, &http, &seed).await;
