@@ -638,11 +638,7 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 now,
             )
             .into_iter()
-            .filter(|a| {
-                stored.iter().any(|k| {
-                    k.alg == *a && k.activates_at <= now && k.retired_at.is_none_or(|r| now < r)
-                })
-            })
+            .filter(|a| stored.iter().any(|k| k.alg == *a && k.signs_at(now)))
             .collect();
             let algs = match alg.as_deref() {
                 None => kept,
@@ -724,12 +720,10 @@ pub async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             // Access tokens of an algorithm that now waits for a published key are signed by
             // the stand-in meanwhile: APIs that accept only that algorithm refuse them.
             let access = policy.access_token_alg.unwrap_or(SigningAlg::EdDSA);
-            let signing = keys.iter().any(|k| {
-                k.alg == access && k.activates_at <= now && k.retired_at.is_none_or(|r| now < r)
-            });
+            let signing = keys.iter().any(|k| k.alg == access && k.signs_at(now));
             let next = keys
                 .iter()
-                .filter(|k| k.alg == access && k.activates_at > now && k.retired_at.is_none())
+                .filter(|k| k.alg == access && k.waits_at(now))
                 .min_by_key(|k| k.activates_at)
                 .filter(|_| !signing && !access.signs_id_tokens());
             if let Some(next) = next {

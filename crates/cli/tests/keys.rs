@@ -39,6 +39,15 @@ fn keys_of(srv: &TestServer, alg: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `keys list`: the kid of the key of `alg` that signs now.
+fn signing_kid(srv: &TestServer, alg: &str) -> String {
+    keys_of(srv, alg)
+        .into_iter()
+        .find(|(_, state)| state == "signing")
+        .unwrap_or_else(|| panic!("no signing {alg} key"))
+        .0
+}
+
 fn kid_of(jwt: &str) -> String {
     let header: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
@@ -360,15 +369,7 @@ async fn an_upgraded_deployment_keeps_es256_until_its_operator_moves_to_eddsa() 
     assert_eq!(header_of(&before)["alg"], "RS256", "RS256 stands in");
     // An emergency elsewhere (the RS256 signing key revoked) replaces RS256 at once but leaves
     // the waiting Ed25519 key waiting: no second EdDSA key, none signing before its lead.
-    let rs_kid = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["alg"] == "RS256" && k["state"] == "signing")
-        .unwrap()["kid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let rs_kid = signing_kid(&srv, "RS256");
     srv.cli(&["keys", "revoke", &rs_kid], None);
     hup(&srv);
     let after_revoke = srv.cli_json(&["keys", "list"], None);
@@ -491,15 +492,7 @@ async fn key_commands_follow_the_servers_algorithm_not_their_own_environment() {
         next["activates_at"].as_i64().unwrap() - next["created_at"].as_i64().unwrap(),
         40
     );
-    let es = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["alg"] == "ES256" && k["state"] == "signing")
-        .unwrap()["kid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let es = signing_kid(&srv, "ES256");
     // Revoking the ES256 signing key while that successor waits: ID tokens cannot wait, so
     // the successor (published already) signs at once; no other key is made, and EdDSA,
     // which this command's own setting would choose, gets none.
@@ -556,15 +549,7 @@ async fn a_key_command_with_another_encryption_key_makes_no_key() {
         before,
         "nothing written"
     );
-    let es = before
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["alg"] == "ES256" && k["state"] == "signing")
-        .unwrap()["kid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let es = signing_kid(&srv, "ES256");
     let out = srv.cli_raw(&["keys", "revoke", &es], None);
     assert!(!out.status.success(), "the command says it did not finish");
     let said = String::from_utf8_lossy(&out.stderr);

@@ -351,24 +351,14 @@ pub fn rotation_due(
     let of_alg = keys.iter().filter(|k| k.alg == alg);
     let mut current: Option<&StoredSigningKey> = None;
     for k in of_alg {
-        if k.activates_at > now && k.retired_at.is_none() {
+        if k.waits_at(now) {
             return false;
         }
-        let signing = k.activates_at <= now && k.retired_at.is_none_or(|r| now < r);
-        if signing && current.is_none_or(|c| k.activates_at > c.activates_at) {
+        if k.signs_at(now) && current.is_none_or(|c| k.activates_at > c.activates_at) {
             current = Some(k);
         }
     }
     current.is_some_and(|c| now >= c.activates_at + policy.period - policy.lead)
-}
-
-impl KeySet {
-    /// Whether any key of `alg` can sign now or later (not retired).
-    pub fn can_sign(&self, alg: SigningAlg, now: i64) -> bool {
-        self.keys
-            .iter()
-            .any(|k| k.alg == alg && k.retired_at.is_none_or(|r| now < r))
-    }
 }
 
 #[cfg(test)]

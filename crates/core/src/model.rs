@@ -243,6 +243,19 @@ pub struct StoredSigningKey {
     pub retired_at: Option<i64>,
 }
 
+impl StoredSigningKey {
+    /// Whether it signs at `now`: activated and not yet retired (a key being replaced signs
+    /// until its successor activates).
+    pub fn signs_at(&self, now: i64) -> bool {
+        self.activates_at <= now && self.retired_at.is_none_or(|r| now < r)
+    }
+
+    /// Whether it is published and waits for its activation at `now`.
+    pub fn waits_at(&self, now: i64) -> bool {
+        self.activates_at > now && self.retired_at.is_none()
+    }
+}
+
 /// A signed-in browser session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {

@@ -194,12 +194,8 @@ pub async fn maintain<S: SigningKeyStore + AuditStore + ?Sized>(
     let mut changed = false;
     for alg in kept_algorithms(access, &stored, now) {
         // A key that signs *now*, and one published that waits for its activation.
-        let signing = stored
-            .iter()
-            .any(|k| k.alg == alg && k.activates_at <= now && k.retired_at.is_none_or(|r| now < r));
-        let waiting = stored
-            .iter()
-            .any(|k| k.alg == alg && k.activates_at > now && k.retired_at.is_none());
+        let signing = stored.iter().any(|k| k.alg == alg && k.signs_at(now));
+        let waiting = stored.iter().any(|k| k.alg == alg && k.waits_at(now));
         if signing {
             if keys::rotation_due(&stored, alg, now, &policy.rotation) {
                 let next = keys::generate(alg, enc, now, now + policy.rotation.lead)?;
